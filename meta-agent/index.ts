@@ -1,0 +1,1 @@
+export type { KnobDecl, KnobValue, LedgerEntry, ProposalContext, FileEdit, Proposal, Proposer } from './types.ts';
