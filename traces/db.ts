@@ -1,0 +1,110 @@
+/**
+ * The SQLite store: runs, experiments, evaluations. WAL mode; schema migrations by
+ * PRAGMA user_version. Every write that the loop's crash safety relies on is a single
+ * statement or a transaction, so kill -9 at any moment leaves a consistent ledger.
+ */
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export type DB = Database.Database;
+
+const MIGRATIONS: string[] = [
+  // 1: the ledger
+  `
+  CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    study_path TEXT NOT NULL,
+    study_json TEXT NOT NULL,
+    study_text TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    base_commit TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    lock_manifest TEXT NOT NULL,
+    metric_name TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    self_reported INTEGER NOT NULL DEFAULT 0,
+    unsafe_no_sandbox INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL,
+    stop_reason TEXT,
+    environment TEXT,
+    elapsed_ms INTEGER NOT NULL DEFAULT 0,
+    owner_pid INTEGER,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  CREATE TABLE experiments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    seq INTEGER NOT NULL,
+    parent_commit TEXT NOT NULL,
+    candidate_commit TEXT,
+    kept_commit TEXT,
+    proposer TEXT NOT NULL,
+    hypothesis TEXT NOT NULL,
+    meta TEXT,
+    edits TEXT NOT NULL,
+    diff TEXT NOT NULL,
+    files_hash TEXT NOT NULL,
+    status TEXT NOT NULL,
+    decision TEXT,
+    reason TEXT,
+    metric REAL,
+    incumbent_metric REAL,
+    improvement REAL,
+    margin REAL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    wall_ms INTEGER,
+    inside_ms INTEGER,
+    UNIQUE (run_id, seq)
+  );
+  CREATE INDEX experiments_run ON experiments(run_id, seq);
+  CREATE TABLE evaluations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    repeat INTEGER NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    metric REAL,
+    reason TEXT,
+    command_ms INTEGER NOT NULL,
+    evaluator_ms INTEGER NOT NULL,
+    exit_code INTEGER,
+    stdout_tail TEXT NOT NULL,
+    stderr_tail TEXT NOT NULL,
+    telemetry TEXT,
+    created_at TEXT NOT NULL,
+    UNIQUE (experiment_id, repeat)
+  );
+  `,
+];
+
+export function openDb(path: string): DB {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db);
+  return db;
+}
+
+export function migrate(db: DB): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`the store was written by a newer autoagent (schema ${version}, this one knows ${MIGRATIONS.length}): upgrade autoagent`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+export const now = (): string => new Date().toISOString();

@@ -1,0 +1,186 @@
+/** Typed reads and writes of the ledger tables (runs, experiments, evaluations). */
+import type { DB } from './db.ts';
+import { now } from './db.ts';
+
+export type RunStatus = 'running' | 'finished' | 'stopped' | 'failed';
+export type Decision = 'baseline' | 'kept' | 'discarded' | 'crash' | 'timeout' | 'rejected';
+export type EvalStatus = 'ok' | 'crash' | 'timeout' | 'rejected';
+
+export interface RunRow {
+  id: string;
+  name: string;
+  kind: string;
+  study_path: string;
+  study_json: string;
+  study_text: string;
+  config_hash: string;
+  repo: string;
+  base_commit: string;
+  branch: string;
+  lock_manifest: string;
+  metric_name: string;
+  direction: 'minimize' | 'maximize';
+  self_reported: number;
+  unsafe_no_sandbox: number;
+  status: RunStatus;
+  stop_reason: string | null;
+  environment: string | null;
+  elapsed_ms: number;
+  owner_pid: number | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface ExperimentRow {
+  id: number;
+  run_id: string;
+  seq: number;
+  parent_commit: string;
+  candidate_commit: string | null;
+  kept_commit: string | null;
+  proposer: string;
+  hypothesis: string;
+  meta: string | null;
+  edits: string;
+  diff: string;
+  files_hash: string;
+  /** pending: proposed, evaluations may be partial; decided: has a decision */
+  status: 'pending' | 'decided';
+  decision: Decision | null;
+  reason: string | null;
+  metric: number | null;
+  incumbent_metric: number | null;
+  improvement: number | null;
+  margin: number | null;
+  started_at: string;
+  finished_at: string | null;
+  wall_ms: number | null;
+  inside_ms: number | null;
+}
+
+export interface EvaluationRow {
+  id: number;
+  experiment_id: number;
+  repeat: number;
+  seed: number;
+  status: EvalStatus;
+  metric: number | null;
+  reason: string | null;
+  command_ms: number;
+  evaluator_ms: number;
+  exit_code: number | null;
+  stdout_tail: string;
+  stderr_tail: string;
+  telemetry: string | null;
+  created_at: string;
+}
+
+export type NewRun = Omit<RunRow, 'status' | 'stop_reason' | 'elapsed_ms' | 'owner_pid' | 'created_at' | 'updated_at'>;
+
+export function insertRun(db: DB, run: NewRun): void {
+  const t = now();
+  db.prepare(
+    `INSERT INTO runs (id, name, kind, study_path, study_json, study_text, config_hash, repo, base_commit, branch,
+      lock_manifest, metric_name, direction, self_reported, unsafe_no_sandbox, environment, status, elapsed_ms, created_at, updated_at)
+     VALUES (@id, @name, @kind, @study_path, @study_json, @study_text, @config_hash, @repo, @base_commit, @branch,
+      @lock_manifest, @metric_name, @direction, @self_reported, @unsafe_no_sandbox, @environment, 'running', 0, @t, @t)`,
+  ).run({ ...run, t });
+}
+
+export function getRun(db: DB, id: string): RunRow | undefined {
+  return db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+}
+
+export function latestRun(db: DB): RunRow | undefined {
+  return db.prepare('SELECT * FROM runs ORDER BY created_at DESC, rowid DESC LIMIT 1').get() as RunRow | undefined;
+}
+
+export function listRuns(db: DB): RunRow[] {
+  return db.prepare('SELECT * FROM runs ORDER BY created_at, rowid').all() as RunRow[];
+}
+
+export function setRunStatus(db: DB, id: string, status: RunStatus, stopReason: string | null): void {
+  db.prepare('UPDATE runs SET status = ?, stop_reason = ?, updated_at = ? WHERE id = ?').run(status, stopReason, now(), id);
+}
+
+export function claimRun(db: DB, id: string, pid: number): void {
+  db.prepare("UPDATE runs SET owner_pid = ?, status = 'running', stop_reason = NULL, updated_at = ? WHERE id = ?").run(pid, now(), id);
+}
+
+export function updateRunStudy(db: DB, id: string, studyJson: string): void {
+  db.prepare('UPDATE runs SET study_json = ?, updated_at = ? WHERE id = ?').run(studyJson, now(), id);
+}
+
+export function addRunElapsed(db: DB, id: string, ms: number): void {
+  db.prepare('UPDATE runs SET elapsed_ms = elapsed_ms + ?, updated_at = ? WHERE id = ?').run(Math.round(ms), now(), id);
+}
+
+export type NewExperiment = Pick<
+  ExperimentRow,
+  'run_id' | 'seq' | 'parent_commit' | 'candidate_commit' | 'proposer' | 'hypothesis' | 'meta' | 'edits' | 'diff' | 'files_hash'
+>;
+
+export function insertExperiment(db: DB, e: NewExperiment): ExperimentRow {
+  const info = db.prepare(
+    `INSERT INTO experiments (run_id, seq, parent_commit, candidate_commit, proposer, hypothesis, meta, edits, diff, files_hash, status, started_at)
+     VALUES (@run_id, @seq, @parent_commit, @candidate_commit, @proposer, @hypothesis, @meta, @edits, @diff, @files_hash, 'pending', @t)`,
+  ).run({ ...e, t: now() });
+  return db.prepare('SELECT * FROM experiments WHERE id = ?').get(info.lastInsertRowid) as ExperimentRow;
+}
+
+export interface DecisionFields {
+  decision: Decision;
+  reason: string;
+  metric: number | null;
+  incumbent_metric: number | null;
+  improvement: number | null;
+  margin: number | null;
+  kept_commit?: string | null;
+  wall_ms: number;
+  inside_ms: number;
+}
+
+export function decideExperiment(db: DB, id: number, d: DecisionFields): void {
+  db.prepare(
+    `UPDATE experiments SET status = 'decided', decision = @decision, reason = @reason, metric = @metric,
+       incumbent_metric = @incumbent_metric, improvement = @improvement, margin = @margin, kept_commit = @kept_commit,
+       finished_at = @t, wall_ms = @wall_ms, inside_ms = @inside_ms
+     WHERE id = @id`,
+  ).run({ kept_commit: null, ...d, id, t: now() });
+}
+
+export function listExperiments(db: DB, runId: string): ExperimentRow[] {
+  return db.prepare('SELECT * FROM experiments WHERE run_id = ? ORDER BY seq').all(runId) as ExperimentRow[];
+}
+
+export function getExperiment(db: DB, runId: string, seq: number): ExperimentRow | undefined {
+  return db.prepare('SELECT * FROM experiments WHERE run_id = ? AND seq = ?').get(runId, seq) as ExperimentRow | undefined;
+}
+
+export type NewEvaluation = Omit<EvaluationRow, 'id' | 'created_at'>;
+
+export function insertEvaluation(db: DB, e: NewEvaluation): void {
+  db.prepare(
+    `INSERT INTO evaluations (experiment_id, repeat, seed, status, metric, reason, command_ms, evaluator_ms, exit_code,
+       stdout_tail, stderr_tail, telemetry, created_at)
+     VALUES (@experiment_id, @repeat, @seed, @status, @metric, @reason, @command_ms, @evaluator_ms, @exit_code,
+       @stdout_tail, @stderr_tail, @telemetry, @t)`,
+  ).run({ ...e, t: now() });
+}
+
+export function evaluationsOf(db: DB, experimentId: number): EvaluationRow[] {
+  return db.prepare('SELECT * FROM evaluations WHERE experiment_id = ? ORDER BY repeat').all(experimentId) as EvaluationRow[];
+}
+
+export function evaluationsOfRun(db: DB, runId: string): Map<number, EvaluationRow[]> {
+  const rows = db.prepare(
+    `SELECT v.* FROM evaluations v JOIN experiments e ON e.id = v.experiment_id WHERE e.run_id = ? ORDER BY v.experiment_id, v.repeat`,
+  ).all(runId) as EvaluationRow[];
+  const out = new Map<number, EvaluationRow[]>();
+  for (const r of rows) {
+    const list = out.get(r.experiment_id) ?? [];
+    list.push(r);
+    out.set(r.experiment_id, list);
+  }
+  return out;
+}
