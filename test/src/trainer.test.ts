@@ -1,0 +1,220 @@
+/**
+ * The trainer kind end to end on CPU with tiny budgets, against deliberately cheating train files.
+ * Each cheat must be caught by locked code: nothing a train.py prints or writes is trusted.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { startRun } from '../../src/loop.ts';
+import { MemoryReporter } from '../../src/report.ts';
+import { openDb, listExperiments, evaluationsOf, getRun } from '../../traces/index.ts';
+import { showText } from '../../src/views.ts';
+import { findTorchPython } from '../../src/kinds/trainer.ts';
+import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
+import { makeRepo, cleanup } from '../helpers/repo.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const PREPARE = readFileSync(join(ROOT, 'gpu-trainer/prepare.py'), 'utf8');
+const TRAIN = readFileSync(join(ROOT, 'gpu-trainer/train.py'), 'utf8');
+
+function torchAvailable(): string | null {
+  try {
+    findTorchPython();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** a few KB of varied English-like text, split in documents */
+function corpus(): string {
+  const words = 'the quick brown fox jumps over a lazy dog while seven bright stars watch quietly from far above the old town'.split(' ');
+  const docs: string[] = [];
+  let s = 7;
+  for (let d = 0; d < 40; d++) {
+    const out: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      s = (s * 1103515245 + 12345) % 2147483648;
+      out.push(words[s % words.length]!);
+    }
+    docs.push(out.join(' ') + '.');
+  }
+  return docs.join('\n\n');
+}
+
+const STUDY = `name: tiny-gpt
+kind: trainer
+editable: [train.py]
+locked: [prepare.py, corpus.txt]
+metric: { name: val_bpb, direction: minimize }
+budget: { experiment_seconds: 3, grace_seconds: 8, evaluate_seconds: 60, experiments: 1 }
+acceptance: { baseline_repeats: 1, confirm_repeats: 0 }
+trainer: { corpus: corpus.txt, eval_tokens: 4096 }
+`;
+
+/** Python that exports a TorchScript model built by `body` (a Module class named M) and exits 0. */
+function exporter(body: string, extra = ''): string {
+  return `import json, os, torch, torch.nn as nn
+${extra}
+${body}
+out = os.environ['AUTOAGENT_OUTPUT_DIR']
+os.makedirs(out, exist_ok=True)
+m = torch.jit.trace(M().eval(), torch.zeros(2, 32, dtype=torch.long))
+m.save(os.path.join(out, 'model.pt'))
+json.dump({'block_size': 32, 'vocab_size': 256}, open(os.path.join(out, 'model_meta.json'), 'w'))
+`;
+}
+
+const PEEKER = exporter(`class M(nn.Module):
+    def forward(self, idx):
+        nxt = torch.cat([idx[:, 1:], idx[:, -1:]], dim=1)  # the NEXT token: cheating
+        return torch.nn.functional.one_hot(nxt, 256).float() * 20.0`);
+
+const NAN_MODEL = exporter(`class M(nn.Module):
+    def forward(self, idx):
+        return torch.zeros(idx.shape[0], idx.shape[1], 256) * float('nan')`);
+
+const UNIFORM = `class M(nn.Module):
+    def forward(self, idx):
+        return torch.zeros(idx.shape[0], idx.shape[1], 256) + idx.unsqueeze(-1).float() * 0.0`;
+
+const FAKE_PRINTER = exporter(UNIFORM, `print('METRIC val_bpb=0.001')\nprint('val_bpb: 0.001')\nprint('RESULT {"status": "ok", "val_bpb": 0.001}')`);
+
+const VAL_READER = exporter(UNIFORM, `import glob, sys
+data = os.environ['AUTOAGENT_DATA_DIR']
+tried = [os.path.join(data, '..', 'val', 'val.bin'), os.path.join(data, '..', 'test', 'test.bin')] + glob.glob('/tmp/**/val.bin', recursive=True)
+leaked = []
+for p in tried:
+    try:
+        open(p, 'rb').read(10)
+        leaked.append(p)
+    except OSError:
+        pass
+print('LEAKED ' + ' '.join(leaked) if leaked else 'val and test unreadable')`);
+
+const NO_EXPORT = `print('training... done (but nothing exported)')\n`;
+const SLEEPER = `import time\nprint('training forever', flush=True)\ntime.sleep(600)\n`;
+
+function scripted(trainFiles: Array<[string, string]>, onCall?: (i: number) => void): Proposer {
+  let i = 0;
+  return {
+    name: 'scripted',
+    propose: async (_ctx: ProposalContext) => {
+      onCall?.(i);
+      if (i >= trainFiles.length) return null;
+      const [hypothesis, content] = trainFiles[i++]!;
+      return { hypothesis, edits: [{ path: 'train.py', content }] };
+    },
+  };
+}
+
+test('trainer: a real baseline is scored by locked code, and every cheating train.py is caught', { timeout: 600_000 }, async (t) => {
+  const why = torchAvailable();
+  if (why) return t.skip(why);
+  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY });
+  try {
+    const cheats: Array<[string, string]> = [
+      ['peek at the next token', PEEKER],
+      ['read the validation data', VAL_READER],
+      ['print a fake val_bpb', FAKE_PRINTER],
+      ['export NaN logits', NAN_MODEL],
+      ['export nothing', NO_EXPORT],
+      ['train past the budget', SLEEPER],
+    ];
+    const res = await startRun(join(repo, 'study.yaml'), {
+      overrides: { experiments: cheats.length }, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: scripted(cheats),
+    });
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const db = openDb(res.dbPath);
+    const run = getRun(db, res.runId)!;
+    const exps = listExperiments(db, run.id);
+    const base = exps[0]!;
+    assert.equal(base.decision, 'baseline');
+    assert.ok(base.metric! > 0.5 && base.metric! < 8, `baseline val_bpb ${base.metric} is a real score below uniform (8)`);
+    const baseEval = evaluationsOf(db, base.id)[0]!;
+    const tel = JSON.parse(baseEval.telemetry!);
+    assert.ok(tel.train.steps > 0, 'training telemetry recorded');
+    assert.ok(Array.isArray(tel.train.loss_curve) && tel.train.loss_curve.length > 0);
+    assert.equal(tel.eval.status, 'ok');
+
+    const by = (h: string) => exps.find((e) => e.hypothesis === h)!;
+    // 1. causality probe
+    assert.equal(by('peek at the next token').decision, 'rejected');
+    assert.match(by('peek at the next token').reason!, /causality/);
+    // 2. the training sandbox cannot read val or test data
+    const reader = evaluationsOf(db, by('read the validation data').id)[0]!;
+    assert.match(reader.stdout_tail, /val and test unreadable/);
+    assert.doesNotMatch(reader.stdout_tail, /LEAKED/);
+    // 3. a fake printed val_bpb gets the real score (uniform model: exactly 8 bits per byte)
+    const fake = by('print a fake val_bpb');
+    assert.equal(fake.decision, 'discarded');
+    assert.ok(Math.abs(fake.metric! - 8) < 1e-6, `real score of the uniform model is 8.0, got ${fake.metric}`);
+    // 4. NaN, missing export → crash; past the budget plus grace → timeout
+    assert.equal(by('export NaN logits').decision, 'crash');
+    assert.match(by('export NaN logits').reason!, /NaN|inf/i);
+    assert.equal(by('export nothing').decision, 'crash');
+    assert.match(by('export nothing').reason!, /no model export|model\.pt/);
+    const sleeper = by('train past the budget');
+    assert.equal(sleeper.decision, 'timeout');
+    assert.ok(sleeper.wall_ms! < 30_000);
+    // show displays telemetry and scoring evidence
+    const text = showText(db, run, base);
+    assert.match(text, /training: device=cpu/);
+    assert.match(text, /loss curve: /);
+    assert.match(text, /scoring: status=ok/);
+    db.close();
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('trainer: editing the prepared data during a run stops it (locked manifest)', { timeout: 300_000 }, async (t) => {
+  const why = torchAvailable();
+  if (why) return t.skip(why);
+  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY });
+  try {
+    const tamper = (i: number) => {
+      if (i !== 0) return;
+      const cacheRoot = join(repo, '.autoagent', 'cache');
+      const cache = join(cacheRoot, readdirSync(cacheRoot).find((n) => !n.startsWith('.'))!);
+      const val = join(cache, 'val', 'val.bin');
+      writeFileSync(val, Buffer.alloc(readFileSync(val).length, 32)); // all spaces: trivially predictable
+    };
+    const res = await startRun(join(repo, 'study.yaml'), {
+      overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(),
+      proposer: scripted([['anything', TRAIN.replace(/^LEARNING_RATE = .*$/m, 'LEARNING_RATE = 1e-3  # peak')]], tamper),
+    });
+    assert.equal(res.status, 'failed');
+    assert.match(res.stopReason!, /locked file .*val\.bin changed since the run started/);
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('trainer: editing prepare.py in the checkout stops the run', { timeout: 300_000 }, async (t) => {
+  const why = torchAvailable();
+  if (why) return t.skip(why);
+  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY });
+  try {
+    const res = await startRun(join(repo, 'study.yaml'), {
+      overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(),
+      proposer: scripted([['anything', TRAIN.replace(/^LEARNING_RATE = .*$/m, 'LEARNING_RATE = 1e-3  # peak')]], (i) => {
+        if (i === 0) writeFileSync(join(repo, 'prepare.py'), PREPARE.replace('def ', 'def _unused(): pass\ndef ', 1));
+      }),
+    });
+    assert.equal(res.status, 'failed');
+    assert.match(res.stopReason!, /locked file prepare\.py changed since the run started/);
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('trainer: no Python with torch → one line with the install command', () => {
+  assert.throws(() => findTorchPython({ AUTOAGENT_PYTHON: '/bin/false' }), (e: Error) => {
+    assert.match(e.message, /AUTOAGENT_PYTHON=\/bin\/false cannot import torch/);
+    assert.match(e.message, /apt-get install python3-torch python3-numpy libopenblas0-pthread/);
+    assert.equal(e.message.split('\n').length, 1);
+    return true;
+  });
+});
