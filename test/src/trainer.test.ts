@@ -200,7 +200,7 @@ test('trainer: editing prepare.py in the checkout stops the run', { timeout: 300
     const res = await startRun(join(repo, 'study.yaml'), {
       overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(),
       proposer: scripted([['anything', TRAIN.replace(/^LEARNING_RATE = .*$/m, 'LEARNING_RATE = 1e-3  # peak')]], (i) => {
-        if (i === 0) writeFileSync(join(repo, 'prepare.py'), PREPARE.replace('def ', 'def _unused(): pass\ndef ', 1));
+        if (i === 0) writeFileSync(join(repo, 'prepare.py'), PREPARE.replace('def ', 'def _unused(): pass\ndef '));
       }),
     });
     assert.equal(res.status, 'failed');
