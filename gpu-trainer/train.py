@@ -24,7 +24,7 @@ BETA1 = 0.9  # AdamW beta1
 BETA2 = 0.99  # AdamW beta2
 GRAD_CLIP = 1.0  # max gradient norm (0 disables)
 DROPOUT = 0.0  # dropout probability in training
-USE_BIAS = False  # bias terms in linear and layernorm layers
+USE_BIAS = False  # bias terms in the linear layers
 TIE_WEIGHTS = True  # share the input embedding and the output projection
 COMPILE = True  # torch.compile on CUDA when available
 
@@ -45,24 +45,18 @@ SEED = int(env("AUTOAGENT_SEED", "0"))
 OUT_DIR = env("AUTOAGENT_OUTPUT_DIR", ".")
 
 random.seed(SEED); np.random.seed(SEED); torch.manual_seed(SEED)
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+DEVICE = os.environ.get("AUTOAGENT_DEVICE", "auto")  # auto | cpu | cuda (the loop sets it)
+DEVICE = ("cuda" if torch.cuda.is_available() else "cpu") if DEVICE == "auto" else DEVICE
 SDPA = hasattr(F, "scaled_dot_product_attention")
 if DEVICE == "cuda":
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
 
-def layer_norm():  # LayerNorm(bias=...) exists from torch 2.1 on
-    try:
-        return nn.LayerNorm(N_EMBD, bias=USE_BIAS)
-    except TypeError:
-        return nn.LayerNorm(N_EMBD)
-
-
 class Block(nn.Module):
     def __init__(self):
         super().__init__()
-        self.ln1, self.ln2 = layer_norm(), layer_norm()
+        self.ln1, self.ln2 = nn.LayerNorm(N_EMBD), nn.LayerNorm(N_EMBD)
         self.qkv = nn.Linear(N_EMBD, 3 * N_EMBD, bias=USE_BIAS)
         self.proj = nn.Linear(N_EMBD, N_EMBD, bias=USE_BIAS)
         self.fc = nn.Linear(N_EMBD, 4 * N_EMBD, bias=USE_BIAS)
@@ -92,7 +86,7 @@ class GPT(nn.Module):
         self.wte = nn.Embedding(VOCAB_SIZE, N_EMBD)
         self.wpe = nn.Embedding(BLOCK_SIZE, N_EMBD)
         self.blocks = nn.ModuleList([Block() for _ in range(N_LAYER)])
-        self.ln_f = layer_norm()
+        self.ln_f = nn.LayerNorm(N_EMBD)
         self.head = nn.Linear(N_EMBD, VOCAB_SIZE, bias=False)
         if TIE_WEIGHTS:
             self.head.weight = self.wte.weight
@@ -166,7 +160,14 @@ def train_step(lr):
 
 
 model.train()
-train_step(lr_at(0.0))  # warmup / compilation step: not timed, not counted
+try:
+    train_step(lr_at(0.0))  # warmup / compilation step: not timed, not counted
+except Exception as e:  # torch.compile can fail on some setups: fall back to eager mode
+    if train_model is model:
+        raise
+    print(f"torch.compile failed ({type(e).__name__}: {e}); training in eager mode", file=sys.stderr)
+    train_model = model
+    train_step(lr_at(0.0))
 if DEVICE == "cuda":
     torch.cuda.reset_peak_memory_stats()
 history, step, elapsed, next_print = [], 0, 0.0, 0.0

@@ -370,8 +370,11 @@ async function proposeNext(ctx: RunCtx, exps: ExperimentRow[]): Promise<boolean>
   const files = await editableFiles(ctx, parent);
   const seq = exps.length;
   const seen = new Set(exps.map((e) => e.files_hash));
+  // the proposer sees repo-relative paths; the study's are relative to its folder
+  const pre = ctx.paths.studyDir ? `${ctx.paths.studyDir}/` : '';
   const proposal = await ctx.proposer.propose({
-    files, editable: ctx.study.editable, knobs: ctx.study.knobs, metric: ctx.study.metric,
+    files, editable: ctx.study.editable.map((e) => pre + e.replace(/^\.\//, '')),
+    knobs: ctx.study.knobs.map((k) => ({ ...k, file: pre + k.file.replace(/^\.\//, '') })), metric: ctx.study.metric,
     ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed * 1_000_003 + seq * 7919 + exps.length), seen,
   });
   if (!proposal) return false;

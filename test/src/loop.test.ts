@@ -216,3 +216,22 @@ test('resume continues a stopped run without repeating recorded work', async () 
     cleanup(repo);
   }
 });
+
+test('a study in a subfolder: paths and commands are relative to the study file, the search proposer finds its knobs', async () => {
+  const repo = makeRepo({ 'sub/params.py': PARAMS_PY, 'sub/evaluate.py': EVALUATE_PY, 'sub/study.yaml': studyYaml(), 'README': 'x\n' });
+  try {
+    const res = await startRun(join(repo, 'sub', 'study.yaml'), opts({ overrides: { experiments: 3 } }));
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const db = openDb(res.dbPath);
+    const exps = listExperiments(db, res.runId);
+    assert.equal(exps.length, 4);
+    assert.equal(exps[0]!.metric, 13);
+    for (const e of exps.slice(1)) {
+      assert.match(e.hypothesis, /^(X|N) \S+ → \S+/);
+      assert.match(e.diff, /^diff --git a\/sub\/params.py/m);
+    }
+    db.close();
+  } finally {
+    cleanup(repo);
+  }
+});
