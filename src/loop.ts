@@ -399,6 +399,7 @@ async function proposeNext(ctx: RunCtx, exps: ExperimentRow[]): Promise<boolean>
     ctx.reporter.event(`[exp ${seq}/${ctx.study.budget.experiments}] rejected: ${rejection} (${proposal.hypothesis})`);
     return true;
   }
+  // the worktree is left in place for processExperiment, which evaluates in it next
   const wt = worktreePath(ctx, seq);
   await g.addWorktree(ctx.paths.repo, wt, parent);
   try {
@@ -407,8 +408,9 @@ async function proposeNext(ctx: RunCtx, exps: ExperimentRow[]): Promise<boolean>
       run_id: ctx.run.id, seq, parent_commit: parent, candidate_commit: candidate, proposer: ctx.proposer.name,
       hypothesis: proposal.hypothesis, meta, edits: JSON.stringify(edits), diff: await g.diff(ctx.paths.repo, parent, candidate), files_hash: hash,
     });
-  } finally {
+  } catch (e) {
     await g.removeWorktree(ctx.paths.repo, wt);
+    throw e;
   }
   return true;
 }
@@ -475,7 +477,7 @@ async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat:
 async function processExperiment(ctx: RunCtx, exp: ExperimentRow): Promise<void> {
   const started = Date.now();
   const wt = worktreePath(ctx, exp.seq);
-  await g.addWorktree(ctx.paths.repo, wt, exp.candidate_commit!);
+  if (!existsSync(wt) || (await g.revParse(wt, 'HEAD')) !== exp.candidate_commit) await g.addWorktree(ctx.paths.repo, wt, exp.candidate_commit!);
   try {
     if (exp.seq === 0) await runBaseline(ctx, exp, wt, started);
     else await runCandidate(ctx, exp, wt, started);
