@@ -16,6 +16,8 @@ export interface KnobDecl {
   log?: boolean;
   /** allowed values: the only way a string knob becomes searchable */
   choices?: Array<string | number | boolean>;
+  /** false: never search this knob (e.g. a switch that only matters on another device) */
+  search?: boolean;
 }
 
 export type KnobValue = number | boolean | string;

@@ -28,7 +28,7 @@ import { adapterFor } from './kinds/index.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
 import { makeProposer } from '../meta-agent/proposers.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
-import { seededRandom } from './random.ts';
+import { seededRandom } from '../meta-agent/search/rng.ts';
 import type { Reporter } from './report.ts';
 import { fmtMetric, fmtDuration, fmtDelta } from './format.ts';
 
@@ -375,7 +375,7 @@ async function proposeNext(ctx: RunCtx, exps: ExperimentRow[]): Promise<boolean>
   const proposal = await ctx.proposer.propose({
     files, editable: ctx.study.editable.map((e) => pre + e.replace(/^\.\//, '')),
     knobs: ctx.study.knobs.map((k) => ({ ...k, file: pre + k.file.replace(/^\.\//, '') })), metric: ctx.study.metric,
-    ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed * 1_000_003 + seq * 7919 + exps.length), seen,
+    ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed, seq), seen,
   });
   if (!proposal) return false;
   // drop edits that change nothing; a proposal that changes nothing is not an experiment

@@ -17,6 +17,7 @@ export const KnobDeclSchema = z.strictObject({
   max: z.number().optional(),
   log: z.boolean().optional(),
   choices: z.array(z.union([z.string(), z.number(), z.boolean()])).min(2).optional(),
+  search: z.boolean().optional(),
 });
 
 export const MetricSchema = z.strictObject({

@@ -448,7 +448,7 @@ export function findKnobs(path: string, source: string, decls: KnobDecl[]): Knob
   const knobs: Knob[] = [];
   for (const c of scan.candidates) {
     const decl = declOf.get(c.name);
-    if ((scan.assigned.get(c.name) ?? 0) > 1) continue;
+    if ((scan.assigned.get(c.name) ?? 0) > 1 || decl?.search === false) continue;
     if (!decl) {
       const nameOk = syntax === 'python' ? AUTO_NAME.test(c.name) : /^[A-Za-z_][A-Za-z0-9_-]*$/.test(c.name);
       if (!nameOk || SEED_NAME.test(c.name) || c.literal.kind === 'string') continue;

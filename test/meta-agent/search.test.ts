@@ -628,3 +628,17 @@ test('search follows a kept direction and turns around after two discards', asyn
   console.log(`  after 5 → 6 and 5 → 7 were discarded: ${JSON.stringify(after2)}`);
   assert.ok(after2.down > 3 * after2.up, `turned around: ${JSON.stringify(after2)}`);
 });
+
+test('a knob declared with search: false is never proposed', async () => {
+  const src = 'LR = 1e-3  # learning rate\nCOMPILE = True  # only matters on CUDA\n';
+  assert.deepEqual(findKnobs('t.py', src, [{ file: 't.py', name: 'COMPILE', search: false }]).map((k) => k.name), ['LR']);
+  const p = new SearchProposer();
+  for (let i = 0; i < 20; i++) {
+    const prop = await p.propose({
+      files: { 't.py': src }, editable: ['t.py'], knobs: [{ file: 't.py', name: 'COMPILE', search: false }],
+      metric: { name: 'loss', direction: 'minimize' }, ledger: [], random: seededRandom(i), seen: new Set(),
+    });
+    assert.ok(prop);
+    assert.doesNotMatch(prop.hypothesis, /COMPILE/);
+  }
+});
