@@ -1,0 +1,152 @@
+/**
+ * The trainer study under the same budget for three proposers, side by side in one run:
+ * `search`, `random`, and `noop` (edits that change nothing but a comment: the baseline
+ * repeated, so every keep it makes is a false keep). Each arm runs with several proposer
+ * seeds; every kept change is then re-evaluated against its parent with fresh seeds to count
+ * false keeps (kept changes that do not reproduce).
+ *
+ *   node --import tsx bench/trainer.ts [--experiments 8] [--seconds 10] [--seeds 2] [--recheck 2]
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startRun } from '../src/loop.ts';
+import { MemoryReporter } from '../src/report.ts';
+import { openDb, listExperiments, evaluationsOf, getRun, type DB } from '../traces/index.ts';
+import type { Proposer } from '../meta-agent/index.ts';
+import { mean } from '../src/ratchet.ts';
+import { writeSection, machine } from './markdown.ts';
+
+const { values } = parseArgs({
+  options: {
+    experiments: { type: 'string', default: '8' },
+    seconds: { type: 'string', default: '10' },
+    seeds: { type: 'string', default: '2' },
+    recheck: { type: 'string', default: '2' },
+  },
+});
+const E = Number(values.experiments);
+const S = Number(values.seconds);
+const SEEDS = Number(values.seeds);
+const RECHECK = Number(values.recheck);
+const ROOT = resolve(import.meta.dirname, '..');
+
+const git = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8' }).trim();
+
+/** a fresh repo holding the shipped gpu-trainer folder, with a study for this bench */
+function makeRepo(proposer: string, seed: number): string {
+  const dir = mkdtempSync(join(tmpdir(), 'autoagent-bench-'));
+  for (const f of ['prepare.py', 'train.py']) cpSync(join(ROOT, 'gpu-trainer', f), join(dir, f));
+  writeFileSync(join(dir, 'study.yaml'), `name: bench
+kind: trainer
+editable: [train.py]
+locked: [prepare.py]
+metric: { name: val_bpb, direction: minimize }
+budget: { experiment_seconds: ${S}, grace_seconds: 60, experiments: ${E} }
+proposer: { type: ${proposer === 'noop' ? 'search' : proposer}, seed: ${seed} }
+acceptance: { baseline_repeats: 3, min_delta: 0.002, confirm_repeats: 1 }
+knobs:
+  - { file: train.py, name: N_HEAD, choices: [1, 2, 4, 8] }
+  - { file: train.py, name: COMPILE, search: false }
+trainer: { corpus: brown }
+`);
+  git(dir, 'init', '-q', '-b', 'main');
+  git(dir, 'add', '-A');
+  git(dir, '-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-q', '-m', 'bench');
+  return dir;
+}
+
+/** the baseline repeated: each proposal only adds a comment line */
+const noop: Proposer = {
+  name: 'noop',
+  propose: async (ctx) => {
+    const path = Object.keys(ctx.files)[0]!;
+    return { hypothesis: `no-op comment #${ctx.ledger.length}`, edits: [{ path, content: ctx.files[path] + `# no-op ${ctx.ledger.length}\n` }] };
+  },
+};
+
+/** mean val_bpb of a train.py over RECHECK evaluations: a run with --experiments 0 on a commit holding it */
+async function measureTrain(repo: string, content: string): Promise<number> {
+  writeFileSync(join(repo, 'train.py'), content);
+  git(repo, '-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-q', '--allow-empty', '-am', 'recheck');
+  const res = await startRun(join(repo, 'study.yaml'), { overrides: { experiments: 0 }, unsafeNoSandbox: false, reporter: new MemoryReporter() });
+  const db = openDb(res.dbPath);
+  const base = listExperiments(db, res.runId)[0]!;
+  const m = evaluationsOf(db, base.id).map((v) => v.metric!);
+  db.close();
+  return mean(m);
+}
+
+interface ArmResult { arm: string; seed: number; baseline: number; final: number; kept: number; falseKeeps: number; evaluated: number; wallS: number; insideS: number; overheadPct: number }
+
+function summarize(db: DB, runId: string) {
+  const exps = listExperiments(db, runId);
+  const base = exps[0]!;
+  const kept = exps.filter((e) => e.decision === 'kept');
+  const final = kept.length ? kept[kept.length - 1]!.metric! : base.metric!;
+  const inside = exps.reduce((s, e) => s + (e.inside_ms ?? 0), 0) / 1000;
+  return { base, kept, final, inside, evaluated: exps.filter((e) => e.seq > 0).length };
+}
+
+const results: ArmResult[] = [];
+for (let seed = 1; seed <= SEEDS; seed++) {
+  for (const arm of ['search', 'random', 'noop']) {
+    const repo = makeRepo(arm, seed);
+    try {
+      const t0 = performance.now();
+      const res = await startRun(join(repo, 'study.yaml'), {
+        overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: arm === 'noop' ? noop : undefined,
+      });
+      const wallS = (performance.now() - t0) / 1000;
+      const db = openDb(res.dbPath);
+      const run = getRun(db, res.runId)!;
+      const s = summarize(db, run.id);
+      db.close();
+      // re-evaluate each kept train.py and its parent's with seeds the decision did not use
+      const study = readFileSync(join(repo, 'study.yaml'), 'utf8');
+      writeFileSync(join(repo, 'study.yaml'), study.replace('baseline_repeats: 3', `baseline_repeats: ${RECHECK}`));
+      let falseKeeps = 0;
+      for (const k of s.kept) {
+        const keptMean = await measureTrain(repo, git(repo, 'show', `${k.kept_commit}:train.py`) + '\n');
+        const parentMean = await measureTrain(repo, git(repo, 'show', `${k.parent_commit}:train.py`) + '\n');
+        if (!(keptMean < parentMean)) falseKeeps++;
+      }
+      results.push({
+        arm, seed, baseline: s.base.metric!, final: s.final, kept: s.kept.length, falseKeeps, evaluated: s.evaluated,
+        wallS, insideS: s.inside, overheadPct: ((wallS - s.inside) / wallS) * 100,
+      });
+      process.stderr.write(`${arm} seed ${seed}: baseline ${s.base.metric!.toFixed(4)} → ${s.final.toFixed(4)}, kept ${s.kept.length}, false keeps ${falseKeeps}\n`);
+    } finally {
+      rmSync(repo, { recursive: true, force: true });
+    }
+  }
+}
+
+const arms = ['search', 'random', 'noop'];
+const lines = arms.map((arm) => {
+  const rs = results.filter((r) => r.arm === arm);
+  const rel = mean(rs.map((r) => r.final / r.baseline));
+  const kept = rs.reduce((s, r) => s + r.kept, 0);
+  const fk = rs.reduce((s, r) => s + r.falseKeeps, 0);
+  const ov = mean(rs.map((r) => r.overheadPct));
+  return `| ${arm} | ${rel.toFixed(4)} (${((rel - 1) * 100).toFixed(2)}%) | ${kept} of ${rs.reduce((s, r) => s + r.evaluated, 0)} | ${fk} | ${ov.toFixed(1)}% |`;
+});
+const body = `## Trainer study: search vs random vs no change (\`node --import tsx bench/trainer.ts\`)
+
+Same budget for each arm: ${E} experiments × ${S} s of training on CPU after 3 baseline repeats
+(confirmations as the ratchet asks), ${SEEDS} proposer seeds each, the Brown corpus, measured
+${new Date().toISOString().slice(0, 10)} on ${machine()}. *noop* proposes an edit that only adds a comment: every keep
+it makes is a false keep. *False keeps*: kept changes whose kept tree did not beat its parent's tree again
+when both were re-evaluated ${RECHECK}× with fresh seeds. *Overhead*: run wall time minus the time inside
+train.py and the locked evaluator, as a share of the run (sandbox start, dataset check, git, SQLite).
+
+| proposer | final val_bpb / baseline (mean over seeds) | kept | false keeps | overhead |
+| --- | --- | --- | --- | --- |
+${lines.join('\n')}
+
+Per seed: ${results.map((r) => `${r.arm}#${r.seed} ${r.baseline.toFixed(3)}→${r.final.toFixed(3)}`).join(', ')}.
+`;
+writeSection('trainer', body);
+process.stdout.write(body);
