@@ -47,6 +47,11 @@ export interface SandboxSpec {
   /** Run without bwrap: plain child in its own process group, same deadline and killing. */
   unsafeNoSandbox?: boolean;
   stdin?: string;
+  /** Keep stdin open and hand it to the caller (a line protocol with a long-lived worker);
+   *  called once, right after the process starts. */
+  interactive?: (stdin: import('node:stream').Writable) => void;
+  /** Aborting kills the whole run at once, like the deadline (the result has timedOut false). */
+  signal?: AbortSignal;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: string) => void;
   /** Keep at most this many bytes of each stream (the TAIL); default 1 MiB. */
   maxOutputBytes?: number;
@@ -636,7 +641,7 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
       cwd: spawnCwd ?? '/',
       env: spec.env,
       detached: true, // own session and process group: kill(-pid) reaches the whole group
-      stdio: [spec.stdin !== undefined ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+      stdio: [spec.stdin !== undefined || spec.interactive ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     });
   } catch (e) {
     cgroup?.remove();
@@ -689,7 +694,15 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
       child.stdin.on('error', () => {
         /* EPIPE: the command did not read its input */
       });
-      child.stdin.end(spec.stdin);
+      if (spec.interactive) spec.interactive(child.stdin);
+      else child.stdin.end(spec.stdin);
+    }
+    const onAbort = () => {
+      if (run) killRun(run);
+    };
+    if (spec.signal) {
+      if (spec.signal.aborted) onAbort();
+      else spec.signal.addEventListener('abort', onAbort, { once: true });
     }
 
     let finished = false;
@@ -697,6 +710,7 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
+      spec.signal?.removeEventListener('abort', onAbort);
       const durationMs = Math.round(performance.now() - start);
       if (run) {
         run.exited = true;

@@ -489,3 +489,30 @@ describe('sandbox', { skip }, () => {
     assert.deepEqual(argv.slice(-4), ['--', '/bin/sh', '-c', 'make test']);
   });
 });
+
+describe('interactive workers', { skip }, () => {
+  test('a long-lived process answers lines written to its stdin, and an abort kills it at once', async () => {
+    const controller = new AbortController();
+    const lines: string[] = [];
+    let stdin: import('node:stream').Writable | undefined;
+    const started = Date.now();
+    const result = runSandboxed(spec({
+      command: `${PY} -u -c "import sys\nfor line in sys.stdin:\n    print('echo ' + line.strip(), flush=True)"`,
+      timeoutMs: 60_000,
+      interactive: (s) => { stdin = s; },
+      signal: controller.signal,
+      onOutput: (stream, chunk) => { if (stream === 'stdout') lines.push(...chunk.split('\n').filter(Boolean)); },
+    }));
+    assert.ok(stdin, 'stdin handed over at start');
+    stdin!.write('one\n');
+    stdin!.write('two\n');
+    const until = Date.now() + 10_000;
+    while (lines.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(lines, ['echo one', 'echo two']);
+    controller.abort();
+    const r = await result;
+    assert.equal(r.timedOut, false);
+    assert.notEqual(r.exitCode, 0);
+    assert.ok(Date.now() - started < 20_000, 'killed long before the deadline');
+  });
+});
