@@ -9,6 +9,7 @@ import { repoRoot } from './git.ts';
 import { StreamReporter } from './report.ts';
 import { killAllSandboxes } from './sandbox/index.ts';
 import { studyJsonSchema } from './study.ts';
+import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
 function intArg(name: string) {
@@ -113,7 +114,10 @@ Examples:
   autoagent log                                        the ledger of the latest run
   autoagent show 3                                     diff, evaluations and decision of experiment 3
   autoagent resume <run-id>                            continue a run that was stopped or killed
-  autoagent status --json                              every run in this repository's store`);
+  autoagent status --json                              every run in this repository's store
+  autoagent eval --harness harnesses/gsm8k --bench gsm8k --limit 20
+  autoagent traces 3 --failed                          transcripts of experiment 3's failed tasks
+  autoagent traces search "timeout"                    full-text search over every trace`);
 
   addRunOptions(program.command('run <study>').description('start a run of a study file')).action(async (study: string, o: RunOpts) => {
     exit.code = await withInterrupts(io, (lo) => startRun(study, lo), o);
@@ -140,6 +144,28 @@ Examples:
     .action(async (o: CommonOpts) => {
       const db = openDb(await storePath(o));
       io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
+    });
+  program.command('eval').description('evaluate a harness on a benchmark split, outside any run: per-task results and the aggregate')
+    .requiredOption('--harness <dir>', 'the harness folder (harness.yaml, prompts/, tools/)')
+    .requiredOption('--bench <name>', 'a built-in benchmark (gsm8k, bbh, humaneval-x-js, tooluse) or a benchmark folder')
+    .option('--split <split>', 'train | val | test', 'val')
+    .option('--limit <n>', 'only the first N tasks of the split', intArg('--limit'), 0)
+    .option('--concurrency <n>', 'tasks at once', intArg('--concurrency'), 4)
+    .option('--data <dir>', 'data root of the built-in suites (default: AUTOAGENT_DATA)')
+    .option('--prices <file>', 'a price table (JSON or YAML) over the defaults')
+    .option('--cache', 'replay identical model requests from the store\'s response cache')
+    .option('--unsafe-no-sandbox', 'run the task-agent without bubblewrap')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (o: EvalCliOptions & { split: string }) => {
+      if (!['train', 'val', 'test'].includes(o.split)) throw new UsageError(`--split: one of train, val, test (got ${o.split})`);
+      exit.code = await evalCommand(o, io.out, io.err);
+    });
+  program.command('traces <target> [query]').description('transcripts of an experiment (N or RUN/N) or an eval (eval-…); `traces search "text"` searches every trace')
+    .option('--task <id>', 'only this task').option('--failed', 'only failed or wrong tasks')
+    .option('--run <id>', 'the run (default: the latest)').option('--limit <n>', 'search hits to show', intArg('--limit'), 20)
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
+      exit.code = await tracesCommand(target, query, o, io.out);
     });
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')

@@ -30,6 +30,7 @@ import { makeProposer } from '../meta-agent/proposers.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
 import { seededRandom } from '../meta-agent/search/rng.ts';
 import type { Reporter } from './report.ts';
+import { SpendGuard } from '../task-agent/evaluate.ts';
 import { fmtMetric, fmtDuration, fmtDelta } from './format.ts';
 
 export interface Overrides {
@@ -77,9 +78,12 @@ interface RunCtx {
   signal: AbortSignal;
   sessionStart: number;
   lastCheckpoint: number;
+  guard: SpendGuard;
 }
 
 class Interrupted extends Error {}
+/** the token or dollar budget ran out mid-evaluation: the partial evaluation is not recorded */
+class BudgetStop extends Error {}
 
 export function defaultDbPath(repo: string): string {
   return join(repo, '.autoagent', 'autoagent.db');
@@ -231,6 +235,7 @@ async function drive(
     signal: opts.signal ?? new AbortController().signal,
     sessionStart: Date.now(),
     lastCheckpoint: Date.now(),
+    guard: runGuard(db, runId, study),
   };
   await cleanStaleWorktrees(ctx);
   let status: RunRow['status'] = 'finished';
@@ -248,6 +253,9 @@ async function drive(
     } else if (e instanceof BaselineFailed) {
       status = 'failed';
       reason = e.message;
+    } else if (e instanceof BudgetStop) {
+      status = 'stopped';
+      reason = `${e.message}; raise budget.tokens / budget.dollars and resume to go on`;
     } else {
       checkpoint(ctx);
       setRunStatus(db, runId, 'stopped', `error: ${(e as Error).message}`);
@@ -262,6 +270,18 @@ async function drive(
 }
 
 class BaselineFailed extends UserError {}
+
+/** The run's spend so far (from its traces) against its token and dollar budgets. */
+function runGuard(db: DB, runId: string, study: Study): SpendGuard {
+  const row = db.prepare('SELECT COALESCE(SUM(input_tokens + output_tokens), 0) t, COALESCE(SUM(cost_usd), 0) c FROM traces WHERE run_id = ?').get(runId) as { t: number; c: number };
+  return new SpendGuard(row.t, row.c, study.budget.tokens, study.budget.dollars);
+}
+
+/** per-task mean scores of an experiment's evaluations (harness kinds), for the screen */
+function taskMeans(db: DB, runId: string, seq: number): Map<string, number> {
+  const rows = db.prepare('SELECT task_id, AVG(COALESCE(score, 0)) s FROM traces WHERE run_id = ? AND experiment_seq = ? GROUP BY task_id').all(runId, seq) as Array<{ task_id: string; s: number }>;
+  return new Map(rows.map((r) => [r.task_id, r.s]));
+}
 
 function checkpoint(ctx: RunCtx): void {
   const t = Date.now();
@@ -445,7 +465,7 @@ export function runNoise(db: DB, runId: string): Noise {
   return pooledNoise(groups);
 }
 
-async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat: number, label: string): Promise<EvaluationRow> {
+async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat: number, label: string, screenAgainst?: Map<string, number>): Promise<EvaluationRow> {
   verifyManifest(ctx.manifest, ctx.paths.repo, wt, ctx.trackedLocked);
   await g.resetWorktree(wt, exp.candidate_commit!);
   const scratch = mkdtempSync(join(tmpdir(), 'autoagent-scratch-'));
@@ -459,12 +479,15 @@ async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat:
       lockedBinds: ctx.untrackedLocked.map((p) => ({ src: join(ctx.paths.repo, p), dest: join(wt, p) })),
       hidden: ctx.hidden.map((p) => join(wt, p)),
       policy: ctx.policy, prepared: ctx.prepared,
+      run: { db: ctx.db, id: ctx.run.id, seq: exp.seq }, guard: ctx.guard, screenAgainst, signal: ctx.signal,
     });
     if (ctx.signal.aborted) throw new Interrupted();
+    if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
     insertEvaluation(ctx.db, {
       experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
       command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,
-      stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail, telemetry: out.telemetry ? JSON.stringify(out.telemetry) : null,
+      stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail,
+      telemetry: out.telemetry || out.screenedOut ? JSON.stringify({ ...out.telemetry, ...(out.screenedOut ? { screened_out: out.screenedOut } : {}) }) : null,
     });
     return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
   } finally {
@@ -535,10 +558,12 @@ async function runCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started
 
   ctx.reporter.event(`${label} ${exp.hypothesis}`);
   const evals = evaluationsOf(db, exp.id);
-  const screen = evals.find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, wt, 0, label));
+  const screen = evals.find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, wt, 0, label, taskMeans(db, ctx.run.id, inc.seq)));
   if (screen.status !== 'ok') {
     return record(ctx, exp, screen.status as Decision, screen.reason ?? screen.status, null, started);
   }
+  const screenedOut = screen.telemetry ? (JSON.parse(screen.telemetry).screened_out as string | undefined) : undefined;
+  if (screenedOut) return record(ctx, exp, 'discarded', screenedOut, null, started);
   let j = judge(study.metric.direction, incMetrics, [screen.metric!], pooledNoise(noiseGroups(ctx)), rule);
   if (!j.pass) {
     return record(ctx, exp, 'discarded', `screen: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);

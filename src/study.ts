@@ -36,6 +36,10 @@ export const BudgetSchema = z.strictObject({
   evaluate_seconds: z.number().positive().default(300),
   experiments: z.number().int().nonnegative().default(20),
   wall_seconds: z.number().positive().default(8 * 3600),
+  /** model tokens (input + output) the whole run may spend; 0 = no limit */
+  tokens: z.number().nonnegative().default(0),
+  /** dollars the whole run may spend (from the price table); 0 = no limit */
+  dollars: z.number().nonnegative().default(0),
 });
 
 export const ProposerSchema = z.strictObject({
@@ -67,6 +71,25 @@ export const TrainerSchema = z.strictObject({
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
 });
 
+export const HarnessStudySchema = z.strictObject({
+  /** the harness folder, relative to the study file (its files are usually the editable ones) */
+  dir: z.string().min(1),
+  /** a built-in benchmark name (gsm8k, bbh, humaneval-x-js, tooluse) or a benchmark folder */
+  benchmark: z.string().min(1),
+  split: z.enum(['train', 'val']).default('val'),
+  /** evaluate only the first N tasks of the split (0: all) */
+  limit: z.number().int().nonnegative().default(0),
+  concurrency: z.number().int().positive().default(4),
+  /** evaluate a candidate on the first N tasks first; one that scores below the incumbent there is discarded without the full cost (0: off) */
+  screen_tasks: z.number().int().nonnegative().default(0),
+  /** data root for built-in suites (default: AUTOAGENT_DATA) */
+  data: z.string().optional(),
+  /** a price table (JSON or YAML) over the defaults */
+  prices: z.string().optional(),
+  /** replay identical model requests from the store's response cache */
+  cache: z.boolean().default(false),
+});
+
 export const StudySchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a name of letters, digits, _ . - (used in branch names)'),
   kind: z.enum(['command', 'trainer', 'harness']),
@@ -83,6 +106,7 @@ export const StudySchema = z.strictObject({
   sandbox: SandboxSettingsSchema.default(SandboxSettingsSchema.parse({})),
   env: z.record(z.string(), z.string()).default({}),
   trainer: TrainerSchema.optional(),
+  harness: HarnessStudySchema.optional(),
 }).superRefine((s, ctx) => {
   if (s.kind === 'command' && !s.command) {
     ctx.addIssue({ code: 'custom', path: ['command'], message: 'a command to run for each candidate (kind: command)' });
@@ -102,8 +126,11 @@ export const StudySchema = z.strictObject({
       }
     }
   }
-  if (s.kind === 'harness') {
-    ctx.addIssue({ code: 'custom', path: ['kind'], message: 'command or trainer (harness studies are not available in this version)' });
+  if (s.kind === 'harness' && !s.harness) {
+    ctx.addIssue({ code: 'custom', path: ['harness'], message: 'a harness section with dir and benchmark (kind: harness)' });
+  }
+  if (s.kind === 'harness' && s.metric.direction !== 'maximize') {
+    ctx.addIssue({ code: 'custom', path: ['metric', 'direction'], message: 'maximize (a harness study maximizes the mean task score)' });
   }
 });
 

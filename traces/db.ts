@@ -9,7 +9,7 @@ import { dirname } from 'node:path';
 
 export type DB = Database.Database;
 
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: readonly string[] = [
   // 1: the ledger
   `
   CREATE TABLE runs (
@@ -79,6 +79,69 @@ const MIGRATIONS: string[] = [
     telemetry TEXT,
     created_at TEXT NOT NULL,
     UNIQUE (experiment_id, repeat)
+  );
+  `,
+  // 2: traces of harness evaluations (traces/traces.ts). `seq` is an explicit INTEGER PRIMARY KEY so that
+  // VACUUM never renumbers it: trace_fts rowids point at spans.seq (> 0) and at -traces.seq (< 0).
+  `
+  CREATE TABLE traces (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    run_id TEXT,
+    experiment_seq INTEGER,
+    group_id TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    repeat INTEGER NOT NULL,
+    benchmark TEXT NOT NULL,
+    split TEXT NOT NULL,
+    harness TEXT NOT NULL,
+    status TEXT NOT NULL,
+    score REAL,
+    pass INTEGER,
+    output TEXT,
+    error TEXT,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    finalized INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX traces_group ON traces(group_id, task_id, repeat);
+  CREATE INDEX traces_run ON traces(run_id, experiment_seq);
+  CREATE INDEX traces_task ON traces(task_id);
+  CREATE TABLE spans (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL,
+    trace_id TEXT NOT NULL REFERENCES traces(id),
+    parent_id TEXT,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT NOT NULL,
+    error TEXT,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cache_read_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    attributes TEXT NOT NULL,
+    UNIQUE (trace_id, id)
+  );
+  CREATE INDEX spans_parent ON spans(parent_id);
+  CREATE VIRTUAL TABLE trace_fts USING fts5(kind, name, body, error, tokenize = 'porter unicode61 remove_diacritics 2');
+  `,
+  // 3: the response cache (optional replay of identical model requests, keyed by request hash)
+  `
+  CREATE TABLE model_cache (
+    key TEXT PRIMARY KEY,
+    response TEXT NOT NULL,
+    created_at TEXT NOT NULL
   );
   `,
 ];

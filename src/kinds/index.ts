@@ -2,6 +2,7 @@ import type { Study } from '../study.ts';
 import type { KindAdapter } from './types.ts';
 import { CommandKind } from './command.ts';
 import { TrainerKind } from './trainer.ts';
+import { HarnessKind } from './harness.ts';
 import { UsageError } from '../errors.ts';
 
 export function adapterFor(study: Study): KindAdapter {
@@ -10,6 +11,8 @@ export function adapterFor(study: Study): KindAdapter {
       return new CommandKind(study);
     case 'trainer':
       return new TrainerKind(study);
+    case 'harness':
+      return new HarnessKind(study);
     default:
       throw new UsageError(`kind: ${study.kind} is not available in this version`);
   }

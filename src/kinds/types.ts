@@ -1,6 +1,7 @@
 /** The one seam between the loop and a domain: prepare a run, evaluate one candidate once. */
 import type { Study } from '../study.ts';
-import type { EvalStatus } from '../../traces/index.ts';
+import type { EvalStatus, DB } from '../../traces/index.ts';
+import type { SpendGuard } from '../../task-agent/evaluate.ts';
 
 export interface SandboxPolicy {
   unsafeNoSandbox: boolean;
@@ -45,6 +46,13 @@ export interface EvalRequest {
   /** what prepare() returned for this run */
   prepared: PrepareResult;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: string) => void;
+  /** where this evaluation belongs (harness kinds write traces under it) */
+  run: { db: DB; id: string; seq: number };
+  /** the run's token and dollar budget */
+  guard: SpendGuard;
+  /** per-task mean scores of the incumbent: a kind with a screen compares a minibatch against them */
+  screenAgainst?: Map<string, number>;
+  signal?: AbortSignal;
 }
 
 export interface EvalOutcome {
@@ -58,6 +66,10 @@ export interface EvalOutcome {
   stderrTail: string;
   /** anything the kind records (training telemetry, other metrics) */
   telemetry: Record<string, unknown> | null;
+  /** the candidate lost on the cheap screen: discard it without further evaluations */
+  screenedOut?: string;
+  /** the run's token or dollar budget ran out: the evaluation is partial and the run stops */
+  budgetExceeded?: string;
 }
 
 export interface KindAdapter {

@@ -1,0 +1,125 @@
+/** `autoagent eval` and `autoagent traces`: evaluate a harness outside a run, read its traces. */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { openDb, type DB } from '../traces/index.ts';
+import { tracesOf, getTrace, searchTraces } from '../traces/traces.ts';
+import { renderTranscript, renderTraceList } from '../traces/transcript.ts';
+import { loadHarness } from '../task-agent/harness.ts';
+import { evaluateHarness, SpendGuard } from '../task-agent/evaluate.ts';
+import { createProvider, loadPrices } from '../task-agent/providers/index.ts';
+import { loadBenchmark } from '../benchmarks/index.ts';
+import { UsageError } from './errors.ts';
+import { sandboxAvailable } from './sandbox/index.ts';
+import { AUTOAGENT_ROOT, dataRoot, hiddenPaths, studyTasks } from './kinds/harness.ts';
+import { parseExperimentRef } from './views.ts';
+import { fmtDuration, fmtMetric, table } from './format.ts';
+import { repoRoot } from './git.ts';
+
+export interface EvalCliOptions {
+  harness: string;
+  bench: string;
+  split: 'train' | 'val' | 'test';
+  limit: number;
+  concurrency: number;
+  data?: string;
+  prices?: string;
+  db?: string;
+  cache?: boolean;
+  json?: boolean;
+  unsafeNoSandbox?: boolean;
+}
+
+async function defaultStore(): Promise<string> {
+  try {
+    return join(await repoRoot(process.cwd()), '.autoagent', 'autoagent.db');
+  } catch {
+    return resolve('.autoagent', 'autoagent.db');
+  }
+}
+
+export async function evalCommand(o: EvalCliOptions, out: (t: string) => void, err: (t: string) => void): Promise<number> {
+  if (!o.unsafeNoSandbox) {
+    const s = sandboxAvailable();
+    if (!s.ok) throw new UsageError(s.message);
+  }
+  const harness = loadHarness(o.harness);
+  const data = dataRoot(o.data, process.cwd());
+  const local = resolve(o.bench);
+  const bench = await loadBenchmark(existsSync(join(local, 'benchmark.yaml')) ? local : o.bench, { dataRoot: data });
+  const tasks = studyTasks(bench, o.split, o.limit);
+  if (tasks.length === 0) throw new UsageError(`benchmark ${bench.name} has no ${o.split} tasks`);
+  const provider = createProvider(harness.config.provider, { prices: loadPrices(o.prices), retry: harness.config.retry });
+  const dbPath = o.db ? resolve(o.db) : await defaultStore();
+  const db = openDb(dbPath);
+  const groupId = `eval-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${Math.random().toString(36).slice(2, 6)}`;
+  err(`eval ${groupId}: ${harness.dir} on ${bench.name}/${o.split} (${tasks.length} tasks, ${harness.config.provider}:${harness.config.model}, concurrency ${o.concurrency})\n`);
+  const summary = await evaluateHarness({
+    db, harness, harnessName: harness.dir, benchmark: bench, tasks, provider, groupId, concurrency: o.concurrency,
+    hide: hiddenPaths(bench, [join(dbPath, '..'), ...(data ? [data] : [])]), readable: [AUTOAGENT_ROOT, harness.dir],
+    unsafeNoSandbox: Boolean(o.unsafeNoSandbox), guard: new SpendGuard(0, 0, 0, 0), cache: o.cache,
+    onTask: (r, done, total) => err(`[${done}/${total}] ${r.task_id} ${r.status} score ${fmtMetric(r.score)} (${fmtDuration(r.ms)})\n`),
+  });
+  const a = summary.aggregate;
+  if (o.json) {
+    out(JSON.stringify({ group: groupId, benchmark: bench.name, split: o.split, harness: harness.dir, aggregate: a, tokens: summary.tokens, cost_usd: summary.cost_usd, results: summary.results }, null, 2) + '\n');
+  } else {
+    out(table(['task', 'status', 'score', 'steps', 'tokens', 'cost $', 'time', 'feedback'], summary.results.map((r) => [
+      r.task_id, r.status, fmtMetric(r.score), String(r.steps), String(r.tokens), r.cost_usd.toFixed(4), fmtDuration(r.ms), (r.error ?? r.feedback).split('\n')[0]!.slice(0, 80),
+    ])) + '\n');
+    out(`\nscore ${fmtMetric(a.mean)} (95% CI ${fmtMetric(a.ci95[0])}–${fmtMetric(a.ci95[1])}) over ${a.n} tasks · ${summary.tokens} tokens · $${summary.cost_usd.toFixed(4)}\n`);
+    out(`transcripts: autoagent traces ${groupId} [--task ID] [--failed]\n`);
+  }
+  db.close();
+  return 0;
+}
+
+export interface TracesCliOptions {
+  task?: string;
+  failed?: boolean;
+  json?: boolean;
+  db?: string;
+  run?: string;
+  limit: number;
+}
+
+export async function tracesCommand(target: string, query: string | undefined, o: TracesCliOptions, out: (t: string) => void): Promise<number> {
+  const dbPath = o.db ? resolve(o.db) : await defaultStore();
+  if (!existsSync(dbPath)) throw new UsageError(`${dbPath}: no autoagent store here (pass --db PATH)`);
+  const db = openDb(dbPath);
+  try {
+    if (target === 'search') {
+      if (!query) throw new UsageError('traces search: give the text to look for, e.g. autoagent traces search "timeout"');
+      const hits = searchTraces(db, query, { limit: o.limit });
+      if (o.json) out(JSON.stringify(hits, null, 2) + '\n');
+      else out((hits.length ? table(['trace', 'task', 'span', 'match'], hits.map((h) => [h.trace_id.slice(0, 8), h.task_id, h.span_name ?? '', h.snippet.replace(/\s+/g, ' ')])) : `no trace mentions "${query}"`) + '\n');
+      return 0;
+    }
+    const traces = findTraces(db, target, o);
+    if (o.json) {
+      out(JSON.stringify(traces.map((t) => getTrace(db, t.id)), null, 2) + '\n');
+      return 0;
+    }
+    if (traces.length === 0) {
+      out('no traces match\n');
+      return 0;
+    }
+    if (!o.task && traces.length > 1) {
+      out(renderTraceList(traces) + '\n\none transcript: add --task ID\n');
+      return 0;
+    }
+    for (const t of traces) {
+      const full = getTrace(db, t.id)!;
+      out(renderTranscript(full.trace, full.spans) + '\n');
+    }
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+
+function findTraces(db: DB, target: string, o: TracesCliOptions) {
+  const filter = { taskId: o.task, failed: o.failed };
+  if (/^eval-/.test(target)) return tracesOf(db, { groupId: target, ...filter });
+  const { run, exp } = parseExperimentRef(db, target, o.run);
+  return tracesOf(db, { runId: run.id, experimentSeq: exp.seq, ...filter });
+}

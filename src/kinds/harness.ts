@@ -1,0 +1,131 @@
+/**
+ * kind: harness — evaluate the candidate's harness folder on a benchmark split with the
+ * task-agent runtime (sandboxed workers, parent-held keys, traces in SQLite), score each task
+ * with the benchmark's locked scorer; the metric is the mean task score (maximize).
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UsageError, UserError } from '../errors.ts';
+import type { Study } from '../study.ts';
+import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths } from './types.ts';
+import { loadHarness, type Harness } from '../../task-agent/harness.ts';
+import { evaluateHarness } from '../../task-agent/evaluate.ts';
+import { createProvider, loadPrices } from '../../task-agent/providers/index.ts';
+import { loadBenchmark } from '../../benchmarks/index.ts';
+import type { Benchmark, Task } from '../../benchmarks/types.ts';
+import { mean } from '../ratchet.ts';
+
+/** the autoagent installation (its code and node_modules must stay visible to workers) */
+export const AUTOAGENT_ROOT = resolve(import.meta.dirname, '..', '..');
+
+export function dataRoot(explicit: string | undefined, base: string): string | undefined {
+  const d = explicit ?? process.env.AUTOAGENT_DATA;
+  return d ? resolve(base, d) : undefined;
+}
+
+/** the tasks a harness study evaluates: the split, in the benchmark's order, limited */
+export function studyTasks(b: Benchmark, split: string, limit: number): Task[] {
+  const tasks = b.tasks.filter((t) => t.split === split);
+  return limit > 0 ? tasks.slice(0, limit) : tasks;
+}
+
+/** what the agent must never see: the data, the answer keys and scorers, the store */
+export function hiddenPaths(b: Benchmark, extra: string[]): string[] {
+  return [...new Set([...b.lockedPaths.map((p) => resolve(p)), ...extra])];
+}
+
+export class HarnessKind implements KindAdapter {
+  readonly kind = 'harness' as const;
+  readonly selfReported = false;
+  private benchmark: Benchmark | null = null;
+  private data: string | undefined;
+
+  constructor(private readonly study: Study) {}
+
+  private settings() {
+    return this.study.harness!;
+  }
+
+  async prepare(study: Study, paths: RunPaths): Promise<PrepareResult> {
+    const s = this.settings();
+    const base = join(paths.repo, paths.studyDir);
+    this.data = dataRoot(s.data, base);
+    // a folder next to the study, or a built-in suite by name
+    const local = resolve(base, s.benchmark);
+    const b = await loadBenchmark(existsSync(join(local, 'benchmark.yaml')) ? local : s.benchmark, { dataRoot: this.data });
+    this.benchmark = b;
+    const tasks = studyTasks(b, s.split, s.limit);
+    if (tasks.length === 0) throw new UsageError(`${paths.studyPath}: field \`harness.split\`: benchmark ${b.name} has no ${s.split} tasks`);
+    const harness = loadHarness(join(base, s.dir));
+    // fail before the first task when a key is missing
+    createProvider(harness.config.provider, { prices: loadPrices(s.prices ? resolve(base, s.prices) : undefined) });
+    return {
+      lockedExternal: b.lockedPaths.filter((p) => !resolve(p).startsWith(paths.repo + '/')),
+      environment: { benchmark: b.name, split: s.split, tasks: tasks.length, data: this.data ?? null, provider: harness.config.provider, model: harness.config.model },
+    };
+  }
+
+  async evaluate(req: EvalRequest): Promise<EvalOutcome> {
+    const s = this.settings();
+    const b = this.benchmark!;
+    const base = join(req.worktree, req.paths.studyDir);
+    const started = Date.now();
+    const fail = (reason: string): EvalOutcome => ({
+      status: 'crash', metric: null, reason, commandMs: Date.now() - started, evaluatorMs: 0, exitCode: null, stdoutTail: '', stderrTail: '', telemetry: null,
+    });
+    let harness: Harness;
+    try {
+      harness = loadHarness(join(base, s.dir));
+    } catch (e) {
+      return fail(`the candidate harness does not load: ${(e as Error).message}`);
+    }
+    let provider;
+    try {
+      provider = createProvider(harness.config.provider, { prices: loadPrices(s.prices ? resolve(join(req.paths.repo, req.paths.studyDir), s.prices) : undefined), retry: harness.config.retry });
+    } catch (e) {
+      if (e instanceof UserError) throw e;
+      return fail((e as Error).message);
+    }
+    const tasks = studyTasks(b, s.split, s.limit);
+    const hide = hiddenPaths(b, [req.paths.repo, req.paths.stateDir, ...(this.data ? [this.data] : []), ...req.hidden]);
+    const common = {
+      db: req.run.db, harness, harnessName: s.dir, benchmark: b, provider, runId: req.run.id, experimentSeq: req.run.seq,
+      repeat: req.repeat, concurrency: s.concurrency, hide, unsafeNoSandbox: req.policy.unsafeNoSandbox,
+      memoryMB: req.policy.memoryMB, maxProcesses: req.policy.maxProcesses, guard: req.guard, cache: s.cache, signal: req.signal,
+      readable: [AUTOAGENT_ROOT, harness.dir],
+    };
+    const group = (part: string) => `${req.run.id}/${req.run.seq}/${req.repeat}${part}`;
+    let done: Awaited<ReturnType<typeof evaluateHarness>>['results'] = [];
+    // the screen: a minibatch first, compared task by task with the incumbent's scores on it
+    if (s.screen_tasks > 0 && req.screenAgainst && req.screenAgainst.size > 0 && s.screen_tasks < tasks.length) {
+      const mini = tasks.slice(0, s.screen_tasks);
+      const r = await evaluateHarness({ ...common, tasks: mini, groupId: group('') });
+      done = r.results;
+      if (r.budgetExceeded) return this.outcome(done, started, { budgetExceeded: r.budgetExceeded });
+      const inc = mean(mini.map((t) => req.screenAgainst!.get(t.id) ?? 0));
+      const cand = mean(done.map((x) => x.score));
+      if (cand < inc) {
+        return this.outcome(done, started, { screenedOut: `screen: ${cand.toFixed(4)} on the first ${mini.length} tasks is below the incumbent's ${inc.toFixed(4)} there` });
+      }
+    }
+    const doneIds = new Set(done.map((d) => d.task_id));
+    const r = await evaluateHarness({ ...common, tasks: tasks.filter((t) => !doneIds.has(t.id)), groupId: group('') });
+    return this.outcome([...done, ...r.results], started, r.budgetExceeded ? { budgetExceeded: r.budgetExceeded } : {});
+  }
+
+  private outcome(results: Awaited<ReturnType<typeof evaluateHarness>>['results'], started: number, extra: Partial<EvalOutcome>): EvalOutcome {
+    const scores = results.map((r) => r.score);
+    const failed = results.filter((r) => r.status !== 'ok');
+    const lines = results.map((r) => `${r.task_id}\t${r.status}\t${r.score}\t${r.feedback.split('\n')[0]!.slice(0, 120)}`);
+    return {
+      status: 'ok', metric: mean(scores), reason: null, commandMs: Date.now() - started, evaluatorMs: 0, exitCode: 0,
+      stdoutTail: lines.join('\n').slice(-8000), stderrTail: failed.map((r) => `${r.task_id}: ${r.error}`).join('\n').slice(-8000),
+      telemetry: {
+        tasks: results.length, passed: results.filter((r) => r.pass).length, failed: failed.length,
+        tokens: results.reduce((s, r) => s + r.tokens, 0), cost_usd: results.reduce((s, r) => s + r.cost_usd, 0),
+      },
+      ...extra,
+    };
+  }
+}
+

@@ -1,0 +1,683 @@
+/**
+ * Traces of harness evaluations: writes (parent process only), reads, full-text search.
+ *
+ * Write-once: a span row is never updated; a trace row is inserted when its task starts and
+ * finalized exactly once (`finishTrace`) when the task ends. The search index `trace_fts` is kept
+ * in sync in the same transaction as each write: one row per span (rowid = spans.seq) and one per
+ * trace (rowid = -traces.seq: task id, final answer, error).
+ *
+ * What a span contributes to the index (see `spanSearchText`):
+ * - model spans: the request's system prompt and messages the first time a conversation is sent
+ *   (no assistant message yet), afterwards only the messages after the last assistant message
+ *   (each call resends the whole history: indexing it every time would index a conversation once
+ *   per turn and flood every search with repeats); and every block of the response. Blocks give
+ *   their text (text, thinking, reasoning), tool_use its name and arguments, tool_result its content.
+ * - every other span: the string leaves of its input and output (JSON keys left out).
+ * - always: kind, name and error.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { DB } from './db.ts';
+import type { SpanRecord, TraceRecord, SpanStatus } from './types.ts';
+
+/** A trace as stored: `finalized` is false until `finishTrace` ran (a task still running, or cut off by a crash). */
+export interface StoredTrace extends TraceRecord {
+  finalized: boolean;
+}
+
+/** A row of `tracesOf`: the trace and its number of agent steps (turn spans; model spans where a trace has no turns). */
+export interface TraceSummary extends StoredTrace {
+  steps: number;
+}
+
+export type SpanNode = SpanRecord & { children: SpanNode[] };
+
+export interface TraceDetail {
+  trace: StoredTrace;
+  /** every span, ordered by start time then write order */
+  spans: SpanRecord[];
+  /** the same spans as a forest (spans whose parent is missing become roots) */
+  roots: SpanNode[];
+}
+
+/** What `finishTrace` sets; omitted optional fields keep the values given to `insertTrace`. */
+export type TraceFinish = Pick<TraceRecord, 'status' | 'ended_at'> &
+  Partial<
+    Pick<
+      TraceRecord,
+      'score' | 'pass' | 'output' | 'error' | 'input_tokens' | 'output_tokens' | 'cache_read_tokens' | 'cache_write_tokens' | 'cost_usd'
+    >
+  >;
+
+export interface TraceFilter {
+  runId?: string;
+  experimentSeq?: number;
+  groupId?: string;
+  taskId?: string;
+  /** true: status != ok or pass = false; false: the others */
+  failed?: boolean;
+}
+
+export interface SearchOptions {
+  /** most hits returned (default 20) */
+  limit?: number;
+  groupId?: string;
+  runId?: string;
+  /** words of context in each snippet (default 12, at most 64) */
+  snippetTokens?: number;
+}
+
+export interface SearchHit {
+  trace_id: string;
+  /** the span that matched; null (with span_kind and span_name) when the hit is in the trace itself: task id, final answer, error */
+  span_id: string | null;
+  span_kind: SpanRecord['kind'] | null;
+  span_name: string | null;
+  task_id: string;
+  group_id: string;
+  /** FTS5 snippet() of the best matching column, matches marked «like this» */
+  snippet: string;
+  /** bm25 score: lower is better; hits come sorted by it */
+  rank: number;
+}
+
+export interface TaskScore {
+  task_id: string;
+  /** traces of this task in the group */
+  repeats: number;
+  /** mean over repeats, a repeat without a score counting 0; null when no repeat has a score */
+  score: number | null;
+  /** per repeat, in repeat order */
+  scores: Array<number | null>;
+  passed: number;
+  /** repeats with status != ok or pass = false */
+  failed: number;
+  trace_ids: string[];
+  input_tokens: number;
+  output_tokens: number;
+  cost_usd: number;
+  /** mean wall time of a repeat */
+  duration_ms: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// search text
+
+type Block = { type?: unknown; [k: string]: unknown };
+
+function pushLeaves(v: unknown, out: string[], depth = 0): void {
+  if (v === null || v === undefined || depth > 64) return;
+  if (typeof v === 'string') {
+    if (v) out.push(v);
+  } else if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') {
+    out.push(String(v));
+  } else if (Array.isArray(v)) {
+    for (const x of v) pushLeaves(x, out, depth + 1);
+  } else if (typeof v === 'object') {
+    for (const x of Object.values(v as Record<string, unknown>)) pushLeaves(x, out, depth + 1);
+  }
+}
+
+function pushBlocks(content: unknown, out: string[]): void {
+  if (typeof content === 'string') {
+    if (content) out.push(content);
+    return;
+  }
+  if (!Array.isArray(content)) return;
+  for (const b of content as Block[]) {
+    if (!b || typeof b !== 'object') continue;
+    switch (b.type) {
+      case 'text':
+      case 'reasoning':
+        if (typeof b.text === 'string') out.push(b.text);
+        break;
+      case 'thinking':
+        if (typeof b.thinking === 'string') out.push(b.thinking);
+        break;
+      case 'redacted_thinking':
+        break;
+      case 'tool_use':
+        if (typeof b.name === 'string') out.push(b.name);
+        if (typeof b.raw_input === 'string') out.push(b.raw_input);
+        else pushLeaves(b.input, out);
+        break;
+      case 'tool_result':
+        pushBlocks(b.content, out);
+        break;
+      default:
+        pushLeaves(b, out);
+    }
+  }
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function modelRequestText(req: Record<string, unknown>, out: string[]): void {
+  const messages = req.messages as Array<{ role?: unknown; content?: unknown }>;
+  let last = -1;
+  for (let i = 0; i < messages.length; i++) if (messages[i]?.role === 'assistant') last = i;
+  if (last < 0 && typeof req.system === 'string' && req.system) out.push(req.system);
+  for (let i = last + 1; i < messages.length; i++) pushBlocks(messages[i]?.content, out);
+}
+
+/** The text a span contributes to the search index, besides its kind, name and error. */
+export function spanSearchText(s: Pick<SpanRecord, 'kind' | 'input' | 'output'>): string {
+  const out: string[] = [];
+  if (s.kind === 'model' && isObj(s.input) && Array.isArray(s.input.messages)) modelRequestText(s.input, out);
+  else pushLeaves(s.input, out);
+  if (s.kind === 'model' && isObj(s.output) && Array.isArray(s.output.content)) pushBlocks(s.output.content, out);
+  else pushLeaves(s.output, out);
+  return out.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// writes
+
+interface Statements {
+  insertTrace: Statement<unknown[]>;
+  insertSpan: Statement<unknown[]>;
+  insertFts: Statement<unknown[]>;
+  deleteFts: Statement<unknown[]>;
+  getTraceRow: Statement<unknown[]>;
+  finish: Statement<unknown[]>;
+}
+
+const cache = new WeakMap<DB, Statements>();
+
+function stmts(db: DB): Statements {
+  let s = cache.get(db);
+  if (!s) {
+    s = {
+      insertTrace: db.prepare(
+        `INSERT INTO traces (id, run_id, experiment_seq, group_id, task_id, repeat, benchmark, split, harness, status, score, pass,
+           output, error, started_at, ended_at, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd)
+         VALUES (@id, @run_id, @experiment_seq, @group_id, @task_id, @repeat, @benchmark, @split, @harness, @status, @score, @pass,
+           @output, @error, @started_at, @ended_at, @input_tokens, @output_tokens, @cache_read_tokens, @cache_write_tokens, @cost_usd)`,
+      ),
+      insertSpan: db.prepare(
+        `INSERT INTO spans (id, trace_id, parent_id, kind, name, status, started_at, ended_at, input, output, error,
+           input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd, attributes)
+         VALUES (@id, @trace_id, @parent_id, @kind, @name, @status, @started_at, @ended_at, @input, @output, @error,
+           @input_tokens, @output_tokens, @cache_read_tokens, @cache_write_tokens, @cost_usd, @attributes)`,
+      ),
+      insertFts: db.prepare('INSERT INTO trace_fts (rowid, kind, name, body, error) VALUES (?, ?, ?, ?, ?)'),
+      deleteFts: db.prepare('DELETE FROM trace_fts WHERE rowid = ?'),
+      getTraceRow: db.prepare('SELECT * FROM traces WHERE id = ?'),
+      finish: db.prepare(
+        `UPDATE traces SET status = @status, score = @score, pass = @pass, output = @output, error = @error, ended_at = @ended_at,
+           input_tokens = @input_tokens, output_tokens = @output_tokens, cache_read_tokens = @cache_read_tokens,
+           cache_write_tokens = @cache_write_tokens, cost_usd = @cost_usd, finalized = 1
+         WHERE id = @id AND finalized = 0`,
+      ),
+    };
+    cache.set(db, s);
+  }
+  return s;
+}
+
+const boolInt = (b: boolean | null | undefined): number | null => (b === null || b === undefined ? null : b ? 1 : 0);
+const json = (v: unknown): string => JSON.stringify(v === undefined ? null : v) ?? 'null';
+
+/** A span serialised for its two inserts; made at once so later changes to the caller's objects are not recorded. */
+interface SpanRow {
+  params: Record<string, unknown>;
+  fts: [string, string, string, string];
+}
+
+function spanRow(s: SpanRecord): SpanRow {
+  const params = {
+    id: s.id, trace_id: s.trace_id, parent_id: s.parent_id ?? null, kind: s.kind, name: s.name, status: s.status,
+    started_at: s.started_at, ended_at: s.ended_at, input: json(s.input), output: json(s.output), error: s.error ?? null,
+    input_tokens: s.input_tokens ?? 0, output_tokens: s.output_tokens ?? 0, cache_read_tokens: s.cache_read_tokens ?? 0,
+    cache_write_tokens: s.cache_write_tokens ?? 0, cost_usd: s.cost_usd ?? 0, attributes: json(s.attributes ?? {}),
+  };
+  return { params, fts: [s.kind, s.name, spanSearchText(s), s.error ?? ''] };
+}
+
+function traceParams(t: TraceRecord): Record<string, unknown> {
+  return { ...t, pass: boolInt(t.pass) };
+}
+
+function writeSpan(st: Statements, row: SpanRow): void {
+  const info = st.insertSpan.run(row.params);
+  st.insertFts.run(info.lastInsertRowid, ...row.fts);
+}
+
+function writeTrace(st: Statements, p: Record<string, unknown>): void {
+  const info = st.insertTrace.run(p);
+  st.insertFts.run(-Number(info.lastInsertRowid), 'trace', p.task_id, p.output ?? '', p.error ?? '');
+}
+
+function writeFinish(st: Statements, id: string, f: TraceFinish): boolean {
+  const row = st.getTraceRow.get(id) as (Record<string, unknown> & { seq: number; finalized: number }) | undefined;
+  if (!row || row.finalized) return false;
+  const p: Record<string, unknown> = {
+    id,
+    status: f.status,
+    ended_at: f.ended_at,
+    score: f.score !== undefined ? f.score : row.score,
+    pass: f.pass !== undefined ? boolInt(f.pass) : row.pass,
+    output: f.output !== undefined ? f.output : row.output,
+    error: f.error !== undefined ? f.error : row.error,
+    input_tokens: f.input_tokens ?? row.input_tokens,
+    output_tokens: f.output_tokens ?? row.output_tokens,
+    cache_read_tokens: f.cache_read_tokens ?? row.cache_read_tokens,
+    cache_write_tokens: f.cache_write_tokens ?? row.cache_write_tokens,
+    cost_usd: f.cost_usd ?? row.cost_usd,
+  };
+  st.finish.run(p);
+  st.deleteFts.run(-row.seq);
+  st.insertFts.run(-row.seq, 'trace', row.task_id, p.output ?? '', p.error ?? '');
+  return true;
+}
+
+/** Records a trace when its task starts (spans reference it). Throws when the id exists. */
+export function insertTrace(db: DB, t: TraceRecord): void {
+  const st = stmts(db);
+  const p = traceParams(t);
+  db.transaction(() => writeTrace(st, p))();
+}
+
+/**
+ * Finalizes a trace once: its status, end time and, where given, score, pass, output, error, tokens
+ * and cost. Returns false (and changes nothing) when the trace is unknown or already finalized.
+ */
+export function finishTrace(db: DB, id: string, fields: TraceFinish): boolean {
+  const st = stmts(db);
+  return db.transaction(() => writeFinish(st, id, fields))();
+}
+
+/** Records one finished span (its trace must exist). Throws on a duplicate (trace_id, id). */
+export function insertSpan(db: DB, s: SpanRecord): void {
+  const st = stmts(db);
+  const row = spanRow(s);
+  db.transaction(() => writeSpan(st, row))();
+}
+
+/** Records many spans in one transaction: all or none. */
+export function insertSpans(db: DB, spans: SpanRecord[]): void {
+  const st = stmts(db);
+  const rows = spans.map(spanRow);
+  db.transaction(() => {
+    for (const r of rows) writeSpan(st, r);
+  })();
+}
+
+type Op =
+  | { k: 'trace'; id: string; p: Record<string, unknown> }
+  | { k: 'span'; id: string; trace_id: string; row: SpanRow }
+  | { k: 'finish'; id: string; f: TraceFinish };
+
+export interface WriteFailure {
+  /** what could not be written: 'trace', 'span' or 'finish', and its id */
+  what: 'trace' | 'span' | 'finish';
+  id: string;
+  trace_id: string;
+  error: Error;
+}
+
+export interface TraceWriterOptions {
+  /** flush when this many spans are buffered (default 256) */
+  batchSpans?: number;
+  /** flush this long after the first buffered write at the latest (default 250 ms; 0: only by count, flush() and close()) */
+  flushMs?: number;
+  /** called for each write that failed (duplicate id, missing trace, ...); default: kept in `errors`, first one also emitted as a process warning */
+  onError?: (failure: WriteFailure) => void;
+}
+
+/**
+ * Buffers trace writes and commits them in one transaction per batch: every `batchSpans` spans,
+ * `flushMs` after the first buffered write, on `finish()` (a finished task is durable at once), and
+ * on `flush()` / `close()`. Writes are serialised when queued (later changes to the objects passed
+ * in are not recorded) and committed in the order they were made, so a trace queued before its
+ * spans is inserted first. A process that dies loses at most the unflushed buffer: each batch is
+ * one transaction, so the store is never left half-written. A write that fails (duplicate id,
+ * unknown trace) does not take the rest of its batch down: the batch is retried write by write and
+ * the failures are reported through `onError`.
+ */
+export class TraceWriter {
+  readonly errors: WriteFailure[] = [];
+  /** spans committed so far */
+  spansWritten = 0;
+  private ops: Op[] = [];
+  private spans = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private warned = false;
+  private readonly st: Statements;
+  private readonly batchSpans: number;
+  private readonly flushMs: number;
+  private readonly onError: (f: WriteFailure) => void;
+
+  constructor(
+    private readonly db: DB,
+    opts: TraceWriterOptions = {},
+  ) {
+    this.st = stmts(db);
+    this.batchSpans = Math.max(1, opts.batchSpans ?? 256);
+    this.flushMs = Math.max(0, opts.flushMs ?? 250);
+    this.onError =
+      opts.onError ??
+      ((f) => {
+        this.errors.push(f);
+        if (!this.warned) {
+          this.warned = true;
+          process.emitWarning(`trace writer: could not write ${f.what} ${f.id} of trace ${f.trace_id}: ${f.error.message}`);
+        }
+      });
+  }
+
+  /** writes buffered and not yet committed */
+  get pending(): number {
+    return this.ops.length;
+  }
+
+  trace(t: TraceRecord): void {
+    this.push({ k: 'trace', id: t.id, p: traceParams(t) });
+  }
+
+  span(s: SpanRecord): void {
+    this.push({ k: 'span', id: s.id, trace_id: s.trace_id, row: spanRow(s) });
+    if (++this.spans >= this.batchSpans) this.flush();
+  }
+
+  /** queues the trace's finalization and flushes */
+  finish(id: string, fields: TraceFinish): void {
+    this.push({ k: 'finish', id, f: { ...fields } });
+    this.flush();
+  }
+
+  /** commits the buffer; returns the number of writes committed */
+  flush(): number {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const ops = this.ops;
+    if (ops.length === 0) return 0;
+    this.ops = [];
+    this.spans = 0;
+    try {
+      this.db.transaction(() => {
+        for (const op of ops) this.apply(op);
+      })();
+      this.spansWritten += ops.reduce((n, op) => n + (op.k === 'span' ? 1 : 0), 0);
+      return ops.length;
+    } catch {
+      let n = 0;
+      for (const op of ops) {
+        try {
+          this.db.transaction(() => this.apply(op))();
+          if (op.k === 'span') this.spansWritten++;
+          n++;
+        } catch (e) {
+          this.onError({ what: op.k, id: op.id, trace_id: op.k === 'span' ? op.trace_id : op.id, error: e as Error });
+        }
+      }
+      return n;
+    }
+  }
+
+  /** flushes and stops the timer; the writer refuses writes afterwards (the database stays open) */
+  close(): void {
+    this.flush();
+    this.closed = true;
+  }
+
+  private apply(op: Op): void {
+    if (op.k === 'span') writeSpan(this.st, op.row);
+    else if (op.k === 'trace') writeTrace(this.st, op.p);
+    else if (!writeFinish(this.st, op.id, op.f)) throw new Error(`trace ${op.id} is unknown or already finished`);
+  }
+
+  private push(op: Op): void {
+    if (this.closed) throw new Error('trace writer is closed');
+    this.ops.push(op);
+    if (!this.timer && this.flushMs > 0) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.flush();
+      }, this.flushMs);
+      this.timer.unref();
+    }
+  }
+}
+
+/** Rebuilds the search index from the stored traces and spans (after a change to what is indexed). */
+export function rebuildSearchIndex(db: DB): void {
+  const st = stmts(db);
+  const CHUNK = 500;
+  const traces = db.prepare('SELECT seq, task_id, output, error FROM traces WHERE seq > ? ORDER BY seq LIMIT ?');
+  const spans = db.prepare('SELECT seq, kind, name, input, output, error FROM spans WHERE seq > ? ORDER BY seq LIMIT ?');
+  db.transaction(() => {
+    db.exec('DELETE FROM trace_fts');
+    for (let after = 0; ; ) {
+      const rows = traces.all(after, CHUNK) as Array<{ seq: number; task_id: string; output: string | null; error: string | null }>;
+      for (const t of rows) st.insertFts.run(-t.seq, 'trace', t.task_id, t.output ?? '', t.error ?? '');
+      if (rows.length < CHUNK) break;
+      after = rows[rows.length - 1]!.seq;
+    }
+    for (let after = 0; ; ) {
+      const rows = spans.all(after, CHUNK) as Array<{
+        seq: number; kind: SpanRecord['kind']; name: string; input: string; output: string; error: string | null;
+      }>;
+      for (const r of rows) {
+        const text = spanSearchText({ kind: r.kind, input: JSON.parse(r.input), output: JSON.parse(r.output) });
+        st.insertFts.run(r.seq, r.kind, r.name, text, r.error ?? '');
+      }
+      if (rows.length < CHUNK) break;
+      after = rows[rows.length - 1]!.seq;
+    }
+  })();
+}
+
+// ---------------------------------------------------------------------------------------------
+// reads
+
+interface TraceRow extends Omit<TraceRecord, 'pass'> {
+  seq: number;
+  pass: number | null;
+  finalized: number;
+  steps?: number;
+}
+
+function toTrace(r: TraceRow): StoredTrace {
+  return {
+    id: r.id, run_id: r.run_id, experiment_seq: r.experiment_seq, group_id: r.group_id, task_id: r.task_id, repeat: r.repeat,
+    benchmark: r.benchmark, split: r.split, harness: r.harness, status: r.status, score: r.score,
+    pass: r.pass === null ? null : r.pass !== 0, output: r.output, error: r.error, started_at: r.started_at, ended_at: r.ended_at,
+    input_tokens: r.input_tokens, output_tokens: r.output_tokens, cache_read_tokens: r.cache_read_tokens,
+    cache_write_tokens: r.cache_write_tokens, cost_usd: r.cost_usd, finalized: r.finalized !== 0,
+  };
+}
+
+interface SpanRow2 extends Omit<SpanRecord, 'input' | 'output' | 'attributes'> {
+  seq: number;
+  input: string;
+  output: string;
+  attributes: string;
+}
+
+function toSpan(r: SpanRow2): SpanRecord {
+  return {
+    id: r.id, trace_id: r.trace_id, parent_id: r.parent_id, kind: r.kind, name: r.name, status: r.status,
+    started_at: r.started_at, ended_at: r.ended_at, input: JSON.parse(r.input), output: JSON.parse(r.output), error: r.error,
+    input_tokens: r.input_tokens, output_tokens: r.output_tokens, cache_read_tokens: r.cache_read_tokens,
+    cache_write_tokens: r.cache_write_tokens, cost_usd: r.cost_usd, attributes: JSON.parse(r.attributes),
+  };
+}
+
+const FAILED = `(t.status != 'ok' OR t.pass = 0)`;
+
+/** Traces matching every given filter, ordered by run, experiment, group, task, repeat. */
+export function tracesOf(db: DB, filter: TraceFilter = {}): TraceSummary[] {
+  const where: string[] = [];
+  const params: Record<string, unknown> = {};
+  if (filter.runId !== undefined) (where.push('t.run_id = @runId'), (params.runId = filter.runId));
+  if (filter.experimentSeq !== undefined) (where.push('t.experiment_seq = @experimentSeq'), (params.experimentSeq = filter.experimentSeq));
+  if (filter.groupId !== undefined) (where.push('t.group_id = @groupId'), (params.groupId = filter.groupId));
+  if (filter.taskId !== undefined) (where.push('t.task_id = @taskId'), (params.taskId = filter.taskId));
+  if (filter.failed === true) where.push(FAILED);
+  if (filter.failed === false) where.push(`NOT ${FAILED}`);
+  const rows = db.prepare(
+    `SELECT t.*,
+       (SELECT CASE WHEN sum(s.kind = 'turn') > 0 THEN sum(s.kind = 'turn') ELSE coalesce(sum(s.kind = 'model'), 0) END
+          FROM spans s WHERE s.trace_id = t.id) AS steps
+     FROM traces t ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY t.run_id, t.experiment_seq, t.group_id, t.task_id, t.repeat, t.seq`,
+  ).all(params) as TraceRow[];
+  return rows.map((r) => ({ ...toTrace(r), steps: r.steps ?? 0 }));
+}
+
+/** Orders spans (start time, then the given order) and nests them by parent; orphans and cycles become roots. */
+export function buildSpanTree(spans: SpanRecord[]): SpanNode[] {
+  const sorted = spans
+    .map((s, i) => ({ s, i }))
+    .sort((a, b) => a.s.started_at - b.s.started_at || a.i - b.i)
+    .map(({ s }) => s);
+  const nodes = new Map<string, SpanNode>();
+  for (const s of sorted) if (!nodes.has(s.id)) nodes.set(s.id, { ...s, children: [] });
+  const roots: SpanNode[] = [];
+  const attached = new Set<SpanNode>();
+  for (const n of nodes.values()) {
+    const parent = n.parent_id !== null && n.parent_id !== n.id ? nodes.get(n.parent_id) : undefined;
+    if (parent) parent.children.push(n);
+    else roots.push(n);
+  }
+  // spans caught in a parent cycle are reachable from no root: make the first of each a root
+  const mark = (n: SpanNode) => {
+    const stack = [n];
+    while (stack.length) {
+      const x = stack.pop()!;
+      if (attached.has(x)) continue;
+      attached.add(x);
+      stack.push(...x.children);
+    }
+  };
+  roots.forEach(mark);
+  for (const n of nodes.values()) {
+    if (attached.has(n)) continue;
+    const parent = nodes.get(n.parent_id!)!;
+    parent.children.splice(parent.children.indexOf(n), 1);
+    roots.push(n);
+    mark(n);
+  }
+  return roots;
+}
+
+export function getTrace(db: DB, id: string): TraceDetail | undefined {
+  const row = db.prepare('SELECT * FROM traces WHERE id = ?').get(id) as TraceRow | undefined;
+  if (!row) return undefined;
+  const spans = (db.prepare('SELECT * FROM spans WHERE trace_id = ? ORDER BY started_at, seq').all(id) as SpanRow2[]).map(toSpan);
+  return { trace: toTrace(row), spans, roots: buildSpanTree(spans) };
+}
+
+/**
+ * Turns what a person typed into an FTS5 query that cannot be a syntax error: each word and each
+ * "quoted phrase" becomes a quoted FTS5 string (all must match); `OR` between two terms is kept;
+ * a trailing `*` on a word makes it a prefix search; terms without a letter or digit are dropped.
+ * Returns null when nothing searchable is left.
+ */
+export function ftsQuery(text: string): string | null {
+  const terms: string[] = [];
+  const quote = (s: string) => `"${s.replace(/"/g, '""')}"`;
+  const searchable = (s: string) => /[\p{L}\p{N}]/u.test(s);
+  let pendingOr = false;
+  const add = (term: string) => {
+    if (pendingOr && terms.length > 0) terms.push('OR');
+    pendingOr = false;
+    terms.push(term);
+  };
+  const re = /"([^"]*)"?|([^\s"]+)/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (m[1] !== undefined) {
+      if (searchable(m[1])) add(quote(m[1]));
+    } else {
+      const word = m[2]!;
+      if (word === 'OR') {
+        pendingOr = terms.length > 0;
+        continue;
+      }
+      const prefix = word.length > 1 && word.endsWith('*') && /[\p{L}\p{N}]$/u.test(word.slice(0, -1));
+      const base = prefix ? word.slice(0, -1) : word;
+      if (searchable(base)) add(prefix ? `${quote(base)}*` : quote(base));
+    }
+  }
+  return terms.length ? terms.join(' ') : null;
+}
+
+/** Full-text search over spans and traces; best hits first. */
+export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): SearchHit[] {
+  const q = ftsQuery(query);
+  if (!q) return [];
+  const limit = Math.max(1, Math.floor(opts.limit ?? 20));
+  const tokens = Math.min(64, Math.max(1, Math.floor(opts.snippetTokens ?? 12)));
+  const where: string[] = ['trace_fts MATCH @q'];
+  const params: Record<string, unknown> = { q, limit };
+  const filtered = opts.groupId !== undefined || opts.runId !== undefined;
+  if (opts.groupId !== undefined) (where.push('t.group_id = @groupId'), (params.groupId = opts.groupId));
+  if (opts.runId !== undefined) (where.push('t.run_id = @runId'), (params.runId = opts.runId));
+  // pass 1: the best rowids (joins only when filtering); pass 2: a snippet for each of them
+  const top = db.prepare(
+    filtered
+      ? `SELECT f.rowid AS r, bm25(trace_fts, 0.5, 2.0, 1.0, 1.5) AS bm FROM trace_fts f
+           LEFT JOIN spans s ON s.seq = f.rowid
+           JOIN traces t ON t.seq = -f.rowid OR t.id = s.trace_id
+         WHERE ${where.join(' AND ')} ORDER BY bm LIMIT @limit`
+      : `SELECT rowid AS r, bm25(trace_fts, 0.5, 2.0, 1.0, 1.5) AS bm FROM trace_fts WHERE trace_fts MATCH @q ORDER BY bm LIMIT @limit`,
+  ).all(params) as Array<{ r: number; bm: number }>;
+  const snip = db.prepare(`SELECT snippet(trace_fts, -1, '«', '»', '…', ${tokens}) AS s FROM trace_fts WHERE trace_fts MATCH ? AND rowid = ?`);
+  const spanAt = db.prepare('SELECT s.id, s.kind, s.name, t.id AS trace_id, t.task_id, t.group_id FROM spans s JOIN traces t ON t.id = s.trace_id WHERE s.seq = ?');
+  const traceAt = db.prepare('SELECT id AS trace_id, task_id, group_id FROM traces WHERE seq = ?');
+  const hits: SearchHit[] = [];
+  for (const { r, bm: rank } of top) {
+    const snippet = (snip.get(q, r) as { s: string } | undefined)?.s ?? '';
+    if (r > 0) {
+      const s = spanAt.get(r) as { id: string; kind: SpanRecord['kind']; name: string; trace_id: string; task_id: string; group_id: string } | undefined;
+      if (s) hits.push({ trace_id: s.trace_id, span_id: s.id, span_kind: s.kind, span_name: s.name, task_id: s.task_id, group_id: s.group_id, snippet, rank });
+    } else {
+      const t = traceAt.get(-r) as { trace_id: string; task_id: string; group_id: string } | undefined;
+      if (t) hits.push({ trace_id: t.trace_id, span_id: null, span_kind: null, span_name: null, task_id: t.task_id, group_id: t.group_id, snippet, rank });
+    }
+  }
+  return hits;
+}
+
+/** One row per task of one evaluation (group), tasks in id order. */
+export function taskScores(db: DB, groupId: string): TaskScore[] {
+  const rows = db.prepare(
+    `SELECT id, task_id, repeat, status, score, pass, input_tokens, output_tokens, cost_usd, started_at, ended_at
+     FROM traces WHERE group_id = ? ORDER BY task_id, repeat, seq`,
+  ).all(groupId) as Array<{
+    id: string; task_id: string; repeat: number; status: SpanStatus; score: number | null; pass: number | null;
+    input_tokens: number; output_tokens: number; cost_usd: number; started_at: number; ended_at: number;
+  }>;
+  const out: TaskScore[] = [];
+  let cur: (TaskScore & { _ms: number }) | undefined;
+  for (const r of rows) {
+    if (!cur || cur.task_id !== r.task_id) {
+      if (cur) out.push(finishTask(cur));
+      cur = { task_id: r.task_id, repeats: 0, score: null, scores: [], passed: 0, failed: 0, trace_ids: [], input_tokens: 0, output_tokens: 0, cost_usd: 0, duration_ms: 0, _ms: 0 };
+    }
+    cur.repeats++;
+    cur.scores.push(r.score);
+    if (r.pass === 1) cur.passed++;
+    if (r.status !== 'ok' || r.pass === 0) cur.failed++;
+    cur.trace_ids.push(r.id);
+    cur.input_tokens += r.input_tokens;
+    cur.output_tokens += r.output_tokens;
+    cur.cost_usd += r.cost_usd;
+    cur._ms += r.ended_at - r.started_at;
+  }
+  if (cur) out.push(finishTask(cur));
+  return out;
+}
+
+function finishTask(t: TaskScore & { _ms: number }): TaskScore {
+  const { _ms, ...rest } = t;
+  const scored = rest.scores.some((s) => s !== null);
+  return {
+    ...rest,
+    score: scored ? rest.scores.reduce<number>((a, s) => a + (s ?? 0), 0) / rest.repeats : null,
+    duration_ms: _ms / rest.repeats,
+  };
+}
