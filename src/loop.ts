@@ -566,7 +566,7 @@ async function runCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started
   if (screenedOut) return record(ctx, exp, 'discarded', screenedOut, null, started);
   let j = judge(study.metric.direction, incMetrics, [screen.metric!], pooledNoise(noiseGroups(ctx)), rule);
   if (!j.pass) {
-    return record(ctx, exp, 'discarded', `screen: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
+    return record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
   }
   const c = study.acceptance.confirm_repeats;
   for (let r = 1; r <= c; r++) {

@@ -105,7 +105,7 @@ export class HarnessKind implements KindAdapter {
       const inc = mean(mini.map((t) => req.screenAgainst!.get(t.id) ?? 0));
       const cand = mean(done.map((x) => x.score));
       if (cand < inc) {
-        return this.outcome(done, started, { screenedOut: `screen: ${cand.toFixed(4)} on the first ${mini.length} tasks is below the incumbent's ${inc.toFixed(4)} there` });
+        return this.outcome(done, started, { screenedOut: `minibatch screen: ${cand.toFixed(4)} on the first ${mini.length} tasks is below the incumbent's ${inc.toFixed(4)} there` });
       }
     }
     const doneIds = new Set(done.map((d) => d.task_id));
