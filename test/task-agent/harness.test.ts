@@ -189,3 +189,54 @@ test('the run budget stops an evaluation: no call is made past the dollar limit'
   assert.match(summary.budgetExceeded!, /dollar budget reached/);
   assert.ok(Math.abs(guard.dollars - 0.8) < 1e-12);
 });
+
+test('the example tool-use harness: its tools run in the sandbox on the task files, routing by tag picks the logs prompt', async () => {
+  const b = await loadBenchmark('tooluse', {});
+  const logsTask = b.tasks.find((t) => t.split === 'val' && t.tags?.includes('logs'))!;
+  const file = Object.keys(logsTask.files!)[0]!;
+  const server = await startMockOpenAI((body) => {
+    const toolMsgs = body.messages.filter((m: { role: string }) => m.role === 'tool');
+    if (toolMsgs.length === 0) return openaiToolCall('list_files', '{}');
+    if (toolMsgs.length === 1) return openaiToolCall('read_file', JSON.stringify({ path: file, limit: 2 }));
+    if (toolMsgs.length === 2) return openaiToolCall('run_js', JSON.stringify({ code: `const fs = require('fs'); console.log(fs.readFileSync(${JSON.stringify(file)}, 'utf8').split('\\n').length, 6 * 7)` }));
+    return openaiText(`the answer is\n${toolMsgs[2].content.trim().split(' ')[1]}`);
+  });
+  servers.push(server);
+  const provider = createProvider('openai', { env: { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: 'k' }, prices: loadPrices() });
+  const db = openDb(':memory:');
+  const h = loadHarness(join(ROOT, 'harnesses/tooluse'));
+  const summary = await evaluateHarness({
+    db, harness: h, harnessName: 'tooluse', benchmark: b, tasks: [logsTask], provider, groupId: 'g', concurrency: 1,
+    hide: [], readable: [ROOT, h.dir], unsafeNoSandbox: false, guard: new SpendGuard(0, 0, 0, 0),
+  });
+  const r = summary.results[0]!;
+  assert.equal(r.status, 'ok', r.error ?? '');
+  assert.equal(r.route, 'rule 1');
+  assert.match(JSON.stringify(server.requests[0]!.body.messages[0]), /log files/, 'the logs prompt was the system prompt');
+  const spans = getTrace(db, r.trace_id)!.spans.filter((s) => s.kind === 'tool');
+  assert.deepEqual(spans.map((s) => [s.name, s.status]), [['list_files', 'ok'], ['read_file', 'ok'], ['run_js', 'ok']]);
+  assert.match(String(spans[0]!.output), new RegExp(file.replace('.', '\\.')));
+  assert.match(String(spans[1]!.output), /more lines: read with offset 2/);
+  assert.match(String(spans[2]!.output), / 42$/);
+  assert.equal(r.output.trim().split('\n').pop(), '42');
+});
+
+test('the response cache replays identical requests without calling the model', async () => {
+  const server = await startMockOpenAI(() => openaiText('4', { prompt_tokens: 10, completion_tokens: 1 }));
+  servers.push(server);
+  const provider = createProvider('openai', { env: { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: 'k' }, prices: loadPrices() });
+  const db = openDb(':memory:');
+  const bench = benchmarkDir();
+  const b = await loadBenchmark(bench, {});
+  const h = loadHarness(harnessDir({}));
+  const run = (groupId: string) => evaluateHarness({
+    db, harness: h, harnessName: 'c', benchmark: b, tasks: b.tasks, provider, groupId, concurrency: 1,
+    hide: [bench], readable: [ROOT, h.dir], unsafeNoSandbox: false, guard: new SpendGuard(0, 0, 0, 0), cache: true,
+  });
+  const first = await run('g1');
+  assert.equal(server.requests.length, 3);
+  const second = await run('g2');
+  assert.equal(server.requests.length, 3, 'no new request');
+  assert.deepEqual(second.results.map((r) => r.score), first.results.map((r) => r.score));
+  assert.equal(second.cost_usd, 0, 'replayed calls cost nothing');
+});
