@@ -11,7 +11,7 @@ import { randomUUID, createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { runSandboxed, type SandboxResult } from '../src/sandbox/index.ts';
 import type { DB } from '../traces/index.ts';
-import { insertTrace, insertSpan, finishTrace } from '../traces/traces.ts';
+import { TraceWriter } from '../traces/traces.ts';
 import type { SpanRecord } from '../traces/types.ts';
 import type { Benchmark, Task, Aggregate } from '../benchmarks/types.ts';
 import { aggregate } from '../benchmarks/aggregate.ts';
@@ -105,6 +105,7 @@ interface OpenTask {
   route: Route;
   tokens: number;
   cost: number;
+  usage: { i: number; o: number; cr: number; cw: number };
   resolve: (r: { output: string; steps: number; stop: string; error?: string; status: 'ok' | 'error' | 'timeout' }) => void;
 }
 
@@ -180,6 +181,9 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
   const results: TaskResult[] = [];
   let budgetExceeded: string | null = null;
   const scratchRoot = mkdtempSync(join(tmpdir(), 'autoagent-eval-'));
+  // spans are queued and written in batches (one transaction each); every trace is complete on disk when its task ends
+  const writer = new TraceWriter(db, { batchSpans: 256, flushMs: 500 });
+  const insertSpan = (_db: DB, sp: SpanRecord) => writer.span(sp);
   const openSpans = new Map<string, { traceId: string; parent: string | null; kind: SpanRecord['kind']; name: string; at: number; input: unknown }>();
 
   const recordModel = (t: OpenTask, parent: string, name: string, req: ModelRequest, res: ModelResponse | null, error: string | null, started: number) => {
@@ -213,6 +217,10 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
       opts.guard.add(res);
       t.tokens += res.usage.input_tokens + res.usage.output_tokens;
       t.cost += res.cost_usd;
+      t.usage.i += res.usage.input_tokens;
+      t.usage.o += res.usage.output_tokens;
+      t.usage.cr += res.usage.cache_read_tokens;
+      t.usage.cw += res.usage.cache_write_tokens;
       recordModel(t, parent, name, req, res, null, started);
       return res;
     } catch (e) {
@@ -303,14 +311,14 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
       mkdirSync(dirname(abs), { recursive: true });
       writeFileSync(abs, content);
     }
-    insertTrace(db, {
+    writer.trace({
       id: traceId, run_id: opts.runId ?? null, experiment_seq: opts.experimentSeq ?? null, group_id: opts.groupId, task_id: task.id,
       repeat: opts.repeat ?? 0, benchmark: benchmark.name, split: task.split, harness: opts.harnessName, status: 'ok', score: null, pass: null,
       output: null, error: null, started_at: started, ended_at: started, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0,
     });
     let settle!: OpenTask['resolve'];
     const done = new Promise<Parameters<OpenTask['resolve']>[0]>((r) => (settle = r));
-    const open: OpenTask = { task, traceId, rootSpan, started, route: staticRoute(cfg, task), tokens: 0, cost: 0, resolve: settle };
+    const open: OpenTask = { task, traceId, rootSpan, started, route: staticRoute(cfg, task), tokens: 0, cost: 0, usage: { i: 0, o: 0, cr: 0, cw: 0 }, resolve: settle };
     worker.current = open;
     open.route = await route(task, open);
     worker.send({ t: 'task', task: { id: task.id, input: task.input, tags: task.tags }, route: open.route, scratch, root_span: rootSpan });
@@ -367,14 +375,12 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
       output: { output: outcome.output, steps: outcome.steps, stop: outcome.stop }, error: outcome.error ?? null,
       input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, attributes: { route: open.route.label },
     });
-    const sums = db.prepare(
-      `SELECT COALESCE(SUM(input_tokens),0) i, COALESCE(SUM(output_tokens),0) o, COALESCE(SUM(cache_read_tokens),0) cr,
-              COALESCE(SUM(cache_write_tokens),0) cw, COALESCE(SUM(cost_usd),0) c FROM spans WHERE trace_id = ? AND kind = 'model'`,
-    ).get(traceId) as { i: number; o: number; cr: number; cw: number; c: number };
-    finishTrace(db, traceId, {
+    const sums = { ...open.usage, c: open.cost };
+    writer.finish(traceId, {
       status: outcome.status, score, pass, output: outcome.output, error: outcome.error ?? null, ended_at: ended,
       input_tokens: sums.i, output_tokens: sums.o, cache_read_tokens: sums.cr, cache_write_tokens: sums.cw, cost_usd: sums.c,
     });
+    writer.flush();
     return {
       task_id: task.id, trace_id: traceId, status: outcome.status, score, pass, feedback, output: outcome.output, error: outcome.error ?? null,
       steps: outcome.steps, tokens: sums.i + sums.o, cost_usd: sums.c, ms: ended - started, route: open.route.label,
@@ -384,6 +390,7 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
   try {
     await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.concurrency, opts.tasks.length)) }, (_, i) => slot(i)));
   } finally {
+    writer.close();
     rmSync(scratchRoot, { recursive: true, force: true });
   }
   results.sort((a, b) => opts.tasks.findIndex((t) => t.id === a.task_id) - opts.tasks.findIndex((t) => t.id === b.task_id));
