@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRun } from '../src/loop.ts';
@@ -17,6 +17,7 @@ import { MemoryReporter } from '../src/report.ts';
 import { openDb, listExperiments, evaluationsOf, getRun, type DB } from '../traces/index.ts';
 import type { Proposer } from '../meta-agent/index.ts';
 import { mean } from '../src/ratchet.ts';
+import { runNoise } from '../src/loop.ts';
 import { writeSection, machine } from './markdown.ts';
 
 const { values } = parseArgs({
@@ -79,7 +80,7 @@ async function measureTrain(repo: string, content: string): Promise<number> {
   return mean(m);
 }
 
-interface ArmResult { arm: string; seed: number; baseline: number; final: number; kept: number; falseKeeps: number; evaluated: number; wallS: number; insideS: number; overheadPct: number }
+interface ArmResult { arm: string; seed: number; baseline: number; final: number; kept: number; falseKeeps: number; evaluated: number; wallS: number; insideS: number; overheadPct: number; noiseSd: number }
 
 function summarize(db: DB, runId: string) {
   const exps = listExperiments(db, runId);
@@ -103,6 +104,7 @@ for (let seed = 1; seed <= SEEDS; seed++) {
       const db = openDb(res.dbPath);
       const run = getRun(db, res.runId)!;
       const s = summarize(db, run.id);
+      const noiseSd = runNoise(db, run.id).sd;
       db.close();
       // re-evaluate each kept train.py and its parent's with seeds the decision did not use
       const study = readFileSync(join(repo, 'study.yaml'), 'utf8');
@@ -115,7 +117,7 @@ for (let seed = 1; seed <= SEEDS; seed++) {
       }
       results.push({
         arm, seed, baseline: s.base.metric!, final: s.final, kept: s.kept.length, falseKeeps, evaluated: s.evaluated,
-        wallS, insideS: s.inside, overheadPct: ((wallS - s.inside) / wallS) * 100,
+        wallS, insideS: s.inside, overheadPct: ((wallS - s.inside) / wallS) * 100, noiseSd,
       });
       process.stderr.write(`${arm} seed ${seed}: baseline ${s.base.metric!.toFixed(4)} → ${s.final.toFixed(4)}, kept ${s.kept.length}, false keeps ${falseKeeps}\n`);
     } finally {
@@ -131,7 +133,8 @@ const lines = arms.map((arm) => {
   const kept = rs.reduce((s, r) => s + r.kept, 0);
   const fk = rs.reduce((s, r) => s + r.falseKeeps, 0);
   const ov = mean(rs.map((r) => r.overheadPct));
-  return `| ${arm} | ${rel.toFixed(4)} (${((rel - 1) * 100).toFixed(2)}%) | ${kept} of ${rs.reduce((s, r) => s + r.evaluated, 0)} | ${fk} | ${ov.toFixed(1)}% |`;
+  const noise = mean(rs.map((r) => r.noiseSd));
+  return `| ${arm} | ${rel.toFixed(4)} (${((rel - 1) * 100).toFixed(2)}%) | ${kept} of ${rs.reduce((s, r) => s + r.evaluated, 0)} | ${fk} | ${noise.toFixed(4)} | ${ov.toFixed(1)}% |`;
 });
 const body = `## Trainer study: search vs random vs no change (\`node --import tsx bench/trainer.ts\`)
 
@@ -142,11 +145,12 @@ it makes is a false keep. *False keeps*: kept changes whose kept tree did not be
 when both were re-evaluated ${RECHECK}× with fresh seeds. *Overhead*: run wall time minus the time inside
 train.py and the locked evaluator, as a share of the run (sandbox start, dataset check, git, SQLite).
 
-| proposer | final val_bpb / baseline (mean over seeds) | kept | false keeps | overhead |
-| --- | --- | --- | --- | --- |
+| proposer | final val_bpb / baseline (mean over seeds) | kept | false keeps | noise sd (pooled, per run) | overhead |
+| --- | --- | --- | --- | --- | --- |
 ${lines.join('\n')}
 
-Per seed: ${results.map((r) => `${r.arm}#${r.seed} ${r.baseline.toFixed(3)}→${r.final.toFixed(3)}`).join(', ')}.
+Load average of the machine when the run ended: ${loadavg().map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min; a wall-clock
+training budget turns other load into metric noise). Per seed: ${results.map((r) => `${r.arm}#${r.seed} ${r.baseline.toFixed(3)}→${r.final.toFixed(3)}`).join(', ')}.
 `;
 writeSection('trainer', body);
 process.stdout.write(body);

@@ -155,12 +155,11 @@ export async function commitMessage(repo: string, commit: string): Promise<strin
 }
 
 /** Keep .autoagent/ out of the user's `git status` without touching their files. */
-export function excludeStateDir(repo: string, gitCommonDir: string): void {
+export function excludeStateDir(gitCommonDir: string): void {
   const exclude = join(gitCommonDir, 'info', 'exclude');
   mkdirSync(dirname(exclude), { recursive: true });
   const text = existsSync(exclude) ? readFileSync(exclude, 'utf8') : '';
   if (!text.split('\n').includes('/.autoagent/')) appendFileSync(exclude, `${text && !text.endsWith('\n') ? '\n' : ''}/.autoagent/\n`);
-  void repo;
 }
 
 export async function gitCommonDir(repo: string): Promise<string> {

@@ -158,7 +158,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
 
   const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
   const db = openDb(dbPath);
-  g.excludeStateDir(repo, await g.gitCommonDir(repo));
+  g.excludeStateDir(await g.gitCommonDir(repo));
   const runId = runIdFor(study.name);
   const branch = `autoagent/${runId}`;
   insertRun(db, {

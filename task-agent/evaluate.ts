@@ -171,6 +171,15 @@ class Worker {
   }
 }
 
+/** what a worker reports is untrusted: keep at most ~200 KB of it per field */
+const MAX_REPORTED = 200_000;
+function clamp(v: unknown): unknown {
+  if (v === undefined) return null;
+  const text = typeof v === 'string' ? v : JSON.stringify(v);
+  if (text === undefined || text.length <= MAX_REPORTED) return v;
+  return { truncated: true, chars: text.length, preview: text.slice(0, MAX_REPORTED) };
+}
+
 function requestHash(req: ModelRequest): string {
   return createHash('sha256').update(JSON.stringify(req)).digest('hex');
 }
@@ -240,18 +249,19 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
       );
     } else if (m.t === 'span' && m.phase === 'start') {
       if (typeof m.id !== 'string' || openSpans.has(m.id)) return;
-      openSpans.set(m.id, { traceId: t.traceId, parent: m.parent ?? t.rootSpan, kind: m.kind, name: String(m.name).slice(0, 200), at: m.at, input: m.input });
+      const kind = m.kind === 'tool' || m.kind === 'subagent' ? m.kind : 'turn';
+      openSpans.set(m.id, { traceId: t.traceId, parent: typeof m.parent === 'string' ? m.parent : t.rootSpan, kind, name: String(m.name).slice(0, 200), at: Number(m.at) || Date.now(), input: clamp(m.input) });
     } else if (m.t === 'span' && m.phase === 'end') {
       const s = openSpans.get(m.id);
       if (!s || s.traceId !== t.traceId) return;
       openSpans.delete(m.id);
       insertSpan(db, {
         id: m.id, trace_id: s.traceId, parent_id: s.parent, kind: s.kind, name: s.name, status: m.status === 'error' ? 'error' : 'ok',
-        started_at: s.at, ended_at: m.at, input: s.input ?? null, output: m.output ?? null, error: m.error ?? null,
+        started_at: s.at, ended_at: Number(m.at) || Date.now(), input: s.input ?? null, output: clamp(m.output), error: m.error ? String(m.error).slice(0, 10_000) : null,
         input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, attributes: { reported_by: 'sandbox' },
       });
     } else if (m.t === 'done' && m.task_id === t.task.id) {
-      t.resolve({ output: String(m.output ?? ''), steps: Number(m.steps) || 0, stop: m.stop, error: m.error, status: m.stop === 'error' ? 'error' : 'ok' });
+      t.resolve({ output: String(m.output ?? '').slice(0, MAX_REPORTED), steps: Number(m.steps) || 0, stop: m.stop, error: m.error, status: m.stop === 'error' ? 'error' : 'ok' });
     }
   };
 

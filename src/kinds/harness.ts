@@ -116,9 +116,11 @@ export class HarnessKind implements KindAdapter {
   private outcome(results: Awaited<ReturnType<typeof evaluateHarness>>['results'], started: number, extra: Partial<EvalOutcome>): EvalOutcome {
     const scores = results.map((r) => r.score);
     const failed = results.filter((r) => r.status !== 'ok');
+    // a harness whose worker cannot even start (a broken tool module, a bad prompt path) crashed: it was not measured
+    const dead = results.length > 0 && results.every((r) => r.status === 'error' && (r.error ?? '').startsWith('the task-agent worker exited'));
     const lines = results.map((r) => `${r.task_id}\t${r.status}\t${r.score}\t${r.feedback.split('\n')[0]!.slice(0, 120)}`);
     return {
-      status: 'ok', metric: mean(scores), reason: null, commandMs: Date.now() - started, evaluatorMs: 0, exitCode: 0,
+      status: dead ? 'crash' : 'ok', metric: dead ? null : mean(scores), reason: dead ? results[0]!.error : null, commandMs: Date.now() - started, evaluatorMs: 0, exitCode: 0,
       stdoutTail: lines.join('\n').slice(-8000), stderrTail: failed.map((r) => `${r.task_id}: ${r.error}`).join('\n').slice(-8000),
       telemetry: {
         tasks: results.length, passed: results.filter((r) => r.pass).length, failed: failed.length,
