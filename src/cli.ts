@@ -9,6 +9,7 @@ import { repoRoot } from './git.ts';
 import { StreamReporter } from './report.ts';
 import { killAllSandboxes } from './sandbox/index.ts';
 import { studyJsonSchema } from './study.ts';
+import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } from './audit-cli.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -117,7 +118,10 @@ Examples:
   autoagent status --json                              every run in this repository's store
   autoagent eval --harness harnesses/gsm8k --bench gsm8k --limit 20
   autoagent traces 3 --failed                          transcripts of experiment 3's failed tasks
-  autoagent traces search "timeout"                    full-text search over every trace`);
+  autoagent traces search "timeout"                    full-text search over every trace
+  autoagent audit                                      verify the latest run's chain of evidence
+  autoagent report -o report.html --png progress.png   a report to look at
+  autoagent finalize                                   score the final incumbent on the sealed test split once`);
 
   addRunOptions(program.command('run <study>').description('start a run of a study file')).action(async (study: string, o: RunOpts) => {
     exit.code = await withInterrupts(io, (lo) => startRun(study, lo), o);
@@ -166,6 +170,32 @@ Examples:
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
     .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
       exit.code = await tracesCommand(target, query, o, io.out);
+    });
+  program.command('audit [run]').description('verify a run: branch ↔ kept experiments, editable-only diffs, locked hashes, the acceptance evidence, re-scored outputs; exit 1 on any break')
+    .option('--no-rescore', 'skip re-scoring stored task outputs (harness runs)').option('--data <dir>', 'data root of the built-in benchmarks')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string }) => {
+      exit.code = await auditCommand(runId, o, io);
+    });
+  program.command('finalize [run]').description('evaluate the final incumbent once on the sealed test split, and write a clean branch of the kept changes')
+    .option('--force', 'evaluate the test split again (recorded as forced)').option('--branch <name>', 'the clean branch (default autoagent/<run>-clean)')
+    .option('--no-branch', 'write no clean branch').option('--squash', 'one commit for all kept changes')
+    .option('--data <dir>', 'data root of the built-in benchmarks').option('--unsafe-no-sandbox', 'evaluate without bubblewrap')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean }) => {
+      exit.code = await finalizeCommand(runId, o, io);
+    });
+  program.command('report [run]').description('write a self-contained HTML report of a run (progress chart, heatmap, kept changes, ledger)')
+    .option('-o, --output <file>', 'the HTML file (default autoagent-report-<run>.html)').option('--png <file>', 'also a PNG picture of it (headless Chromium)')
+    .option('--db <path>', 'the SQLite store')
+    .action(async (runId: string | undefined, o: { db?: string; output?: string; png?: string }) => {
+      exit.code = await reportCommand(runId, o, io);
+    });
+  program.command('export').description('export a run elsewhere').command('langfuse [run]')
+    .description('send a run\'s traces to Langfuse (LANGFUSE_HOST, LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY)')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean }) => {
+      exit.code = await exportLangfuseCommand(runId, o, io);
     });
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')

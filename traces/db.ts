@@ -144,6 +144,21 @@ export const MIGRATIONS: readonly string[] = [
     created_at TEXT NOT NULL
   );
   `,
+  // 4: finalizations: the sealed test split evaluated once on a run's final incumbent (src/finalize.ts);
+  // a second one is only recorded when forced (forced = 1)
+  `
+  CREATE TABLE finalizations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    "commit" TEXT NOT NULL,
+    split TEXT NOT NULL,
+    metric REAL NOT NULL,
+    details TEXT NOT NULL,
+    forced INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX finalizations_run ON finalizations(run_id, id);
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -78,7 +78,8 @@ export class TrainerKind implements KindAdapter {
   readonly selfReported = false;
   private readonly settings: NonNullable<Study['trainer']>;
 
-  constructor(study: Study) {
+  /** `evalSplit`: the split the locked evaluator scores (val in a run; test only for `finalize`, src/finalize.ts) */
+  constructor(study: Study, private readonly evalSplit: 'val' | 'test' = 'val') {
     this.settings = study.trainer ?? StudySchema.shape.trainer.unwrap().parse({});
   }
 
@@ -156,7 +157,7 @@ export class TrainerKind implements KindAdapter {
     }
     const prepareInWorktree = join(cwd, this.settings.prepare);
     const ev = await runSandboxed({
-      command: `exec "${env.python}" "${prepareInWorktree}" evaluate --cache "${env.cache}" --model "${join(out, 'model.pt')}" --split val --tokens ${this.settings.eval_tokens} --device ${env.device}`,
+      command: `exec "${env.python}" "${prepareInWorktree}" evaluate --cache "${env.cache}" --model "${join(out, 'model.pt')}" --split ${this.evalSplit} --tokens ${this.settings.eval_tokens} --device ${env.device}`,
       cwd: req.scratch,
       writable: [],
       readonly: [req.scratch, req.worktree, env.cache],

@@ -1,0 +1,90 @@
+/** `autoagent audit`, `finalize`, `report` and `export langfuse`: the commands that explain and check a finished run. */
+import { existsSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { openDb } from '../traces/index.ts';
+import { UsageError } from './errors.ts';
+import { defaultDbPath } from './loop.ts';
+import { repoRoot } from './git.ts';
+import { pickRun } from './views.ts';
+import { auditRun, formatAudit } from './audit.ts';
+import { finalizeRun } from './finalize.ts';
+import { renderReport } from './report/html.ts';
+import { renderPng } from './report/png.ts';
+import { exportToLangfuse, langfuseOptionsFromEnv } from './export/langfuse.ts';
+import { StreamReporter } from './report.ts';
+
+export interface IOLike {
+  out: (t: string) => void;
+  err: (t: string) => void;
+  errIsTTY: boolean;
+}
+
+async function store(db?: string) {
+  const path = db ? resolve(db) : defaultDbPath(await repoRoot(process.cwd()));
+  if (!existsSync(path)) throw new UsageError(`${path}: no autoagent store here (run a study first, or pass --db PATH)`);
+  return openDb(path);
+}
+
+export async function auditCommand(runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string }, io: IOLike): Promise<number> {
+  const db = await store(o.db);
+  try {
+    const run = pickRun(db, runId);
+    const r = await auditRun(db, run.id, { rescore: o.rescore !== false, dataRoot: o.data });
+    io.out(o.json ? JSON.stringify(r, null, 2) + '\n' : formatAudit(r) + '\n');
+    return r.ok ? 0 : 1;
+  } finally {
+    db.close();
+  }
+}
+
+export async function finalizeCommand(
+  runId: string | undefined,
+  o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean },
+  io: IOLike,
+): Promise<number> {
+  const db = await store(o.db);
+  try {
+    const run = pickRun(db, runId);
+    const r = await finalizeRun(db, run.id, {
+      force: o.force, branch: o.branch, squash: o.squash, dataRoot: o.data, unsafeNoSandbox: Boolean(o.unsafeNoSandbox),
+      reporter: new StreamReporter(io.err, io.errIsTTY),
+    });
+    io.out(o.json ? JSON.stringify(r, null, 2) + '\n'
+      : `finalized ${r.run}${r.forced ? ' (forced)' : ''}: ${run.metric_name} on the sealed test split = ${r.metric} (validation ${r.validation ?? '—'}) at ${r.commit.slice(0, 10)}${r.branch ? `\nclean branch: ${r.branch}` : ''}\n`);
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+
+export async function reportCommand(runId: string | undefined, o: { db?: string; output?: string; png?: string }, io: IOLike): Promise<number> {
+  const db = await store(o.db);
+  try {
+    const run = pickRun(db, runId);
+    const out = resolve(o.output ?? `autoagent-report-${run.id}.html`);
+    writeFileSync(out, renderReport(db, run.id));
+    io.out(`report: ${out}\n`);
+    if (o.png) {
+      const png = resolve(o.png);
+      await renderPng(out, png);
+      io.out(`picture: ${png}\n`);
+    }
+    return 0;
+  } finally {
+    db.close();
+  }
+}
+
+export async function exportLangfuseCommand(runId: string | undefined, o: { db?: string; json?: boolean }, io: IOLike): Promise<number> {
+  const opts = langfuseOptionsFromEnv();
+  const db = await store(o.db);
+  try {
+    const run = pickRun(db, runId);
+    const r = await exportToLangfuse(db, run.id, { ...opts, onProgress: (n, total) => io.err(`\rexported ${n}/${total} traces`) });
+    io.err('\n');
+    io.out(o.json ? JSON.stringify(r, null, 2) + '\n' : `exported run ${run.id} to ${opts.host}: ${r.traces} traces, ${r.observations} observations, ${r.scores} scores\n`);
+    return 0;
+  } finally {
+    db.close();
+  }
+}

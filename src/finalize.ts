@@ -1,0 +1,362 @@
+/**
+ * `autoagent finalize <run>`: evaluate a run's final incumbent (the last kept commit, else the
+ * base) ONCE on the sealed test split, record it in `finalizations`, and optionally write a clean
+ * branch with one commit per kept change (or one squashed commit) whose messages carry the
+ * evidence. The run's validation numbers picked the incumbent; the test number is the honest one.
+ *
+ * Per kind (the kind's own evaluate, with the run's sandbox settings, in a git worktree of the
+ * commit under .autoagent/worktrees/<run>/finalize, removed after):
+ *  - harness: the harness folder at that commit on the benchmark's `test` split (the study's
+ *    `limit` applies; no minibatch screen); traces go to the store under group `<run>/-1/<n>`.
+ *  - trainer: a fresh training of the final train.py, then prepare.py's locked evaluator with
+ *    `--split test` (TrainerKind's `evalSplit`).
+ *  - command: the study's command and evaluator with AUTOAGENT_SPLIT=test in their environment.
+ *    A command study must honour it: during the run the variable is unset (score the validation
+ *    data); with AUTOAGENT_SPLIT=test score the held-out test data. A study that ignores it
+ *    reports its validation number again.
+ *
+ * A second finalize of the same run refuses unless `force`; so does a run that fails its audit,
+ * or a clean branch name that already exists. A finalization that overrode any of these is
+ * recorded as forced, with what it overrode.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { listExperiments, evaluationsOfRun, now, type DB, type ExperimentRow, type EvaluationRow, type RunRow } from '../traces/index.ts';
+import { UsageError, UserError } from './errors.ts';
+import * as g from './git.ts';
+import { LockViolation, matchGlobs, verifyManifest, walkFiles, type Manifest } from './lock.ts';
+import { sandboxAvailable } from './sandbox/index.ts';
+import { CommandKind } from './kinds/command.ts';
+import { TrainerKind } from './kinds/trainer.ts';
+import { HarnessKind } from './kinds/harness.ts';
+import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
+import type { Study } from './study.ts';
+import { SpendGuard } from '../task-agent/evaluate.ts';
+import { auditRun, findRun, finalIncumbent, incumbentBefore, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
+import { effectiveStatus } from './loop.ts';
+import type { Reporter } from './report.ts';
+import { fmtDelta, fmtDuration, fmtMetric } from './format.ts';
+
+export interface FinalizeOptions {
+  /** evaluate the test split again although the run was finalized, finalize a run that fails its audit, replace an existing clean branch */
+  force?: boolean;
+  /** the clean branch to write (default `autoagent/<run-id>-clean`); false: none */
+  branch?: string | false;
+  /** one squashed commit instead of one per kept change */
+  squash?: boolean;
+  unsafeNoSandbox: boolean;
+  reporter: Reporter;
+  /** data root for built-in benchmarks (harness runs; default: the study's harness.data, else AUTOAGENT_DATA) */
+  dataRoot?: string;
+  signal?: AbortSignal;
+}
+
+export interface FinalizeResult {
+  run: string;
+  commit: string;
+  split: 'test';
+  metric: number;
+  /** the incumbent's validation metric (the mean of its evaluations in the run) */
+  validation: number | null;
+  forced: boolean;
+  /** the clean branch written, if any */
+  branch?: string;
+}
+
+export interface FinalizationRow {
+  id: number;
+  run_id: string;
+  commit: string;
+  split: string;
+  metric: number;
+  /** JSON */
+  details: string;
+  forced: number;
+  created_at: string;
+}
+
+export function listFinalizations(db: DB, runId: string): FinalizationRow[] {
+  return db.prepare('SELECT * FROM finalizations WHERE run_id = ? ORDER BY id').all(runId) as FinalizationRow[];
+}
+
+const execFileP = promisify(execFile);
+const IDENTITY = ['-c', 'user.name=autoagent', '-c', 'user.email=autoagent@localhost', '-c', 'commit.gpgsign=false'];
+
+async function git(repo: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
+  const { stdout } = await execFileP('git', args, { cwd: repo, maxBuffer: 512 * 1024 * 1024, encoding: 'utf8', env: env ? { ...process.env, ...env } : process.env });
+  return stdout;
+}
+
+/** the seed of the n-th finalization of a run: apart from the run's seeds (seq·1000 + repeat + 1) */
+export function finalSeed(n: number): number {
+  return 1_000_000_001 + n;
+}
+
+/** The kind adapter that evaluates on the test split (see the header). */
+function testAdapter(study: Study, dataRoot: string | undefined): { study: Study; adapter: KindAdapter } {
+  switch (study.kind) {
+    case 'command': {
+      const s: Study = { ...study, env: { ...study.env, AUTOAGENT_SPLIT: 'test' } };
+      return { study: s, adapter: new CommandKind(s) };
+    }
+    case 'harness': {
+      // the study schema keeps `test` out of a run's split on purpose; only finalize sets it
+      const harness = { ...study.harness!, split: 'test' as unknown as 'val', screen_tasks: 0, ...(dataRoot ? { data: resolve(dataRoot) } : {}) };
+      const s: Study = { ...study, harness };
+      return { study: s, adapter: new HarnessKind(s) };
+    }
+    case 'trainer':
+      return { study, adapter: new TrainerKind(study, 'test') };
+    default:
+      throw new UsageError(`kind: ${String((study as Study).kind)} cannot be finalized by this version`);
+  }
+}
+
+async function branchCheckedOut(repo: string, branch: string): Promise<string | null> {
+  const out = await git(repo, ['worktree', 'list', '--porcelain']);
+  let path: string | null = null;
+  for (const line of out.split('\n')) {
+    if (line.startsWith('worktree ')) path = line.slice('worktree '.length);
+    if (line === `branch refs/heads/${branch}`) return path;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the clean branch
+
+interface KeptEvidence {
+  exp: ExperimentRow;
+  inc: ExperimentRow;
+  m: number[];
+  incM: number[];
+}
+
+function evidenceOf(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>): KeptEvidence[] {
+  return exps.filter((e) => e.decision === 'kept').map((exp) => {
+    const inc = incumbentBefore(exps, exp.seq)!;
+    return { exp, inc, m: okMetrics(evals.get(exp.id)), incM: okMetrics(evals.get(inc.id)) };
+  });
+}
+
+function evidenceLines(run: RunRow, k: KeptEvidence, indent = ''): string[] {
+  const { exp, inc, m, incM } = k;
+  return [
+    `Experiment: ${run.id} #${exp.seq} (proposer ${exp.proposer})`,
+    `Metric: ${run.metric_name} ${fmtMetric(exp.incumbent_metric)} → ${fmtMetric(exp.metric)} (Δ ${fmtDelta(exp.improvement, run.direction)}, ${run.direction})`,
+    `Evaluations: ${m.length}: ${m.map(fmtMetric).join(', ')} vs incumbent #${inc.seq} ${incM.length}: ${incM.map(fmtMetric).join(', ')}`,
+    `Margin: ${fmtMetric(exp.margin)} (improvement ${fmtMetric(exp.improvement)} > margin)`,
+    `Kept-commit: ${exp.kept_commit}`,
+  ].map((l) => indent + l);
+}
+
+function subjectOf(text: string, max = 72): string {
+  const first = text.split('\n')[0]!.trim() || '(no hypothesis)';
+  return first.length > max ? first.slice(0, max - 1) + '…' : first;
+}
+
+export function changeMessage(run: RunRow, k: KeptEvidence): string {
+  const rest = k.exp.hypothesis.split('\n').slice(1).join('\n').trim();
+  return [subjectOf(k.exp.hypothesis), '', ...(rest ? [rest, ''] : []), ...evidenceLines(run, k)].join('\n') + '\n';
+}
+
+export function squashMessage(run: RunRow, base: ExperimentRow, ks: KeptEvidence[]): string {
+  const last = ks[ks.length - 1]!.exp;
+  const lines = [`autoagent ${run.id}: ${run.metric_name} ${fmtMetric(base.metric)} → ${fmtMetric(last.metric)} in ${ks.length} kept change(s)`, ''];
+  for (const k of ks) lines.push(`#${k.exp.seq}: ${subjectOf(k.exp.hypothesis, 200)}`, ...evidenceLines(run, k, '  '), '');
+  lines.push(`Run: ${run.id}`, `Base: ${run.base_commit}`);
+  return lines.join('\n') + '\n';
+}
+
+/** `commit`'s change against `parent`, applied onto the tree `ontoTree` (a cherry-pick without any checkout); returns the new tree. */
+export async function pickTree(repo: string, ontoTree: string, commit: string, parent: string): Promise<string> {
+  const parentTree = (await git(repo, ['rev-parse', `${parent}^{tree}`])).trim();
+  if (ontoTree === parentTree) return (await git(repo, ['rev-parse', `${commit}^{tree}`])).trim();
+  // the general case: apply the diff to a temporary index
+  const dir = mkdtempSync(join(tmpdir(), 'autoagent-pick-'));
+  try {
+    const env = { GIT_INDEX_FILE: join(dir, 'index') };
+    await git(repo, ['read-tree', ontoTree], env);
+    const patch = join(dir, 'patch');
+    writeFileSync(patch, await git(repo, ['diff', '--binary', '--full-index', parent, commit]));
+    try {
+      await git(repo, ['apply', '--cached', patch], env);
+    } catch (e) {
+      throw new UserError(`the change of ${short(commit)} does not apply onto tree ${short(ontoTree)}: ${((e as { stderr?: string }).stderr ?? '').trim().split('\n')[0]}`);
+    }
+    return (await git(repo, ['write-tree'], env)).trim();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function writeCleanBranch(
+  run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, branch: string, squash: boolean, existing: string | null,
+): Promise<{ head: string; commits: number }> {
+  const repo = run.repo;
+  const ks = evidenceOf(exps, evals);
+  let head = run.base_commit;
+  let tree = (await git(repo, ['rev-parse', `${head}^{tree}`])).trim();
+  for (const k of ks) {
+    const kept = k.exp.kept_commit!;
+    const parent = (await git(repo, ['rev-list', '--parents', '-n', '1', kept])).trim().split(/\s+/)[1] ?? k.exp.parent_commit;
+    tree = await pickTree(repo, tree, kept, parent);
+    if (!squash) head = (await git(repo, [...IDENTITY, 'commit-tree', tree, '-p', head, '-m', changeMessage(run, k)])).trim();
+  }
+  if (squash) {
+    const base = exps.find((e) => e.seq === 0)!;
+    head = (await git(repo, [...IDENTITY, 'commit-tree', tree, '-p', run.base_commit, '-m', squashMessage(run, base, ks)])).trim();
+  }
+  // compare-and-swap: a new branch must not exist yet; a replaced one must not have moved meanwhile
+  await git(repo, ['update-ref', `refs/heads/${branch}`, head, existing ?? '0'.repeat(40)]);
+  return { head, commits: squash ? 1 : ks.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions): Promise<FinalizeResult> {
+  const run = findRun(db, runId);
+  const forcedOver: string[] = [];
+  if (effectiveStatus(run) === 'running') {
+    throw new UserError(`run ${run.id} is still running (process ${run.owner_pid}); finalize it after it stops`);
+  }
+  const prior = listFinalizations(db, run.id);
+  if (prior.length > 0) {
+    const p = prior[prior.length - 1]!;
+    if (!opts.force) {
+      throw new UserError(`run ${run.id} was already finalized (${p.created_at}: test ${run.metric_name}=${fmtMetric(p.metric)} on ${short(p.commit)}); the test split is evaluated once — pass --force to evaluate it again (recorded as forced)`);
+    }
+    forcedOver.push(`${prior.length} earlier finalization(s) (last #${p.id})`);
+  }
+  const exps = listExperiments(db, run.id);
+  const base = exps.find((e) => e.seq === 0);
+  if (!base || base.decision !== 'baseline') throw new UserError(`run ${run.id} has no measured baseline: there is nothing to finalize`);
+  const pending = exps.filter((e) => e.status === 'pending');
+  if (pending.length) opts.reporter.event(`note: experiment #${pending[0]!.seq} is pending (the run was interrupted): finalizing the incumbent as recorded`);
+  const inc = finalIncumbent(exps)!;
+  const commit = inc.kept_commit ?? run.base_commit;
+  const validation = inc.metric;
+
+  const audit = await auditRun(db, run.id, { rescore: false, dataRoot: opts.dataRoot });
+  if (!audit.ok) {
+    if (!opts.force) {
+      throw new UserError(`run ${run.id} fails its audit (${audit.problems[0]}${audit.problems.length > 1 ? `; and ${audit.problems.length - 1} more` : ''}): see \`autoagent audit ${run.id}\`, or pass --force to finalize it anyway (recorded as forced)`);
+    }
+    forcedOver.push(`a failed audit (${audit.problems.length} problem(s))`);
+  }
+
+  // the clean branch: checked before the test split is spent
+  const branch = opts.branch === false ? null : (opts.branch ?? `autoagent/${run.id}-clean`);
+  let existing: string | null = null;
+  if (branch) {
+    try {
+      await git(run.repo, ['check-ref-format', '--branch', branch]);
+    } catch {
+      throw new UsageError(`--branch ${branch}: not a valid branch name`);
+    }
+    if (branch === run.branch) throw new UsageError(`--branch ${branch}: that is the run branch itself; give another name`);
+    existing = await g.revParse(run.repo, `refs/heads/${branch}`);
+    const where = existing ? await branchCheckedOut(run.repo, branch) : null;
+    if (where) throw new UserError(`branch ${branch} is checked out in ${where}; finalize never moves a checked-out branch: pass another --branch NAME`);
+    if (existing) {
+      if (!opts.force) throw new UserError(`branch ${branch} already exists (at ${short(existing)}); pass another --branch NAME, or --force to replace it`);
+      forcedOver.push(`branch ${branch} existed at ${short(existing)}`);
+    }
+  }
+
+  if (!opts.unsafeNoSandbox) {
+    const s = sandboxAvailable();
+    if (!s.ok) throw new UserError(s.message);
+  }
+  const study = runStudy(run);
+  const paths: RunPaths = { repo: run.repo, studyDir: runStudyDir(run), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
+  const { study: evalStudy, adapter } = testAdapter(study, opts.dataRoot);
+  let prepared;
+  try {
+    prepared = await adapter.prepare(evalStudy, paths);
+  } catch (e) {
+    if (e instanceof UsageError && /has no test tasks/.test(e.message)) {
+      throw new UserError(`run ${run.id}: benchmark ${study.harness!.benchmark} has no test tasks, so there is no sealed split to finalize on`);
+    }
+    throw e;
+  }
+  const manifest: Manifest = JSON.parse(run.lock_manifest);
+  const tracked = await trackedAt(run.repo, commit);
+  const locked = Object.keys(manifest.files);
+  const trackedLocked = new Set(locked.filter((p) => tracked.has(p)));
+  const untrackedLocked = locked.filter((p) => !tracked.has(p));
+  const hidden = study.sandbox.hidden.length ? matchGlobs(walkFiles(run.repo), study.sandbox.hidden, paths.studyDir, 'sandbox.hidden', run.study_path) : [];
+
+  const n = prior.length;
+  const seed = finalSeed(n);
+  const wtRoot = join(paths.stateDir, 'worktrees', run.id);
+  const wt = join(wtRoot, 'finalize');
+  const from = inc.seq === 0 ? 'the base commit' : `experiment #${inc.seq}`;
+  opts.reporter.event(`finalizing run ${run.id}: evaluating ${short(commit)} (${from}, validation ${run.metric_name}=${fmtMetric(validation)}) once on the sealed test split…`);
+  const started = Date.now();
+  let out: EvalOutcome;
+  const scratch = mkdtempSync(join(tmpdir(), 'autoagent-scratch-'));
+  await g.addWorktree(run.repo, wt, commit);
+  try {
+    try {
+      verifyManifest(manifest, run.repo, wt, trackedLocked);
+    } catch (e) {
+      if (!(e instanceof LockViolation)) throw e;
+      throw new UserError(`${e.message.replace(/: the run stops.*$/, '')}: finalize does not evaluate with changed locked files (restore it); nothing was recorded`);
+    }
+    out = await adapter.evaluate({
+      study: evalStudy, paths, worktree: wt, scratch, seed, repeat: n,
+      lockedInWorktree: [...trackedLocked].map((p) => join(wt, p)),
+      lockedBinds: untrackedLocked.map((p) => ({ src: join(run.repo, p), dest: join(wt, p) })),
+      hidden: hidden.map((p) => join(wt, p)),
+      policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes },
+      prepared, run: { db, id: run.id, seq: -1 }, guard: new SpendGuard(0, 0, 0, 0), signal: opts.signal,
+    });
+  } finally {
+    await g.removeWorktree(run.repo, wt);
+    if (existsSync(wtRoot) && readdirSync(wtRoot).length === 0) rmSync(wtRoot, { recursive: true, force: true });
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  if (opts.signal?.aborted) throw new UserError('finalize interrupted: nothing was recorded');
+  if (out.status !== 'ok' || out.metric === null || !Number.isFinite(out.metric)) {
+    throw new UserError(`the test evaluation of ${short(commit)} ended ${out.status}: ${out.reason ?? 'no metric'}; nothing was recorded (fix the cause and finalize again)`);
+  }
+  const metric = out.metric;
+
+  let written: { head: string; commits: number } | null = null;
+  if (branch) {
+    if (exps.some((e) => e.decision === 'kept')) {
+      written = await writeCleanBranch(run, exps, evaluationsOfRun(db, run.id), branch, Boolean(opts.squash), existing);
+    } else {
+      opts.reporter.event('no kept change: no clean branch written');
+    }
+  }
+
+  const details = {
+    experiment: inc.seq, kind: run.kind, seed, repeat: n, validation, test_minus_validation: validation === null ? null : metric - validation,
+    wall_ms: Date.now() - started, command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs),
+    telemetry: out.telemetry, stdout_tail: out.stdoutTail.slice(-2000),
+    ...(run.kind === 'harness' ? { traces_group: `${run.id}/-1/${n}` } : {}),
+    ...(run.kind === 'command' ? { env: { AUTOAGENT_SPLIT: 'test' } } : {}),
+    self_reported: run.self_reported === 1, unsafe_no_sandbox: opts.unsafeNoSandbox,
+    audit: { ok: audit.ok, problems: audit.problems.length },
+    forced_over: forcedOver,
+    branch: written ? { name: branch, head: written.head, commits: written.commits, squash: Boolean(opts.squash) } : null,
+  };
+  const forced = forcedOver.length > 0;
+  db.transaction(() => {
+    if (!opts.force && listFinalizations(db, run.id).length > 0) {
+      throw new UserError(`run ${run.id} was finalized by another process meanwhile; pass --force to record this one too`);
+    }
+    db.prepare('INSERT INTO finalizations (run_id, "commit", split, metric, details, forced, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(run.id, commit, 'test', metric, JSON.stringify(details), forced ? 1 : 0, now());
+  })();
+  opts.reporter.event(
+    `test ${run.metric_name}=${fmtMetric(metric)} (validation ${fmtMetric(validation)}) for ${short(commit)} in ${fmtDuration(Date.now() - started)}${forced ? ' — FORCED' : ''}`
+    + (written ? `; clean branch ${branch} (${written.commits} commit(s))` : ''),
+  );
+  return { run: run.id, commit, split: 'test', metric, validation, forced, ...(written ? { branch: branch! } : {}) };
+}
