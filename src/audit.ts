@@ -385,13 +385,10 @@ export function noiseGroupsBefore(exps: ExperimentRow[], evals: Map<number, Eval
 }
 
 /**
- * Re-derive one experiment's judgements as the loop computed them:
+ * Re-derive one experiment's judgements as the loop computed them (src/loop.ts judgeCandidate):
  *  - screen: the first evaluation against the incumbent's evaluations, noise from the earlier groups;
- *  - final (confirm_repeats > 0): the mean of all evaluations; the loop's noiseGroups(ctx, m) lists
- *    every experiment in the store, the candidate included (its ≥ 2 evaluations are already
- *    there), and then appends the candidate's evaluations again: its group counts twice
- *    ("loop"). A keep finished by `resume` (the branch had already moved) judged with
- *    noiseGroups(ctx) alone: the candidate's group once ("resume"). Both are accepted.
+ *  - final (confirm_repeats > 0): the mean of all evaluations, noise from the earlier groups plus
+ *    the candidate's own evaluations, once.
  */
 export function rejudge(
   direction: 'minimize' | 'maximize', rule: AcceptanceRule, confirmRepeats: number,
@@ -400,15 +397,7 @@ export function rejudge(
   const j = (cand: number[], groups: number[][]) => judge(direction, incumbent, cand, pooledNoise(groups), rule);
   const screenV: Variant[] = [{ name: 'loop', judgement: j([screen], before) }];
   if (confirmRepeats === 0) return { screen: screenV, final: screenV };
-  // a screen judged again on resume, after confirmation evaluations were recorded
-  if (candidate.length >= 2) screenV.push({ name: 'resume', judgement: j([screen], [...before, candidate]) });
-  return {
-    screen: screenV,
-    final: [
-      { name: 'loop', judgement: j(candidate, [...before, candidate, candidate]) },
-      { name: 'resume', judgement: j(candidate, [...before, candidate]) },
-    ],
-  };
+  return { screen: screenV, final: [{ name: 'loop', judgement: j(candidate, candidate.length >= 2 ? [...before, candidate] : before) }] };
 }
 
 /** the commit message lines the loop writes for a keep (src/loop.ts runCandidate) */
@@ -496,7 +485,7 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
       if (!close(e.incumbent_metric, j.incumbentMean)) P.push(`${who}: stored incumbent metric ${fmtMetric(e.incumbent_metric)} ≠ recomputed ${fmtMetric(j.incumbentMean)} (incumbent #${inc.seq})`);
       if (!close(e.improvement, j.improvement)) P.push(`${who}: stored improvement ${e.improvement} ≠ recomputed ${j.improvement}`);
       if (!close(e.margin, j.margin)) {
-        const noise = pooledNoise(chosen.name === 'loop' && c > 0 ? [...before, m, m] : c > 0 ? [...before, m] : before);
+        const noise = pooledNoise(c > 0 && m.length >= 2 ? [...before, m] : before);
         P.push(`${who}: stored margin ${e.margin} ≠ recomputed ${j.margin} (pooled sd ${fmtMetric(noise.sd)}, df ${noise.df})`);
       }
       // the kept commit's message: the Evidence line (any of the loop's noise variants)

@@ -443,26 +443,33 @@ function okMetrics(evals: EvaluationRow[]): number[] {
   return evals.filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
 }
 
-/** Groups of repeated evaluations of identical files, for the pooled noise estimate. */
-function noiseGroups(ctx: RunCtx, extra?: number[]): number[][] {
-  const all = evaluationsOfRun(ctx.db, ctx.run.id);
-  const groups: number[][] = [];
-  for (const e of listExperiments(ctx.db, ctx.run.id)) {
-    const m = okMetrics(all.get(e.id) ?? []);
-    if (m.length >= 2 && e.decision !== 'crash' && e.decision !== 'timeout') groups.push(m);
-  }
-  if (extra && extra.length >= 2) groups.push(extra);
-  return groups;
-}
-
-export function runNoise(db: DB, runId: string): Noise {
+/**
+ * Groups of repeated evaluations of identical files, for the pooled noise estimate: every
+ * experiment (before `beforeSeq`, when given) with at least two ok evaluations that did not
+ * crash or time out. A candidate being decided is added by the caller, once.
+ */
+export function noiseGroups(db: DB, runId: string, beforeSeq = Infinity): number[][] {
   const all = evaluationsOfRun(db, runId);
   const groups: number[][] = [];
   for (const e of listExperiments(db, runId)) {
+    if (e.seq >= beforeSeq) continue;
     const m = okMetrics(all.get(e.id) ?? []);
-    if (m.length >= 2) groups.push(m);
+    if (m.length >= 2 && e.decision !== 'crash' && e.decision !== 'timeout') groups.push(m);
   }
-  return pooledNoise(groups);
+  return groups;
+}
+
+/** The run's noise as `log` shows it: the same groups the decisions use. */
+export function runNoise(db: DB, runId: string): Noise {
+  return pooledNoise(noiseGroups(db, runId));
+}
+
+/** The acceptance test of a candidate with evaluations `m`, as of its own decision. */
+function judgeCandidate(ctx: RunCtx, exp: ExperimentRow, incMetrics: number[], m: number[]) {
+  const rule = { alpha: ctx.study.acceptance.alpha, minDelta: ctx.study.acceptance.min_delta };
+  const groups = noiseGroups(ctx.db, ctx.run.id, exp.seq);
+  if (m.length >= 2) groups.push(m);
+  return judge(ctx.study.metric.direction, incMetrics, m, pooledNoise(groups), rule);
 }
 
 async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat: number, label: string, screenAgainst?: Map<string, number>): Promise<EvaluationRow> {
@@ -543,16 +550,21 @@ async function runCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started
   const exps = listExperiments(db, ctx.run.id).filter((e) => e.seq < exp.seq);
   const inc = await incumbentOf(ctx, exps);
   const incMetrics = okMetrics(evaluationsOf(db, inc.id));
-  const rule = { alpha: study.acceptance.alpha, minDelta: study.acceptance.min_delta };
   const total = study.budget.experiments;
   const label = `[exp ${exp.seq}/${total}]`;
   const name = study.metric.name;
 
-  // A keep interrupted after the branch moved: finish recording it.
+  // A keep interrupted after the branch moved: finish recording it (the head must be this
+  // experiment's kept commit: its parent, its tree and its message say so).
   const head = await g.revParse(ctx.paths.repo, `refs/heads/${ctx.run.branch}`);
-  if (head && head !== exp.parent_commit && (await g.parentOf(ctx.paths.repo, head)) === exp.parent_commit) {
+  if (head && head !== exp.parent_commit) {
     const m = okMetrics(evaluationsOf(db, exp.id));
-    const j = judge(study.metric.direction, incMetrics, m, pooledNoise(noiseGroups(ctx)), rule);
+    const j = judgeCandidate(ctx, exp, incMetrics, m);
+    const ours = (await g.parentOf(ctx.paths.repo, head)) === exp.parent_commit
+      && (await g.revParse(ctx.paths.repo, `${head}^{tree}`)) === (await g.revParse(ctx.paths.repo, `${exp.candidate_commit}^{tree}`))
+      && (await g.commitMessage(ctx.paths.repo, head)).includes(`\nExperiment: ${exp.seq}\n`)
+      && j.pass && m.length === 1 + study.acceptance.confirm_repeats;
+    if (!ours) throw new UserError(`run branch ${ctx.run.branch} moved to ${head.slice(0, 10)}, which is not experiment ${exp.seq}'s kept commit: the branch was changed outside autoagent (see \`autoagent audit\`)`);
     return record(ctx, exp, 'kept', keptReason(j, m.length), j, started, head);
   }
 
@@ -564,7 +576,7 @@ async function runCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started
   }
   const screenedOut = screen.telemetry ? (JSON.parse(screen.telemetry).screened_out as string | undefined) : undefined;
   if (screenedOut) return record(ctx, exp, 'discarded', screenedOut, null, started);
-  let j = judge(study.metric.direction, incMetrics, [screen.metric!], pooledNoise(noiseGroups(ctx)), rule);
+  let j = judgeCandidate(ctx, exp, incMetrics, [screen.metric!]);
   if (!j.pass) {
     return record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
   }
@@ -577,7 +589,7 @@ async function runCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started
   }
   const m = okMetrics(evaluationsOf(db, exp.id));
   if (c > 0) {
-    j = judge(study.metric.direction, incMetrics, m, pooledNoise(noiseGroups(ctx, m)), rule);
+    j = judgeCandidate(ctx, exp, incMetrics, m);
     if (!j.pass) {
       return record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction)} ≤ margin ${fmtMetric(j.margin)}`, j, started);
     }

@@ -60,7 +60,8 @@ export class HarnessKind implements KindAdapter {
     // fail before the first task when a key is missing
     createProvider(harness.config.provider, { prices: loadPrices(s.prices ? resolve(base, s.prices) : undefined) });
     return {
-      lockedExternal: b.lockedPaths.filter((p) => !resolve(p).startsWith(paths.repo + '/')),
+      // the scorer, loaders and answer files: hashed at start, verified before every evaluation
+      lockedExternal: b.lockedPaths.map((p) => resolve(p)),
       environment: { benchmark: b.name, split: s.split, tasks: tasks.length, data: this.data ?? null, provider: harness.config.provider, model: harness.config.model },
     };
   }

@@ -115,12 +115,17 @@ test('kill -9 during an evaluation, then resume: the budget completes, nothing l
   const yaml = studyYaml().replace(/^command: .*$/m, 'command: python3 -c "import time; time.sleep(0.6)"');
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': yaml });
   try {
-    const child = spawn(process.execPath, [BIN, 'run', 'study.yaml', '--experiments', '6'], { cwd: repo, stdio: 'ignore' });
+    const child = spawn(process.execPath, [BIN, 'run', 'study.yaml', '--experiments', '6'], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
+    let childErr = '';
+    child.stderr!.on('data', (b: Buffer) => (childErr += b.toString()));
+    const exited = new Promise((r) => child.once('exit', r));
+    let gone = false;
+    void exited.then(() => (gone = true));
     const dbPath = join(repo, '.autoagent', 'autoagent.db');
     const deadline = Date.now() + 60_000;
     let killedDuring = -1;
-    while (Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 150));
+    while (Date.now() < deadline && !gone) {
+      await new Promise((r) => setTimeout(r, 100));
       if (!existsSync(dbPath)) continue;
       const db = openDb(dbPath);
       const run = latestRun(db);
@@ -134,8 +139,8 @@ test('kill -9 during an evaluation, then resume: the budget completes, nothing l
         break;
       }
     }
-    await new Promise((r) => child.once('exit', r));
-    assert.ok(killedDuring >= 2, 'the run was killed during an experiment');
+    await exited;
+    assert.ok(killedDuring >= 2, `the run was killed during an experiment (child stderr: ${childErr.slice(-500)})`);
     let db = openDb(dbPath);
     const runId = latestRun(db)!.id;
     const before = listExperiments(db, runId);
