@@ -164,25 +164,31 @@ export const MIGRATIONS: readonly string[] = [
 export function openDb(path: string): DB {
   if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
+  // the busy timeout first: another process may be creating or migrating the same store
+  db.pragma('busy_timeout = 5000');
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
-  db.pragma('busy_timeout = 5000');
   migrate(db);
   return db;
 }
 
+/**
+ * Bring the schema up to date. The version is read and the migrations applied inside one
+ * write transaction (BEGIN IMMEDIATE), so two processes opening a new store at once
+ * (a run starting while `autoagent status` looks) cannot both create the tables.
+ */
 export function migrate(db: DB): void {
-  const version = db.pragma('user_version', { simple: true }) as number;
-  if (version > MIGRATIONS.length) {
-    throw new Error(`the store was written by a newer autoagent (schema ${version}, this one knows ${MIGRATIONS.length}): upgrade autoagent`);
-  }
-  for (let v = version; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
-      db.pragma(`user_version = ${v + 1}`);
-    })();
-  }
+  const newer = (v: number) => new Error(`the store was written by a newer autoagent (schema ${v}, this one knows ${MIGRATIONS.length}): upgrade autoagent`);
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > MIGRATIONS.length) throw newer(current);
+  if (current === MIGRATIONS.length) return;
+  db.transaction(() => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > MIGRATIONS.length) throw newer(version);
+    for (let v = version; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
+    db.pragma(`user_version = ${MIGRATIONS.length}`);
+  }).immediate();
 }
 
 export const now = (): string => new Date().toISOString();

@@ -524,3 +524,20 @@ test('kill -9 in the middle of writing leaves whole batches only', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('two processes opening a new store at once do not both create its tables', async () => {
+  const { spawn } = await import('node:child_process');
+  for (let round = 0; round < 5; round++) {
+    const dir = mkdtempSync(join(tmpdir(), 'aa-race-'));
+    const path = join(dir, 'store.db');
+    const code = `import('${resolve(import.meta.dirname, '../../traces/db.ts')}').then((m) => { m.openDb(${JSON.stringify(path)}).close(); })`;
+    const runs = Array.from({ length: 4 }, () => new Promise<number>((res) => {
+      const c = spawn(process.execPath, ['--import', 'tsx', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      c.stderr!.on('data', (b: Buffer) => (err += b));
+      c.on('exit', (status) => { if (status !== 0) console.error(err); res(status ?? 1); });
+    }));
+    assert.deepEqual(await Promise.all(runs), [0, 0, 0, 0]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
