@@ -15,14 +15,8 @@ export function fmtDelta(improvement: number | null | undefined, direction: 'min
   return (d > 0 ? '+' : d < 0 ? '' : '±') + fmtMetric(d);
 }
 
-export function fmtDuration(ms: number): string {
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
-  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
-}
+/** one duration format everywhere (the transcript renderer owns it) */
+export { fmtDuration } from '../traces/transcript.ts';
 
 /** A plain text table: columns padded, the last column left free. */
 export function table(header: string[], rows: string[][]): string {
