@@ -15,8 +15,8 @@
 import Anthropic from '@anthropic-ai/sdk';
 import { UserError } from '../../src/errors.ts';
 import type { Block, ModelRequest, ModelResponse, PriceTable, Provider, RetryPolicy, Usage } from '../types.ts';
-import { callWithRetry, envValue, resolveRetry, type ProviderOptions } from './common.ts';
-import { costOf, DEFAULT_PRICES, priceFor } from './prices.ts';
+import { callWithRetry, envValue, modelResponse, resolveRetry, type ProviderOptions } from './common.ts';
+import { DEFAULT_PRICES } from './prices.ts';
 
 export const ANTHROPIC_DEFAULT_BASE_URL = 'https://api.anthropic.com';
 
@@ -150,19 +150,6 @@ export class AnthropicProvider implements Provider {
     const { value: msg, attempts, latency_ms } = await callWithRetry('anthropic', req.model, this.opts, this.policy, signal, (s) =>
       this.client.messages.create(body, { signal: s, timeout: this.policy.timeout_ms + 1000 }),
     );
-    const { content, stop_reason, usage } = fromAnthropicMessage(msg);
-    const model = msg.model ?? req.model;
-    const priced = priceFor(req.model, this.prices) ? req.model : model;
-    return {
-      content,
-      stop_reason,
-      usage,
-      cost_usd: costOf(priced, usage, this.prices),
-      model,
-      raw: msg,
-      raw_request: body,
-      latency_ms,
-      attempts,
-    };
+    return modelResponse(req, this.prices, fromAnthropicMessage(msg), { model: msg.model, raw: msg, raw_request: body, latency_ms, attempts });
   }
 }

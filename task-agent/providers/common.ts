@@ -1,5 +1,6 @@
 /** What both providers share: options, defaults, and the call wrapper (retries, timing, errors). */
-import type { PriceTable, RetryPolicy } from '../types.ts';
+import type { Block, ModelRequest, ModelResponse, PriceTable, RetryPolicy, Usage } from '../types.ts';
+import { costOf, priceFor } from './prices.ts';
 import { ProviderError } from './errors.ts';
 import { RetryError, withRetry, type AttemptRecord, type SleepFn } from './retry.ts';
 
@@ -71,4 +72,29 @@ export async function callWithRetry<T>(
     if (err instanceof RetryError) throw ProviderError.from(err, provider, model);
     throw err; // an abort: the caller's reason, unchanged
   }
+}
+
+/**
+ * The provider-neutral response both providers return: priced by the requested model when the
+ * table knows it, else by the model the server says it used.
+ */
+export function modelResponse(
+  req: ModelRequest,
+  prices: PriceTable,
+  mapped: { content: Block[]; stop_reason: ModelResponse['stop_reason']; usage: Usage },
+  served: { model: string | undefined; raw: unknown; raw_request: unknown; latency_ms: number; attempts: number },
+): ModelResponse {
+  const model = served.model || req.model;
+  const priced = priceFor(req.model, prices) ? req.model : model;
+  return {
+    content: mapped.content,
+    stop_reason: mapped.stop_reason,
+    usage: mapped.usage,
+    cost_usd: costOf(priced, mapped.usage, prices),
+    model,
+    raw: served.raw,
+    raw_request: served.raw_request,
+    latency_ms: served.latency_ms,
+    attempts: served.attempts,
+  };
 }

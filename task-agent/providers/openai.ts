@@ -28,9 +28,9 @@ import type {
 } from 'openai/resources/chat/completions';
 import { UserError } from '../../src/errors.ts';
 import type { Block, ModelRequest, ModelResponse, PriceTable, Provider, RetryPolicy, Usage } from '../types.ts';
-import { callWithRetry, envValue, resolveRetry, type ProviderOptions } from './common.ts';
+import { callWithRetry, envValue, modelResponse, resolveRetry, type ProviderOptions } from './common.ts';
 import { ProviderError } from './errors.ts';
-import { costOf, DEFAULT_PRICES, priceFor } from './prices.ts';
+import { DEFAULT_PRICES } from './prices.ts';
 
 export const OPENAI_DEFAULT_BASE_URL = 'https://api.openai.com/v1';
 /** sent as the key to servers that need none (local ones ignore it) */
@@ -204,19 +204,6 @@ export class OpenAIProvider implements Provider {
       throw err;
     }
     const { value: completion, attempts, latency_ms } = result;
-    const { content, stop_reason, usage } = fromOpenAICompletion(completion);
-    const model = completion.model || req.model;
-    const priced = priceFor(req.model, this.prices) ? req.model : model;
-    return {
-      content,
-      stop_reason,
-      usage,
-      cost_usd: costOf(priced, usage, this.prices),
-      model,
-      raw: completion,
-      raw_request: body,
-      latency_ms,
-      attempts,
-    };
+    return modelResponse(req, this.prices, fromOpenAICompletion(completion), { model: completion.model, raw: completion, raw_request: body, latency_ms, attempts });
   }
 }
