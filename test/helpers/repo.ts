@@ -52,3 +52,22 @@ budget: { experiment_seconds: 20, experiments: 8 }
 acceptance: { baseline_repeats: 3, min_delta: 0, confirm_repeats: 1 }
 ${extra}`;
 }
+
+/** A repo with a one-knob harness (temperature 0.9) and a tiny exact-match benchmark, for harness runs. */
+export function tinyHarnessRepo(tasks: Array<Record<string, unknown>>, confirmRepeats: number): string {
+  return makeRepo({
+    'h/harness.yaml': 'provider: openai\nmodel: gpt-4.1-mini\nsystem: prompts/system.md\nmax_steps: 2\ntemperature: 0.9\ntools: []\n',
+    'h/prompts/system.md': 'Answer with a number only.',
+    'bench/benchmark.yaml': 'name: tiny\ndescription: tiny arithmetic\ntasks: tasks.jsonl\nscorer: { type: exact }\n',
+    'bench/tasks.jsonl': tasks.map((t) => JSON.stringify(t)).join('\n') + '\n',
+    'study.yaml': `name: tiny-h
+kind: harness
+editable: [h/harness.yaml]
+locked: [bench/**]
+metric: { name: score, direction: maximize }
+harness: { dir: h, benchmark: bench, split: val, concurrency: 1 }
+budget: { experiments: 1 }
+acceptance: { baseline_repeats: 2, confirm_repeats: ${confirmRepeats} }
+`,
+  });
+}

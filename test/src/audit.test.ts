@@ -14,7 +14,7 @@ import { openDb, listExperiments, evaluationsOf, getRun, type DB, type RunRow, t
 import { tracesOf } from '../../traces/traces.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import { startMockOpenAI, openaiText, type MockServer } from '../helpers/mock-llm.ts';
-import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
+import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml, tinyHarnessRepo } from '../helpers/repo.ts';
 
 const CHECKS = ['chain', 'editable-only', 'locked-hashes', 'locked-current', 'evidence', 'rescore'];
 
@@ -211,21 +211,7 @@ test('tampering (e): a harness trace whose stored score was edited is named by t
   const env = { OPENAI_BASE_URL: process.env.OPENAI_BASE_URL, OPENAI_API_KEY: process.env.OPENAI_API_KEY };
   process.env.OPENAI_BASE_URL = server.baseURL;
   process.env.OPENAI_API_KEY = 'test';
-  const hrepo = makeRepo({
-    'h/harness.yaml': 'provider: openai\nmodel: gpt-4.1-mini\nsystem: prompts/system.md\nmax_steps: 2\ntemperature: 0.9\ntools: []\n',
-    'h/prompts/system.md': 'Answer with a number only.',
-    'bench/benchmark.yaml': 'name: tiny\ndescription: tiny arithmetic\ntasks: tasks.jsonl\nscorer: { type: exact }\n',
-    'bench/tasks.jsonl': TASKS.map((t) => JSON.stringify(t)).join('\n') + '\n',
-    'study.yaml': `name: tiny-h
-kind: harness
-editable: [h/harness.yaml]
-locked: [bench/**]
-metric: { name: score, direction: maximize }
-harness: { dir: h, benchmark: bench, split: val, concurrency: 1 }
-budget: { experiments: 1 }
-acceptance: { baseline_repeats: 2, confirm_repeats: 1 }
-`,
-  });
+  const hrepo = tinyHarnessRepo(TASKS, 1);
   let hdb: DB | null = null;
   try {
     const proposer: Proposer = scripted([(ctx) => ({

@@ -15,7 +15,7 @@ import { openDb, listExperiments, getRun, type DB, type RunRow, type ExperimentR
 import { tracesOf } from '../../traces/traces.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import { startMockOpenAI, openaiText } from '../helpers/mock-llm.ts';
-import { makeRepo, cleanup, sh, PARAMS_PY, studyYaml } from '../helpers/repo.ts';
+import { makeRepo, cleanup, sh, PARAMS_PY, studyYaml, tinyHarnessRepo } from '../helpers/repo.ts';
 
 function scripted(steps: Array<(ctx: ProposalContext) => { hypothesis: string; edits: Array<{ path: string; content: string }> }>): Proposer {
   let i = 0;
@@ -215,21 +215,7 @@ test('a harness run is finalized on the benchmark test tasks, traced apart from 
     { id: 't1', split: 'test', input: { question: 'What is 6+6?' }, answer: '12' },
     { id: 't2', split: 'test', input: { question: 'What is 7+7?' }, answer: '14' },
   ];
-  const hrepo = makeRepo({
-    'h/harness.yaml': 'provider: openai\nmodel: gpt-4.1-mini\nsystem: prompts/system.md\nmax_steps: 2\ntemperature: 0.9\ntools: []\n',
-    'h/prompts/system.md': 'Answer with a number only.',
-    'bench/benchmark.yaml': 'name: tiny\ndescription: tiny arithmetic\ntasks: tasks.jsonl\nscorer: { type: exact }\n',
-    'bench/tasks.jsonl': tasks.map((t) => JSON.stringify(t)).join('\n') + '\n',
-    'study.yaml': `name: tiny-h
-kind: harness
-editable: [h/harness.yaml]
-locked: [bench/**]
-metric: { name: score, direction: maximize }
-harness: { dir: h, benchmark: bench, split: val, concurrency: 1 }
-budget: { experiments: 1 }
-acceptance: { baseline_repeats: 2, confirm_repeats: 0 }
-`,
-  });
+  const hrepo = tinyHarnessRepo(tasks, 0);
   let hdb: DB | null = null;
   try {
     const proposer = scripted([(ctx) => ({
