@@ -1,12 +1,47 @@
 import type { Proposer } from './types.ts';
 import { SearchProposer, RandomProposer } from './search/index.ts';
+import { LlmProposer } from './llm.ts';
+import { HybridProposer } from './hybrid.ts';
+import { CommandProposer } from './command.ts';
 
-/** The proposer a study asks for. */
-export function makeProposer(study: { proposer: { type: 'search' | 'random' } }): Proposer {
-  switch (study.proposer.type) {
+/** The study fields a proposer is made from (src/study.ts ProposerSchema). */
+export interface ProposerSettings {
+  type: 'search' | 'random' | 'llm' | 'command' | 'hybrid';
+  provider: 'anthropic' | 'openai';
+  model?: string;
+  max_tokens: number;
+  max_turns: number;
+  context_tokens: number;
+  temperature?: number;
+  thinking_budget?: number;
+  mode: 'alternate' | 'llm';
+  command?: string;
+  timeout_seconds: number;
+  env: Record<string, string>;
+}
+
+/** the model an llm proposer uses when the study names none */
+export const DEFAULT_META_MODEL = { anthropic: 'claude-sonnet-4-6', openai: 'gpt-5' } as const;
+
+/**
+ * The proposer a study asks for. `locked` are the study's locked globs made repo-relative: the
+ * command proposer keeps edits to them so that the loop rejects the proposal.
+ */
+export function makeProposer(p: ProposerSettings, locked: string[] = []): Proposer {
+  const llm = {
+    model: p.model ?? DEFAULT_META_MODEL[p.provider], max_tokens: p.max_tokens, max_turns: p.max_turns, context_tokens: p.context_tokens,
+    temperature: p.temperature, thinking_budget: p.thinking_budget,
+  };
+  switch (p.type) {
     case 'search':
       return new SearchProposer();
     case 'random':
       return new RandomProposer();
+    case 'llm':
+      return new LlmProposer(llm);
+    case 'hybrid':
+      return new HybridProposer({ ...llm, mode: p.mode });
+    case 'command':
+      return new CommandProposer({ command: p.command!, timeout_seconds: p.timeout_seconds, context_tokens: p.context_tokens, env: p.env, locked });
   }
 }

@@ -1,7 +1,9 @@
 /**
  * The proposer interface: given the incumbent and the run's history, return one edit.
- * Every proposer (search, random, and later llm / command / hybrid) implements it.
+ * Every proposer (search, random, llm, command, hybrid) implements it.
  */
+import type { ModelRequest, ModelResponse } from '../task-agent/types.ts';
+import type { SpanKind, SpanStatus } from '../traces/types.ts';
 
 /** One declared knob from the study file (`knobs:`), overriding or extending discovery. */
 export interface KnobDecl {
@@ -33,6 +35,62 @@ export interface LedgerEntry {
   improvement?: number;
   /** whatever the proposer stored in Proposal.meta when it proposed this experiment */
   meta?: unknown;
+  /** why it was decided so (the loop's reason line) */
+  reason?: string;
+  /** which proposer made it (`baseline`, `search`, `llm`, …) */
+  proposer?: string;
+}
+
+/**
+ * Read-only access to the run's record: what the meta-agent's tools and the trace digest read.
+ * Implemented over the SQLite store and git by meta-agent/history.ts.
+ */
+export interface RunHistory {
+  /** the experiment's diff against its parent; null when there is no such experiment */
+  diff(seq: number): string | null;
+  /** tasks of an experiment's evaluations that failed (status != ok or pass = false), worst first */
+  failingTasks(seq: number): Array<{ task_id: string; score: number | null; trace_ids: string[] }>;
+  /** one trace rendered as a transcript (reasoning, tool calls, errors, scorer feedback), at most maxChars; null when unknown */
+  trace(id: string, maxChars?: number): string | null;
+  /** full-text search over the run's task traces */
+  search(query: string, limit?: number): Array<{ trace_id: string; task_id: string; experiment_seq: number | null; snippet: string }>;
+  /** a tracked file of the incumbent (repo-relative), or null when it does not exist or is hidden */
+  readFile(path: string): Promise<string | null>;
+  /**
+   * The trace digest of the incumbent, at most `tokens` (≈ 4 characters each), with explicit
+   * markers where text was cut. Harness runs: failed and regressed tasks first, then a sample of
+   * passes, each with its transcript. Trainer runs: loss curves and telemetry. Command runs: the
+   * evaluations' output tails.
+   */
+  digest(tokens: number): string;
+  /** does a trace with this id exist in this run? */
+  hasTrace(id: string): boolean;
+}
+
+/** One span a proposer records in its own conversation trace (tool calls, the external CLI run). */
+export interface ProposalSpan {
+  kind: SpanKind;
+  name: string;
+  status: SpanStatus;
+  started_at: number;
+  ended_at: number;
+  input: unknown;
+  output: unknown;
+  error?: string | null;
+  attributes?: Record<string, unknown>;
+}
+
+/**
+ * The loop's services to a proposer that talks to a model or runs a tool. `model` records the
+ * call as a span of the proposal's trace and charges the per-proposal and the run's budgets
+ * (it throws ProposalBudgetExceeded, or the run's BudgetExceeded, before a call that would start
+ * over budget); `record` adds any other span.
+ */
+export interface ProposalServices {
+  model(req: Omit<ModelRequest, 'provider'>, name?: string): Promise<ModelResponse>;
+  record(span: ProposalSpan): void;
+  /** tokens and dollars this proposal has spent so far */
+  spent(): { tokens: number; dollars: number };
 }
 
 export interface ProposalContext {
@@ -50,6 +108,24 @@ export interface ProposalContext {
   random: () => number;
   /** hashes (sha256 of sorted path+content) of every candidate already evaluated; avoid proposing these */
   seen: Set<string>;
+  /** the experiment number this proposal will get */
+  seq?: number;
+  /** the run's id and kind */
+  runId?: string;
+  kind?: 'command' | 'trainer' | 'harness';
+  /** the incumbent: its experiment seq and commit */
+  incumbent?: { seq: number; commit: string; metric?: number };
+  /** absolute repo root (the command proposer makes its own worktree from `incumbent.commit`) */
+  repo?: string;
+  /** the direction text (program.md, or the study's `proposer.program`) */
+  program?: string;
+  /** proposals already made in this round from the same incumbent (several candidates per round) */
+  round?: Array<Pick<Proposal, 'hypothesis'>>;
+  /** the run's record (llm, hybrid, command) */
+  history?: RunHistory;
+  /** model calls and span recording (llm, hybrid, command) */
+  services?: ProposalServices;
+  signal?: AbortSignal;
 }
 
 export interface FileEdit {
@@ -65,7 +141,16 @@ export interface Proposal {
   edits: FileEdit[];
   /** proposer-private state stored with the experiment and handed back in the ledger */
   meta?: unknown;
+  /** ids of the traces that motivate the change (llm, hybrid) */
+  cited?: string[];
+  /** what the proposer expects to happen, in its words */
+  expected_effect?: string;
 }
+
+/** A proposal that could not be made (invalid model output after the repair attempt, CLI failure, …): no experiment, the trace keeps why. */
+export class ProposalFailed extends Error {}
+/** The per-proposal token or dollar budget ran out. */
+export class ProposalBudgetExceeded extends ProposalFailed {}
 
 export interface Proposer {
   readonly name: string;

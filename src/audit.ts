@@ -28,6 +28,7 @@ import { StudySchema, type Study } from './study.ts';
 import { UsageError } from './errors.ts';
 import { globMatcher, sha256File, type Manifest } from './lock.ts';
 import { judge, mean, pooledNoise, type Judgement, type AcceptanceRule } from './ratchet.ts';
+import { incumbentBefore, roundAlpha } from './rounds.ts';
 import { fmtMetric } from './format.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
 import { dataRoot } from './kinds/harness.ts';
@@ -110,11 +111,7 @@ export function okMetrics(evals: EvaluationRow[] | undefined): number[] {
 }
 
 /** The incumbent before experiment `seq`: the last kept experiment before it, else the baseline. */
-export function incumbentBefore(exps: ExperimentRow[], seq: number): ExperimentRow | undefined {
-  const prior = exps.filter((e) => e.seq < seq);
-  const kept = prior.filter((e) => e.decision === 'kept');
-  return kept.length ? kept[kept.length - 1] : prior.find((e) => e.seq === 0);
-}
+export { incumbentBefore } from './rounds.ts';
 
 /** The run's final incumbent: the last kept experiment, else the baseline. */
 export function finalIncumbent(exps: ExperimentRow[]): ExperimentRow | undefined {
@@ -467,7 +464,8 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
     }
     judged++;
     const before = noiseGroupsBefore(exps, evals, e.seq);
-    const v = rejudge(dir, rule, c, incM, m, screenEval.metric, before);
+    // several candidates per round: each is tested at α / k (src/loop.ts roundAlpha)
+    const v = rejudge(dir, { ...rule, alpha: roundAlpha(rule.alpha, exps, e) }, c, incM, m, screenEval.metric, before);
     const screenPass = v.screen.find((x) => x.judgement.pass);
 
     if (e.decision === 'kept') {
@@ -505,7 +503,12 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
       // discarded: some judgement the loop made must fail, and the stored numbers must be that judgement's
       // the judgements that could have discarded it: a failed screen, or (after a passed screen) a failed confirmation
       const failing = [...v.screen.filter((x) => !x.judgement.pass), ...(screenPass && c > 0 ? v.final.filter((x) => !x.judgement.pass) : [])];
-      if (failing.length === 0) {
+      // or it passed and lost its round to a kept candidate that did better
+      const winner = e.round === null ? undefined : exps.find((x) => x.round === e.round && x.decision === 'kept' && x.seq !== e.seq);
+      const lostRound = failing.length === 0 && winner !== undefined && (winner.improvement ?? -Infinity) >= (v.final[0]!.judgement.improvement);
+      if (lostRound) {
+        if (!storedMatches(e, v.final[0]!.judgement)) P.push(`${who} (discarded in its round): stored improvement ${e.improvement} / margin ${e.margin} ≠ recomputed ${v.final[0]!.judgement.improvement} / ${v.final[0]!.judgement.margin}`);
+      } else if (failing.length === 0) {
         const j = (c > 0 ? v.final[0]! : v.screen[0]!).judgement;
         P.push(`${who} is recorded as discarded, but the acceptance rule passes on its stored evaluations (improvement ${fmtMetric(j.improvement)} > margin ${fmtMetric(j.margin)} against incumbent #${inc.seq})`);
       } else if (e.improvement !== null && !failing.some((x) => storedMatches(e, x.judgement))) {

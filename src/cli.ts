@@ -137,11 +137,12 @@ Examples:
       io.out((o.json ? JSON.stringify(ledgerData(db, run), null, 2) : ledgerText(db, run)) + '\n');
     });
   program.command('show <experiment>').description('what an experiment changed, its evaluations, and why it was kept or not (N or RUN/N)')
-    .option('--run <id>', 'the run (default: the latest)').option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (ref: string, o: CommonOpts & { run?: string }) => {
+    .option('--run <id>', 'the run (default: the latest)').option('--full', 'the meta-agent conversation without cuts')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (ref: string, o: CommonOpts & { run?: string; full?: boolean }) => {
       const db = openDb(await storePath(o));
       const { run, exp } = parseExperimentRef(db, ref, o.run);
-      io.out((o.json ? JSON.stringify(showData(db, run, exp), null, 2) : showText(db, run, exp)) + '\n');
+      io.out((o.json ? JSON.stringify(showData(db, run, exp), null, 2) : showText(db, run, exp, { full: o.full })) + '\n');
     });
   program.command('status').description('runs in this store with their ids and state')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')

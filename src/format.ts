@@ -25,3 +25,41 @@ export function table(header: string[], rows: string[][]): string {
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }
+
+/** 1234 → 1.2k, 2500000 → 2.50M */
+export function fmtTokens(n: number): string {
+  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n);
+}
+
+/** The telemetry lines `show` prints under an evaluation (training figures, loss-curve sparkline, scoring, evaluator metrics), indented six spaces. */
+export function telemetryText(t: Record<string, unknown> | null): string[] {
+  if (!t) return [];
+  const out: string[] = [];
+  const train = t.train as Record<string, unknown> | undefined;
+  if (train) {
+    const bits = ['device', 'torch_version', 'steps', 'tokens', 'tokens_per_s', 'steps_per_s', 'peak_mem_mb', 'mfu', 'final_train_loss']
+      .filter((k) => train[k] !== undefined && train[k] !== null)
+      .map((k) => `${k}=${typeof train[k] === 'number' ? fmtMetric(train[k] as number) : String(train[k])}`);
+    out.push(`      training: ${bits.join(' ')}`);
+    const curve = train.loss_curve as Array<[number, number, number]> | undefined;
+    if (Array.isArray(curve) && curve.length) out.push(`      loss curve: ${sparkline(curve.map((p) => p[2]))} ${fmtMetric(curve[0]![2])} → ${fmtMetric(curve[curve.length - 1]![2])} over ${curve.length} points`);
+  }
+  const ev = t.eval as Record<string, unknown> | undefined;
+  if (ev) out.push(`      scoring: ${Object.entries(ev).filter(([, v]) => typeof v !== 'object').map(([k, v]) => `${k}=${typeof v === 'number' ? fmtMetric(v) : v}`).join(' ')}`);
+  const metrics = t.metrics as Record<string, number> | undefined;
+  if (metrics && Object.keys(metrics).length) out.push(`      evaluator metrics: ${Object.entries(metrics).map(([k, v]) => `${k}=${fmtMetric(v)}`).join(' ')}`);
+  return out;
+}
+
+export function sparkline(values: number[], width = 40): string {
+  const finite = values.filter(Number.isFinite);
+  if (!finite.length) return '';
+  const step = Math.max(1, Math.ceil(values.length / width));
+  const pts: number[] = [];
+  for (let i = 0; i < values.length; i += step) pts.push(values[i]!);
+  const lo = Math.min(...finite);
+  const hi = Math.max(...finite);
+  const bars = '▁▂▃▄▅▆▇█';
+  return pts.map((v) => (Number.isFinite(v) ? bars[Math.round(((v - lo) / (hi - lo || 1)) * 7)] : ' ')).join('');
+}
+

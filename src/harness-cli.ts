@@ -120,6 +120,12 @@ export async function tracesCommand(target: string, query: string | undefined, o
 function findTraces(db: DB, target: string, o: TracesCliOptions) {
   const filter = { taskId: o.task, failed: o.failed };
   if (/^eval-/.test(target)) return tracesOf(db, { groupId: target, ...filter });
+  // a trace id, or a prefix of one of at least 6 characters (as `traces search` and `show` print them)
+  if (!/^\d+$/.test(target) && !target.includes('/') && target.length >= 6) {
+    const ids = db.prepare(`SELECT id FROM traces WHERE substr(id, 1, ?) = ? LIMIT 2`).all(target.length, target) as Array<{ id: string }>;
+    if (ids.length > 1) throw new UsageError(`trace id prefix ${target} is ambiguous: give more characters`);
+    if (ids.length === 1) return tracesOf(db, { id: ids[0]!.id, role: 'any' });
+  }
   const { run, exp } = parseExperimentRef(db, target, o.run);
   return tracesOf(db, { runId: run.id, experimentSeq: exp.seq, ...filter });
 }

@@ -16,13 +16,13 @@ import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:pa
 import {
   openDb, insertRun, getRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
   listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun,
-  type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision,
+  type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
 import { loadStudy, StudySchema, type Study } from './study.ts';
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
 import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, LockViolation, type Manifest } from './lock.ts';
-import { judge, pooledNoise, mean, stddev, type Noise } from './ratchet.ts';
+import { judge, pooledNoise, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
@@ -30,8 +30,15 @@ import { makeProposer } from '../meta-agent/proposers.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
 import { seededRandom } from '../meta-agent/search/rng.ts';
 import type { Reporter } from './report.ts';
-import { SpendGuard } from '../task-agent/evaluate.ts';
-import { fmtMetric, fmtDuration, fmtDelta } from './format.ts';
+import { SpendGuard, BudgetExceeded } from '../task-agent/evaluate.ts';
+import { createProvider, loadPrices, ProviderError, type Env } from '../task-agent/providers/index.ts';
+import type { Provider } from '../task-agent/types.ts';
+import { ProposalFailed, type Proposal } from '../meta-agent/types.ts';
+import { StoreHistory } from '../meta-agent/history.ts';
+import { incumbentBefore, roundAlpha } from './rounds.ts';
+export { roundAlpha } from './rounds.ts';
+import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } from './proposal.ts';
+import { fmtMetric, fmtDuration, fmtDelta, fmtTokens } from './format.ts';
 
 export interface Overrides {
   experiments?: number;
@@ -79,6 +86,11 @@ interface RunCtx {
   sessionStart: number;
   lastCheckpoint: number;
   guard: SpendGuard;
+  /** the meta-agent's model provider (llm, hybrid), else null */
+  metaProvider: Provider | null;
+  /** the direction text handed to the proposer */
+  program: string;
+  isHidden: (repoPath: string) => boolean;
 }
 
 class Interrupted extends Error {}
@@ -229,13 +241,16 @@ async function drive(
     untrackedLocked: r.locked.filter((p) => !r.tracked.has(p)),
     hidden: r.hiddenFiles,
     isEditable: r.isEditable, isLocked: r.isLocked,
-    proposer: opts.proposer ?? makeProposer(study),
+    proposer: opts.proposer ?? makeProposer(study.proposer, study.locked.map((l) => (paths.studyDir ? `${paths.studyDir}/` : '') + l.replace(/^\.\//, ''))),
     policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes },
     reporter: opts.reporter,
     signal: opts.signal ?? new AbortController().signal,
     sessionStart: Date.now(),
     lastCheckpoint: Date.now(),
     guard: runGuard(db, runId, study),
+    metaProvider: metaProvider(study, paths),
+    program: loadProgram(study, dirname(paths.studyPath)),
+    isHidden: globMatcher(study.sandbox.hidden, paths.studyDir),
   };
   await cleanStaleWorktrees(ctx);
   let status: RunRow['status'] = 'finished';
@@ -271,6 +286,15 @@ async function drive(
 
 class BaselineFailed extends UserError {}
 
+/** The meta-agent's provider for llm and hybrid proposers (a missing key is a UserError now, before the baseline runs). */
+function metaProvider(study: Study, paths: RunPaths): Provider | null {
+  const p = study.proposer;
+  if (p.type !== 'llm' && p.type !== 'hybrid') return null;
+  const env: Env = { ...process.env };
+  if (p.base_url) env[p.provider === 'anthropic' ? 'ANTHROPIC_BASE_URL' : 'OPENAI_BASE_URL'] = p.base_url;
+  return createProvider(p.provider, { env, prices: loadPrices(p.prices ? resolve(dirname(paths.studyPath), p.prices) : undefined) });
+}
+
 /** The run's spend so far (from its traces) against its token and dollar budgets. */
 function runGuard(db: DB, runId: string, study: Study): SpendGuard {
   const row = db.prepare('SELECT COALESCE(SUM(input_tokens + output_tokens), 0) t, COALESCE(SUM(cost_usd), 0) c FROM traces WHERE run_id = ?').get(runId) as { t: number; c: number };
@@ -304,16 +328,29 @@ async function cleanStaleWorktrees(ctx: RunCtx): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** The main loop; returns the reason it stopped. */
+/** consecutive failed proposals (invalid model output, CLI errors) before the run stops */
+const MAX_FAILED_PROPOSALS = 5;
+/** consecutive proposals that made no new candidate (repeats, whitespace-only) before the run stops */
+const MAX_EMPTY_PROPOSALS = 20;
+
+/**
+ * The main loop; returns the reason it stopped. Work goes in rounds: up to
+ * `proposer.candidates` proposals from the same incumbent are recorded first, then evaluated
+ * one after the other, then the round is decided (processRound). With one candidate per round
+ * this is the plain propose → evaluate → decide loop.
+ */
 async function loop(ctx: RunCtx): Promise<string> {
   const { db, study } = ctx;
-  let emptyProposals = 0;
+  let empty = 0;
+  let failed = 0;
+  let lastFailure = '';
   for (;;) {
     if (ctx.signal.aborted) throw new Interrupted();
     const exps = listExperiments(db, ctx.run.id);
-    const pending = exps.find((e) => e.status === 'pending');
-    if (pending) {
-      await processExperiment(ctx, pending);
+    const pending = exps.filter((e) => e.status === 'pending');
+    if (pending.length) {
+      if (pending[0]!.seq === 0) await processExperiment(ctx, pending[0]!);
+      else await processRound(ctx, pending);
       checkpoint(ctx);
       continue;
     }
@@ -328,12 +365,35 @@ async function loop(ctx: RunCtx): Promise<string> {
     if (elapsedMs(ctx) >= study.budget.wall_seconds * 1000) {
       return `wall-time budget reached (${fmtDuration(study.budget.wall_seconds * 1000)})`;
     }
-    const created = await proposeNext(ctx, exps);
-    if (!created) {
-      emptyProposals++;
-      if (emptyProposals >= 20) return `the ${ctx.proposer.name} proposer found nothing new to try`;
-    } else {
-      emptyProposals = 0;
+    // a new round: propose up to k candidates from the incumbent, then evaluate them
+    const round = Math.max(0, ...exps.map((e) => e.round ?? e.seq)) + 1;
+    const k = Math.min(study.proposer.candidates, study.budget.experiments - done);
+    let made = 0;
+    while (made < k) {
+      if (ctx.signal.aborted) throw new Interrupted();
+      const out = await proposeNext(ctx, round);
+      if (out === 'created' || out === 'rejected') {
+        made++;
+        empty = 0;
+        failed = 0;
+        continue;
+      }
+      if (out === 'none') {
+        if (made === 0) return `the ${ctx.proposer.name} proposer has nothing left to propose`;
+        break;
+      }
+      if (out === 'empty') {
+        if (++empty >= MAX_EMPTY_PROPOSALS) {
+          if (made === 0) return `the ${ctx.proposer.name} proposer found nothing new to try`;
+          break;
+        }
+        continue;
+      }
+      lastFailure = out.failed;
+      if (++failed >= MAX_FAILED_PROPOSALS) {
+        return `the ${ctx.proposer.name} proposer failed ${failed} times in a row (last: ${lastFailure})`;
+      }
+      if (elapsedMs(ctx) >= study.budget.wall_seconds * 1000) break;
     }
   }
 }
@@ -373,6 +433,8 @@ function ledgerOf(ctx: RunCtx, exps: ExperimentRow[]): LedgerEntry[] {
     metric: e.metric ?? undefined,
     improvement: e.improvement ?? undefined,
     meta: e.meta ? JSON.parse(e.meta) : undefined,
+    reason: e.reason ?? undefined,
+    proposer: e.proposer,
   }));
 }
 
@@ -383,56 +445,108 @@ function checkEditPath(ctx: RunCtx, p: string): string | null {
   return null;
 }
 
-/** Ask the proposer for one candidate and record it. Returns false when the proposal was empty or a repeat. */
-async function proposeNext(ctx: RunCtx, exps: ExperimentRow[]): Promise<boolean> {
+type ProposeOutcome = 'created' | 'rejected' | 'empty' | 'none' | { failed: string };
+
+/**
+ * Ask the proposer for one candidate of round `round` and record it: `created` (pending, to be
+ * evaluated), `rejected` (recorded, never evaluated), `empty` (nothing new: a repeat, no change,
+ * whitespace only), `none` (the proposer has nothing left) or a failed proposal (its trace says why).
+ */
+async function proposeNext(ctx: RunCtx, round: number): Promise<ProposeOutcome> {
+  const exps = listExperiments(ctx.db, ctx.run.id);
   const inc = await incumbentOf(ctx, exps);
   const parent = incumbentCommit(inc);
   const files = await editableFiles(ctx, parent);
   const seq = exps.length;
   const seen = new Set(exps.map((e) => e.files_hash));
+  const label = `[exp ${seq}/${ctx.study.budget.experiments}]`;
   // the proposer sees repo-relative paths; the study's are relative to its folder
   const pre = ctx.paths.studyDir ? `${ctx.paths.studyDir}/` : '';
-  const proposal = await ctx.proposer.propose({
-    files, editable: ctx.study.editable.map((e) => pre + e.replace(/^\.\//, '')),
-    knobs: ctx.study.knobs.map((k) => ({ ...k, file: pre + k.file.replace(/^\.\//, '') })), metric: ctx.study.metric,
-    ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed, seq), seen,
+  const session = new ProposalSession({
+    db: ctx.db, runId: ctx.run.id, seq, proposer: ctx.proposer.name, provider: ctx.metaProvider, guard: ctx.guard,
+    limits: { tokens: ctx.study.proposer.tokens, dollars: ctx.study.proposer.dollars }, signal: ctx.signal,
   });
-  if (!proposal) return false;
+  const history = new StoreHistory({
+    db: ctx.db, runId: ctx.run.id, kind: ctx.study.kind, incumbentSeq: inc.seq,
+    readFile: async (p: string) => (ctx.isHidden(p) ? null : g.showFile(ctx.paths.repo, parent, p).catch(() => null)),
+  });
+  let proposal: Proposal | null;
+  try {
+    proposal = await ctx.proposer.propose({
+      files, editable: ctx.study.editable.map((e) => pre + e.replace(/^\.\//, '')),
+      knobs: ctx.study.knobs.map((k) => ({ ...k, file: pre + k.file.replace(/^\.\//, '') })), metric: ctx.study.metric,
+      ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed, seq), seen,
+      seq, runId: ctx.run.id, kind: ctx.study.kind, incumbent: { seq: inc.seq, commit: parent, metric: inc.metric ?? undefined },
+      repo: ctx.paths.repo, program: ctx.program,
+      round: exps.filter((e) => e.round === round).map((e) => ({ hypothesis: e.hypothesis })),
+      history, services: session, signal: ctx.signal,
+    });
+  } catch (e) {
+    const message = (e as Error).message;
+    session.finish('error', null, message);
+    if (ctx.signal.aborted) throw new Interrupted();
+    if (e instanceof BudgetExceeded) throw new BudgetStop(message);
+    if (e instanceof ProposalFailed || e instanceof ProviderError) {
+      ctx.reporter.event(`${label} proposal failed: ${message}${spendNote(session)}`);
+      return { failed: message };
+    }
+    throw e;
+  }
+  if (!proposal) {
+    session.finish('ok', 'nothing left to propose');
+    return 'none';
+  }
+  const skip = (why: string): ProposeOutcome => {
+    session.finish('ok', { hypothesis: proposal!.hypothesis, skipped: why });
+    if (session.hasTrace) ctx.reporter.event(`${label} skipped (${why}): ${proposal!.hypothesis}${spendNote(session)}`);
+    return 'empty';
+  };
   // drop edits that change nothing; a proposal that changes nothing is not an experiment
   const edits: FileEdit[] = proposal.edits.filter((e) => files[e.path] !== e.content);
-  if (edits.length === 0) return false;
-  const rejection = edits.map((e) => checkEditPath(ctx, e.path)).find((x) => x !== null) ?? null;
+  if (edits.length === 0) return skip('it changes nothing');
+  if (whitespaceOnlyChange(files, edits)) return skip('it changes whitespace only');
   const hash = filesHash(applyEdits(files, edits));
-  if (seen.has(hash)) return false;
+  if (seen.has(hash)) return skip('these exact files were already evaluated');
+  const rejection = edits.map((e) => checkEditPath(ctx, e.path)).find((x) => x !== null)
+    ?? (!ctx.study.proposer.allow_seed_changes && seedOnlyChange(files, edits)
+      ? 'it only changes a random seed (a seed change can only win by luck; set proposer.allow_seed_changes to allow it)' : null);
 
   const meta = proposal.meta === undefined ? null : JSON.stringify(proposal.meta);
+  const spent = session.spent();
+  const record: ProposalRecord | null = session.hasTrace || proposal.cited?.length || proposal.expected_effect
+    ? { trace_id: session.hasTrace ? session.traceId : null, cited: proposal.cited ?? [], expected_effect: proposal.expected_effect ?? null, tokens: spent.tokens, cost_usd: spent.dollars, ms: session.ms }
+    : null;
+  session.finish('ok', { hypothesis: proposal.hypothesis, cited: proposal.cited ?? [], expected_effect: proposal.expected_effect ?? null, files: edits.map((e) => e.path), rejected: rejection });
+  const row = { run_id: ctx.run.id, seq, parent_commit: parent, proposer: ctx.proposer.name, hypothesis: proposal.hypothesis, meta, round, proposal: record ? JSON.stringify(record) : null, files_hash: hash, edits: JSON.stringify(edits) };
   if (rejection) {
     // recorded with its diff for audit, never written into any tree, never evaluated
-    const exp = insertExperiment(ctx.db, {
-      run_id: ctx.run.id, seq, parent_commit: parent, candidate_commit: null, proposer: ctx.proposer.name,
-      hypothesis: proposal.hypothesis, meta, edits: JSON.stringify(edits), diff: await g.diffEdits(files, edits), files_hash: hash,
-    });
+    const exp = insertExperiment(ctx.db, { ...row, candidate_commit: null, diff: await g.diffEdits(files, edits) });
     decideExperiment(ctx.db, exp.id, {
       decision: 'rejected', reason: rejection, metric: null, incumbent_metric: inc.metric, improvement: null, margin: null,
       wall_ms: 0, inside_ms: 0,
     });
-    ctx.reporter.event(`[exp ${seq}/${ctx.study.budget.experiments}] rejected: ${rejection} (${proposal.hypothesis})`);
-    return true;
+    ctx.reporter.event(`${label} rejected: ${rejection} (${proposal.hypothesis})${spendNote(session)}`);
+    return 'rejected';
   }
   // the worktree is left in place for processExperiment, which evaluates in it next
   const wt = worktreePath(ctx, seq);
   await g.addWorktree(ctx.paths.repo, wt, parent);
   try {
     const candidate = await g.commitFiles(wt, edits, `autoagent candidate ${ctx.run.id} #${seq}\n\n${proposal.hypothesis}`);
-    insertExperiment(ctx.db, {
-      run_id: ctx.run.id, seq, parent_commit: parent, candidate_commit: candidate, proposer: ctx.proposer.name,
-      hypothesis: proposal.hypothesis, meta, edits: JSON.stringify(edits), diff: await g.diff(ctx.paths.repo, parent, candidate), files_hash: hash,
-    });
+    insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
   } catch (e) {
     await g.removeWorktree(ctx.paths.repo, wt);
     throw e;
   }
-  return true;
+  if (session.hasTrace) ctx.reporter.event(`${label} proposed by ${ctx.proposer.name}${spendNote(session)}: ${proposal.hypothesis}`);
+  return 'created';
+}
+
+/** ` (meta-agent 12.3k tokens, $0.0412, 21s)`, or nothing for a proposer that spent nothing */
+function spendNote(session: ProposalSession): string {
+  const s = session.spent();
+  if (!session.hasTrace) return '';
+  return ` (meta-agent ${fmtTokens(s.tokens)} tokens, $${s.dollars.toFixed(4)}, ${fmtDuration(session.ms)})`;
 }
 
 function seedFor(seq: number, repeat: number): number {
@@ -465,8 +579,8 @@ export function runNoise(db: DB, runId: string): Noise {
 }
 
 /** The acceptance test of a candidate with evaluations `m`, as of its own decision. */
-function judgeCandidate(ctx: RunCtx, exp: ExperimentRow, incMetrics: number[], m: number[]) {
-  const rule = { alpha: ctx.study.acceptance.alpha, minDelta: ctx.study.acceptance.min_delta };
+function judgeCandidate(ctx: RunCtx, exp: ExperimentRow, incMetrics: number[], m: number[]): Judgement {
+  const rule = { alpha: roundAlpha(ctx.study.acceptance.alpha, listExperiments(ctx.db, ctx.run.id), exp), minDelta: ctx.study.acceptance.min_delta };
   const groups = noiseGroups(ctx.db, ctx.run.id, exp.seq);
   if (m.length >= 2) groups.push(m);
   return judge(ctx.study.metric.direction, incMetrics, m, pooledNoise(groups), rule);
@@ -505,12 +619,10 @@ async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat:
 }
 
 async function processExperiment(ctx: RunCtx, exp: ExperimentRow): Promise<void> {
-  const started = Date.now();
   const wt = worktreePath(ctx, exp.seq);
   if (!existsSync(wt) || (await g.revParse(wt, 'HEAD')) !== exp.candidate_commit) await g.addWorktree(ctx.paths.repo, wt, exp.candidate_commit!);
   try {
-    if (exp.seq === 0) await runBaseline(ctx, exp, wt, started);
-    else await runCandidate(ctx, exp, wt, started);
+    await runBaseline(ctx, exp, wt, Date.now());
   } finally {
     await g.removeWorktree(ctx.paths.repo, wt);
   }
@@ -545,67 +657,141 @@ async function runBaseline(ctx: RunCtx, exp: ExperimentRow, wt: string, started:
   ctx.reporter.event(`baseline ${name} = ${fmtMetric(mean(m))} ± ${fmtMetric(sd)} (sd over ${m.length} seeds: the noise floor)`);
 }
 
-async function runCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started: number): Promise<void> {
-  const { study, db } = ctx;
-  const exps = listExperiments(db, ctx.run.id).filter((e) => e.seq < exp.seq);
-  const inc = await incumbentOf(ctx, exps);
-  const incMetrics = okMetrics(evaluationsOf(db, inc.id));
-  const total = study.budget.experiments;
-  const label = `[exp ${exp.seq}/${total}]`;
-  const name = study.metric.name;
+interface Passed {
+  exp: ExperimentRow;
+  j: Judgement;
+  m: number[];
+  incMetrics: number[];
+  started: number;
+}
 
-  // A keep interrupted after the branch moved: finish recording it (the head must be this
-  // experiment's kept commit: its parent, its tree and its message say so).
+/**
+ * Evaluate the pending candidates of one round (each fully: screen, then confirmations), record
+ * those that fail as they fail, then keep the best of those that passed and discard the others.
+ * Passed candidates stay pending until then, with all their evaluations stored, so a run killed
+ * in between re-judges them from the store on resume without evaluating again.
+ */
+async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void> {
+  const parent = pending[0]!.parent_commit;
+  // A keep interrupted after the branch moved: the head must be one member's kept commit
+  // (its parent, its tree and its message say so); finish recording that round.
   const head = await g.revParse(ctx.paths.repo, `refs/heads/${ctx.run.branch}`);
-  if (head && head !== exp.parent_commit) {
-    const m = okMetrics(evaluationsOf(db, exp.id));
-    const j = judgeCandidate(ctx, exp, incMetrics, m);
-    const ours = (await g.parentOf(ctx.paths.repo, head)) === exp.parent_commit
-      && (await g.revParse(ctx.paths.repo, `${head}^{tree}`)) === (await g.revParse(ctx.paths.repo, `${exp.candidate_commit}^{tree}`))
-      && (await g.commitMessage(ctx.paths.repo, head)).includes(`\nExperiment: ${exp.seq}\n`)
-      && j.pass && m.length === 1 + study.acceptance.confirm_repeats;
-    if (!ours) throw new UserError(`run branch ${ctx.run.branch} moved to ${head.slice(0, 10)}, which is not experiment ${exp.seq}'s kept commit: the branch was changed outside autoagent (see \`autoagent audit\`)`);
-    return record(ctx, exp, 'kept', keptReason(j, m.length), j, started, head);
+  const moved = head && head !== parent;
+  const passed: Passed[] = [];
+  for (const exp of pending) {
+    if (ctx.signal.aborted) throw new Interrupted();
+    const started = Date.now();
+    if (moved) {
+      const p = await judgeStored(ctx, exp, started);
+      if (p) passed.push(p);
+      else record(ctx, exp, 'discarded', 'its stored evaluations do not pass the acceptance rule', null, started);
+      continue;
+    }
+    const wt = worktreePath(ctx, exp.seq);
+    if (!existsSync(wt) || (await g.revParse(wt, 'HEAD')) !== exp.candidate_commit) await g.addWorktree(ctx.paths.repo, wt, exp.candidate_commit!);
+    try {
+      const p = await evaluateCandidate(ctx, exp, wt, started);
+      if (p) passed.push(p);
+    } finally {
+      await g.removeWorktree(ctx.paths.repo, wt);
+    }
   }
+  const better = (a: Passed, b: Passed) => b.j.improvement - a.j.improvement || a.exp.seq - b.exp.seq;
+  passed.sort(better);
+  const winner = passed[0];
+  if (moved) {
+    const ours = winner && (await isKeptCommitOf(ctx, head, winner));
+    if (!ours) throw new UserError(`run branch ${ctx.run.branch} moved to ${head.slice(0, 10)}, which is not a kept commit of experiment ${pending.map((e) => e.seq).join(' or ')}: the branch was changed outside autoagent (see \`autoagent audit\`)`);
+  }
+  if (winner) await keepCandidate(ctx, winner, passed.length, moved ? head : undefined);
+  for (const p of passed.slice(1)) {
+    record(ctx, p.exp, 'discarded', `passed (Δ ${fmtDelta(p.j.improvement, ctx.study.metric.direction)} > margin ${fmtMetric(p.j.margin)}), but #${winner!.exp.seq} of the same round did better (Δ ${fmtDelta(winner!.j.improvement, ctx.study.metric.direction)})`, p.j, p.started);
+  }
+}
+
+async function isKeptCommitOf(ctx: RunCtx, head: string, p: Passed): Promise<boolean> {
+  const repo = ctx.paths.repo;
+  return (await g.parentOf(repo, head)) === p.exp.parent_commit
+    && (await g.revParse(repo, `${head}^{tree}`)) === (await g.revParse(repo, `${p.exp.candidate_commit}^{tree}`))
+    && (await g.commitMessage(repo, head)).includes(`\nExperiment: ${p.exp.seq}\n`);
+}
+
+function incumbentMetricsFor(ctx: RunCtx, exp: ExperimentRow): number[] {
+  const inc = incumbentBefore(listExperiments(ctx.db, ctx.run.id), exp.seq)!;
+  return okMetrics(evaluationsOf(ctx.db, inc.id));
+}
+
+/** A round member whose keep was interrupted after the branch moved: its stored evaluations, judged again. */
+async function judgeStored(ctx: RunCtx, exp: ExperimentRow, started: number): Promise<Passed | null> {
+  const incMetrics = incumbentMetricsFor(ctx, exp);
+  const m = okMetrics(evaluationsOf(ctx.db, exp.id));
+  if (m.length !== 1 + ctx.study.acceptance.confirm_repeats) return null;
+  const j = judgeCandidate(ctx, exp, incMetrics, m);
+  return j.pass ? { exp, j, m, incMetrics, started } : null;
+}
+
+/** Screen and confirm one candidate. Returns it when it passed; a candidate that failed is recorded here. */
+async function evaluateCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started: number): Promise<Passed | null> {
+  const { study, db } = ctx;
+  const inc = incumbentBefore(listExperiments(db, ctx.run.id), exp.seq)!;
+  const incMetrics = okMetrics(evaluationsOf(db, inc.id));
+  const label = `[exp ${exp.seq}/${study.budget.experiments}]`;
 
   ctx.reporter.event(`${label} ${exp.hypothesis}`);
   const evals = evaluationsOf(db, exp.id);
   const screen = evals.find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, wt, 0, label, taskMeans(db, ctx.run.id, inc.seq)));
   if (screen.status !== 'ok') {
-    return record(ctx, exp, screen.status as Decision, screen.reason ?? screen.status, null, started);
+    record(ctx, exp, screen.status as Decision, screen.reason ?? screen.status, null, started);
+    return null;
   }
   const screenedOut = screen.telemetry ? (JSON.parse(screen.telemetry).screened_out as string | undefined) : undefined;
-  if (screenedOut) return record(ctx, exp, 'discarded', screenedOut, null, started);
+  if (screenedOut) {
+    record(ctx, exp, 'discarded', screenedOut, null, started);
+    return null;
+  }
   let j = judgeCandidate(ctx, exp, incMetrics, [screen.metric!]);
   if (!j.pass) {
-    return record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
+    record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
+    return null;
   }
   const c = study.acceptance.confirm_repeats;
   for (let r = 1; r <= c; r++) {
     const v = evaluationsOf(db, exp.id).find((x) => x.repeat === r) ?? (await evaluateOnce(ctx, exp, wt, r, `${label} confirm ${r}/${c}`));
     if (v.status !== 'ok') {
-      return record(ctx, exp, v.status as Decision, `confirmation repeat ${r}: ${v.reason ?? v.status}`, null, started);
+      record(ctx, exp, v.status as Decision, `confirmation repeat ${r}: ${v.reason ?? v.status}`, null, started);
+      return null;
     }
   }
   const m = okMetrics(evaluationsOf(db, exp.id));
   if (c > 0) {
     j = judgeCandidate(ctx, exp, incMetrics, m);
     if (!j.pass) {
-      return record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction)} ≤ margin ${fmtMetric(j.margin)}`, j, started);
+      record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction)} ≤ margin ${fmtMetric(j.margin)}`, j, started);
+      return null;
     }
   }
-  const message = [
-    `autoagent #${exp.seq}: ${name} ${fmtMetric(j.incumbentMean)} → ${fmtMetric(j.candidateMean)}`,
-    '',
-    exp.hypothesis,
-    '',
-    `Run: ${ctx.run.id}`,
-    `Experiment: ${exp.seq}`,
-    `Evidence: ${m.length} evaluation(s) ${m.map(fmtMetric).join(', ')} vs incumbent ${incMetrics.map(fmtMetric).join(', ')}; margin ${fmtMetric(j.margin)}`,
-  ].join('\n');
-  const kept = await g.commitTree(ctx.paths.repo, exp.candidate_commit!, exp.parent_commit, message);
-  await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);
-  record(ctx, exp, 'kept', keptReason(j, m.length), j, started, kept);
+  return { exp, j, m, incMetrics, started };
+}
+
+/** Commit the winner on the run branch (or finish recording a keep whose branch already moved). */
+async function keepCandidate(ctx: RunCtx, p: Passed, passedInRound: number, alreadyKept?: string): Promise<void> {
+  const { exp, j, m, incMetrics } = p;
+  let kept = alreadyKept;
+  if (!kept) {
+    const message = [
+      `autoagent #${exp.seq}: ${ctx.study.metric.name} ${fmtMetric(j.incumbentMean)} → ${fmtMetric(j.candidateMean)}`,
+      '',
+      exp.hypothesis,
+      '',
+      `Run: ${ctx.run.id}`,
+      `Experiment: ${exp.seq}`,
+      `Evidence: ${m.length} evaluation(s) ${m.map(fmtMetric).join(', ')} vs incumbent ${incMetrics.map(fmtMetric).join(', ')}; margin ${fmtMetric(j.margin)}`,
+    ].join('\n');
+    kept = await g.commitTree(ctx.paths.repo, exp.candidate_commit!, exp.parent_commit, message);
+    await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);
+  }
+  const reason = keptReason(j, m.length) + (passedInRound > 1 ? ` (the best of ${passedInRound} that passed in its round)` : '');
+  record(ctx, exp, 'kept', reason, j, p.started, kept);
 }
 
 function keptReason(j: { improvement: number; margin: number }, n: number): string {

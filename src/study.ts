@@ -43,8 +43,44 @@ export const BudgetSchema = z.strictObject({
 });
 
 export const ProposerSchema = z.strictObject({
-  type: z.enum(['search', 'random']),
+  /** search / random: knob search without a model; llm: a model reads traces and edits; command: an
+   *  external coding-agent CLI edits a worktree; hybrid: knob search and an llm together */
+  type: z.enum(['search', 'random', 'llm', 'command', 'hybrid']),
   seed: z.number().int().default(0),
+  /** candidates proposed from the same incumbent per round; the best that passes the ratchet is kept */
+  candidates: z.number().int().min(1).max(16).default(1),
+  /** let a proposal that only changes random seeds be evaluated (by default it is rejected) */
+  allow_seed_changes: z.boolean().default(false),
+  /** the direction file given to llm / command / hybrid, relative to the study file (default: meta-agent/program.md) */
+  program: z.string().min(1).optional(),
+  /** llm / hybrid: the model provider (keys from ANTHROPIC_API_KEY / OPENAI_API_KEY) */
+  provider: z.enum(['anthropic', 'openai']).default('anthropic'),
+  /** llm / hybrid: the model (default claude-sonnet-4-6 for anthropic, gpt-5 for openai) */
+  model: z.string().min(1).optional(),
+  /** llm / hybrid: the provider's base URL (e.g. http://127.0.0.1:11434/v1 for Ollama); default from the environment */
+  base_url: z.string().url().optional(),
+  /** llm / hybrid: output tokens per model call */
+  max_tokens: z.number().int().positive().default(8192),
+  /** llm / hybrid: model calls with tools (reading traces, files, diffs) before it must answer */
+  max_turns: z.number().int().nonnegative().default(8),
+  /** llm / hybrid / command: the size of the context document (files, ledger, trace digest) in tokens, ≈ 4 characters each */
+  context_tokens: z.number().int().positive().default(24000),
+  temperature: z.number().min(0).max(2).optional(),
+  thinking_budget: z.number().int().positive().optional(),
+  /** a price table (JSON or YAML, relative to the study file) over the defaults */
+  prices: z.string().optional(),
+  /** tokens one proposal may spend (0: no limit; the run's budget.tokens still applies) */
+  tokens: z.number().nonnegative().default(0),
+  /** dollars one proposal may spend (0: no limit; the run's budget.dollars still applies) */
+  dollars: z.number().nonnegative().default(0),
+  /** hybrid: `alternate` knob search and llm by experiment, or let the `llm` decide each time */
+  mode: z.enum(['alternate', 'llm']).default('alternate'),
+  /** command: the coding-agent command line, run with /bin/sh in a worktree of the incumbent (e.g. `claude -p`) */
+  command: z.string().min(1).optional(),
+  /** command: seconds one proposal may take */
+  timeout_seconds: z.number().positive().default(900),
+  /** command: extra environment for the command */
+  env: z.record(z.string(), z.string()).default({}),
 });
 
 export const AcceptanceSchema = z.strictObject({
@@ -125,6 +161,9 @@ export const StudySchema = z.strictObject({
         ctx.addIssue({ code: 'custom', path: ['metric', 'pattern'], message: `a valid regex (${(e as Error).message})` });
       }
     }
+  }
+  if (s.proposer.type === 'command' && !s.proposer.command) {
+    ctx.addIssue({ code: 'custom', path: ['proposer', 'command'], message: 'the coding-agent command to run (proposer type command), e.g. `claude -p`' });
   }
   if (s.kind === 'harness' && !s.harness) {
     ctx.addIssue({ code: 'custom', path: ['harness'], message: 'a harness section with dir and benchmark (kind: harness)' });

@@ -1,11 +1,11 @@
 /** What `log`, `show` and `status` print, as data (for --json) and as text. */
 import {
-  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getRun, latestRun, getExperiment,
+  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getRun, latestRun, getExperiment, getTrace, proposalOf, renderTranscript,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { UsageError } from './errors.ts';
 import { runNoise, effectiveStatus } from './loop.ts';
-import { fmtMetric, fmtDelta, fmtDuration, table } from './format.ts';
+import { fmtMetric, fmtDelta, fmtDuration, fmtTokens, table, telemetryText } from './format.ts';
 import { mean, stddev } from './ratchet.ts';
 
 export function pickRun(db: DB, runId?: string): RunRow {
@@ -35,6 +35,9 @@ export interface LedgerRow {
   delta: number | null;
   status: string;
   description: string;
+  /** what proposing it cost (llm / hybrid proposers), null when nothing */
+  proposal_tokens: number | null;
+  proposal_cost_usd: number | null;
 }
 
 export function ledgerData(db: DB, run: RunRow) {
@@ -50,6 +53,7 @@ export function ledgerData(db: DB, run: RunRow) {
         rows.push({
           id: `0.${v.repeat + 1}`, seq: 0, repeat: v.repeat + 1, commit: e.parent_commit.slice(0, 8), metric: v.metric, delta: null,
           status: v.status === 'ok' ? 'baseline' : v.status, description: `baseline repeat ${v.repeat + 1} (seed ${v.seed})${v.reason ? ': ' + v.reason : ''}`,
+          proposal_tokens: null, proposal_cost_usd: null,
         });
       }
       continue;
@@ -58,6 +62,7 @@ export function ledgerData(db: DB, run: RunRow) {
     rows.push({
       id: String(e.seq), seq: e.seq, repeat: null, commit: (e.kept_commit ?? e.candidate_commit)?.slice(0, 8) ?? null,
       metric: e.metric, delta, status: e.decision ?? 'running', description: e.hypothesis,
+      proposal_tokens: proposalOf(e)?.tokens ?? null, proposal_cost_usd: proposalOf(e)?.cost_usd ?? null,
     });
   }
   const kept = exps.filter((e) => e.decision === 'kept');
@@ -72,8 +77,22 @@ export function ledgerData(db: DB, run: RunRow) {
     noise: { sd: noise.sd, df: noise.df },
     best,
     counts: countDecisions(exps),
+    spend: runSpend(db, run.id),
     rows,
   };
+}
+
+/** Model spend of a run from its traces: the task-agent's (harness evaluations) and the meta-agent's (proposals). */
+export function runSpend(db: DB, runId: string) {
+  const rows = db.prepare(
+    `SELECT role, count(*) AS traces, coalesce(sum(input_tokens + output_tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost_usd
+     FROM traces WHERE run_id = ? GROUP BY role`,
+  ).all(runId) as Array<{ role: string; traces: number; tokens: number; cost_usd: number }>;
+  const of = (role: string) => {
+    const r = rows.find((x) => x.role === role);
+    return { traces: r?.traces ?? 0, tokens: r?.tokens ?? 0, cost_usd: r?.cost_usd ?? 0 };
+  };
+  return { task_agent: of('task'), meta_agent: of('proposal') };
 }
 
 function countDecisions(exps: ExperimentRow[]): Record<string, number> {
@@ -93,10 +112,19 @@ export function ledgerText(db: DB, run: RunRow): string {
   }
   const counts = Object.entries(d.counts).map(([k, v]) => `${v} ${k}`).join(', ');
   if (counts) lines.push(`experiments: ${counts}`);
+  const { task_agent: ta, meta_agent: ma } = d.spend;
+  if (ta.traces || ma.traces) {
+    lines.push(`spend: task-agent ${fmtTokens(ta.tokens)} tokens $${ta.cost_usd.toFixed(4)} · meta-agent ${fmtTokens(ma.tokens)} tokens $${ma.cost_usd.toFixed(4)} over ${ma.traces} proposal(s)`);
+  }
   lines.push('');
+  const withSpend = d.rows.some((r) => r.proposal_tokens !== null);
   lines.push(table(
-    ['#', 'commit', run.metric_name, 'Δ', 'status', 'description'],
-    d.rows.map((r) => [r.id, r.commit ?? '', fmtMetric(r.metric), r.delta === null ? '' : (r.delta > 0 ? '+' : '') + fmtMetric(r.delta), r.status, r.description]),
+    ['#', 'commit', run.metric_name, 'Δ', 'status', ...(withSpend ? ['proposal'] : []), 'description'],
+    d.rows.map((r) => [
+      r.id, r.commit ?? '', fmtMetric(r.metric), r.delta === null ? '' : (r.delta > 0 ? '+' : '') + fmtMetric(r.delta), r.status,
+      ...(withSpend ? [r.proposal_tokens === null ? '' : `${fmtTokens(r.proposal_tokens)} $${(r.proposal_cost_usd ?? 0).toFixed(3)}`] : []),
+      r.description,
+    ]),
   ));
   return lines.join('\n');
 }
@@ -117,8 +145,18 @@ export function parseExperimentRef(db: DB, ref: string, runOpt?: string): { run:
   return { run, exp };
 }
 
+/** The trace ids an experiment's proposer cited, with what each is (task, experiment, score) when it is still in the store. */
+function citedTraces(db: DB, ids: string[]) {
+  return ids.map((id) => {
+    const t = getTrace(db, id)?.trace;
+    return { id, task_id: t?.task_id ?? null, experiment_seq: t?.experiment_seq ?? null, score: t?.score ?? null, pass: t?.pass ?? null, found: Boolean(t) };
+  });
+}
+
 export function showData(db: DB, run: RunRow, exp: ExperimentRow) {
   const evals = evaluationsOf(db, exp.id);
+  const proposal = proposalOf(exp);
+  const conversation = proposal?.trace_id ? getTrace(db, proposal.trace_id) ?? null : null;
   return {
     run: run.id,
     seq: exp.seq,
@@ -137,6 +175,9 @@ export function showData(db: DB, run: RunRow, exp: ExperimentRow) {
     inside_ms: exp.inside_ms,
     self_reported: Boolean(run.self_reported),
     meta: exp.meta ? JSON.parse(exp.meta) : null,
+    round: exp.round,
+    proposal: proposal ? { ...proposal, cited: citedTraces(db, proposal.cited) } : null,
+    conversation,
     diff: exp.diff,
     evaluations: evals.map((v) => ({
       repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric, reason: v.reason,
@@ -146,44 +187,21 @@ export function showData(db: DB, run: RunRow, exp: ExperimentRow) {
   };
 }
 
-function telemetryText(t: Record<string, unknown> | null): string[] {
-  if (!t) return [];
-  const out: string[] = [];
-  const train = t.train as Record<string, unknown> | undefined;
-  if (train) {
-    const bits = ['device', 'torch_version', 'steps', 'tokens', 'tokens_per_s', 'steps_per_s', 'peak_mem_mb', 'mfu', 'final_train_loss']
-      .filter((k) => train[k] !== undefined && train[k] !== null)
-      .map((k) => `${k}=${typeof train[k] === 'number' ? fmtMetric(train[k] as number) : String(train[k])}`);
-    out.push(`      training: ${bits.join(' ')}`);
-    const curve = train.loss_curve as Array<[number, number, number]> | undefined;
-    if (Array.isArray(curve) && curve.length) out.push(`      loss curve: ${sparkline(curve.map((p) => p[2]))} ${fmtMetric(curve[0]![2])} → ${fmtMetric(curve[curve.length - 1]![2])} over ${curve.length} points`);
-  }
-  const ev = t.eval as Record<string, unknown> | undefined;
-  if (ev) out.push(`      scoring: ${Object.entries(ev).filter(([, v]) => typeof v !== 'object').map(([k, v]) => `${k}=${typeof v === 'number' ? fmtMetric(v) : v}`).join(' ')}`);
-  const metrics = t.metrics as Record<string, number> | undefined;
-  if (metrics && Object.keys(metrics).length) out.push(`      evaluator metrics: ${Object.entries(metrics).map(([k, v]) => `${k}=${fmtMetric(v)}`).join(' ')}`);
-  return out;
-}
-
-export function sparkline(values: number[], width = 40): string {
-  const finite = values.filter(Number.isFinite);
-  if (!finite.length) return '';
-  const step = Math.max(1, Math.ceil(values.length / width));
-  const pts: number[] = [];
-  for (let i = 0; i < values.length; i += step) pts.push(values[i]!);
-  const lo = Math.min(...finite);
-  const hi = Math.max(...finite);
-  const bars = '▁▂▃▄▅▆▇█';
-  return pts.map((v) => (Number.isFinite(v) ? bars[Math.round(((v - lo) / (hi - lo || 1)) * 7)] : ' ')).join('');
-}
-
-export function showText(db: DB, run: RunRow, exp: ExperimentRow): string {
+export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?: boolean } = {}): string {
   const d = showData(db, run, exp);
   const lines: string[] = [];
   lines.push(`experiment ${exp.seq} of run ${run.id}`);
   for (const f of flags(run)) lines.push(`!! ${f}`);
-  lines.push(`proposer:   ${d.proposer}`);
+  const p = d.proposal;
+  lines.push(`proposer:   ${d.proposer}${p && p.trace_id ? ` · ${fmtTokens(p.tokens)} tokens, $${p.cost_usd.toFixed(4)}, ${fmtDuration(p.ms)} to propose` : ''}`);
   lines.push(`hypothesis: ${d.hypothesis}`);
+  if (p?.expected_effect) lines.push(`expected:   ${p.expected_effect}`);
+  if (p && p.cited.length) {
+    lines.push(`cited:      ${p.cited.length} trace(s) (open one: autoagent traces ID)`);
+    for (const c of p.cited) {
+      lines.push(`              ${c.id}${c.found ? ` · task ${c.task_id}${c.experiment_seq !== null ? ` of #${c.experiment_seq}` : ''} · score ${c.score === null ? '—' : fmtMetric(c.score)}${c.pass === false ? ' (failed)' : ''}` : ' · (not in the store)'}`);
+    }
+  }
   lines.push(`decision:   ${d.decision ?? 'running'}${d.reason ? ` — ${d.reason}` : ''}`);
   if (d.incumbent_metric !== null || d.metric !== null) {
     lines.push(`metric:     ${run.metric_name} ${fmtMetric(d.incumbent_metric)} (incumbent) → ${fmtMetric(d.metric)} (this), Δ ${fmtDelta(d.improvement, run.direction)}, margin ${fmtMetric(d.margin)}`);
@@ -199,6 +217,11 @@ export function showText(db: DB, run: RunRow, exp: ExperimentRow): string {
   lines.push('');
   lines.push(d.diff ? 'diff:' : 'diff: (none — the starting commit)');
   if (d.diff) lines.push(d.diff.trimEnd());
+  if (d.conversation) {
+    lines.push('');
+    lines.push(`meta-agent conversation (trace ${d.conversation.trace.id}${opts.full ? '' : '; long texts cut, see it whole with --full or autoagent traces ID'}):`);
+    lines.push(renderTranscript(d.conversation.trace, d.conversation.spans, opts.full ? { maxTextChars: Infinity, maxValueChars: Infinity } : { maxTextChars: 1500 }).trimEnd());
+  }
   return lines.join('\n');
 }
 

@@ -159,6 +159,15 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX finalizations_run ON finalizations(run_id, id);
   `,
+  // 5: the meta-agent. traces.role tells task-agent traces ('task') from the proposer's own
+  // conversations ('proposal'); experiments.round groups the candidates proposed from one
+  // incumbent (several candidates per round); experiments.proposal is the proposer's record
+  // (its trace id, the trace ids it cited, its expected effect, its spend) as JSON.
+  `
+  ALTER TABLE traces ADD COLUMN role TEXT NOT NULL DEFAULT 'task';
+  ALTER TABLE experiments ADD COLUMN round INTEGER;
+  ALTER TABLE experiments ADD COLUMN proposal TEXT;
+  `,
 ];
 
 export function openDb(path: string): DB {

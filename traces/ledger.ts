@@ -56,6 +56,31 @@ export interface ExperimentRow {
   finished_at: string | null;
   wall_ms: number | null;
   inside_ms: number | null;
+  /** the round it was proposed in (candidates of one round share the incumbent); null before schema 5 */
+  round: number | null;
+  /** the proposer's record as JSON (see ProposalRecord); null for the baseline and knob proposers */
+  proposal: string | null;
+}
+
+/** What experiments.proposal holds. */
+export interface ProposalRecord {
+  /** the proposer's own conversation (a trace with role 'proposal'), when it has one */
+  trace_id: string | null;
+  /** trace ids the proposer said motivate the change */
+  cited: string[];
+  expected_effect: string | null;
+  tokens: number;
+  cost_usd: number;
+  ms: number;
+}
+
+export function proposalOf(e: Pick<ExperimentRow, 'proposal'>): ProposalRecord | null {
+  if (!e.proposal) return null;
+  try {
+    return JSON.parse(e.proposal) as ProposalRecord;
+  } catch {
+    return null;
+  }
 }
 
 export interface EvaluationRow {
@@ -118,13 +143,13 @@ export function addRunElapsed(db: DB, id: string, ms: number): void {
 export type NewExperiment = Pick<
   ExperimentRow,
   'run_id' | 'seq' | 'parent_commit' | 'candidate_commit' | 'proposer' | 'hypothesis' | 'meta' | 'edits' | 'diff' | 'files_hash'
->;
+> & Partial<Pick<ExperimentRow, 'round' | 'proposal'>>;
 
 export function insertExperiment(db: DB, e: NewExperiment): ExperimentRow {
   const info = db.prepare(
-    `INSERT INTO experiments (run_id, seq, parent_commit, candidate_commit, proposer, hypothesis, meta, edits, diff, files_hash, status, started_at)
-     VALUES (@run_id, @seq, @parent_commit, @candidate_commit, @proposer, @hypothesis, @meta, @edits, @diff, @files_hash, 'pending', @t)`,
-  ).run({ ...e, t: now() });
+    `INSERT INTO experiments (run_id, seq, parent_commit, candidate_commit, proposer, hypothesis, meta, edits, diff, files_hash, round, proposal, status, started_at)
+     VALUES (@run_id, @seq, @parent_commit, @candidate_commit, @proposer, @hypothesis, @meta, @edits, @diff, @files_hash, @round, @proposal, 'pending', @t)`,
+  ).run({ round: null, proposal: null, ...e, t: now() });
   return db.prepare('SELECT * FROM experiments WHERE id = ?').get(info.lastInsertRowid) as ExperimentRow;
 }
 

@@ -17,7 +17,7 @@
  */
 import type { Statement } from 'better-sqlite3';
 import type { DB } from './db.ts';
-import type { SpanRecord, TraceRecord, SpanStatus } from './types.ts';
+import type { SpanRecord, TraceRecord, SpanStatus, TraceRole } from './types.ts';
 
 /** A trace as stored: `finalized` is false until `finishTrace` ran (a task still running, or cut off by a crash). */
 export interface StoredTrace extends TraceRecord {
@@ -49,12 +49,16 @@ export type TraceFinish = Pick<TraceRecord, 'status' | 'ended_at'> &
   >;
 
 export interface TraceFilter {
+  /** one trace by id */
+  id?: string;
   runId?: string;
   experimentSeq?: number;
   groupId?: string;
   taskId?: string;
   /** true: status != ok or pass = false; false: the others */
   failed?: boolean;
+  /** default 'task' (the meta-agent's own conversations are left out); 'any' for all */
+  role?: TraceRole | 'any';
 }
 
 export interface SearchOptions {
@@ -64,6 +68,8 @@ export interface SearchOptions {
   runId?: string;
   /** words of context in each snippet (default 12, at most 64) */
   snippetTokens?: number;
+  /** only traces of this role (default: all) */
+  role?: TraceRole;
 }
 
 export interface SearchHit {
@@ -188,9 +194,9 @@ function stmts(db: DB): Statements {
   if (!s) {
     s = {
       insertTrace: db.prepare(
-        `INSERT INTO traces (id, run_id, experiment_seq, group_id, task_id, repeat, benchmark, split, harness, status, score, pass,
+        `INSERT INTO traces (id, role, run_id, experiment_seq, group_id, task_id, repeat, benchmark, split, harness, status, score, pass,
            output, error, started_at, ended_at, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_usd)
-         VALUES (@id, @run_id, @experiment_seq, @group_id, @task_id, @repeat, @benchmark, @split, @harness, @status, @score, @pass,
+         VALUES (@id, @role, @run_id, @experiment_seq, @group_id, @task_id, @repeat, @benchmark, @split, @harness, @status, @score, @pass,
            @output, @error, @started_at, @ended_at, @input_tokens, @output_tokens, @cache_read_tokens, @cache_write_tokens, @cost_usd)`,
       ),
       insertSpan: db.prepare(
@@ -234,7 +240,7 @@ function spanRow(s: SpanRecord): SpanRow {
 }
 
 function traceParams(t: TraceRecord): Record<string, unknown> {
-  return { ...t, pass: boolInt(t.pass) };
+  return { ...t, role: t.role ?? 'task', pass: boolInt(t.pass) };
 }
 
 function writeSpan(st: Statements, row: SpanRow): void {
@@ -482,7 +488,7 @@ interface TraceRow extends Omit<TraceRecord, 'pass'> {
 
 function toTrace(r: TraceRow): StoredTrace {
   return {
-    id: r.id, run_id: r.run_id, experiment_seq: r.experiment_seq, group_id: r.group_id, task_id: r.task_id, repeat: r.repeat,
+    id: r.id, role: r.role ?? 'task', run_id: r.run_id, experiment_seq: r.experiment_seq, group_id: r.group_id, task_id: r.task_id, repeat: r.repeat,
     benchmark: r.benchmark, split: r.split, harness: r.harness, status: r.status, score: r.score,
     pass: r.pass === null ? null : r.pass !== 0, output: r.output, error: r.error, started_at: r.started_at, ended_at: r.ended_at,
     input_tokens: r.input_tokens, output_tokens: r.output_tokens, cache_read_tokens: r.cache_read_tokens,
@@ -512,10 +518,13 @@ const FAILED = `(t.status != 'ok' OR t.pass = 0)`;
 export function tracesOf(db: DB, filter: TraceFilter = {}): TraceSummary[] {
   const where: string[] = [];
   const params: Record<string, unknown> = {};
+  if (filter.id !== undefined) (where.push('t.id = @id'), (params.id = filter.id));
   if (filter.runId !== undefined) (where.push('t.run_id = @runId'), (params.runId = filter.runId));
   if (filter.experimentSeq !== undefined) (where.push('t.experiment_seq = @experimentSeq'), (params.experimentSeq = filter.experimentSeq));
   if (filter.groupId !== undefined) (where.push('t.group_id = @groupId'), (params.groupId = filter.groupId));
   if (filter.taskId !== undefined) (where.push('t.task_id = @taskId'), (params.taskId = filter.taskId));
+  const role = filter.role ?? 'task';
+  if (role !== 'any') (where.push('t.role = @role'), (params.role = role));
   if (filter.failed === true) where.push(FAILED);
   if (filter.failed === false) where.push(`NOT ${FAILED}`);
   const rows = db.prepare(
@@ -613,9 +622,10 @@ export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): S
   const tokens = Math.min(64, Math.max(1, Math.floor(opts.snippetTokens ?? 12)));
   const where: string[] = ['trace_fts MATCH @q'];
   const params: Record<string, unknown> = { q, limit };
-  const filtered = opts.groupId !== undefined || opts.runId !== undefined;
+  const filtered = opts.groupId !== undefined || opts.runId !== undefined || opts.role !== undefined;
   if (opts.groupId !== undefined) (where.push('t.group_id = @groupId'), (params.groupId = opts.groupId));
   if (opts.runId !== undefined) (where.push('t.run_id = @runId'), (params.runId = opts.runId));
+  if (opts.role !== undefined) (where.push('t.role = @role'), (params.role = opts.role));
   // pass 1: the best rowids (joins only when filtering); pass 2: a snippet for each of them
   const top = db.prepare(
     filtered

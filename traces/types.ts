@@ -7,8 +7,13 @@
 export type SpanKind = 'agent' | 'turn' | 'model' | 'tool' | 'subagent' | 'scoring';
 export type SpanStatus = 'ok' | 'error' | 'timeout';
 
+/** `task`: a task-agent run scored by the benchmark; `proposal`: a meta-agent's conversation while proposing */
+export type TraceRole = 'task' | 'proposal';
+
 export interface TraceRecord {
   id: string;
+  /** default `task` */
+  role?: TraceRole;
   /** null for `autoagent eval` outside a run */
   run_id: string | null;
   /** experiment seq within the run; null for `autoagent eval` */

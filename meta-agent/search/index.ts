@@ -258,6 +258,11 @@ export class SearchProposer implements Proposer {
   readonly name = 'search';
 
   async propose(ctx: ProposalContext): Promise<Proposal | null> {
+    return this.proposeNow(ctx);
+  }
+
+  /** The proposal, synchronously: what propose returns, and what describeSearchState shows. */
+  proposeNow(ctx: ProposalContext): Proposal | null {
     let stats: Map<string, KnobStats> | undefined;
     return proposeWith(ctx, this.name, (knobs, attempt) => {
       stats ??= deriveStats(ctx.ledger, knobs);
@@ -323,6 +328,45 @@ function chooseDirection(s: KnobStats, rand: Uniform): [1 | -1, string] {
     return rand() < 0.75 ? [fewer, 'fewer discards this way'] : [-fewer as 1 | -1, 'explore'];
   }
   return [rand() < 0.5 ? 1 : -1, 'explore'];
+}
+
+/**
+ * What `search` believes now, for a reader (the hybrid proposer's model): per knob its value,
+ * trials, discounted kept / failed counts, step multiplier, momentum and the values already
+ * discarded from the current value; and the proposal SearchProposer would make now, computed by
+ * the same code (it draws from ctx.random exactly as propose would).
+ */
+export function describeSearchState(ctx: ProposalContext): { text: string; suggestion: Proposal | null } {
+  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs);
+  if (knobs.length === 0) return { text: 'No searchable knobs in the editable files.', suggestion: null };
+  const stats = deriveStats(ctx.ledger, knobs);
+  const f2 = (x: number) => x.toFixed(2);
+  const lines = knobs.map((k) => {
+    const s = stats.get(knobKey(k))!;
+    const range = k.type === 'int' || k.type === 'float' ? `, ${k.minExclusive || k.min === undefined ? '(' : '['}${k.min ?? '-∞'}, ${k.max ?? '∞'}${k.max === undefined ? ')' : ']'}${k.log ? ' log scale' : ''}` : k.type === 'choice' ? `, choices ${(k.choices ?? []).map(String).join(' | ')}` : '';
+    const parts = [
+      `${knobKey(k)} = ${k.text} (${k.type}${range})`,
+      `trials ${s.trials}`,
+      `kept ${f2(s.kept)} / failed ${f2(s.failed)}`,
+      `step ×${f2(s.step)}`,
+      `momentum ${s.momentum === 1 ? 'up' : s.momentum === -1 ? 'down' : 'none'}`,
+    ];
+    if (s.failedTo.length > 0) parts.push(`failed from here: ${s.failedTo.map((v) => formatKnobValue(k, v)).join(', ')}`);
+    return `- ${parts.join(' · ')}${k.description ? `  # ${k.description}` : ''}`;
+  });
+  const suggestion = new SearchProposer().proposeNow(ctx);
+  const reasons = (readKnobMetaReasons(suggestion?.meta) ?? []).join('; ');
+  const text = [
+    'Knobs (kept / failed are discounted counts of outcomes, older ones weigh less; step is the multiplier of the base step: ×1.4 after a kept change, smaller after each discard; momentum is the direction of the last kept change while the knob still sits there):',
+    ...lines,
+    suggestion ? `Search would propose now: ${suggestion.hypothesis}${reasons ? ` (${reasons})` : ''}` : 'Search has no new candidate to propose now.',
+  ].join('\n');
+  return { text, suggestion };
+}
+
+function readKnobMetaReasons(meta: unknown): string[] | null {
+  const r = (meta as { reasons?: unknown } | undefined)?.reasons;
+  return Array.isArray(r) ? r.filter((x): x is string => typeof x === 'string') : null;
 }
 
 export class RandomProposer implements Proposer {

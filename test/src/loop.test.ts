@@ -115,7 +115,7 @@ test('a proposal that changes nothing or repeats an evaluated candidate is not e
     const db = openDb(res.dbPath);
     const exps = listExperiments(db, res.runId);
     assert.deepEqual(exps.slice(1).map((e) => e.hypothesis), ['X → 0.5', 'X → 2.0']);
-    assert.match(res.stopReason!, /found nothing new/);
+    assert.match(res.stopReason!, /nothing left to propose/);
     db.close();
   } finally {
     cleanup(repo);

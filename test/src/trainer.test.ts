@@ -13,6 +13,7 @@ import { showText } from '../../src/views.ts';
 import { findTorchPython } from '../../src/kinds/trainer.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import { makeRepo, cleanup } from '../helpers/repo.ts';
+import { startMockAnthropic, anthropicText } from '../helpers/mock-llm.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const PREPARE = readFileSync(join(ROOT, 'gpu-trainer/prepare.py'), 'utf8');
@@ -206,6 +207,47 @@ test('trainer: editing prepare.py in the checkout stops the run', { timeout: 300
     assert.equal(res.status, 'failed');
     assert.match(res.stopReason!, /locked file prepare\.py changed since the run started/);
   } finally {
+    cleanup(repo);
+  }
+});
+
+test('trainer: an llm proposer reads the loss curve in its digest and edits train.py (scripted model server)', { timeout: 300_000 }, async (t) => {
+  const why = torchAvailable();
+  if (why) return t.skip(why);
+  const key = process.env.ANTHROPIC_API_KEY;
+  process.env.ANTHROPIC_API_KEY = 'test-meta-key';
+  let digest = '';
+  const server = await startMockAnthropic((body: { messages: Array<{ content: unknown }> }) => {
+    digest = JSON.stringify(body.messages[0]!.content);
+    return anthropicText('```json\n' + JSON.stringify({
+      hypothesis: 'N_LAYER 2 → 1: in 3 seconds a shallower model takes more steps',
+      cited_traces: [], expected_effect: 'lower val_bpb from more steps',
+      edits: [{ path: 'train.py', search: 'N_LAYER = 2', replace: 'N_LAYER = 1' }],
+    }) + '\n```');
+  });
+  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY + `proposer: { type: llm, base_url: ${server.url}, max_turns: 0 }\n` });
+  try {
+    const res = await startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter() });
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const db = openDb(res.dbPath);
+    const run = getRun(db, res.runId)!;
+    const exps = listExperiments(db, run.id);
+    assert.equal(exps.length, 2);
+    assert.equal(exps[1]!.proposer, 'llm');
+    assert.ok(['kept', 'discarded'].includes(exps[1]!.decision!), `${exps[1]!.decision}: ${exps[1]!.reason}`);
+    assert.match(exps[1]!.diff, /-N_LAYER = 2[\s\S]*\+N_LAYER = 1/);
+    // the trainer digest: the baseline's evaluation with its loss numbers and the training figures
+    assert.match(digest, /loss by step/);
+    assert.match(digest, /tokens_per_s/);
+    const text = showText(db, run, exps[1]!);
+    assert.match(text, /hypothesis: N_LAYER 2 → 1/);
+    assert.match(text, /expected: {3}lower val_bpb/);
+    assert.match(text, /meta-agent conversation \(trace /);
+    db.close();
+  } finally {
+    if (key === undefined) delete process.env.ANTHROPIC_API_KEY;
+    else process.env.ANTHROPIC_API_KEY = key;
+    await server.close();
     cleanup(repo);
   }
 });
