@@ -268,6 +268,11 @@ export function taskText(ctx: ProposalContext, settings: Pick<CommandProposerSet
     for (const r of ctx.round) out.push(`- ${oneLine(r.hypothesis)}`);
     out.push('');
   }
+  if (ctx.notes?.length) {
+    out.push('## Your last proposals that made no experiment (do not repeat them)', '');
+    for (const n of ctx.notes) out.push(`- ${oneLine(n)}`);
+    out.push('');
+  }
 
   out.push('## Trace digest of the current best', '', digest.trim() || '(no traces)', '');
 

@@ -197,6 +197,10 @@ export function contextDocument(ctx: ProposalContext, digest: (tokens: number) =
     const list = ctx.round.map((p) => `- ${oneLine(p.hypothesis)}`).join('\n');
     head.push(section('Already proposed this round (from the same incumbent): propose something different', cutEnd(list, Math.floor(budget / 20))));
   }
+  if (ctx.notes && ctx.notes.length > 0) {
+    const list = ctx.notes.map((n) => `- ${oneLine(n)}`).join('\n');
+    head.push(section('Your last proposals that made no experiment (do not repeat them)', cutEnd(list, Math.floor(budget / 20))));
+  }
   for (const x of opts.extra ?? []) head.push(section(x.title, cutMiddle(x.body, Math.floor(budget / 8))));
   const closing = 'Propose exactly one experiment now, as the JSON object described in your instructions.';
   const used = head.reduce((n, s) => n + s.length + 2, 0) + closing.length + 64;

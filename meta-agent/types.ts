@@ -119,6 +119,8 @@ export interface ProposalContext {
   repo?: string;
   /** the direction text (program.md, or the study's `proposer.program`) */
   program?: string;
+  /** what happened to this proposer's recent proposals that made no experiment (skipped as repeats, failed), newest last */
+  notes?: string[];
   /** proposals already made in this round from the same incumbent (several candidates per round) */
   round?: Array<Pick<Proposal, 'hypothesis'>>;
   /** the run's record (llm, hybrid, command) */

@@ -344,6 +344,8 @@ async function loop(ctx: RunCtx): Promise<string> {
   let empty = 0;
   let failed = 0;
   let lastFailure = '';
+  /** what happened to the proposals since the last experiment, told to the next proposal */
+  const notes: string[] = [];
   for (;;) {
     if (ctx.signal.aborted) throw new Interrupted();
     const exps = listExperiments(db, ctx.run.id);
@@ -371,11 +373,12 @@ async function loop(ctx: RunCtx): Promise<string> {
     let made = 0;
     while (made < k) {
       if (ctx.signal.aborted) throw new Interrupted();
-      const out = await proposeNext(ctx, round);
+      const out = await proposeNext(ctx, round, notes.slice(-5));
       if (out === 'created' || out === 'rejected') {
         made++;
         empty = 0;
         failed = 0;
+        notes.length = 0;
         continue;
       }
       if (out === 'none') {
@@ -389,9 +392,14 @@ async function loop(ctx: RunCtx): Promise<string> {
         }
         continue;
       }
-      lastFailure = out.failed;
+      // a failed proposal, or a model-made one that repeats what was tried (it cost money): both
+      // count toward the stop, and the next proposal is told what happened
+      lastFailure = 'skipped' in out ? out.skipped : out.failed;
+      notes.push('skipped' in out ? out.skipped : `a proposal failed: ${out.failed}`);
       if (++failed >= MAX_FAILED_PROPOSALS) {
-        return `the ${ctx.proposer.name} proposer failed ${failed} times in a row (last: ${lastFailure})`;
+        // what this round already proposed is evaluated first; the run stops at the next failure
+        if (made === 0) return `the ${ctx.proposer.name} proposer failed ${failed} times in a row (last: ${lastFailure})`;
+        break;
       }
       if (elapsedMs(ctx) >= study.budget.wall_seconds * 1000) break;
     }
@@ -445,14 +453,14 @@ function checkEditPath(ctx: RunCtx, p: string): string | null {
   return null;
 }
 
-type ProposeOutcome = 'created' | 'rejected' | 'empty' | 'none' | { failed: string };
+type ProposeOutcome = 'created' | 'rejected' | 'empty' | 'none' | { failed: string } | { skipped: string };
 
 /**
  * Ask the proposer for one candidate of round `round` and record it: `created` (pending, to be
  * evaluated), `rejected` (recorded, never evaluated), `empty` (nothing new: a repeat, no change,
  * whitespace only), `none` (the proposer has nothing left) or a failed proposal (its trace says why).
  */
-async function proposeNext(ctx: RunCtx, round: number): Promise<ProposeOutcome> {
+async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise<ProposeOutcome> {
   const exps = listExperiments(ctx.db, ctx.run.id);
   const inc = await incumbentOf(ctx, exps);
   const parent = incumbentCommit(inc);
@@ -478,7 +486,7 @@ async function proposeNext(ctx: RunCtx, round: number): Promise<ProposeOutcome> 
       ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed, seq), seen,
       seq, runId: ctx.run.id, kind: ctx.study.kind, incumbent: { seq: inc.seq, commit: parent, metric: inc.metric ?? undefined },
       repo: ctx.paths.repo, program: ctx.program,
-      round: exps.filter((e) => e.round === round).map((e) => ({ hypothesis: e.hypothesis })),
+      round: exps.filter((e) => e.round === round).map((e) => ({ hypothesis: e.hypothesis })), notes,
       history, services: session, signal: ctx.signal,
     });
   } catch (e) {
@@ -498,15 +506,19 @@ async function proposeNext(ctx: RunCtx, round: number): Promise<ProposeOutcome> 
   }
   const skip = (why: string): ProposeOutcome => {
     session.finish('ok', { hypothesis: proposal!.hypothesis, skipped: why });
-    if (session.hasTrace) ctx.reporter.event(`${label} skipped (${why}): ${proposal!.hypothesis}${spendNote(session)}`);
-    return 'empty';
+    if (!session.hasTrace) return 'empty';
+    ctx.reporter.event(`${label} skipped (${why}): ${proposal!.hypothesis}${spendNote(session)}`);
+    return { skipped: `"${proposal!.hypothesis}" was skipped: ${why}` };
   };
   // drop edits that change nothing; a proposal that changes nothing is not an experiment
   const edits: FileEdit[] = proposal.edits.filter((e) => files[e.path] !== e.content);
   if (edits.length === 0) return skip('it changes nothing');
   if (whitespaceOnlyChange(files, edits)) return skip('it changes whitespace only');
   const hash = filesHash(applyEdits(files, edits));
-  if (seen.has(hash)) return skip('these exact files were already evaluated');
+  if (seen.has(hash)) {
+    const twin = exps.find((e) => e.files_hash === hash);
+    return skip(`these exact files were already evaluated${twin ? ` as #${twin.seq} (${twin.decision ?? 'pending'})` : ''}`);
+  }
   const rejection = edits.map((e) => checkEditPath(ctx, e.path)).find((x) => x !== null)
     ?? (!ctx.study.proposer.allow_seed_changes && seedOnlyChange(files, edits)
       ? 'it only changes a random seed (a seed change can only win by luck; set proposer.allow_seed_changes to allow it)' : null);

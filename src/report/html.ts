@@ -12,11 +12,11 @@
  * defence should anything ever slip past the escaping.
  */
 import {
-  getRun, listExperiments, evaluationsOfRun, tracesOf,
+  getRun, listExperiments, evaluationsOfRun, tracesOf, proposalOf,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../../traces/index.ts';
 import { UsageError } from '../errors.ts';
-import { ledgerData } from '../views.ts';
+import { ledgerData, runSpend } from '../views.ts';
 import { fmtMetric, fmtDelta, fmtDuration } from '../format.ts';
 import { esc, n, linear, ticks, tickStep, tickLabel, niceDomain, quantile } from './svg.ts';
 
@@ -46,7 +46,7 @@ export function renderReport(db: DB, runId: string): string {
   const spend = traceSpend(db, run.id);
   const harness = run.kind === 'harness' || spend.traces > 0;
   const sections = [
-    header(run, ledger, exps, spend),
+    header(db, run, ledger, exps, spend),
     section('Progress', progressChart(run, exps, evals, ledger.baseline.mean, ledger.noise.sd), 'progress'),
     harness ? section('Task scores of the kept experiments', heatmap(db, run, exps), 'heatmap') : '',
     harness && spend.traces > 0 ? section('Tokens and cost per experiment', spendCharts(db, run, exps), 'spend') : '',
@@ -138,46 +138,18 @@ function traceSpend(db: DB, runId: string): Spend {
   const r = db.prepare(
     `SELECT count(*) AS traces, coalesce(sum(input_tokens), 0) AS input, coalesce(sum(output_tokens), 0) AS output,
        coalesce(sum(cache_read_tokens), 0) AS cacheRead, coalesce(sum(cache_write_tokens), 0) AS cacheWrite, coalesce(sum(cost_usd), 0) AS cost
-     FROM traces WHERE run_id = ?`,
+     FROM traces WHERE run_id = ? AND role = 'task'`,
   ).get(runId) as Spend;
   return r;
 }
 
-function parseMeta(e: ExperimentRow): Record<string, unknown> | null {
-  if (!e.meta) return null;
-  try {
-    const m = JSON.parse(e.meta) as unknown;
-    return m && typeof m === 'object' && !Array.isArray(m) ? (m as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** what proposers recorded about their own model use (meta.cost_usd, meta.tokens or meta.usage.{input,output}_tokens) */
-function proposerSpend(exps: ExperimentRow[]): { cost: number; tokens: number } {
-  let cost = 0;
-  let tokens = 0;
-  for (const e of exps) {
-    const m = parseMeta(e);
-    if (!m) continue;
-    if (typeof m.cost_usd === 'number') cost += m.cost_usd;
-    if (typeof m.tokens === 'number') tokens += m.tokens;
-    const u = m.usage as Record<string, unknown> | undefined;
-    if (u && typeof u === 'object') {
-      if (typeof u.input_tokens === 'number') tokens += u.input_tokens;
-      if (typeof u.output_tokens === 'number') tokens += u.output_tokens;
-      if (typeof u.cost_usd === 'number') cost += u.cost_usd;
-    }
-  }
-  return { cost, tokens };
-}
 
 const fmtInt = (x: number): string => Math.round(x).toLocaleString('en-US');
 const fmtUsd = (x: number): string => (x === 0 ? '$0' : x < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`);
 
 type Ledger = ReturnType<typeof ledgerData>;
 
-function header(run: RunRow, ledger: Ledger, exps: ExperimentRow[], spend: Spend): string {
+function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spend: Spend): string {
   const banners: string[] = [];
   if (run.self_reported) banners.push('SELF-REPORTED metric: the numbers below were read from the candidate\'s own output, not computed by a locked evaluator.');
   if (run.unsafe_no_sandbox) banners.push('UNSAFE: this run executed candidate code without a sandbox (--unsafe-no-sandbox).');
@@ -185,13 +157,13 @@ function header(run: RunRow, ledger: Ledger, exps: ExperimentRow[], spend: Spend
   const dir = run.direction === 'minimize' ? 'minimize (lower is better)' : 'maximize (higher is better)';
   const b = ledger.baseline;
   const counts = Object.entries(ledger.counts).map(([k, v]) => `${v} ${k}`).join(', ') || 'none yet';
-  const prop = proposerSpend(exps);
+  const prop = runSpend(db, run.id).meta_agent;
   const spendParts = [`${fmtDuration(run.elapsed_ms)} wall`];
   if (spend.traces > 0) {
     spendParts.push(`${fmtInt(spend.input + spend.output)} tokens (${fmtInt(spend.input)} in, ${fmtInt(spend.output)} out, ${fmtInt(spend.cacheRead)} cache read)`);
     spendParts.push(`${fmtUsd(spend.cost)} task models`);
   }
-  if (prop.tokens || prop.cost) spendParts.push(`proposer ${fmtInt(prop.tokens)} tokens, ${fmtUsd(prop.cost)}`);
+  if (prop.traces) spendParts.push(`meta-agent ${fmtInt(prop.tokens)} tokens, ${fmtUsd(prop.cost_usd)} over ${prop.traces} proposal(s)`);
   const fact = (k: string, v: string) => `<div><b>${esc(k)}</b> ${v}</div>`;
   const facts = [
     fact('run', `<code>${esc(run.id)}</code>`),
@@ -470,7 +442,7 @@ function spendCharts(db: DB, run: RunRow, exps: ExperimentRow[]): string {
   const rows = db.prepare(
     `SELECT experiment_seq AS seq, count(*) AS traces, sum(input_tokens) AS input, sum(output_tokens) AS output,
        sum(cache_read_tokens) AS cacheRead, sum(cost_usd) AS cost
-     FROM traces WHERE run_id = ? AND experiment_seq >= 0 GROUP BY experiment_seq ORDER BY experiment_seq`,
+     FROM traces WHERE run_id = ? AND role = 'task' AND experiment_seq >= 0 GROUP BY experiment_seq ORDER BY experiment_seq`,
   ).all(run.id) as ExpSpend[];
   if (!rows.length) return '<p class="muted">No traces.</p>';
   const decision = new Map(exps.map((e) => [e.seq, e.seq === 0 ? 'baseline' : decisionOf(e)]));
@@ -568,9 +540,9 @@ function diffBlock(diff: string, label = 'diff'): string {
   return `<details><summary>${esc(label)} (${lines.length} line${lines.length === 1 ? '' : 's'})</summary><pre class="diff">${body}${more}</pre></details>`;
 }
 
+/** the trace ids the proposer said motivate the change (experiments.proposal) */
 function citedTraces(e: ExperimentRow): string[] {
-  const c = parseMeta(e)?.cited_traces;
-  return Array.isArray(c) ? c.map((x) => String(x)) : [];
+  return proposalOf(e)?.cited.map(String) ?? [];
 }
 
 function keptTable(run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>): string {

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { inflateSync } from 'node:zlib';
 import { openDb, type DB } from '../../traces/db.ts';
-import { insertRun, insertExperiment, decideExperiment, insertEvaluation, setRunStatus, type Decision } from '../../traces/ledger.ts';
+import { insertRun, insertExperiment, decideExperiment, insertEvaluation, setRunStatus, type Decision, type ProposalRecord } from '../../traces/ledger.ts';
 import { insertTrace, finishTrace, insertSpans } from '../../traces/traces.ts';
 import type { SpanRecord } from '../../traces/types.ts';
 
@@ -132,7 +132,8 @@ export function makeHarnessRun(path = ':memory:'): HarnessFixture {
     if (p.cited) {
       // cite a real trace of the incumbent
       const cite = traces.find((t) => t.seq === 0 && t.task === TASKS[1])!.id;
-      db.prepare('UPDATE experiments SET meta = ? WHERE id = ?').run(JSON.stringify({ cited_traces: [cite] }), e.id);
+      const record: ProposalRecord = { trace_id: null, cited: [cite], expected_effect: null, tokens: 0, cost_usd: 0, ms: 0 };
+      db.prepare('UPDATE experiments SET proposal = ? WHERE id = ?').run(JSON.stringify(record), e.id);
     }
     decideExperiment(db, e.id, {
       decision: p.decision, reason: p.decision === 'kept' ? 'improvement beats the margin' : p.decision === 'crash' ? 'tool module failed to load' : 'within noise',

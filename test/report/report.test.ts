@@ -13,7 +13,7 @@ import { UserError } from '../../src/errors.ts';
 import { renderReport, CHART_COLORS } from '../../src/report/html.ts';
 import { renderPng, findChromium } from '../../src/report/png.ts';
 import { encodePng, decodePng as decodeRaster, trimBottom } from '../../src/report/pngcodec.ts';
-import { openDb, listExperiments, insertRun, insertExperiment, type DB, type ExperimentRow } from '../../traces/index.ts';
+import { openDb, listExperiments, insertRun, insertExperiment, proposalOf, type DB, type ExperimentRow } from '../../traces/index.ts';
 import { ledgerData } from '../../src/views.ts';
 import { fmtMetric } from '../../src/format.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
@@ -26,11 +26,11 @@ const DIFF_MARK = '# </pre><script>alert(2)</script>';
 
 /** One proposal per decision: kept (with an XSS hypothesis and markup in the diff), discarded, rejected, crash, kept. */
 function scripted(): Proposer {
-  const steps: Array<(ctx: ProposalContext) => { hypothesis: string; edits: Array<{ path: string; content: string }>; meta?: unknown }> = [
+  const steps: Array<(ctx: ProposalContext) => { hypothesis: string; edits: Array<{ path: string; content: string }>; cited?: string[] }> = [
     (ctx) => ({
       hypothesis: XSS,
       edits: [{ path: 'params.py', content: ctx.files['params.py']!.replace('X = 1.0', 'X = 3.0') + DIFF_MARK + '\n' }],
-      meta: { cited_traces: ['trace-0001', CITE] },
+      cited: ['trace-0001', CITE],
     }),
     (ctx) => ({ hypothesis: 'X 3.0 → 0.5', edits: [{ path: 'params.py', content: ctx.files['params.py']!.replace('X = 3.0', 'X = 0.5') }] }),
     () => ({ hypothesis: 'make the evaluator kinder', edits: [{ path: 'evaluate.py', content: "print('METRIC loss=-1')\n" }] }),
@@ -268,7 +268,7 @@ test('the report of a harness run has a task × kept-experiment heatmap (one row
     assert.match(element(page, 'table', 'final-comparison'), /<a href="#exp-3">#3<\/a>[\s\S]*<td class="num">0\.625<\/td><td class="num">1<\/td><td class="num"><span style="color:#0c5a25">\+0\.375<\/span>/);
     assert.match(page, /\$0\.\d+ task models/);
     // the harness run's cited trace id is listed with its kept change
-    const cited = (JSON.parse((fx.db.prepare('SELECT meta FROM experiments WHERE seq = 1').get() as { meta: string }).meta) as { cited_traces: string[] }).cited_traces[0]!;
+    const cited = proposalOf(fx.db.prepare('SELECT proposal FROM experiments WHERE seq = 1').get() as { proposal: string })!.cited[0]!;
     assert.ok(element(page, 'table', 'kept-table').includes(`<code>${cited}</code>`));
   } finally {
     fx.db.close();

@@ -277,6 +277,28 @@ test('failed proposals: invalid answers stop the run after five in a row, each c
   }
 });
 
+test('a model that repeats an evaluated candidate is told so in its next context, and repeats count as failures', async () => {
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
+  const answer = anthropicText(proposalJson({ hypothesis: 'X 1.0 → 3.0', cited_traces: [], expected_effect: 'lower loss', edits: [{ path: 'params.py', search: 'X = 1.0', replace: 'X = 3.0' }] }));
+  const server = await startMockAnthropic(() => answer);
+  try {
+    writeFileSync(join(repo, 'study.yaml'), studyYaml(`proposer: { type: llm, base_url: ${server.url}, max_turns: 0, candidates: 2 }\n`));
+    const res = await startRun(join(repo, 'study.yaml'), opts());
+    // round 1: #1, then the same files again, skipped five times: #1 is still evaluated (kept);
+    // round 2 starts with one more failure (the edit no longer applies) and the run stops
+    assert.match(res.stopReason!, /the llm proposer failed 6 times in a row/);
+    const db = openDb(res.dbPath);
+    assert.deepEqual(listExperiments(db, res.runId).map((e) => e.decision), ['baseline', 'kept']);
+    db.close();
+    assert.equal(server.requests.length, 8);
+    assert.doesNotMatch(JSON.stringify(server.requests[1]!.body.messages[0]), /made no experiment/);
+    assert.match(JSON.stringify(server.requests[2]!.body.messages[0]), /made no experiment[\s\S]*X 1\.0 → 3\.0\\" was skipped: these exact files were already evaluated as #1/);
+  } finally {
+    await server.close();
+    cleanup(repo);
+  }
+});
+
 test('budgets: the per-proposal token budget fails a proposal; the run budget stops the run during a proposal', async () => {
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
   // every answer is a tool call costing 1,000 tokens: the second call of a proposal is over a 1,500-token budget

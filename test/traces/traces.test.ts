@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { openDb, MIGRATIONS, type DB } from '../../traces/db.ts';
-import { insertRun, insertExperiment, insertEvaluation, getRun, listExperiments, evaluationsOf } from '../../traces/ledger.ts';
+import { insertRun, insertEvaluation, getRun, listExperiments, evaluationsOf } from '../../traces/ledger.ts';
 import {
   insertTrace, finishTrace, insertSpan, TraceWriter, tracesOf, getTrace, searchTraces, taskScores, ftsQuery, rebuildSearchIndex,
   type SpanNode,
@@ -128,9 +128,12 @@ test('a v1 store (ledger only) migrates to v2: ledger rows survive, trace tables
       base_commit: 'abc', branch: 'autoagent/run-a', lock_manifest: '{}', metric_name: 'accuracy', direction: 'maximize', self_reported: 0,
       unsafe_no_sandbox: 0, environment: null,
     });
-    const e = insertExperiment(v1, {
-      run_id: 'run-a', seq: 0, parent_commit: 'abc', candidate_commit: null, proposer: 'baseline', hypothesis: 'baseline', meta: null, edits: '[]', diff: '', files_hash: 'f',
-    });
+    // a v1 experiment row, written as v1 wrote it (no round / proposal columns yet)
+    const id = v1.prepare(
+      `INSERT INTO experiments (run_id, seq, parent_commit, candidate_commit, proposer, hypothesis, meta, edits, diff, files_hash, status, started_at)
+       VALUES ('run-a', 0, 'abc', NULL, 'baseline', 'baseline', NULL, '[]', '', 'f', 'pending', '2026-01-01T00:00:00Z')`,
+    ).run().lastInsertRowid;
+    const e = { id: Number(id) };
     insertEvaluation(v1, {
       experiment_id: e.id, repeat: 0, seed: 1, status: 'ok', metric: 0.5, reason: null, command_ms: 10, evaluator_ms: 5, exit_code: 0, stdout_tail: 'out',
       stderr_tail: '', telemetry: null,
@@ -142,6 +145,7 @@ test('a v1 store (ledger only) migrates to v2: ledger rows survive, trace tables
     assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
     assert.equal(getRun(db, 'run-a')!.name, 'demo');
     assert.equal(listExperiments(db, 'run-a').length, 1);
+    assert.equal(listExperiments(db, 'run-a')[0]!.round, null); // migration 5 adds the column, empty for old rows
     assert.deepEqual(evaluationsOf(db, e.id).map((v) => [v.metric, v.stdout_tail]), [[0.5, 'out']]);
     writeFixture(db);
     assert.equal(searchTraces(db, 'ZeroDivisionError')[0]!.span_id, 'k1');
