@@ -396,7 +396,7 @@ export class LlmProposer implements Proposer {
     if (!services || !history) throw new Error("the llm proposer needs the loop's services (ctx.services and ctx.history); it cannot run outside a run");
     const s = this.settings;
     const tools = s.max_turns > 0 ? LLM_TOOL_SPECS : [];
-    const system = [ROLE, ctx.program?.trim() ? `# Direction\n\n${ctx.program.trim()}` : '', s.max_turns > 0 ? TOOLS_TEXT : '', `# Answer format\n\n${ANSWER_FORMAT}`, ext.instructions ?? '']
+    const system = [ROLE, ctx.program?.trim() ? (ctx.program.trim().startsWith('#') ? ctx.program.trim() : `# Direction\n\n${ctx.program.trim()}`) : '', s.max_turns > 0 ? TOOLS_TEXT : '', `# Answer format\n\n${ANSWER_FORMAT}`, ext.instructions ?? '']
       .filter((x) => x !== '')
       .join('\n\n');
     const doc = contextDocument(ctx, (tokens) => history.digest(tokens), { context_tokens: s.context_tokens, extra: ext.context });
