@@ -1,42 +1,57 @@
 /**
- * Exports a run's traces to Langfuse (cloud or self-hosted) — one Langfuse trace per task run.
+ * Exports traces to Langfuse (cloud or self-hosted) with Langfuse's JS SDK: after the fact
+ * (`exportToLangfuse`, `autoagent export langfuse <run>`: a whole run) and live
+ * (`LangfuseLiveExporter`: one decided experiment at a time, while the run goes on).
  *
- * How: Langfuse's public batch ingestion API, `POST {host}/api/public/ingestion` with basic auth
- * (public key : secret key), spoken directly with `fetch`; no SDK.
+ * How: spans go through `@langfuse/otel`'s LangfuseSpanProcessor (OTLP/HTTP JSON to
+ * `{host}/api/public/otel/v1/traces`, basic auth with the keys) on a tracer provider of our own
+ * that is never registered globally (nothing leaks into other code of the process, or from one
+ * export into the next); each span is wrapped in `@langfuse/tracing`'s observation class of its
+ * type (LangfuseAgent, LangfuseGeneration, LangfuseTool, LangfuseSpan), which writes Langfuse's
+ * attributes. Scores are not spans: they go through `@langfuse/client`'s API client
+ * (`POST {host}/api/public/scores`), one request per score. Not `client.score.create()` + flush:
+ * that queue logs failed requests and drops them, and an export must say when it failed.
  *
- * Why not the SDK: the current JS SDK (@langfuse/tracing + @langfuse/otel 5.x, engines node >= 20)
- * is OpenTelemetry-based and needs @opentelemetry/api, core, sdk-trace-base and
- * exporter-trace-otlp-http besides @langfuse/core. It is built to instrument code while it runs;
- * here the spans already exist in SQLite, and we must keep our own ids (trace id = our trace id,
- * so a person can go from `autoagent traces <id>` to Langfuse and back), our own start/end times
- * and our parent links, and re-exporting a run must update the same objects instead of making
- * copies. The ingestion API gives exactly that (ids in the body are upserted), with zero new
- * dependencies. The legacy v3 `langfuse` package (which also used this endpoint) is deprecated.
- * The trade-off: Langfuse marks this endpoint "legacy" in favour of OTLP
- * (`/api/public/otel/v1/traces`) and says data sent to it may take minutes to show; it is still
- * served by Langfuse Cloud and self-hosted v3. If it is ever removed, this module is the one place
- * to switch to OTLP.
+ * Our spans already exist in SQLite, so the export keeps what they are:
+ * - ids: the Langfuse trace id is `createTraceId(<our trace id>)` (the SDK's seeded id: the first
+ *   32 hex digits of its SHA-256) and each observation id the first 16 hex digits of
+ *   SHA-256(`<our trace id>/<our span id>`), given to the spans by the provider's IdGenerator;
+ *   score ids are derived the same way. Re-exporting a run (or a live export followed by an
+ *   after-the-fact one) updates the same Langfuse objects instead of making copies.
+ *   `langfuseTraceId(ourId)` gives the id to look a trace up in Langfuse.
+ * - times: each observation starts and ends at our span's times; parents: our parent links (as
+ *   buildSpanTree resolves them: a span whose parent was never written is at the top of its trace).
  *
- * Mapping (our span tree → Langfuse observations):
- * - trace: id = our trace id, name `<benchmark>/<task>`, sessionId = run id, input = the task,
- *   output = the agent's final answer, metadata {experiment_seq, decision, benchmark, split,
- *   repeat, ...}, tags [exp-N, decision, benchmark, split]
+ * Mapping:
+ * - one Langfuse trace per task run: name `<benchmark>/<task>` (`traceName`), session = the run id, input = the
+ *   task, output = the final answer, tags [exp-N | final, decision, benchmark, split], metadata
+ *   {run_id, experiment_seq, experiment_id, decision, hypothesis, benchmark, split, repeat, task_id,
+ *   harness, status, score, pass, ...}. Trace-level attributes are set on every observation of the
+ *   trace (what the SDK's propagateAttributes does), input and output on its root.
  * - model span → generation (model, modelParameters, input = system + messages, output = the
- *   response, usageDetails {input (uncached), input_cached_tokens, input_cache_creation, output,
- *   total}, costDetails {total})
- * - tool span → `tool-create` (Langfuse's tool observation type) named `tool:<name>`
- * - agent and subagent spans → `agent-create`; turn and scoring spans → span
- * - error / timeout → level ERROR with the message
- * - one score per task: name = the run's metric, value = the task's score (a task without a
- *   score counts 0, as in the run's mean), attached to the scoring observation, with the
- *   scorer's feedback as comment
- * A server too old for the typed observations (agent-create, tool-create) answers them with a
- * per-event 400; those are re-sent once as plain spans and the rest of the export sends plain
- * spans. Requests are retried on 429 and 5xx (honouring retry-after) and on network errors,
- * with exponential backoff; 401/403 and other client errors end in one line.
+ *   response, usageDetails {input (uncached), input_cache_read, input_cache_creation, output,
+ *   total}, costDetails {total}); tool span → tool; agent and subagent spans → agent; turn and
+ *   scoring spans → span; status error / timeout → level ERROR with the error as statusMessage.
+ * - one score per task run: name = the run's metric, value = the task's score (a task without a
+ *   score counts 0, as in the run's mean), on the trace and its scoring observation, with the
+ *   scorer's feedback as comment.
+ * - the meta-agent's conversations (traces with role `proposal`) are their own traces named
+ *   `meta-agent/proposal` in the same session, tagged `proposal`, without a score.
+ *
+ * Errors end in one line (a UserError): keys refused (401/403), other HTTP errors, an unreachable
+ * host, no answer in time. The OTLP exporter retries 429/502/503/504 and network errors within
+ * its timeout; the scores API client retries 408/429/5xx twice.
  */
-import { randomUUID } from 'node:crypto';
-import { getRun, listExperiments, tracesOf, getTrace, type DB, type SpanRecord, type SpanNode } from '../../traces/index.ts';
+import { createHash } from 'node:crypto';
+import { ROOT_CONTEXT, SpanStatusCode, trace as otelTrace, type Attributes, type Span, type Tracer } from '@opentelemetry/api';
+import { AlwaysOnSampler, BasicTracerProvider, type IdGenerator } from '@opentelemetry/sdk-trace-base';
+import { LangfuseSpanProcessor } from '@langfuse/otel';
+import {
+  LangfuseAgent, LangfuseGeneration, LangfuseOtelSpanAttributes, LangfuseSpan, LangfuseTool, createTraceAttributes, createTraceId,
+  type LangfuseGenerationAttributes, type LangfuseSpanAttributes,
+} from '@langfuse/tracing';
+import { LangfuseClient } from '@langfuse/client';
+import { getRun, getExperiment, listExperiments, tracesOf, getTrace, type DB, type SpanRecord, type SpanNode, type TraceDetail, type RunRow } from '../../traces/index.ts';
 import type { StoredTrace } from '../../traces/traces.ts';
 import { UserError, UsageError } from '../errors.ts';
 
@@ -45,56 +60,45 @@ export interface LangfuseOptions {
   host: string;
   publicKey: string;
   secretKey: string;
-  /** events per request (default 100; requests also stay under 3 MB) */
-  batchSize?: number;
-  /** retries of one request on 429 / 5xx / network errors (default 5) */
-  maxRetries?: number;
-  /** first backoff in ms, doubled each retry (default 500) */
-  backoffMs?: number;
-  /** per-request deadline in ms (default 30 000) */
-  timeoutMs?: number;
-  /** 'typed' (default): agent-create / tool-create observations, falling back to spans on an old server; 'basic': spans only */
-  observationTypes?: 'typed' | 'basic';
-  /** called after each request with the traces accepted so far and the run's number of traces */
+  /** per request, retries included (default 20; LANGFUSE_TIMEOUT) */
+  timeoutSeconds?: number;
+  /** called after each request of spans with the traces sent so far and the number to send */
   onProgress?: (traces: number, total: number) => void;
 }
 
 export interface LangfuseExportResult {
+  /** Langfuse traces: task runs and meta-agent conversations */
   traces: number;
   observations: number;
   scores: number;
 }
 
-export type IngestionEventType =
-  | 'trace-create' | 'span-create' | 'generation-create' | 'event-create' | 'score-create' | 'agent-create' | 'tool-create';
-
-export interface IngestionEvent {
-  /** envelope id (deduplication); the object's own id is body.id */
-  id: string;
-  type: IngestionEventType;
-  timestamp: string;
-  body: Record<string, unknown>;
-}
-
 const DEFAULT_HOST = 'https://cloud.langfuse.com';
-const MAX_REQUEST_BYTES = 3_000_000;
+const DEFAULT_TIMEOUT_S = 20;
+/** a request of spans is sent after this many spans or bytes of attributes (the queue of the SDK's batch processor holds 2048) */
+const FLUSH_SPANS = 400;
+const FLUSH_BYTES = 3_000_000;
+/** input and output fields longer than this (as JSON) are replaced by a preview */
 const MAX_FIELD_CHARS = 400_000;
-const TYPED = new Set<IngestionEventType>(['agent-create', 'tool-create']);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const SCORE_CONCURRENCY = 8;
 
-/** Host and keys from LANGFUSE_HOST (or LANGFUSE_BASE_URL), LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY. */
+const keysHelp = 'your Langfuse project (Settings → API Keys)';
+
+/** Host and keys from LANGFUSE_HOST (or LANGFUSE_BASE_URL), LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY; LANGFUSE_TIMEOUT (seconds) when set. */
 export function langfuseOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): LangfuseOptions {
   const publicKey = env.LANGFUSE_PUBLIC_KEY?.trim();
   const secretKey = env.LANGFUSE_SECRET_KEY?.trim();
-  if (!publicKey) throw new UserError('LANGFUSE_PUBLIC_KEY is not set: export the public key (pk-lf-…) of your Langfuse project (Settings → API Keys)');
-  if (!secretKey) throw new UserError('LANGFUSE_SECRET_KEY is not set: export the secret key (sk-lf-…) of your Langfuse project (Settings → API Keys)');
+  if (!publicKey) throw new UserError(`LANGFUSE_PUBLIC_KEY is not set: export the public key (pk-lf-…) of ${keysHelp}`);
+  if (!secretKey) throw new UserError(`LANGFUSE_SECRET_KEY is not set: export the secret key (sk-lf-…) of ${keysHelp}`);
   const host = env.LANGFUSE_HOST?.trim() || env.LANGFUSE_BASE_URL?.trim() || DEFAULT_HOST;
-  return { host, publicKey, secretKey };
+  const timeout = Number(env.LANGFUSE_TIMEOUT);
+  return { host, publicKey, secretKey, ...(env.LANGFUSE_TIMEOUT && timeout > 0 ? { timeoutSeconds: timeout } : {}) };
 }
 
+/** The host without a trailing slash; a UserError when keys are missing or the host is no http(s) URL. */
 function checkOptions(opts: LangfuseOptions): string {
-  if (!opts.publicKey) throw new UserError('LANGFUSE_PUBLIC_KEY is not set: export the public key (pk-lf-…) of your Langfuse project (Settings → API Keys)');
-  if (!opts.secretKey) throw new UserError('LANGFUSE_SECRET_KEY is not set: export the secret key (sk-lf-…) of your Langfuse project (Settings → API Keys)');
+  if (!opts.publicKey) throw new UserError(`LANGFUSE_PUBLIC_KEY is not set: export the public key (pk-lf-…) of ${keysHelp}`);
+  if (!opts.secretKey) throw new UserError(`LANGFUSE_SECRET_KEY is not set: export the secret key (sk-lf-…) of ${keysHelp}`);
   let url: URL;
   try {
     url = new URL(opts.host);
@@ -106,55 +110,83 @@ function checkOptions(opts: LangfuseOptions): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// building the events
+// ids
 
-const iso = (ms: number): string => new Date(Number.isFinite(ms) ? ms : Date.now()).toISOString();
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
 
-/** A value for an input/output field: kept as is unless its JSON is huge (the API caps a batch at 3.5 MB). */
-function capField(v: unknown): unknown {
-  if (v === undefined) return null;
-  const s = JSON.stringify(v);
-  if (s === undefined || s.length <= MAX_FIELD_CHARS) return v;
-  return { truncated_by_autoagent: true, json_chars: s.length, preview: s.slice(0, 20_000) };
+/** The Langfuse trace id of one of our traces (the SDK's seeded trace id). */
+export function langfuseTraceId(traceId: string): Promise<string> {
+  return createTraceId(traceId);
 }
+
+/** The Langfuse observation id (OpenTelemetry span id) of one of our spans. */
+export function langfuseObservationId(traceId: string, spanId: string): string {
+  const id = sha256(`${traceId}/${spanId}`).slice(0, 16);
+  return /^0+$/.test(id) ? '0000000000000001' : id;
+}
+
+/** The id of a trace's score: a UUID derived from the trace and the metric. */
+function scoreId(traceId: string, metric: string): string {
+  const h = sha256(`score/${traceId}/${metric}`);
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
+
+/** Hands the tracer the ids of the span about to start (set just before each startSpan, synchronously). */
+class GivenIds implements IdGenerator {
+  next: { traceId: string; spanId: string } | null = null;
+  generateTraceId(): string {
+    if (!this.next) throw new Error('autoagent langfuse export: a span started without its id');
+    return this.next.traceId;
+  }
+  generateSpanId(): string {
+    if (!this.next) throw new Error('autoagent langfuse export: a span started without its id');
+    return this.next.spanId;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mapping
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function observationId(traceId: string, spanId: string): string {
-  return UUID.test(spanId) ? spanId : `${traceId}:${spanId}`;
+/** A field as the SDK serializes it (strings as they are, the rest as JSON), with huge values replaced by a preview. */
+function field(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  if (s === undefined || s.length <= MAX_FIELD_CHARS) return s;
+  return JSON.stringify({ truncated_by_autoagent: true, chars: s.length, preview: s.slice(0, 20_000) });
 }
 
-function level(s: SpanRecord): Record<string, unknown> {
+function level(s: SpanRecord): Pick<LangfuseSpanAttributes, 'level' | 'statusMessage'> {
   if (s.status === 'ok') return {};
   return { level: 'ERROR', statusMessage: s.error ?? (s.status === 'timeout' ? 'timed out' : 'error') };
 }
 
-function generationBody(s: SpanRecord, base: Record<string, unknown>): Record<string, unknown> {
+function generationAttributes(s: SpanRecord): LangfuseGenerationAttributes {
   const req = isObj(s.input) ? s.input : {};
   const res = isObj(s.output) ? s.output : null;
-  const params: Record<string, unknown> = {};
+  const params: Record<string, string | number> = {};
   for (const k of ['temperature', 'top_p', 'max_tokens', 'thinking_budget'] as const) {
     if (typeof req[k] === 'number') params[k] = req[k];
   }
-  if (Array.isArray(req.stop)) params.stop = (req.stop as unknown[]).map(String);
+  if (Array.isArray(req.stop)) params.stop = JSON.stringify(req.stop);
   else if (typeof req.stop === 'string') params.stop = req.stop;
   const messages: unknown[] = [];
   if (typeof req.system === 'string' && req.system) messages.push({ role: 'system', content: req.system });
   if (Array.isArray(req.messages)) messages.push(...req.messages);
   const tools = Array.isArray(req.tools) ? (req.tools as Array<{ name?: unknown }>).map((t) => String(t?.name ?? '')) : [];
-  const uncached = Math.max(0, s.input_tokens - s.cache_read_tokens - s.cache_write_tokens);
   const attrs = s.attributes ?? {};
+  const model = typeof attrs.model === 'string' ? attrs.model : typeof req.model === 'string' ? req.model : undefined;
   return {
-    ...base,
-    model: typeof attrs.model === 'string' ? attrs.model : typeof req.model === 'string' ? req.model : undefined,
+    ...(model ? { model } : {}),
     modelParameters: params,
-    input: capField(messages.length ? messages : s.input),
-    output: capField(res ? { role: 'assistant', content: res.content ?? null } : null),
+    input: field(messages.length ? messages : s.input),
+    output: field(res ? { role: 'assistant', content: res.content ?? null } : s.output),
     usageDetails: {
-      input: uncached,
-      input_cached_tokens: s.cache_read_tokens,
+      input: Math.max(0, s.input_tokens - s.cache_read_tokens - s.cache_write_tokens),
+      input_cache_read: s.cache_read_tokens,
       input_cache_creation: s.cache_write_tokens,
       output: s.output_tokens,
       total: s.input_tokens + s.output_tokens,
@@ -162,269 +194,419 @@ function generationBody(s: SpanRecord, base: Record<string, unknown>): Record<st
     costDetails: { total: s.cost_usd },
     metadata: {
       span_kind: s.kind,
-      provider: typeof req.provider === 'string' ? req.provider : undefined,
+      ...(typeof req.provider === 'string' ? { provider: req.provider } : {}),
       tools,
       stop_reason: res?.stop_reason ?? null,
       latency_ms: attrs.latency_ms ?? null,
       attempts: attrs.attempts ?? null,
       cached: attrs.cached ?? false,
     },
+    ...level(s),
   };
 }
 
+/** What a trace needs besides its rows: the run and the experiment it belongs to. */
 interface TraceContext {
-  runId: string;
-  metric: string;
+  run: RunRow;
   decision: string;
+  experimentId: number | null;
+  hypothesis: string | null;
 }
 
-/** The ingestion events of one trace: the trace, its observations (parents first), its score. */
-export function traceEvents(trace: StoredTrace, roots: SpanNode[], ctx: TraceContext): IngestionEvent[] {
-  const events: IngestionEvent[] = [];
-  const ev = (type: IngestionEventType, at: number, body: Record<string, unknown>): void => {
-    events.push({ id: randomUUID(), type, timestamp: iso(at), body });
+/** `<benchmark>/<task>`; task ids that already start with their benchmark (`gsm8k/12`) are not prefixed twice. */
+export function traceName(t: Pick<StoredTrace, 'benchmark' | 'task_id'>): string {
+  return t.task_id.startsWith(`${t.benchmark}/`) ? t.task_id : `${t.benchmark}/${t.task_id}`;
+}
+
+/** Trace-level attributes, set on every observation of the trace. */
+function traceLevelAttributes(t: StoredTrace, ctx: TraceContext): Attributes {
+  const proposal = t.role === 'proposal';
+  const seq = t.experiment_seq;
+  const stage = seq === null ? 'eval' : seq < 0 ? 'final' : `exp-${seq}`;
+  const metadata: Record<string, unknown> = {
+    run_id: ctx.run.id,
+    role: t.role ?? 'task',
+    experiment_seq: seq,
+    experiment_id: ctx.experimentId,
+    decision: ctx.decision,
+    hypothesis: ctx.hypothesis === null ? null : ctx.hypothesis.length > 500 ? ctx.hypothesis.slice(0, 500) + '…' : ctx.hypothesis,
+    benchmark: t.benchmark,
+    split: t.split,
+    repeat: t.repeat,
+    task_id: t.task_id,
+    harness: t.harness,
+    status: t.status,
+    error: t.error,
+    score: t.score,
+    pass: t.pass,
+    finalized: t.finalized,
+    input_tokens: t.input_tokens,
+    output_tokens: t.output_tokens,
+    cache_read_tokens: t.cache_read_tokens,
+    cache_write_tokens: t.cache_write_tokens,
+    cost_usd: t.cost_usd,
   };
-  // parents as in the tree (buildSpanTree makes orphans and spans caught in a parent cycle roots)
-  const all: SpanNode[] = [];
-  const parentOf = new Map<SpanNode, string | null>();
-  const walk = (nodes: SpanNode[], parent: string | null) => {
-    for (const node of nodes) {
-      all.push(node);
-      parentOf.set(node, parent);
-      walk(node.children, node.id);
-    }
+  const out: Attributes = {
+    [LangfuseOtelSpanAttributes.TRACE_NAME]: proposal ? 'meta-agent/proposal' : traceName(t),
+    [LangfuseOtelSpanAttributes.TRACE_SESSION_ID]: ctx.run.id,
+    [LangfuseOtelSpanAttributes.TRACE_TAGS]: (proposal ? ['proposal', stage, ctx.decision] : [stage, ctx.decision, t.benchmark, t.split]).filter(Boolean),
   };
-  walk(roots, null);
-  const agent = all.find((s) => s.kind === 'agent' && s.parent_id === null);
-  const taskInput = isObj(agent?.input) && isObj(agent.input.task) ? agent.input.task : { id: trace.task_id };
-  ev('trace-create', trace.started_at, {
-    id: trace.id,
-    timestamp: iso(trace.started_at),
-    name: `${trace.benchmark}/${trace.task_id}`,
-    sessionId: ctx.runId,
-    input: capField(taskInput),
-    output: capField(trace.output),
-    version: trace.harness,
-    tags: [trace.experiment_seq === null ? 'eval' : trace.experiment_seq < 0 ? 'final' : `exp-${trace.experiment_seq}`, ctx.decision, trace.benchmark, trace.split],
-    metadata: {
-      run_id: ctx.runId,
-      experiment_seq: trace.experiment_seq,
-      decision: ctx.decision,
-      benchmark: trace.benchmark,
-      split: trace.split,
-      repeat: trace.repeat,
-      task_id: trace.task_id,
-      harness: trace.harness,
-      group_id: trace.group_id,
-      status: trace.status,
-      error: trace.error,
-      score: trace.score,
-      pass: trace.pass,
-      finalized: trace.finalized,
-      input_tokens: trace.input_tokens,
-      output_tokens: trace.output_tokens,
-      cache_read_tokens: trace.cache_read_tokens,
-      cache_write_tokens: trace.cache_write_tokens,
-      cost_usd: trace.cost_usd,
-    },
-  });
-  for (const s of all) {
-    const parent = parentOf.get(s) ?? null;
-    const base: Record<string, unknown> = {
-      id: observationId(trace.id, s.id),
-      traceId: trace.id,
-      parentObservationId: parent === null ? null : observationId(trace.id, parent),
-      name: s.name,
-      startTime: iso(s.started_at),
-      endTime: iso(s.ended_at),
-      ...level(s),
-    };
-    if (s.kind === 'model') {
-      ev('generation-create', s.started_at, generationBody(s, base));
-      continue;
-    }
-    const body = {
-      ...base,
-      input: capField(s.input),
-      output: capField(s.output),
-      metadata: { span_kind: s.kind, ...(isObj(s.attributes) ? s.attributes : {}) },
-    };
-    if (s.kind === 'tool') ev('tool-create', s.started_at, { ...body, name: `tool:${s.name}` });
-    else if (s.kind === 'agent' || s.kind === 'subagent') ev('agent-create', s.started_at, body);
-    else if (s.kind === 'scoring') ev('span-create', s.started_at, { ...body, name: `scoring:${s.name}` });
-    else ev('span-create', s.started_at, body);
+  for (const [k, v] of Object.entries(metadata)) {
+    if (v === null || v === undefined) continue;
+    out[`${LangfuseOtelSpanAttributes.TRACE_METADATA}.${k}`] = typeof v === 'string' ? v : JSON.stringify(v);
   }
-  const scoring = all.find((s) => s.kind === 'scoring');
-  const feedback = isObj(scoring?.output) && typeof scoring.output.feedback === 'string' ? scoring.output.feedback : null;
-  const comment = trace.score === null ? `no score: ${trace.error ?? trace.status}` : feedback;
-  ev('score-create', trace.ended_at, {
-    id: `${trace.id}:${ctx.metric}`,
-    traceId: trace.id,
-    ...(scoring ? { observationId: observationId(trace.id, scoring.id) } : {}),
-    name: ctx.metric,
-    value: trace.score ?? 0,
-    dataType: 'NUMERIC',
-    ...(comment ? { comment: comment.length > 2000 ? comment.slice(0, 2000) + '…' : comment } : {}),
-    metadata: { pass: trace.pass, status: trace.status, experiment_seq: trace.experiment_seq, repeat: trace.repeat },
-  });
-  return events;
+  return out;
 }
 
-/**
- * The ingestion events of a run, one trace at a time (experiment, task, repeat order), so that a
- * run with thousands of long conversations is never held in memory at once.
- */
-export function* langfuseEventStream(db: DB, runId: string): Generator<IngestionEvent[], void, undefined> {
-  const run = getRun(db, runId);
-  if (!run) throw new UsageError(`no run ${runId} in this store (see \`autoagent status\`)`);
-  const decisions = new Map(listExperiments(db, run.id).map((e) => [e.seq, e.seq === 0 ? 'baseline' : e.decision ?? 'pending']));
-  for (const t of tracesOf(db, { runId: run.id })) {
-    const detail = getTrace(db, t.id);
-    if (!detail) continue;
-    // seq -1: the final evaluation on the sealed test split (src/finalize.ts)
-    const decision = t.experiment_seq === null ? 'eval' : t.experiment_seq < 0 ? 'finalization' : decisions.get(t.experiment_seq) ?? 'pending';
-    yield traceEvents(detail.trace, detail.roots, { runId: run.id, metric: run.metric_name, decision });
-  }
+function attributeBytes(a: Attributes): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(a)) n += k.length + (typeof v === 'string' ? v.length : JSON.stringify(v ?? null).length);
+  return n;
 }
 
-/** Every ingestion event of a run's traces. */
-export function langfuseEvents(db: DB, runId: string): IngestionEvent[] {
-  return [...langfuseEventStream(db, runId)].flat();
+interface ScoreRequest {
+  id: string;
+  traceId: string;
+  observationId?: string;
+  name: string;
+  value: number;
+  dataType: 'NUMERIC';
+  comment?: string;
+  metadata: Record<string, unknown>;
+  environment?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
-// sending
+// errors
 
-interface IngestionResponse {
-  successes?: Array<{ id: string; status: number }>;
-  errors?: Array<{ id: string; status: number; message?: string; error?: unknown }>;
+interface HttpishError {
+  code?: unknown;
+  statusCode?: unknown;
+  data?: unknown;
+  body?: unknown;
+  message?: string;
+  cause?: { code?: unknown; message?: unknown };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function retryAfterMs(h: string | null): number | null {
-  if (!h) return null;
-  const s = Number(h);
-  if (Number.isFinite(s)) return Math.max(0, s * 1000);
-  const t = Date.parse(h);
-  return Number.isFinite(t) ? Math.max(0, t - Date.now()) : null;
+/** One line for a failed request: keys refused, an HTTP error, an unreachable host, no answer. */
+function describeFailure(e: unknown, host: string, what: string, timeoutS: number): string {
+  const err = (e ?? {}) as HttpishError;
+  const status = typeof err.statusCode === 'number' ? err.statusCode : typeof err.code === 'number' ? err.code : null;
+  const oneLine = (v: unknown): string => (typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v)).replace(/\s+/g, ' ').trim().slice(0, 200);
+  if (status === 401 || status === 403) {
+    return `Langfuse rejected the keys (${status} from ${host}): check that LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY belong to a project on that host`;
+  }
+  if (status !== null) {
+    const detail = oneLine(err.data ?? err.body);
+    return `Langfuse at ${host} refused ${what} (HTTP ${status}${detail ? `: ${detail}` : ''})`;
+  }
+  const netCode = typeof err.code === 'string' ? err.code : typeof err.cause?.code === 'string' ? err.cause.code : null;
+  if (netCode) return `cannot reach Langfuse at ${host} (${netCode}): check LANGFUSE_HOST`;
+  const message = oneLine(err.message ?? String(e));
+  if (/timed? ?out|timeout/i.test(message)) return `no answer from Langfuse at ${host} within ${timeoutS} s while sending ${what}`;
+  if (/fetch failed/i.test(message)) return `cannot reach Langfuse at ${host} (${oneLine(err.cause?.message) || message}): check LANGFUSE_HOST`;
+  return `cannot export ${what} to Langfuse at ${host}: ${message}`;
 }
 
-function toBasic(e: IngestionEvent): IngestionEvent {
-  return TYPED.has(e.type) ? { ...e, id: randomUUID(), type: 'span-create' } : e;
-}
+// ---------------------------------------------------------------------------------------------
+// the sink: our own tracer provider, Langfuse's span processor, Langfuse's API client
 
-const eventBytes = (e: IngestionEvent): number => Buffer.byteLength(JSON.stringify(e)) + 1;
+class LangfuseSink {
+  private readonly ids = new GivenIds();
+  private readonly provider: BasicTracerProvider;
+  private readonly processor: LangfuseSpanProcessor;
+  private readonly tracer: Tracer;
+  private readonly client: LangfuseClient;
+  readonly host: string;
+  private readonly timeoutS: number;
+  private pendingSpans = 0;
+  private pendingBytes = 0;
+  private readonly scores: ScoreRequest[] = [];
+  private closed = false;
 
-async function post(url: string, auth: string, batch: IngestionEvent[], opts: LangfuseOptions): Promise<IngestionResponse> {
-  const retries = Math.max(0, opts.maxRetries ?? 5);
-  const base = Math.max(1, opts.backoffMs ?? 500);
-  let last = '';
-  for (let attempt = 0; ; attempt++) {
-    let wait: number | null = null;
+  constructor(opts: LangfuseOptions) {
+    this.host = checkOptions(opts);
+    this.timeoutS = opts.timeoutSeconds && opts.timeoutSeconds > 0 ? opts.timeoutSeconds : DEFAULT_TIMEOUT_S;
+    this.processor = new LangfuseSpanProcessor({
+      publicKey: opts.publicKey,
+      secretKey: opts.secretKey,
+      baseUrl: this.host,
+      timeout: this.timeoutS,
+      // requests are sent by flush() only: a batch the processor sent by itself would fail unheard
+      flushAt: 2048,
+      flushInterval: 24 * 3600,
+      // every span of this provider is ours (the default filter keeps only the SDK's own tracer)
+      shouldExportSpan: () => true,
+      // data: URIs in inputs stay in the observation instead of going to the media API
+      mediaUploadEnabled: false,
+    });
+    this.provider = new BasicTracerProvider({
+      idGenerator: this.ids,
+      sampler: new AlwaysOnSampler(),
+      spanLimits: { attributeCountLimit: 1024 },
+      spanProcessors: [this.processor],
+    });
+    this.tracer = this.provider.getTracer('autoagent');
+    this.client = new LangfuseClient({ publicKey: opts.publicKey, secretKey: opts.secretKey, baseUrl: this.host, timeout: this.timeoutS });
+  }
+
+  /** Whether enough spans wait for a request. */
+  get full(): boolean {
+    return this.pendingSpans >= FLUSH_SPANS || this.pendingBytes >= FLUSH_BYTES;
+  }
+
+  private startSpan(name: string, traceId: string, spanId: string, startedAt: number, parent: Span | null): Span {
+    this.ids.next = { traceId, spanId };
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: auth, 'x-langfuse-sdk-name': 'autoagent', 'x-langfuse-public-key': opts.publicKey },
-        body: JSON.stringify({ batch, metadata: { sdk_name: 'autoagent', batch_size: batch.length } }),
-        signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+      const ctx = parent ? otelTrace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT;
+      return this.tracer.startSpan(name, { startTime: new Date(startedAt) }, ctx);
+    } finally {
+      this.ids.next = null;
+    }
+  }
+
+  /** Adds one of our traces (its observations and its score); returns its number of observations. */
+  async add(detail: TraceDetail, ctx: TraceContext): Promise<number> {
+    if (this.closed) throw new Error('the Langfuse export was shut down');
+    const t = detail.trace;
+    const traceId = await langfuseTraceId(t.id);
+    const traceAttrs = traceLevelAttributes(t, ctx);
+    const version = t.harness || undefined;
+    const roots = detail.roots;
+    const ioRoot = roots.find((s) => s.kind === 'agent') ?? roots[0];
+    let n = 0;
+    const open = (s: SpanNode, parent: Span | null): void => {
+      const otelSpan = this.startSpan(s.kind === 'scoring' ? `scoring:${s.name}` : s.name, traceId, langfuseObservationId(t.id, s.id), s.started_at, parent);
+      const base: LangfuseSpanAttributes = {
+        input: field(s.input),
+        output: field(s.output),
+        metadata: { span_kind: s.kind, ...(isObj(s.attributes) ? s.attributes : {}) },
+        ...(version ? { version } : {}),
+        ...level(s),
+      };
+      const obs =
+        s.kind === 'model' ? new LangfuseGeneration({ otelSpan, attributes: { ...generationAttributes(s), ...(version ? { version } : {}) } })
+        : s.kind === 'tool' ? new LangfuseTool({ otelSpan, attributes: base })
+        : s.kind === 'agent' || s.kind === 'subagent' ? new LangfuseAgent({ otelSpan, attributes: base })
+        : new LangfuseSpan({ otelSpan, attributes: base });
+      otelSpan.setAttributes(traceAttrs);
+      if (s === ioRoot) otelSpan.setAttributes(createTraceAttributes(traceIO(detail)));
+      if (s.status !== 'ok') otelSpan.setStatus({ code: SpanStatusCode.ERROR, message: s.error ?? s.status });
+      for (const c of s.children) open(c, otelSpan);
+      // the SDK's spans are ReadableSpans: their attributes are what the request will carry
+      this.pendingBytes += attributeBytes((otelSpan as unknown as { attributes?: Attributes }).attributes ?? {});
+      obs.end(new Date(Math.max(s.ended_at, s.started_at)));
+      n++;
+    };
+    for (const r of roots) open(r, null);
+    this.pendingSpans += n;
+    if (t.role !== 'proposal') {
+      const scoring = detail.spans.find((s) => s.kind === 'scoring');
+      const feedback = isObj(scoring?.output) && typeof scoring.output.feedback === 'string' ? scoring.output.feedback : null;
+      const comment = t.score === null ? `no score: ${t.error ?? t.status}` : feedback;
+      const env = process.env.LANGFUSE_TRACING_ENVIRONMENT?.trim();
+      this.scores.push({
+        id: scoreId(t.id, ctx.run.metric_name),
+        traceId,
+        ...(scoring ? { observationId: langfuseObservationId(t.id, scoring.id) } : {}),
+        name: ctx.run.metric_name,
+        value: t.score ?? 0,
+        dataType: 'NUMERIC',
+        ...(comment ? { comment: comment.length > 2000 ? comment.slice(0, 2000) + '…' : comment } : {}),
+        metadata: { pass: t.pass, status: t.status, experiment_seq: t.experiment_seq, repeat: t.repeat, autoagent_trace_id: t.id },
+        ...(env ? { environment: env } : {}),
       });
-      const text = await res.text();
-      if (res.status === 200 || res.status === 201 || res.status === 207) {
+    }
+    return n;
+  }
+
+  /** Sends the spans added so far (one request); a UserError when Langfuse did not take them. */
+  async flushSpans(): Promise<void> {
+    this.pendingSpans = 0;
+    this.pendingBytes = 0;
+    try {
+      await this.processor.forceFlush();
+    } catch (e) {
+      throw new UserError(describeFailure(e, this.host, 'the traces', this.timeoutS));
+    }
+  }
+
+  /** Sends the scores added so far; returns how many. */
+  async flushScores(): Promise<number> {
+    const todo = this.scores.splice(0);
+    let next = 0;
+    let failure: unknown = null;
+    const worker = async () => {
+      while (failure === null && next < todo.length) {
+        const s = todo[next++]!;
         try {
-          return JSON.parse(text) as IngestionResponse;
-        } catch {
-          return {};
+          await this.client.api.scores.create(s, { timeoutInSeconds: this.timeoutS, maxRetries: 2 });
+        } catch (e) {
+          failure ??= e;
         }
       }
-      const detail = text.replace(/\s+/g, ' ').trim().slice(0, 200);
-      if (res.status === 401 || res.status === 403) {
-        throw new UserError(`Langfuse at ${new URL(url).origin} refused the keys (${res.status}): check LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY belong to a project on that host`);
-      }
-      if (res.status !== 429 && res.status < 500) {
-        throw new UserError(`Langfuse at ${new URL(url).origin} rejected the batch (${res.status}${detail ? `: ${detail}` : ''})`);
-      }
-      last = `HTTP ${res.status}${detail ? ` ${detail}` : ''}`;
-      wait = retryAfterMs(res.headers.get('retry-after'));
-    } catch (e) {
-      if (e instanceof UserError) throw e;
-      const err = e as Error & { cause?: { code?: string; message?: string } };
-      last = err.name === 'TimeoutError' ? `no answer within ${Math.round((opts.timeoutMs ?? 30_000) / 1000)} s` : err.cause?.code ?? err.cause?.message ?? err.message;
-    }
-    if (attempt >= retries) {
-      throw new UserError(`cannot export to Langfuse at ${new URL(url).origin}: ${last} (after ${attempt + 1} attempts); check LANGFUSE_HOST and try again`);
-    }
-    const backoff = Math.min(30_000, base * 2 ** attempt) * (0.8 + Math.random() * 0.4);
-    await sleep(Math.min(60_000, wait ?? backoff));
+    };
+    await Promise.all(Array.from({ length: Math.min(SCORE_CONCURRENCY, todo.length) }, worker));
+    if (failure !== null) throw new UserError(describeFailure(failure, this.host, 'the scores', this.timeoutS));
+    return todo.length;
+  }
+
+  /** Forgets what was added and not sent (after a failed export: its scores must not go out with the next one). */
+  discard(): void {
+    this.scores.length = 0;
+    this.pendingSpans = 0;
+    this.pendingBytes = 0;
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.scores.length = 0;
+    await this.provider.shutdown().catch(() => undefined);
   }
 }
 
-/** Sends every trace of the run to Langfuse; returns how many traces, observations and scores it accepted. */
-export async function exportToLangfuse(db: DB, runId: string, opts: LangfuseOptions): Promise<LangfuseExportResult> {
-  const host = checkOptions(opts);
-  const url = `${host}/api/public/ingestion`;
-  const auth = `Basic ${Buffer.from(`${opts.publicKey}:${opts.secretKey}`).toString('base64')}`;
-  const size = Math.max(1, Math.floor(opts.batchSize ?? 100));
-  let basicOnly = opts.observationTypes === 'basic';
-  const result: LangfuseExportResult = { traces: 0, observations: 0, scores: 0 };
-  const failures: Array<{ e: IngestionEvent; status: number; message: string }> = [];
-  let total = 0;
-  const totalTraces = (db.prepare('SELECT count(*) AS k FROM traces WHERE run_id = ?').get(runId) as { k: number }).k;
+/** The trace's input (the task, as the agent got it) and output (its final answer). */
+function traceIO(detail: TraceDetail): { input?: unknown; output?: unknown } {
+  const t = detail.trace;
+  if (t.role === 'proposal') {
+    let output: unknown = t.output;
+    try {
+      output = t.output === null ? null : JSON.parse(t.output);
+    } catch {
+      // the proposal as text
+    }
+    return { input: field({ proposer: t.harness, experiment_seq: t.experiment_seq }), output: field(output) };
+  }
+  const agent = detail.spans.find((s) => s.kind === 'agent' && s.parent_id === null);
+  const task = isObj(agent?.input) && isObj(agent.input.task) ? agent.input.task : { id: t.task_id };
+  return { input: field(task), output: field(t.output) };
+}
 
-  /** sends one request; typed observations an old server rejects are sent again as spans */
-  const send = async (batch: IngestionEvent[]): Promise<void> => {
-    const res = await post(url, auth, batch, opts);
-    const byId = new Map(batch.map((e) => [e.id, e]));
-    const failed = new Set<string>();
-    const again: IngestionEvent[] = [];
-    for (const err of res.errors ?? []) {
-      const e = byId.get(err.id);
-      if (!e) continue;
-      failed.add(e.id);
-      if (TYPED.has(e.type) && err.status >= 400 && err.status < 500) {
-        // a server without the typed observations: this one as a plain span, and only plain spans from now on
-        basicOnly = true;
-        again.push(toBasic(e));
-      } else {
-        failures.push({ e, status: err.status, message: err.message ?? (typeof err.error === 'string' ? err.error : JSON.stringify(err.error ?? '')) });
+// ---------------------------------------------------------------------------------------------
+// exporting
+
+function contextOf(db: DB, run: RunRow): (t: StoredTrace) => TraceContext {
+  const experiments = new Map(listExperiments(db, run.id).map((e) => [e.seq, e]));
+  return (t) => {
+    const seq = t.experiment_seq;
+    const e = seq === null ? undefined : experiments.get(seq);
+    // seq -1: the final evaluation on the sealed test split (src/finalize.ts)
+    const decision = seq === null ? 'eval' : seq < 0 ? 'finalization' : seq === 0 ? 'baseline' : e?.decision ?? 'pending';
+    return { run, decision, experimentId: e?.id ?? null, hypothesis: e?.hypothesis ?? null };
+  };
+}
+
+/** Sends the given traces: spans in requests of a few hundred, then the scores. */
+async function sendTraces(sink: LangfuseSink, db: DB, ids: string[], ctxOf: (t: StoredTrace) => TraceContext, onProgress?: (n: number, total: number) => void): Promise<LangfuseExportResult> {
+  const result: LangfuseExportResult = { traces: 0, observations: 0, scores: 0 };
+  let added = 0;
+  try {
+    for (const id of ids) {
+      const detail = getTrace(db, id);
+      if (!detail) continue;
+      result.observations += await sink.add(detail, ctxOf(detail.trace));
+      added++;
+      if (sink.full) {
+        await sink.flushSpans();
+        result.traces = added;
+        onProgress?.(result.traces, ids.length);
       }
     }
-    for (const e of batch) {
-      if (failed.has(e.id)) continue;
-      if (e.type === 'trace-create') result.traces++;
-      else if (e.type === 'score-create') result.scores++;
-      else result.observations++;
-    }
-    for (let i = 0; i < again.length; i += size) await send(again.slice(i, i + size));
-  };
+    await sink.flushSpans();
+    result.traces = added;
+    onProgress?.(result.traces, ids.length);
+    result.scores = await sink.flushScores();
+    return result;
+  } catch (e) {
+    sink.discard();
+    throw e;
+  }
+}
 
-  let pending: IngestionEvent[] = [];
-  let bytes = 0;
-  const flush = async () => {
-    if (!pending.length) return;
-    const batch = pending;
-    pending = [];
-    bytes = 0;
-    await send(batch);
-    opts.onProgress?.(result.traces, totalTraces);
-  };
-  for (const events of langfuseEventStream(db, runId)) {
-    for (const raw of events) {
-      const e = basicOnly ? toBasic(raw) : raw;
-      const b = eventBytes(e);
-      if (pending.length && (pending.length >= size || bytes + b > MAX_REQUEST_BYTES)) await flush();
-      pending.push(e);
-      bytes += b;
-      total++;
-    }
+function requireRun(db: DB, runId: string): RunRow {
+  const run = getRun(db, runId);
+  if (!run) throw new UsageError(`no run ${runId} in this store (see \`autoagent status\`)`);
+  return run;
+}
+
+/**
+ * Sends every trace of a run to Langfuse (task runs and the meta-agent's conversations); returns
+ * how many traces, observations and scores Langfuse took. Throws a one-line UserError when it
+ * did not (the traces sent before the failure stay in Langfuse; exporting again updates them).
+ */
+export async function exportToLangfuse(db: DB, runId: string, opts: LangfuseOptions): Promise<LangfuseExportResult> {
+  const sink = new LangfuseSink(opts);
+  try {
+    const run = requireRun(db, runId);
+    const ids = tracesOf(db, { runId: run.id, role: 'any' }).map((t) => t.id);
+    return await sendTraces(sink, db, ids, contextOf(db, run), opts.onProgress);
+  } finally {
+    await sink.shutdown();
   }
-  await flush();
-  if (failures.length) {
-    const f = failures[0]!;
-    throw new UserError(
-      `Langfuse rejected ${failures.length} of ${total} events (first: ${f.e.type} ${String(f.e.body.id ?? f.e.id)}: ${f.status} ${f.message.slice(0, 200)}); ` +
-        `exported ${result.traces} traces, ${result.observations} observations, ${result.scores} scores`,
-    );
+}
+
+export type LiveExportResult = ({ ok: true } & LangfuseExportResult) | { ok: false; error: string };
+
+/**
+ * Live export during a run: after each decided experiment, the loop calls
+ * `exportExperiment(db, runId, seq)`, which sends that experiment's traces (its task runs and the
+ * meta-agent's conversation that proposed it) with its decision, and `shutdown()` when the run
+ * ends. One tracer provider, span processor and API client serve the whole run.
+ *
+ * A failed live export never stops a run: exportExperiment and shutdown never throw (nor
+ * reject). A failure is reported once, as one line, to `onError` (default: stderr, prefixed
+ * `langfuse: `) and returned as `{ ok: false, error }`; the next experiment is tried again, and
+ * `autoagent export langfuse <run>` afterwards sends whatever a live export missed (ids are
+ * deterministic, so what did arrive is updated, not copied). Calls are serialized: a second
+ * exportExperiment waits for the first.
+ */
+export class LangfuseLiveExporter {
+  private readonly sink: LangfuseSink;
+  private readonly onError: (message: string) => void;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: LangfuseOptions & { onError?: (message: string) => void }) {
+    this.sink = new LangfuseSink(opts);
+    this.onError = opts.onError ?? ((m) => void process.stderr.write(`langfuse: ${m}\n`));
   }
-  return result;
+
+  /**
+   * From LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, LANGFUSE_HOST (or LANGFUSE_BASE_URL) and
+   * LANGFUSE_TIMEOUT. Throws a one-line UserError when a key is missing or the host is no URL:
+   * call it when the run starts, so a study asking for a live export stops before the first experiment.
+   */
+  static fromEnv(env: NodeJS.ProcessEnv = process.env, o: { onError?: (message: string) => void } = {}): LangfuseLiveExporter {
+    return new LangfuseLiveExporter({ ...langfuseOptionsFromEnv(env), ...o });
+  }
+
+  /** Sends experiment `seq` of the run (its task traces, the proposal's trace, the scores). Never throws. */
+  exportExperiment(db: DB, runId: string, seq: number): Promise<LiveExportResult> {
+    const job = this.queue.then(async (): Promise<LiveExportResult> => {
+      try {
+        const run = requireRun(db, runId);
+        const exp = getExperiment(db, run.id, seq);
+        const decision = seq === 0 ? 'baseline' : exp?.decision ?? 'pending';
+        const ctx: TraceContext = { run, decision, experimentId: exp?.id ?? null, hypothesis: exp?.hypothesis ?? null };
+        const ids = tracesOf(db, { runId: run.id, experimentSeq: seq, role: 'any' }).map((t) => t.id);
+        return { ok: true, ...(await sendTraces(this.sink, db, ids, () => ctx)) };
+      } catch (e) {
+        const error = `experiment ${seq} not exported: ${e instanceof UserError ? e.message : (e as Error)?.message ?? String(e)}`;
+        try {
+          this.onError(error);
+        } catch {
+          // a failing logger must not stop the run either
+        }
+        return { ok: false, error };
+      }
+    });
+    this.queue = job;
+    return job;
+  }
+
+  /** Waits for the exports under way and closes the connection. Never throws. */
+  async shutdown(): Promise<void> {
+    await this.queue.catch(() => undefined);
+    await this.sink.shutdown();
+  }
 }

@@ -1,272 +1,382 @@
 /**
- * Export to Langfuse against a local ingestion server (127.0.0.1) that answers like Langfuse's
- * `POST /api/public/ingestion` (207 multi-status with successes and errors), records every batch,
- * and can be told to answer 429 first or to reject the typed observations of newer servers.
+ * Export to Langfuse (through the Langfuse SDK) against a local receiver on 127.0.0.1 that
+ * answers like Langfuse: OTLP/HTTP JSON on `/api/public/otel/v1/traces` and score creation on
+ * `/api/public/scores`. It decodes what arrives and the tests check it: one trace per task run,
+ * nesting, observation types, usage and cost, our times, session, metadata, scores, stable ids,
+ * basic auth, one-line errors, and the live exporter.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportToLangfuse, langfuseOptionsFromEnv, langfuseEvents, traceEvents, type IngestionEvent } from '../../src/export/langfuse.ts';
+import { trace as otelTrace } from '@opentelemetry/api';
+import {
+  exportToLangfuse, langfuseOptionsFromEnv, langfuseObservationId, langfuseTraceId, traceName, LangfuseLiveExporter,
+} from '../../src/export/langfuse.ts';
 import { UserError } from '../../src/errors.ts';
-import { getTrace, buildSpanTree, type SpanRecord } from '../../traces/index.ts';
-import { makeHarnessRun, TASKS } from '../report/fixtures.ts';
+import { getTrace, insertTrace, insertSpans, finishTrace, type SpanRecord } from '../../traces/index.ts';
+import { makeHarnessRun, TASKS, T0 } from '../report/fixtures.ts';
 
-interface Received {
-  at: number;
+// ---------------------------------------------------------------------------------------------
+// the receiver
+
+interface OtlpValue {
+  stringValue?: string;
+  boolValue?: boolean;
+  intValue?: number | string;
+  doubleValue?: number;
+  arrayValue?: { values?: OtlpValue[] };
+}
+
+/** A span as it arrived, attributes decoded to plain values. */
+interface ArrivedSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | null;
+  name: string;
+  start: number;
+  end: number;
+  scope: string;
+  status: number;
+  attrs: Record<string, unknown>;
+}
+
+interface Arrived {
   path: string;
   headers: IncomingHttpHeaders;
-  batch: IngestionEvent[];
   status: number;
 }
 
-interface MockLangfuse {
+interface Receiver {
   host: string;
-  requests: Received[];
+  requests: Arrived[];
+  spans: ArrivedSpan[];
+  scores: Array<Record<string, unknown>>;
   close(): Promise<void>;
 }
 
-/** answer(i, batch) decides request i: a status (429/500/401: an error response) or per-event errors for a 207 */
-async function mockLangfuse(answer: (i: number, batch: IngestionEvent[]) => { status?: number; retryAfter?: string; reject?: (e: IngestionEvent) => string | null }): Promise<MockLangfuse> {
-  const requests: Received[] = [];
+const plain = (v: OtlpValue): unknown =>
+  v.stringValue ?? v.boolValue ?? (v.intValue !== undefined ? Number(v.intValue) : undefined) ?? v.doubleValue ?? v.arrayValue?.values?.map(plain);
+
+/** nanoseconds since the epoch (a string in OTLP JSON) → milliseconds */
+const ms = (ns: string | number): number => Number(BigInt(ns) / 1_000_000n);
+
+/** status(path) decides the answer to a request (200 unless told) */
+async function receiver(status: (path: string) => number = () => 200): Promise<Receiver> {
+  const r: Omit<Receiver, 'host' | 'close'> = { requests: [], spans: [], scores: [] };
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { batch?: IngestionEvent[] };
-      const batch = body.batch ?? [];
-      const a = answer(requests.length, batch);
-      const status = req.method !== 'POST' || req.url !== '/api/public/ingestion' ? 404 : a.status ?? 207;
-      requests.push({ at: Date.now(), path: req.url ?? '', headers: req.headers, batch, status });
-      if (status !== 207) {
-        res.writeHead(status, { 'content-type': 'application/json', ...(a.retryAfter ? { 'retry-after': a.retryAfter } : {}) });
-        res.end(JSON.stringify({ message: status === 429 ? 'rate limit exceeded' : status === 401 ? 'Invalid credentials' : 'internal error' }));
+      const path = req.url ?? '';
+      const known = req.method === 'POST' && (path === '/api/public/otel/v1/traces' || path === '/api/public/scores');
+      const code = known ? status(path) : 404;
+      r.requests.push({ path, headers: req.headers, status: code });
+      if (code !== 200) {
+        res.writeHead(code, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: code === 401 ? 'Invalid credentials. Confirm that you\'ve configured the correct host.' : 'no' }));
         return;
       }
-      const successes: Array<{ id: string; status: number }> = [];
-      const errors: Array<{ id: string; status: number; message: string; error: string }> = [];
-      for (const e of batch) {
-        const why = a.reject?.(e) ?? null;
-        if (why) errors.push({ id: e.id, status: 400, message: 'Invalid request data', error: why });
-        else successes.push({ id: e.id, status: 201 });
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      if (path === '/api/public/scores') {
+        r.scores.push(body);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ id: body.id }));
+        return;
       }
-      res.writeHead(207, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ successes, errors }));
+      for (const rs of body.resourceSpans ?? []) {
+        for (const ss of rs.scopeSpans ?? []) {
+          for (const s of ss.spans ?? []) {
+            r.spans.push({
+              traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || null, name: s.name,
+              start: ms(s.startTimeUnixNano), end: ms(s.endTimeUnixNano), scope: ss.scope?.name, status: s.status?.code ?? 0,
+              attrs: Object.fromEntries((s.attributes ?? []).map((a: { key: string; value: OtlpValue }) => [a.key, plain(a.value)])),
+            });
+          }
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{}');
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const { port } = server.address() as AddressInfo;
-  return {
-    host: `http://127.0.0.1:${port}`,
-    requests,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
+  const rec: Receiver = { ...r, host: `http://127.0.0.1:${port}`, close: () => new Promise<void>((ok) => server.close(() => ok())) };
+  receivers.push(rec);
+  return rec;
 }
 
-const servers: MockLangfuse[] = [];
+const receivers: Receiver[] = [];
 after(async () => {
-  for (const s of servers) await s.close();
+  for (const r of receivers) await r.close();
 });
 
 const KEYS = { publicKey: 'pk-lf-test', secretKey: 'sk-lf-secret' };
+const AUTH = `Basic ${Buffer.from('pk-lf-test:sk-lf-secret').toString('base64')}`;
+const json = (v: unknown): unknown => (typeof v === 'string' ? JSON.parse(v) : v);
 
-/** the accepted events, in order, without the ones the server rejected */
-function accepted(m: MockLangfuse, rejected = new Set<string>()): IngestionEvent[] {
-  return m.requests.filter((r) => r.status === 207).flatMap((r) => r.batch).filter((e) => !rejected.has(e.id));
-}
+// ---------------------------------------------------------------------------------------------
 
-test('a harness run exports as one Langfuse trace per task run, with nested observations, generations and scores', async () => {
+test('a run exports as one Langfuse trace per task run: nested typed observations, our times, session, metadata, usage, cost, scores', async () => {
   const fx = makeHarnessRun();
-  const lf = await mockLangfuse((i) => (i === 0 ? { status: 429, retryAfter: '1' } : {}));
-  servers.push(lf);
+  const lf = await receiver();
   try {
-    const started = Date.now();
     const progress: Array<[number, number]> = [];
-    const res = await exportToLangfuse(fx.db, fx.runId, { host: lf.host + '/', ...KEYS, batchSize: 40, onProgress: (a, b) => void progress.push([a, b]) });
-    assert.deepEqual(progress[progress.length - 1], [fx.traces.length, fx.traces.length]);
-    assert.equal(progress.length, lf.requests.length - 1, 'one progress call per accepted request');
-    // the retry: the first request got 429 with retry-after 1, the same batch was sent again about a second later
-    assert.equal(lf.requests[0]!.status, 429);
-    assert.deepEqual(lf.requests[1]!.batch.map((e) => e.id), lf.requests[0]!.batch.map((e) => e.id), 'the same batch (same event ids) again');
-    assert.ok(lf.requests[1]!.at - lf.requests[0]!.at >= 900, `retry-after honoured (${lf.requests[1]!.at - lf.requests[0]!.at} ms)`);
-    assert.ok(Date.now() - started < 10_000);
-    // every request: the ingestion path, basic auth with the keys, at most batchSize events
+    const res = await exportToLangfuse(fx.db, fx.runId, { host: lf.host + '/', ...KEYS, onProgress: (a, b) => void progress.push([a, b]) });
+    const n = fx.traces.length;
+    assert.deepEqual(res, { traces: n, observations: n * 9, scores: n });
+    assert.deepEqual(progress.at(-1), [n, n]);
+
+    // every request: basic auth with the keys; spans as OTLP JSON
+    assert.ok(lf.requests.length >= 1 + n);
     for (const r of lf.requests) {
-      assert.equal(r.path, '/api/public/ingestion');
-      assert.equal(r.headers.authorization, `Basic ${Buffer.from('pk-lf-test:sk-lf-secret').toString('base64')}`);
-      assert.equal(r.headers['content-type'], 'application/json');
-      assert.ok(r.batch.length >= 1 && r.batch.length <= 40, String(r.batch.length));
+      assert.equal(r.headers.authorization, AUTH, r.path);
+      assert.equal(r.status, 200, r.path);
     }
-    const events = accepted(lf);
-    const nTraces = fx.traces.length;
-    assert.equal(new Set(events.map((e) => e.id)).size, events.length, 'envelope ids are unique');
-    for (const e of events) assert.ok(!Number.isNaN(Date.parse(e.timestamp)), e.timestamp);
+    assert.ok(lf.requests.filter((r) => r.path === '/api/public/otel/v1/traces').every((r) => r.headers['content-type'] === 'application/json'));
+    assert.equal(lf.spans.length, n * 9);
+    assert.ok(lf.spans.every((s) => s.scope === 'autoagent'));
 
-    // one trace per task run: our trace id, the run as session, the experiment's facts as metadata
-    const traces = events.filter((e) => e.type === 'trace-create');
-    assert.equal(traces.length, nTraces);
-    assert.deepEqual(traces.map((t) => t.body.id).sort(), fx.traces.map((t) => t.id).sort());
+    // trace ids: the SDK's seeded id of our trace id (SHA-256, 32 hex digits)
+    const lfTrace = new Map<string, string>();
+    for (const t of fx.traces) {
+      const id = createHash('sha256').update(t.id).digest('hex').slice(0, 32);
+      assert.equal(await langfuseTraceId(t.id), id);
+      lfTrace.set(t.id, id);
+    }
+    assert.deepEqual(new Set(lf.spans.map((s) => s.traceId)), new Set(lfTrace.values()));
+
+    // trace-level attributes on every observation: name, the run as session, tags, metadata with the decision
     const decisions: Record<number, string> = { [-1]: 'finalization', 0: 'baseline', 1: 'kept', 2: 'discarded', 3: 'kept' };
-    for (const t of traces) {
-      const ours = fx.traces.find((x) => x.id === t.body.id)!;
-      assert.equal(t.body.sessionId, fx.runId);
-      assert.equal(t.body.name, `tooluse/${ours.task}`);
-      assert.deepEqual(
-        (({ experiment_seq, decision, benchmark, split, repeat }) => ({ experiment_seq, decision, benchmark, split, repeat }))(t.body.metadata as Record<string, unknown>),
-        { experiment_seq: ours.seq, decision: decisions[ours.seq], benchmark: 'tooluse', split: ours.split, repeat: ours.repeat },
-      );
-      assert.equal(t.body.timestamp, new Date(getTrace(fx.db, ours.id)!.trace.started_at).toISOString());
+    for (const t of fx.traces) {
+      const mine = lf.spans.filter((s) => s.traceId === lfTrace.get(t.id));
+      assert.equal(mine.length, 9);
+      for (const s of mine) {
+        assert.equal(s.attrs['session.id'], fx.runId);
+        assert.equal(s.attrs['langfuse.trace.name'], t.task, 'task ids already carry their benchmark');
+        assert.equal(s.attrs['langfuse.trace.metadata.decision'], decisions[t.seq]);
+        assert.equal(s.attrs['langfuse.trace.metadata.experiment_seq'], String(t.seq));
+        assert.equal(s.attrs['langfuse.trace.metadata.benchmark'], 'tooluse');
+        assert.equal(s.attrs['langfuse.trace.metadata.split'], t.split);
+        assert.equal(s.attrs['langfuse.trace.metadata.repeat'], String(t.repeat));
+        assert.equal(s.attrs['langfuse.trace.metadata.run_id'], fx.runId);
+      }
+      const root = mine.find((s) => s.parentSpanId === null)!;
+      assert.deepEqual(json(root.attrs['langfuse.trace.input']), { id: t.task, input: { question: `question of ${t.task}` }, tags: [] });
+      assert.equal(root.attrs['langfuse.trace.output'], `#### ${t.score}`);
+      assert.equal(mine.filter((s) => 'langfuse.trace.input' in s.attrs).length, 1, 'trace input/output once, on the root');
     }
-    assert.deepEqual(traces.find((t) => t.body.id === fx.traces.find((x) => x.seq === -1)!.id)!.body.tags, ['final', 'finalization', 'tooluse', 'test']);
+    assert.equal(traceName({ benchmark: 'gsm8k', task_id: '12' }), 'gsm8k/12');
+    const final = lf.spans.find((s) => s.traceId === lfTrace.get(fx.traces.find((x) => x.seq === -1)!.id))!;
+    assert.deepEqual(final.attrs['langfuse.trace.tags'], ['final', 'finalization', 'tooluse', 'test']);
+    const exp1 = fx.traces.find((x) => x.seq === 1)!;
+    const exp1Span = lf.spans.find((s) => s.traceId === lfTrace.get(exp1.id))!;
+    assert.deepEqual(exp1Span.attrs['langfuse.trace.tags'], ['exp-1', 'kept', 'tooluse', 'val']);
+    assert.match(String(exp1Span.attrs['langfuse.trace.metadata.experiment_id']), /^\d+$/);
+    assert.match(String(exp1Span.attrs['langfuse.trace.metadata.hypothesis']), /read the file/);
 
-    // observations follow the span tree of each trace
+    // observations follow our span tree: ids derived from ours, our parents, our times, typed by kind
     const one = fx.traces.find((t) => t.seq === 1 && t.task === TASKS[3] && t.repeat === 1)!;
     const detail = getTrace(fx.db, one.id)!;
-    const mine = events.filter((e) => e.type !== 'trace-create' && e.body.traceId === one.id);
-    const obs = mine.filter((e) => e.type !== 'score-create');
-    assert.equal(obs.length, detail.spans.length, 'one observation per span');
-    const byId = new Map(obs.map((e) => [e.body.id as string, e]));
+    const byId = new Map(lf.spans.filter((s) => s.traceId === lfTrace.get(one.id)).map((s) => [s.spanId, s]));
+    const type: Record<SpanRecord['kind'], string> = { agent: 'agent', subagent: 'agent', tool: 'tool', model: 'generation', turn: 'span', scoring: 'span' };
     for (const s of detail.spans) {
-      const o = byId.get(s.id);
-      assert.ok(o, `span ${s.kind} ${s.name} exported under its own id`);
-      assert.equal(o.body.parentObservationId ?? null, s.parent_id, `${s.name}: parent`);
-      assert.equal(o.body.startTime, new Date(s.started_at).toISOString());
-      assert.equal(o.body.endTime, new Date(s.ended_at).toISOString());
+      const o = byId.get(langfuseObservationId(one.id, s.id));
+      assert.ok(o, `span ${s.kind} ${s.name} exported under its derived id`);
+      assert.equal(o.parentSpanId, s.parent_id === null ? null : langfuseObservationId(one.id, s.parent_id), `${s.name}: parent`);
+      assert.equal(o.start, s.started_at, `${s.name}: start`);
+      assert.equal(o.end, s.ended_at, `${s.name}: end`);
+      assert.equal(o.attrs['langfuse.observation.type'], type[s.kind], `${s.name}: type`);
     }
-    const turn1 = detail.spans.find((s) => s.name === 'turn 1')!;
-    const tool = obs.find((e) => e.type === 'tool-create')!;
-    assert.equal(tool.body.name, 'tool:lookup');
-    assert.equal(tool.body.parentObservationId, turn1.id, 'the tool call is nested under its turn');
-    assert.equal(tool.body.level, 'ERROR', 'the failed tool call is an error');
-    assert.equal(tool.body.statusMessage, 'ENOENT data.txt');
-    assert.equal(byId.get(turn1.id)!.type, 'span-create');
-    assert.equal(byId.get(detail.spans.find((s) => s.kind === 'agent')!.id)!.type, 'agent-create');
-    const sub = obs.find((e) => e.body.name === 'summarise' && e.type === 'agent-create')!;
-    assert.equal(sub.body.parentObservationId, tool.body.id, 'the sub-agent is nested under the tool that called it');
+    const obs = (name: string) => [...byId.values()].find((s) => s.name === name)!;
+    const tool = obs('lookup');
+    assert.equal(tool.parentSpanId, obs('turn 1').spanId, 'the tool call is nested under its turn');
+    assert.equal(obs('summarise').parentSpanId === tool.spanId || [...byId.values()].some((s) => s.name === 'summarise' && s.parentSpanId === tool.spanId), true, 'the sub-agent is nested under the tool that called it');
+    assert.equal(tool.attrs['langfuse.observation.level'], 'ERROR', 'the failed tool call is an error');
+    assert.equal(tool.attrs['langfuse.observation.status_message'], 'ENOENT data.txt');
+    assert.equal(tool.status, 2, 'and an OpenTelemetry error status');
+    assert.deepEqual(json(tool.attrs['langfuse.observation.input']), { path: 'data.txt' });
+    assert.equal(tool.attrs['langfuse.observation.output'], 'file contents');
+    assert.ok(byId.has(langfuseObservationId(one.id, detail.spans.find((s) => s.kind === 'scoring')!.id)));
+    assert.equal(obs('scoring:numeric').attrs['langfuse.observation.type'], 'span');
 
-    // model calls are generations with model, parameters, messages, usage (cache tokens included) and cost
-    const gens = obs.filter((e) => e.type === 'generation-create');
-    assert.equal(gens.length, detail.spans.filter((s) => s.kind === 'model').length);
-    const call2 = gens.find((g) => g.body.name === 'model call 2')!;
+    // model calls are generations: model, parameters, messages, usage with cache tokens, cost
+    const call2 = obs('model call 2');
     const span2 = detail.spans.find((s) => s.name === 'model call 2')!;
-    assert.equal(call2.body.parentObservationId, detail.spans.find((s) => s.name === 'turn 2')!.id);
-    assert.equal(call2.body.model, 'gpt-4.1-mini-2025-04-14');
-    assert.deepEqual(call2.body.modelParameters, { temperature: 0.2, max_tokens: 512 });
-    assert.deepEqual(call2.body.usageDetails, { input: 420 - 256, input_cached_tokens: 256, input_cache_creation: 0, output: 12, total: 432 });
-    assert.deepEqual(call2.body.costDetails, { total: span2.cost_usd });
-    const input = call2.body.input as Array<{ role: string }>;
-    assert.deepEqual(input.map((m) => m.role), ['system', 'user', 'assistant', 'user']);
-    assert.deepEqual(call2.body.output, { role: 'assistant', content: [{ type: 'text', text: '#### 0' }] });
+    assert.equal(call2.parentSpanId, obs('turn 2').spanId);
+    assert.equal(call2.attrs['langfuse.observation.model.name'], 'gpt-4.1-mini-2025-04-14');
+    assert.deepEqual(json(call2.attrs['langfuse.observation.model.parameters']), { temperature: 0.2, max_tokens: 512 });
+    assert.deepEqual(json(call2.attrs['langfuse.observation.usage_details']), { input: 420 - 256, input_cache_read: 256, input_cache_creation: 0, output: 12, total: 432 });
+    assert.deepEqual(json(call2.attrs['langfuse.observation.cost_details']), { total: span2.cost_usd });
+    assert.deepEqual((json(call2.attrs['langfuse.observation.input']) as Array<{ role: string }>).map((m) => m.role), ['system', 'user', 'assistant', 'user']);
+    assert.deepEqual(json(call2.attrs['langfuse.observation.output']), { role: 'assistant', content: [{ type: 'text', text: '#### 0' }] });
 
-    // one score per task run: the run's metric, the task's score, on the scoring observation, with the scorer's feedback
-    const scores = events.filter((e) => e.type === 'score-create');
-    assert.equal(scores.length, nTraces);
-    for (const s of scores) {
-      const ours = fx.traces.find((x) => x.id === s.body.traceId)!;
-      assert.equal(s.body.name, 'score');
-      assert.equal(s.body.value, ours.score);
-      assert.equal(s.body.dataType, 'NUMERIC');
-      assert.equal(s.body.comment, ours.score === 1 ? 'correct' : 'expected 7');
+    // one score per task run: the run's metric, the task's score, on the trace and its scoring observation, the scorer's feedback
+    assert.equal(lf.scores.length, n);
+    for (const s of lf.scores) {
+      const ours = fx.traces.find((t) => lfTrace.get(t.id) === s.traceId)!;
+      assert.ok(ours, 'the score names a Langfuse trace of ours');
+      assert.equal(s.name, 'score');
+      assert.equal(s.value, ours.score);
+      assert.equal(s.dataType, 'NUMERIC');
+      assert.equal(s.comment, ours.score === 1 ? 'correct' : 'expected 7');
+      const scoring = getTrace(fx.db, ours.id)!.spans.find((x) => x.kind === 'scoring')!;
+      assert.equal(s.observationId, langfuseObservationId(ours.id, scoring.id));
     }
-    const myScore = scores.find((s) => s.body.traceId === one.id)!;
-    assert.equal(myScore.body.observationId, detail.spans.find((s) => s.kind === 'scoring')!.id);
 
-    // a trace is sent before its observations and score
-    const order = events.map((e) => (e.type === 'trace-create' ? e.body.id : e.body.traceId));
-    for (const t of fx.traces) assert.equal(events[order.indexOf(t.id)]!.type, 'trace-create');
+    // exporting again sends the same ids: Langfuse updates the objects instead of copying them
+    const first = { spans: lf.spans.map((s) => `${s.traceId}/${s.spanId}`).sort(), scores: lf.scores.map((s) => s.id).sort() };
+    assert.equal(new Set(first.spans).size, n * 9);
+    assert.equal(new Set(first.scores).size, n);
+    lf.spans.length = 0;
+    lf.scores.length = 0;
+    await exportToLangfuse(fx.db, fx.runId, { host: lf.host, ...KEYS });
+    assert.deepEqual({ spans: lf.spans.map((s) => `${s.traceId}/${s.spanId}`).sort(), scores: lf.scores.map((s) => s.id).sort() }, first);
 
-    assert.deepEqual(res, { traces: nTraces, observations: events.length - 2 * nTraces, scores: nTraces });
-    assert.equal(res.observations, nTraces * 9);
+    // no tracer provider was registered globally
+    assert.equal(otelTrace.getTracer('probe').startSpan('probe').isRecording(), false);
   } finally {
     fx.db.close();
   }
 });
 
-test('an older server without agent/tool observation types gets them again as plain spans', async () => {
+test('the meta-agent\'s conversations are their own traces (meta-agent/proposal) in the run\'s session, without a score', async () => {
   const fx = makeHarnessRun();
-  const lf = await mockLangfuse(() => ({
-    reject: (e) => (e.type === 'tool-create' || e.type === 'agent-create' ? `Invalid discriminator value. Expected 'trace-create' | ... received '${e.type}'` : null),
-  }));
-  servers.push(lf);
+  const lf = await receiver();
   try {
-    const res = await exportToLangfuse(fx.db, fx.runId, { host: lf.host, ...KEYS, batchSize: 25 });
-    const rejected = new Set(lf.requests.flatMap((r) => r.batch).filter((e) => e.type === 'tool-create' || e.type === 'agent-create').map((e) => e.id));
-    assert.ok(rejected.size > 0 && rejected.size < 3 * 25, `only the first batch carried typed observations (${rejected.size})`);
-    const ok = accepted(lf, rejected);
-    // every span arrived exactly once, typed ones as spans, with their names and parents
-    const obsIds = ok.filter((e) => !['trace-create', 'score-create'].includes(e.type)).map((e) => e.body.id as string);
-    assert.equal(new Set(obsIds).size, obsIds.length, 'no observation twice');
-    assert.equal(obsIds.length, fx.traces.length * 9);
-    const tools = ok.filter((e) => e.body.name === 'tool:lookup');
-    assert.equal(tools.length, fx.traces.length);
-    assert.ok(tools.every((e) => e.type === 'span-create' && typeof e.body.parentObservationId === 'string'));
-    assert.deepEqual(res, { traces: fx.traces.length, observations: fx.traces.length * 9, scores: fx.traces.length });
+    insertTrace(fx.db, {
+      id: 'prop-1', role: 'proposal', run_id: fx.runId, experiment_seq: 1, group_id: `${fx.runId}/1/proposal`, task_id: 'proposal', repeat: 0,
+      benchmark: 'meta-agent', split: '', harness: 'llm', status: 'ok', score: null, pass: null, output: null, error: null, started_at: T0, ended_at: T0,
+      input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0,
+    });
+    insertSpans(fx.db, [{
+      id: 'm1', trace_id: 'prop-1', parent_id: null, kind: 'model', name: 'meta-agent call', status: 'ok', started_at: T0 + 1, ended_at: T0 + 900,
+      input: { provider: 'anthropic', model: 'claude-x', system: 'propose', messages: [{ role: 'user', content: 'the traces' }] },
+      output: { content: [{ type: 'text', text: '{"hypothesis":"h"}' }], stop_reason: 'end_turn' }, error: null,
+      input_tokens: 1000, output_tokens: 50, cache_read_tokens: 0, cache_write_tokens: 600, cost_usd: 0.01, attributes: { model: 'claude-x-2026' },
+    }]);
+    finishTrace(fx.db, 'prop-1', { status: 'ok', ended_at: T0 + 950, output: JSON.stringify({ hypothesis: 'h' }) });
+    const res = await exportToLangfuse(fx.db, fx.runId, { host: lf.host, ...KEYS });
+    assert.deepEqual(res, { traces: fx.traces.length + 1, observations: fx.traces.length * 9 + 1, scores: fx.traces.length });
+    const id = await langfuseTraceId('prop-1');
+    const [gen, ...rest] = lf.spans.filter((s) => s.traceId === id);
+    assert.equal(rest.length, 0);
+    assert.equal(gen!.spanId, langfuseObservationId('prop-1', 'm1'));
+    assert.equal(gen!.attrs['langfuse.trace.name'], 'meta-agent/proposal');
+    assert.equal(gen!.attrs['session.id'], fx.runId);
+    assert.equal(gen!.attrs['langfuse.trace.metadata.decision'], 'kept');
+    assert.equal(gen!.attrs['langfuse.trace.metadata.role'], 'proposal');
+    assert.deepEqual(gen!.attrs['langfuse.trace.tags'], ['proposal', 'exp-1', 'kept']);
+    assert.deepEqual(json(gen!.attrs['langfuse.trace.output']), { hypothesis: 'h' });
+    assert.deepEqual(json(gen!.attrs['langfuse.observation.usage_details']), { input: 400, input_cache_read: 0, input_cache_creation: 600, output: 50, total: 1050 });
+    assert.ok(!lf.scores.some((s) => s.traceId === id));
   } finally {
     fx.db.close();
   }
 });
 
-test('missing keys, refused keys and a server that keeps failing end in one line', async () => {
+test('missing keys, refused keys and an unreachable host end in one line', async () => {
   assert.throws(() => langfuseOptionsFromEnv({}), (e: Error) => e instanceof UserError && /^LANGFUSE_PUBLIC_KEY is not set/.test(e.message));
   assert.throws(() => langfuseOptionsFromEnv({ LANGFUSE_PUBLIC_KEY: 'pk' }), (e: Error) => e instanceof UserError && /^LANGFUSE_SECRET_KEY is not set/.test(e.message));
+  assert.throws(() => LangfuseLiveExporter.fromEnv({ LANGFUSE_SECRET_KEY: 'sk' }), (e: Error) => e instanceof UserError && /^LANGFUSE_PUBLIC_KEY is not set/.test(e.message));
   assert.deepEqual(langfuseOptionsFromEnv({ LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', LANGFUSE_BASE_URL: 'http://127.0.0.1:9' }), { host: 'http://127.0.0.1:9', publicKey: 'pk', secretKey: 'sk' });
+  assert.equal(langfuseOptionsFromEnv({ LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', LANGFUSE_HOST: 'http://a:1', LANGFUSE_BASE_URL: 'http://b:2' }).host, 'http://a:1');
   assert.equal(langfuseOptionsFromEnv({ LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk' }).host, 'https://cloud.langfuse.com');
+  assert.equal(langfuseOptionsFromEnv({ LANGFUSE_PUBLIC_KEY: 'pk', LANGFUSE_SECRET_KEY: 'sk', LANGFUSE_TIMEOUT: '7' }).timeoutSeconds, 7);
   const fx = makeHarnessRun();
+  const oneLine = (re: RegExp) => (e: Error) => {
+    assert.ok(e instanceof UserError, String(e));
+    assert.match(e.message, re);
+    assert.ok(!e.message.includes('\n'), e.message);
+    return true;
+  };
   try {
     await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: 'http://127.0.0.1:9', publicKey: '', secretKey: 'sk' }), /LANGFUSE_PUBLIC_KEY is not set/);
     await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: 'not a url', ...KEYS }), /LANGFUSE_HOST 'not a url' is not a URL/);
-    const refusing = await mockLangfuse(() => ({ status: 401 }));
-    servers.push(refusing);
-    await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: refusing.host, ...KEYS }), (e: Error) => {
-      assert.ok(e instanceof UserError);
-      assert.match(e.message, /refused the keys \(401\): check LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY/);
-      assert.ok(!e.message.includes('\n'));
-      return true;
-    });
-    assert.equal(refusing.requests.length, 1, '401 is not retried');
-    const failing = await mockLangfuse(() => ({ status: 503 }));
-    servers.push(failing);
-    await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: failing.host, ...KEYS, maxRetries: 2, backoffMs: 5 }), /HTTP 503 .*after 3 attempts/);
-    assert.equal(failing.requests.length, 3);
-    // a per-event error that is not about observation types is reported with the event
-    const picky = await mockLangfuse(() => ({ reject: (e) => (e.type === 'score-create' ? 'value must be a number' : null) }));
-    servers.push(picky);
-    await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: picky.host, ...KEYS }), /Langfuse rejected \d+ of \d+ events \(first: score-create \S+: 400 Invalid request data\)/);
-    await assert.rejects(exportToLangfuse(fx.db, 'nope', { host: picky.host, ...KEYS }), /no run nope/);
+
+    // 401 on the spans: the keys, in one line, and nothing sent after it
+    const refusing = await receiver(() => 401);
+    await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: refusing.host, ...KEYS }), oneLine(/^Langfuse rejected the keys \(401 from http:\/\/127\.0\.0\.1:\d+\): check that LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY/));
+    assert.deepEqual(refusing.requests.map((r) => [r.path, r.headers.authorization]), [['/api/public/otel/v1/traces', AUTH]], 'not retried, no scores sent');
+
+    // 403 on the scores only
+    const noScores = await receiver((p) => (p === '/api/public/scores' ? 403 : 200));
+    await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: noScores.host, ...KEYS }), oneLine(/^Langfuse rejected the keys \(403 from /));
+
+    // another refusal: its status and body
+    const broken = await receiver((p) => (p === '/api/public/scores' ? 404 : 200));
+    await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: broken.host, ...KEYS }), oneLine(/^Langfuse at http:\/\/127\.0\.0\.1:\d+ refused the scores \(HTTP 404/));
+
+    // nobody listening
+    const gone = await receiver();
+    await gone.close();
+    receivers.splice(receivers.indexOf(gone), 1);
+    const started = Date.now();
+    await assert.rejects(exportToLangfuse(fx.db, fx.runId, { host: gone.host, ...KEYS, timeoutSeconds: 1 }), oneLine(/^cannot reach Langfuse at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): check LANGFUSE_HOST$/));
+    assert.ok(Date.now() - started < 5000, `gave up within its timeout (${Date.now() - started} ms)`);
+
+    await assert.rejects(exportToLangfuse(fx.db, 'nope', { host: broken.host, ...KEYS }), /no run nope/);
   } finally {
     fx.db.close();
   }
 });
 
-test('events are built from the store alone: ids are stable across exports, so a re-export updates the same objects', () => {
+test('the live exporter sends one decided experiment with its decision, and a failure is reported, never thrown', async () => {
   const fx = makeHarnessRun();
-  try {
-    const a = langfuseEvents(fx.db, fx.runId);
-    const b = langfuseEvents(fx.db, fx.runId);
-    assert.deepEqual(a.map((e) => [e.type, e.body.id]), b.map((e) => [e.type, e.body.id]));
-    assert.ok(a.every((e, i) => e.id !== b[i]!.id), 'envelope ids are fresh per export');
-  } finally {
-    fx.db.close();
-  }
-});
-
-test('a span whose parent was never written (a task cut off) is exported at the top of its trace, with non-UUID ids made unique per trace', () => {
-  const t0 = 1_763_000_000_000;
-  const span = (id: string, parent: string | null, kind: SpanRecord['kind'], name: string): SpanRecord => ({
-    id, trace_id: 'tr-x', parent_id: parent, kind, name, status: 'ok', started_at: t0, ended_at: t0 + 5, input: null, output: null, error: null,
+  const lf = await receiver();
+  // a task cut off by its deadline in experiment 2: its tool span's parent was never written
+  const t0 = T0 + 5_000_000;
+  insertTrace(fx.db, {
+    id: 'tr-x', run_id: fx.runId, experiment_seq: 2, group_id: `${fx.runId}#2`, task_id: 'tooluse/99', repeat: 0, benchmark: 'tooluse', split: 'val',
+    harness: 'tooluse', status: 'ok', score: null, pass: null, output: null, error: null, started_at: t0, ended_at: t0,
+    input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0,
+  });
+  const span = (id: string, parent: string | null, kind: SpanRecord['kind'], name: string, end: number): SpanRecord => ({
+    id, trace_id: 'tr-x', parent_id: parent, kind, name, status: 'ok', started_at: t0 + 1, ended_at: t0 + end, input: null, output: null, error: null,
     input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, attributes: {},
   });
-  const roots = buildSpanTree([span('root', null, 'agent', 'a'), span('t1', 'root', 'turn', 'turn 1'), span('lost', 'gone', 'tool', 'calc')]);
-  const trace = {
-    id: 'tr-x', run_id: 'r', experiment_seq: 2, group_id: 'r#2', task_id: 'x/1', repeat: 0, benchmark: 'x', split: 'val', harness: 'h',
-    status: 'timeout' as const, score: null, pass: null, output: null, error: 'task deadline', started_at: t0, ended_at: t0 + 9,
-    input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, finalized: true,
-  };
-  const events = traceEvents(trace, roots, { runId: 'r', metric: 'accuracy', decision: 'discarded' });
-  const byName = new Map(events.map((e) => [e.body.name as string, e]));
-  assert.equal(byName.get('turn 1')!.body.id, 'tr-x:t1');
-  assert.equal(byName.get('turn 1')!.body.parentObservationId, 'tr-x:root');
-  assert.equal(byName.get('tool:calc')!.body.parentObservationId, null);
-  const score = events.find((e) => e.type === 'score-create')!;
-  assert.deepEqual([score.body.name, score.body.value, score.body.comment], ['accuracy', 0, 'no score: task deadline']);
+  insertSpans(fx.db, [span('root', null, 'agent', 'a', 50), span('t1', 'root', 'turn', 'turn 1', 40), span('lost', 'gone', 'tool', 'calc', 30)]);
+  finishTrace(fx.db, 'tr-x', { status: 'timeout', ended_at: t0 + 60, error: 'task deadline' });
+  const errors: string[] = [];
+  const live = LangfuseLiveExporter.fromEnv({ LANGFUSE_PUBLIC_KEY: KEYS.publicKey, LANGFUSE_SECRET_KEY: KEYS.secretKey, LANGFUSE_BASE_URL: lf.host }, { onError: (m) => void errors.push(m) });
+  try {
+    const res = await live.exportExperiment(fx.db, fx.runId, 2);
+    const exp2 = fx.traces.filter((t) => t.seq === 2);
+    assert.deepEqual(res, { ok: true, traces: exp2.length + 1, observations: exp2.length * 9 + 3, scores: exp2.length + 1 });
+    assert.equal(errors.length, 0, errors.join("; "));
+    const ids = new Set(await Promise.all([...exp2.map((t) => t.id), 'tr-x'].map(langfuseTraceId)));
+    assert.deepEqual(new Set(lf.spans.map((s) => s.traceId)), ids, 'that experiment\'s traces only');
+    assert.ok(lf.spans.every((s) => s.attrs['langfuse.trace.metadata.decision'] === 'discarded' && s.attrs['session.id'] === fx.runId));
+    assert.ok(lf.requests.every((r) => r.headers.authorization === AUTH));
+    // the cut-off task: the orphan at the top of its trace, the score 0 with the reason
+    const x = lf.spans.filter((s) => s.traceId === langfuseTraceIdSync('tr-x'));
+    assert.equal(x.find((s) => s.name === 'calc')!.parentSpanId, null);
+    assert.equal(x.find((s) => s.name === 'turn 1')!.parentSpanId, langfuseObservationId('tr-x', 'root'));
+    const score = lf.scores.find((s) => s.traceId === langfuseTraceIdSync('tr-x'))!;
+    assert.deepEqual([score.name, score.value, score.comment], ['score', 0, 'no score: task deadline']);
+    assert.equal(score.observationId, undefined, 'no scoring span to attach it to');
+
+    // the same experiment again, to a server refusing the keys: reported once, returned, not thrown
+    lf.spans.length = 0;
+    const refusing = await receiver(() => 401);
+    const broken = new LangfuseLiveExporter({ host: refusing.host, ...KEYS, onError: (m) => void errors.push(m) });
+    const [a, b] = await Promise.all([broken.exportExperiment(fx.db, fx.runId, 1), broken.exportExperiment(fx.db, fx.runId, 99)]);
+    assert.equal(a.ok, false);
+    assert.match(!a.ok ? a.error : '', /^experiment 1 not exported: Langfuse rejected the keys \(401 from /);
+    assert.deepEqual(b, { ok: true, traces: 0, observations: 0, scores: 0 }, 'an experiment without traces sends nothing, not even the failed one\'s scores');
+    assert.deepEqual(refusing.requests.map((r) => r.path), ['/api/public/otel/v1/traces'], 'one refused request, nothing after it');
+    assert.equal(errors.length, 1);
+    assert.equal(errors[0], !a.ok ? a.error : '');
+    await broken.shutdown();
+    const gone = await live.exportExperiment(fx.db, 'no-such-run', 1);
+    assert.deepEqual(gone, { ok: false, error: 'experiment 1 not exported: no run no-such-run in this store (see `autoagent status`)' });
+  } finally {
+    await live.shutdown();
+    fx.db.close();
+  }
 });
+
+function langfuseTraceIdSync(id: string): string {
+  return createHash('sha256').update(id).digest('hex').slice(0, 32);
+}
