@@ -34,6 +34,7 @@ import { TrainerKind } from './kinds/trainer.ts';
 import { HarnessKind } from './kinds/harness.ts';
 import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
 import type { Study } from './study.ts';
+import { LangfuseLiveExporter } from './export/langfuse.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
 import { auditRun, findRun, finalIncumbent, incumbentBefore, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
 import { effectiveStatus } from './loop.ts';
@@ -272,6 +273,8 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
     if (!s.ok) throw new UserError(s.message);
   }
   const study = runStudy(run);
+  // a study with a live Langfuse export sends the test evaluation too (keys checked before it is spent)
+  const live = study.export.langfuse ? LangfuseLiveExporter.fromEnv(process.env, { onError: (m) => opts.reporter.event(`langfuse: ${m}`) }) : null;
   const paths: RunPaths = { repo: run.repo, studyDir: runStudyDir(run), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const { study: evalStudy, adapter } = testAdapter(study, opts.dataRoot);
   let prepared;
@@ -358,5 +361,10 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
     `test ${run.metric_name}=${fmtMetric(metric)} (validation ${fmtMetric(validation)}) for ${short(commit)} in ${fmtDuration(Date.now() - started)}${forced ? ' — FORCED' : ''}`
     + (written ? `; clean branch ${branch} (${written.commits} commit(s))` : ''),
   );
+  if (live) {
+    const sent = await live.exportExperiment(db, run.id, -1);
+    await live.shutdown();
+    if (sent.ok) opts.reporter.event(`langfuse: sent the test evaluation (${sent.traces} trace(s)) to ${live.host}`);
+  }
   return { run: run.id, commit, split: 'test', metric, validation, forced, ...(written ? { branch: branch! } : {}) };
 }

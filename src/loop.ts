@@ -39,6 +39,7 @@ import { incumbentBefore, roundAlpha } from './rounds.ts';
 export { roundAlpha } from './rounds.ts';
 import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } from './proposal.ts';
 import { fmtMetric, fmtDuration, fmtDelta, fmtTokens } from './format.ts';
+import { LangfuseLiveExporter } from './export/langfuse.ts';
 
 export interface Overrides {
   experiments?: number;
@@ -91,6 +92,8 @@ interface RunCtx {
   /** the direction text handed to the proposer */
   program: string;
   isHidden: (repoPath: string) => boolean;
+  /** the live Langfuse export (study `export.langfuse`), else null */
+  live: LangfuseLiveExporter | null;
 }
 
 class Interrupted extends Error {}
@@ -121,6 +124,19 @@ function runIdFor(name: string): string {
   return `${name.toLowerCase().replace(/[^a-z0-9_-]+/g, '-')}-${stamp}-${rand}`;
 }
 
+/** The live Langfuse export a study asks for; its keys are checked now, so a missing one stops the start with one line. */
+function liveExport(study: Study, reporter: Reporter): LangfuseLiveExporter | null {
+  if (!study.export.langfuse) return null;
+  return LangfuseLiveExporter.fromEnv(process.env, { onError: (m) => reporter.event(`langfuse: ${m}`) });
+}
+
+/** Sends what the live export has not sent yet and closes it (an interrupted run waits at most 2 s). */
+async function finishLiveExport(ctx: RunCtx): Promise<void> {
+  if (!ctx.live) return;
+  if (!ctx.signal.aborted) await ctx.live.sync(ctx.db, ctx.run.id, { final: true });
+  await ctx.live.shutdown(ctx.signal.aborted ? { waitMs: 2000 } : {});
+}
+
 function checkSandbox(unsafe: boolean): void {
   if (unsafe) return;
   const s = sandboxAvailable();
@@ -148,6 +164,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const loaded = loadStudy(studyPath);
   const study = applyOverrides(loaded.study, opts.overrides);
   checkSandbox(opts.unsafeNoSandbox);
+  const live = liveExport(study, opts.reporter);
   const repo = await g.repoRoot(dirname(studyPath));
   const base = await g.headCommit(repo);
   const r = await resolvePaths(study, studyPath, repo, base);
@@ -185,7 +202,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   opts.reporter.event(`run ${runId} on branch ${branch} (store ${relative(process.cwd(), dbPath) || dbPath})`);
   if (opts.unsafeNoSandbox) opts.reporter.event('WARNING: --unsafe-no-sandbox: candidate code runs without isolation (recorded on the run)');
   if (adapter.selfReported) opts.reporter.event('WARNING: metric.from: output — the metric is SELF-REPORTED by candidate code (marked on every report)');
-  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts);
+  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts, live);
 }
 
 /** A run marked running whose process is gone was killed: show it as interrupted. */
@@ -209,6 +226,7 @@ export async function resumeRun(runId: string, cwd: string, opts: LoopOptions): 
   }
   checkSandbox(opts.unsafeNoSandbox);
   const study = applyOverrides(StudySchema.parse(JSON.parse(run.study_json)), opts.overrides);
+  const live = liveExport(study, opts.reporter);
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
@@ -219,7 +237,7 @@ export async function resumeRun(runId: string, cwd: string, opts: LoopOptions): 
   if (!(await g.revParse(run.repo, `refs/heads/${run.branch}`))) await g.createBranch(run.repo, run.branch, run.base_commit);
   claimRun(db, runId, process.pid);
   opts.reporter.event(`resuming run ${runId} on branch ${run.branch}`);
-  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts);
+  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts, live);
 }
 
 export function pidAlive(pid: number): boolean {
@@ -233,7 +251,7 @@ export function pidAlive(pid: number): boolean {
 
 async function drive(
   db: DB, dbPath: string, runId: string, study: Study, paths: RunPaths, adapter: KindAdapter, prepared: PrepareResult,
-  manifest: Manifest, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions,
+  manifest: Manifest, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions, live: LangfuseLiveExporter | null,
 ): Promise<RunResult> {
   const ctx: RunCtx = {
     db, dbPath, run: getRun(db, runId)!, study, paths, adapter, prepared, manifest,
@@ -251,7 +269,9 @@ async function drive(
     metaProvider: metaProvider(study, paths),
     program: loadProgram(study, dirname(paths.studyPath)),
     isHidden: globMatcher(study.sandbox.hidden, paths.studyDir),
+    live,
   };
+  if (live) opts.reporter.event(`langfuse: live export to ${live.host} (session ${runId}); each experiment is sent once decided`);
   await cleanStaleWorktrees(ctx);
   let status: RunRow['status'] = 'finished';
   let reason: string | null = null;
@@ -274,6 +294,7 @@ async function drive(
     } else {
       checkpoint(ctx);
       setRunStatus(db, runId, 'stopped', `error: ${(e as Error).message}`);
+      await finishLiveExport(ctx);
       throw e;
     }
   } finally {
@@ -281,6 +302,7 @@ async function drive(
   }
   checkpoint(ctx);
   setRunStatus(db, runId, status, reason);
+  await finishLiveExport(ctx);
   return { runId, dbPath, status, stopReason: reason };
 }
 
@@ -348,6 +370,8 @@ async function loop(ctx: RunCtx): Promise<string> {
   const notes: string[] = [];
   for (;;) {
     if (ctx.signal.aborted) throw new Interrupted();
+    // whatever was decided since the last turn goes to Langfuse in the background
+    if (ctx.live) void ctx.live.sync(db, ctx.run.id);
     const exps = listExperiments(db, ctx.run.id);
     const pending = exps.filter((e) => e.status === 'pending');
     if (pending.length) {

@@ -126,6 +126,11 @@ export const HarnessStudySchema = z.strictObject({
   cache: z.boolean().default(false),
 });
 
+export const ExportSchema = z.strictObject({
+  /** send each experiment's traces to Langfuse as soon as it is decided (LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY, LANGFUSE_HOST) */
+  langfuse: z.boolean().default(false),
+});
+
 export const StudySchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a name of letters, digits, _ . - (used in branch names)'),
   kind: z.enum(['command', 'trainer', 'harness']),
@@ -143,6 +148,7 @@ export const StudySchema = z.strictObject({
   env: z.record(z.string(), z.string()).default({}),
   trainer: TrainerSchema.optional(),
   harness: HarnessStudySchema.optional(),
+  export: ExportSchema.default(ExportSchema.parse({})),
 }).superRefine((s, ctx) => {
   if (s.kind === 'command' && !s.command) {
     ctx.addIssue({ code: 'custom', path: ['command'], message: 'a command to run for each candidate (kind: command)' });

@@ -168,6 +168,18 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE experiments ADD COLUMN round INTEGER;
   ALTER TABLE experiments ADD COLUMN proposal TEXT;
   `,
+  // 6: exports: which experiments of a run a live export (src/export/langfuse.ts) has delivered,
+  // so a resumed run sends what a killed or refused export missed, and nothing twice
+  `
+  CREATE TABLE exports (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    experiment_seq INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    traces INTEGER NOT NULL,
+    exported_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, experiment_seq, target)
+  );
+  `,
 ];
 
 export function openDb(path: string): DB {

@@ -209,3 +209,17 @@ export function evaluationsOfRun(db: DB, runId: string): Map<number, EvaluationR
   }
   return out;
 }
+
+/** Records that experiment `seq` of a run (its traces as of now) was delivered to `target` (e.g. `langfuse`). */
+export function recordExport(db: DB, runId: string, seq: number, target: string, traces: number): void {
+  db.prepare(
+    `INSERT INTO exports (run_id, experiment_seq, target, traces, exported_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (run_id, experiment_seq, target) DO UPDATE SET traces = excluded.traces, exported_at = excluded.exported_at`,
+  ).run(runId, seq, target, traces, now());
+}
+
+/** The experiment seqs of a run already delivered to `target`. */
+export function exportedSeqs(db: DB, runId: string, target: string): Set<number> {
+  const rows = db.prepare('SELECT experiment_seq FROM exports WHERE run_id = ? AND target = ?').all(runId, target) as Array<{ experiment_seq: number }>;
+  return new Set(rows.map((r) => r.experiment_seq));
+}

@@ -51,7 +51,7 @@ import {
   type LangfuseGenerationAttributes, type LangfuseSpanAttributes,
 } from '@langfuse/tracing';
 import { LangfuseClient } from '@langfuse/client';
-import { getRun, getExperiment, listExperiments, tracesOf, getTrace, type DB, type SpanRecord, type SpanNode, type TraceDetail, type RunRow } from '../../traces/index.ts';
+import { getRun, listExperiments, tracesOf, getTrace, recordExport, exportedSeqs, type DB, type SpanRecord, type SpanNode, type TraceDetail, type RunRow } from '../../traces/index.ts';
 import type { StoredTrace } from '../../traces/traces.ts';
 import { UserError, UsageError } from '../errors.ts';
 
@@ -530,17 +530,25 @@ function requireRun(db: DB, runId: string): RunRow {
   return run;
 }
 
+/** What the exports table calls this target. */
+export const LANGFUSE_TARGET = 'langfuse';
+
 /**
  * Sends every trace of a run to Langfuse (task runs and the meta-agent's conversations); returns
- * how many traces, observations and scores Langfuse took. Throws a one-line UserError when it
- * did not (the traces sent before the failure stay in Langfuse; exporting again updates them).
+ * how many traces, observations and scores Langfuse took, and records the run's decided
+ * experiments as delivered (a live export resumed later does not send them again). Throws a
+ * one-line UserError when Langfuse did not take them (the traces sent before the failure stay in
+ * Langfuse; exporting again updates them).
  */
 export async function exportToLangfuse(db: DB, runId: string, opts: LangfuseOptions): Promise<LangfuseExportResult> {
   const sink = new LangfuseSink(opts);
   try {
     const run = requireRun(db, runId);
-    const ids = tracesOf(db, { runId: run.id, role: 'any' }).map((t) => t.id);
-    return await sendTraces(sink, db, ids, contextOf(db, run), opts.onProgress);
+    const decided = listExperiments(db, run.id).filter((e) => e.status === 'decided');
+    const all = tracesOf(db, { runId: run.id, role: 'any' });
+    const result = await sendTraces(sink, db, all.map((t) => t.id), contextOf(db, run), opts.onProgress);
+    for (const e of decided) recordExport(db, run.id, e.seq, LANGFUSE_TARGET, all.filter((t) => t.experiment_seq === e.seq).length);
+    return result;
   } finally {
     await sink.shutdown();
   }
@@ -549,26 +557,37 @@ export async function exportToLangfuse(db: DB, runId: string, opts: LangfuseOpti
 export type LiveExportResult = ({ ok: true } & LangfuseExportResult) | { ok: false; error: string };
 
 /**
- * Live export during a run: after each decided experiment, the loop calls
- * `exportExperiment(db, runId, seq)`, which sends that experiment's traces (its task runs and the
- * meta-agent's conversation that proposed it) with its decision, and `shutdown()` when the run
- * ends. One tracer provider, span processor and API client serve the whole run.
+ * Live export during a run (`export: { langfuse: true }` in the study). The loop calls `sync(db,
+ * runId)` whenever it has decided something: every decided experiment that the store's exports
+ * table does not list yet is sent (its task runs and the meta-agent's conversation that proposed
+ * it, with its decision), in order, and listed once Langfuse took it. Because the list is in
+ * SQLite, a run killed before an export finished, or one whose export was refused, sends what is
+ * missing when it is resumed; ids are deterministic, so whatever did arrive is updated, not copied.
+ * One tracer provider, span processor and API client serve the whole run.
  *
- * A failed live export never stops a run: exportExperiment and shutdown never throw (nor
- * reject). A failure is reported once, as one line, to `onError` (default: stderr, prefixed
- * `langfuse: `) and returned as `{ ok: false, error }`; the next experiment is tried again, and
- * `autoagent export langfuse <run>` afterwards sends whatever a live export missed (ids are
- * deterministic, so what did arrive is updated, not copied). Calls are serialized: a second
- * exportExperiment waits for the first.
+ * A failed live export never stops a run: sync, exportExperiment and shutdown never throw (nor
+ * reject). A failure is reported as one line to `onError` (default: stderr, prefixed `langfuse: `),
+ * the same failure again is not repeated, and the next sync tries again. Work is serialized, and
+ * at most one sync waits behind the one under way, so a Langfuse that is down costs one timeout
+ * per sync, not a growing backlog.
  */
 export class LangfuseLiveExporter {
   private readonly sink: LangfuseSink;
   private readonly onError: (message: string) => void;
   private queue: Promise<unknown> = Promise.resolve();
+  /** a sync queued and not started yet: a second request joins it */
+  private waiting: Promise<void> | null = null;
+  /** the last failure reported (without its experiment), so a Langfuse that stays down is said once */
+  private lastFailure: string | null = null;
 
   constructor(opts: LangfuseOptions & { onError?: (message: string) => void }) {
     this.sink = new LangfuseSink(opts);
     this.onError = opts.onError ?? ((m) => void process.stderr.write(`langfuse: ${m}\n`));
+  }
+
+  /** the Langfuse host, without a trailing slash */
+  get host(): string {
+    return this.sink.host;
   }
 
   /**
@@ -580,33 +599,81 @@ export class LangfuseLiveExporter {
     return new LangfuseLiveExporter({ ...langfuseOptionsFromEnv(env), ...o });
   }
 
-  /** Sends experiment `seq` of the run (its task traces, the proposal's trace, the scores). Never throws. */
+  private report(message: string, failure: string | null): void {
+    if (failure !== null && failure === this.lastFailure) return;
+    this.lastFailure = failure;
+    try {
+      this.onError(message);
+    } catch {
+      // a failing logger must not stop the run either
+    }
+  }
+
+  private async send(db: DB, runId: string, seq: number): Promise<LiveExportResult> {
+    try {
+      const run = requireRun(db, runId);
+      const ids = tracesOf(db, { runId: run.id, experimentSeq: seq, role: 'any' }).map((t) => t.id);
+      const result = await sendTraces(this.sink, db, ids, contextOf(db, run));
+      // a request went through: say so once after a failure (an experiment without traces sends none)
+      if (this.lastFailure !== null && result.traces > 0) this.report(`export works again (experiment ${seq} sent)`, null);
+      return { ok: true, ...result };
+    } catch (e) {
+      const why = e instanceof UserError ? e.message : (e as Error)?.message ?? String(e);
+      const error = `experiment ${seq} not exported: ${why}`;
+      this.report(error, why);
+      return { ok: false, error };
+    }
+  }
+
+  /** Sends experiment `seq` of the run (its task traces, the proposal's trace, the scores), whatever the exports table says. Never throws. */
   exportExperiment(db: DB, runId: string, seq: number): Promise<LiveExportResult> {
-    const job = this.queue.then(async (): Promise<LiveExportResult> => {
-      try {
-        const run = requireRun(db, runId);
-        const exp = getExperiment(db, run.id, seq);
-        const decision = seq === 0 ? 'baseline' : exp?.decision ?? 'pending';
-        const ctx: TraceContext = { run, decision, experimentId: exp?.id ?? null, hypothesis: exp?.hypothesis ?? null };
-        const ids = tracesOf(db, { runId: run.id, experimentSeq: seq, role: 'any' }).map((t) => t.id);
-        return { ok: true, ...(await sendTraces(this.sink, db, ids, () => ctx)) };
-      } catch (e) {
-        const error = `experiment ${seq} not exported: ${e instanceof UserError ? e.message : (e as Error)?.message ?? String(e)}`;
-        try {
-          this.onError(error);
-        } catch {
-          // a failing logger must not stop the run either
-        }
-        return { ok: false, error };
-      }
-    });
+    const job = this.queue.then(() => this.send(db, runId, seq));
     this.queue = job;
     return job;
   }
 
-  /** Waits for the exports under way and closes the connection. Never throws. */
-  async shutdown(): Promise<void> {
-    await this.queue.catch(() => undefined);
-    await this.sink.shutdown();
+  /**
+   * Sends the run's decided experiments not yet delivered, in order, recording each one Langfuse
+   * took; stops at the first failure (the next sync starts there). With `final` (the run is
+   * stopping) it also sends traces whose experiment was never recorded (a proposal that failed
+   * last), without listing them: a resumed run may still make that experiment. Never throws.
+   */
+  sync(db: DB, runId: string, o: { final?: boolean } = {}): Promise<void> {
+    if (this.waiting && !o.final) return this.waiting;
+    const job = this.queue.then(async () => {
+      if (this.waiting === job) this.waiting = null;
+      try {
+        const done = exportedSeqs(db, runId, LANGFUSE_TARGET);
+        const exps = listExperiments(db, runId);
+        for (const e of exps) {
+          if (e.status !== 'decided' || done.has(e.seq)) continue;
+          const r = await this.send(db, runId, e.seq);
+          if (!r.ok) return;
+          recordExport(db, runId, e.seq, LANGFUSE_TARGET, r.traces);
+        }
+        if (o.final) {
+          const known = new Set(exps.map((e) => e.seq));
+          const orphans = new Set(tracesOf(db, { runId, role: 'any' }).map((t) => t.experiment_seq).filter((q): q is number => q !== null && q >= 0 && !known.has(q)));
+          for (const seq of orphans) if (!(await this.send(db, runId, seq)).ok) return;
+        }
+      } catch (e) {
+        this.report(`live export failed: ${(e as Error)?.message ?? String(e)}`, String(e));
+      }
+    });
+    this.waiting = job;
+    this.queue = job;
+    return job;
+  }
+
+  /**
+   * Waits for the exports under way (at most `waitMs`, default: as long as they take) and closes
+   * the connection. Never throws.
+   */
+  async shutdown(o: { waitMs?: number } = {}): Promise<void> {
+    const closing = this.queue.catch(() => undefined).then(() => this.sink.shutdown());
+    if (o.waitMs === undefined) return closing;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closing, new Promise<void>((ok) => (timer = setTimeout(ok, o.waitMs)))]);
+    clearTimeout(timer);
   }
 }

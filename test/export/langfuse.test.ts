@@ -17,6 +17,15 @@ import {
 import { UserError } from '../../src/errors.ts';
 import { getTrace, insertTrace, insertSpans, finishTrace, type SpanRecord } from '../../traces/index.ts';
 import { makeHarnessRun, TASKS, T0 } from '../report/fixtures.ts';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startRun, resumeRun } from '../../src/loop.ts';
+import { finalizeRun } from '../../src/finalize.ts';
+import { MemoryReporter } from '../../src/report.ts';
+import { openDb, listExperiments, tracesOf, exportedSeqs } from '../../traces/index.ts';
+import type { Proposer } from '../../meta-agent/index.ts';
+import { startMockOpenAI, openaiText } from '../helpers/mock-llm.ts';
+import { tinyHarnessRepo, sh, cleanup } from '../helpers/repo.ts';
 
 // ---------------------------------------------------------------------------------------------
 // the receiver
@@ -380,3 +389,158 @@ test('the live exporter sends one decided experiment with its decision, and a fa
 function langfuseTraceIdSync(id: string): string {
   return createHash('sha256').update(id).digest('hex').slice(0, 32);
 }
+
+// ---------------------------------------------------------------------------------------------
+// the live export inside a run (study `export: { langfuse: true }`)
+
+const LF_ENV = ['LANGFUSE_PUBLIC_KEY', 'LANGFUSE_SECRET_KEY', 'LANGFUSE_HOST', 'LANGFUSE_BASE_URL', 'LANGFUSE_TIMEOUT', 'OPENAI_API_KEY', 'OPENAI_BASE_URL'] as const;
+
+async function withEnv<T>(vars: Partial<Record<(typeof LF_ENV)[number], string>>, fn: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(LF_ENV.map((k) => [k, process.env[k]]));
+  for (const k of LF_ENV) delete process.env[k];
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const k of LF_ENV) {
+      if (saved[k] === undefined) delete process.env[k];
+      else process.env[k] = saved[k];
+    }
+  }
+}
+
+/** a proposer that sets the harness temperature, step by step; `before(seq)` runs first */
+function temperatures(values: string[], before: (seq: number) => Promise<void> = async () => undefined): Proposer {
+  let i = 0;
+  return {
+    name: 'scripted',
+    propose: async (ctx) => {
+      await before(ctx.seq ?? 0);
+      if (i >= values.length) return null;
+      const t = values[i++]!;
+      const cur = ctx.files['h/harness.yaml']!;
+      return { hypothesis: `temperature → ${t}`, edits: [{ path: 'h/harness.yaml', content: cur.replace(/^temperature: \S+/m, `temperature: ${t}`) }] };
+    },
+  };
+}
+
+const TINY_TASKS = [
+  { id: 't1', split: 'val', input: { question: 'What is 2+2?' }, answer: '4' },
+  { id: 't2', split: 'val', input: { question: 'What is 3+3?' }, answer: '6' },
+  { id: 't3', split: 'test', input: { question: 'What is 5+5?' }, answer: '10' },
+];
+
+/** the task-agent's model: right on everything at temperature ≤ 0.5, else only on 2+2 */
+function tinyModel() {
+  return startMockOpenAI((body: { temperature?: number; messages: unknown }) => {
+    const q = JSON.stringify(body.messages);
+    const right = q.includes('2+2') ? '4' : q.includes('3+3') ? '6' : '10';
+    return openaiText((body.temperature ?? 1) <= 0.5 || right === '4' ? right : '0', { prompt_tokens: 20, completion_tokens: 2 });
+  });
+}
+
+test('export.langfuse: each decided experiment reaches Langfuse while the run goes on; finalize sends the test evaluation', async () => {
+  const model = await tinyModel();
+  const lf = await receiver();
+  const repo = tinyHarnessRepo(TINY_TASKS, 0);
+  writeFileSync(join(repo, 'study.yaml'), readFileSync(join(repo, 'study.yaml'), 'utf8').replace('experiments: 1', 'experiments: 2') + 'export: { langfuse: true }\n');
+  sh(repo, 'git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qam', 'live export']);
+  const reporter = new MemoryReporter();
+  const seenBefore = new Map<number, Set<string>>();
+  try {
+    await withEnv({ ...{ LANGFUSE_PUBLIC_KEY: KEYS.publicKey, LANGFUSE_SECRET_KEY: KEYS.secretKey, LANGFUSE_HOST: lf.host }, OPENAI_API_KEY: 'k', OPENAI_BASE_URL: model.baseURL }, async () => {
+      // before proposing experiment n, wait (≤ 10 s) until Langfuse holds experiment n − 1: the export is live, not at the end
+      const proposer = temperatures(['0.1', '0.05'], async (seq) => {
+        const want = String(seq - 1);
+        for (let t = 0; t < 200 && !lf.spans.some((s) => s.attrs['langfuse.trace.metadata.experiment_seq'] === want); t++) await new Promise((ok) => setTimeout(ok, 50));
+        seenBefore.set(seq, new Set(lf.spans.map((s) => String(s.attrs['langfuse.trace.metadata.experiment_seq']))));
+      });
+      const res = await startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter, proposer });
+      assert.equal(res.status, 'finished', res.stopReason ?? '');
+      const db = openDb(res.dbPath);
+      try {
+        const exps = listExperiments(db, res.runId);
+        assert.deepEqual(exps.map((e) => e.decision), ['baseline', 'kept', 'discarded']);
+        assert.ok(seenBefore.get(1)?.has('0'), 'the baseline was in Langfuse before experiment 1 was proposed');
+        assert.ok(seenBefore.get(2)?.has('1'), 'experiment 1 was in Langfuse before experiment 2 was proposed');
+        assert.ok(!seenBefore.get(1)?.has('1'), 'and nothing of an experiment before it was decided');
+
+        // everything of the run arrived, each trace with its experiment's decision, one score per task run
+        const traces = tracesOf(db, { runId: res.runId, role: 'any' });
+        assert.equal(traces.length, 2 * 2 + 2 + 2, 'two baseline repeats and one evaluation each of two candidates, two tasks each');
+        assert.deepEqual(new Set(lf.spans.map((s) => s.traceId)), new Set(await Promise.all(traces.map((t) => langfuseTraceId(t.id)))));
+        const decisionOf = (seq: number) => new Set(lf.spans.filter((s) => s.attrs['langfuse.trace.metadata.experiment_seq'] === String(seq)).map((s) => s.attrs['langfuse.trace.metadata.decision']));
+        assert.deepEqual([decisionOf(0), decisionOf(1), decisionOf(2)], [new Set(['baseline']), new Set(['kept']), new Set(['discarded'])]);
+        assert.equal(new Set(lf.scores.map((s) => s.id)).size, traces.length);
+        assert.ok(lf.spans.every((s) => s.attrs['session.id'] === res.runId));
+        assert.deepEqual([...exportedSeqs(db, res.runId, 'langfuse')].sort(), [0, 1, 2], 'the store lists what was delivered');
+        assert.ok(reporter.lines.some((l) => l.startsWith(`langfuse: live export to ${lf.host} (session ${res.runId})`)), reporter.lines.join('\n'));
+        assert.ok(!reporter.lines.some((l) => /not exported/.test(l)), reporter.lines.join('\n'));
+
+        // finalize sends the sealed test evaluation, tagged final
+        lf.spans.length = 0;
+        const fin = await finalizeRun(db, res.runId, { unsafeNoSandbox: false, reporter, branch: false });
+        assert.equal(fin.metric, 1);
+        const finals = tracesOf(db, { runId: res.runId, experimentSeq: -1 });
+        assert.equal(finals.length, 1);
+        assert.deepEqual(new Set(lf.spans.map((s) => s.traceId)), new Set([await langfuseTraceId(finals[0]!.id)]));
+        assert.deepEqual(lf.spans[0]!.attrs['langfuse.trace.tags'], ['final', 'finalization', 'tiny', 'test']);
+        assert.ok(reporter.lines.includes(`langfuse: sent the test evaluation (1 trace(s)) to ${lf.host}`), reporter.lines.join('\n'));
+      } finally {
+        db.close();
+      }
+    });
+  } finally {
+    await model.close();
+    cleanup(repo);
+  }
+});
+
+test('export.langfuse: missing keys stop the start in one line; a refused export warns once, never stops the run, and a resume sends what was missed', async () => {
+  const model = await tinyModel();
+  const repo = tinyHarnessRepo(TINY_TASKS, 0);
+  writeFileSync(join(repo, 'study.yaml'), readFileSync(join(repo, 'study.yaml'), 'utf8') + 'export: { langfuse: true }\n');
+  sh(repo, 'git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qam', 'live export']);
+  const study = join(repo, 'study.yaml');
+  try {
+    await withEnv({ OPENAI_API_KEY: 'k', OPENAI_BASE_URL: model.baseURL }, async () => {
+      await assert.rejects(startRun(study, { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: temperatures(['0.1']) }),
+        (e: Error) => e instanceof UserError && /^LANGFUSE_PUBLIC_KEY is not set: export the public key/.test(e.message));
+      assert.equal(sh(repo, 'git', ['branch', '--list', 'autoagent/*']), '', 'no run was started');
+    });
+
+    const refusing = await receiver(() => 401);
+    const lfEnv = { LANGFUSE_PUBLIC_KEY: KEYS.publicKey, LANGFUSE_SECRET_KEY: KEYS.secretKey, OPENAI_API_KEY: 'k', OPENAI_BASE_URL: model.baseURL };
+    const reporter = new MemoryReporter();
+    const res = await withEnv({ ...lfEnv, LANGFUSE_HOST: refusing.host }, () =>
+      startRun(study, { overrides: {}, unsafeNoSandbox: false, reporter, proposer: temperatures(['0.1']) }));
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const refused = reporter.lines.filter((l) => /^langfuse: experiment \d+ not exported: Langfuse rejected the keys \(401 from /.test(l));
+    assert.equal(refused.length, 1, `one warning for a Langfuse that keeps refusing:\n${reporter.lines.join('\n')}`);
+    assert.ok(refusing.requests.length >= 2, 'it was tried again after the first refusal');
+    const db = openDb(res.dbPath);
+    try {
+      assert.equal(exportedSeqs(db, res.runId, 'langfuse').size, 0);
+      assert.deepEqual(listExperiments(db, res.runId).map((e) => e.decision), ['baseline', 'kept']);
+
+      // resumed with one more experiment against a Langfuse that answers: the missed ones go first
+      const lf = await receiver();
+      const again = new MemoryReporter();
+      const res2 = await withEnv({ ...lfEnv, LANGFUSE_HOST: lf.host }, () =>
+        resumeRun(res.runId, repo, { overrides: { experiments: 2 }, unsafeNoSandbox: false, reporter: again, proposer: temperatures(['0.05']) }));
+      assert.equal(res2.status, 'finished', res2.stopReason ?? '');
+      assert.deepEqual([...exportedSeqs(db, res.runId, 'langfuse')].sort(), [0, 1, 2]);
+      const traces = tracesOf(db, { runId: res.runId, role: 'any' });
+      assert.deepEqual(new Set(lf.spans.map((s) => s.traceId)), new Set(await Promise.all(traces.map((t) => langfuseTraceId(t.id)))));
+      assert.ok(!again.lines.some((l) => /not exported/.test(l)), again.lines.join('\n'));
+      const sentSeqs = lf.spans.map((s) => Number(s.attrs['langfuse.trace.metadata.experiment_seq']));
+      assert.deepEqual(sentSeqs.slice(0, sentSeqs.indexOf(2)).filter((q) => q === 2), [], 'in order: the missed experiments before the new one');
+      assert.deepEqual(new Set(sentSeqs), new Set([0, 1, 2]));
+    } finally {
+      db.close();
+    }
+  } finally {
+    await model.close();
+    cleanup(repo);
+  }
+});
