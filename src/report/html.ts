@@ -145,7 +145,7 @@ function traceSpend(db: DB, runId: string): Spend {
 
 
 const fmtInt = (x: number): string => Math.round(x).toLocaleString('en-US');
-const fmtUsd = (x: number): string => (x === 0 ? '$0' : x < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`);
+const fmtUsd = (x: number): string => (x === 0 ? '$0' : x < 1e-4 ? `$${x.toExponential(1)}` : x < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`);
 
 type Ledger = ReturnType<typeof ledgerData>;
 
@@ -394,7 +394,8 @@ function heatmap(db: DB, run: RunRow, exps: ExperimentRow[]): string {
   }
   if (tasks.size === 0) return '<p class="muted">No task traces recorded for this run.</p>';
   const rows = [...tasks].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-  const labelW = Math.min(260, 16 + Math.max(...rows.map((r) => Math.min(r.length, 36))) * 7);
+  // wide enough for the longest task id (cut at 36) and for the header `task (N)`
+  const labelW = Math.min(260, 16 + Math.max(`task (${rows.length})`.length, ...rows.map((r) => Math.min(r.length, 36))) * 7);
   const cw = 54;
   const ch = 18;
   const top = 58;
@@ -458,7 +459,8 @@ function spendCharts(db: DB, run: RunRow, exps: ExperimentRow[]): string {
   const cost = barChart({
     id: 'cost-chart', title: 'cost per experiment (USD)', rows,
     stacks: [{ label: 'cost', color: '#8c7ab8', value: (r) => r.cost }],
-    fmt: (v) => (v === 0 ? '0' : v < 0.01 ? v.toFixed(4) : v.toFixed(2)),
+    // axis ticks follow their step (tickLabel): a run costing $0.00004 per experiment gets 1.0e-5, not 0.0000
+    tip: (v) => fmtUsd(v),
     colorOf: (r) => (decision.get(r.seq) === 'kept' ? '#4f9d69' : decision.get(r.seq) === 'baseline' ? '#6d8fb0' : '#a8a1c4'),
   });
   return `<div style="display:flex;flex-wrap:wrap;gap:12px">${tokens}${cost}</div>
@@ -468,7 +470,10 @@ function spendCharts(db: DB, run: RunRow, exps: ExperimentRow[]): string {
 function barChart(o: {
   id: string; title: string; rows: ExpSpend[];
   stacks: Array<{ label: string; color: string; value: (r: ExpSpend) => number }>;
-  fmt: (v: number) => string;
+  /** tick labels (default: by the tick step) */
+  fmt?: (v: number) => string;
+  /** the bar's total in its tooltip (default: fmt) */
+  tip?: (v: number) => string;
   colorOf?: (r: ExpSpend) => string;
 }): string {
   const W = 540;
@@ -488,7 +493,7 @@ function barChart(o: {
   out.push('<g class="grid">' + yt.map((v) => `<line x1="${m.l}" x2="${W - m.r}" y1="${n(y(v))}" y2="${n(y(v))}"/>`).join('') + '</g>');
   out.push('<g class="axis">');
   out.push(`<line x1="${m.l}" x2="${m.l}" y1="${m.t}" y2="${H - m.b}"/><line x1="${m.l}" x2="${W - m.r}" y1="${H - m.b}" y2="${H - m.b}"/>`);
-  for (const v of yt) out.push(`<text x="${m.l - 6}" y="${n(y(v) + 4)}" text-anchor="end">${esc(o.fmt(v) || tickLabel(v, step))}</text>`);
+  for (const v of yt) out.push(`<text x="${m.l - 6}" y="${n(y(v) + 4)}" text-anchor="end">${esc(o.fmt?.(v) || tickLabel(v, step))}</text>`);
   const every = Math.max(1, Math.ceil(o.rows.length / 14));
   o.rows.forEach((r, i) => {
     if (i % every === 0) out.push(`<text x="${n(m.l + slot * i + slot / 2)}" y="${H - m.b + 16}" text-anchor="middle">${r.seq}</text>`);
@@ -506,7 +511,7 @@ function barChart(o: {
       parts.push(`<rect x="${n(cx - bw / 2)}" y="${n(yTop)}" width="${n(bw)}" height="${n(Math.max(0.5, yBot - yTop))}" fill="${o.colorOf ? o.colorOf(r) : st.color}"/>`);
       acc += v;
     }
-    out.push(`<g class="bar" data-seq="${r.seq}"><title>${esc(`#${r.seq}: ${o.fmt(totals[i]!)} (${r.traces} traces)`)}</title>${parts.join('')}</g>`);
+    out.push(`<g class="bar" data-seq="${r.seq}"><title>${esc(`#${r.seq}: ${(o.tip ?? o.fmt ?? String)(totals[i]!)} (${r.traces} traces)`)}</title>${parts.join('')}</g>`);
   });
   out.push(`<text x="${n((m.l + W - m.r) / 2)}" y="${H - 6}" text-anchor="middle" class="muted">experiment</text>`);
   if (o.stacks.length > 1) {

@@ -275,6 +275,28 @@ test('the report of a harness run has a task × kept-experiment heatmap (one row
   }
 });
 
+test('a harness run that costs almost nothing still gets readable axes: distinct cost ticks, a heatmap header clear of its first column', () => {
+  const fx = makeHarnessRun();
+  try {
+    // a local model's price: a few millionths of a dollar per experiment
+    fx.db.prepare('UPDATE traces SET cost_usd = cost_usd / 1000').run();
+    // and short task ids (t1 … t10), narrower than the header above them
+    fx.db.prepare("UPDATE traces SET task_id = 't' || substr(task_id, 9) WHERE task_id LIKE 'tooluse/%'").run();
+    const page = renderReport(fx.db, fx.runId);
+    const cost = element(page, 'svg', 'cost-chart');
+    const ticks = [...cost.matchAll(/<text x="[\d.]+" y="[\d.]+" text-anchor="end">([^<]+)<\/text>/g)].map((m) => m[1]!);
+    assert.ok(ticks.length >= 3, cost);
+    assert.equal(new Set(ticks).size, ticks.length, `every tick label differs: ${ticks.join(', ')}`);
+    assert.ok(ticks.slice(1).every((t) => Number(t) > 0), `only the first tick reads 0: ${ticks.join(', ')}`);
+    // the header `task (N)` (7 px a character at x = 8) ends before the first column starts
+    const hm = element(page, 'svg', 'task-heatmap');
+    const firstCol = Number(/<rect class="hm-cell" data-seq="0" x="([\d.]+)"/.exec(hm)![1]);
+    assert.ok(8 + 'task (4)'.length * 7 <= firstCol, `first column at ${firstCol}`);
+  } finally {
+    fx.db.close();
+  }
+});
+
 test('the PNG codec round-trips and trims the empty bottom of a page', () => {
   // 5 × 6 RGB: a red pixel on row 2, the rest the background colour
   const width = 5;
