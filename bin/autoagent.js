@@ -4,4 +4,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../src/cli.ts');
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// the command is done and its output written: a request still in flight (a Langfuse that does not
+// answer) may keep the process up to 3 s more, not until its own timeout
+setTimeout(() => process.exit(code), 3000).unref();

@@ -130,11 +130,23 @@ function liveExport(study: Study, reporter: Reporter): LangfuseLiveExporter | nu
   return LangfuseLiveExporter.fromEnv(process.env, { onError: (m) => reporter.event(`langfuse: ${m}`) });
 }
 
-/** Sends what the live export has not sent yet and closes it (an interrupted run waits at most 2 s). */
+/**
+ * Sends what the live export has not sent yet and closes it; Ctrl-C cuts the wait (an interrupted
+ * run waits at most 2 s). Says how to send what Langfuse did not take.
+ */
 async function finishLiveExport(ctx: RunCtx): Promise<void> {
-  if (!ctx.live) return;
-  if (!ctx.signal.aborted) await ctx.live.sync(ctx.db, ctx.run.id, { final: true });
-  await ctx.live.shutdown(ctx.signal.aborted ? { waitMs: 2000 } : {});
+  const live = ctx.live;
+  if (!live) return;
+  if (!ctx.signal.aborted) {
+    let onAbort = (): void => undefined;
+    const aborted = new Promise<void>((ok) => (onAbort = ok));
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    await Promise.race([live.sync(ctx.db, ctx.run.id, { final: true }), aborted]);
+    ctx.signal.removeEventListener('abort', onAbort);
+  }
+  await live.shutdown(ctx.signal.aborted ? { waitMs: 2000 } : {});
+  const missed = live.undelivered(ctx.db, ctx.run.id);
+  if (missed > 0) ctx.reporter.event(`langfuse: ${missed} experiment(s) not delivered; \`autoagent export langfuse ${ctx.run.id}\` sends them (so does resuming the run)`);
 }
 
 function checkSandbox(unsafe: boolean): void {

@@ -81,6 +81,8 @@ const FLUSH_BYTES = 3_000_000;
 /** input and output fields longer than this (as JSON) are replaced by a preview */
 const MAX_FIELD_CHARS = 400_000;
 const SCORE_CONCURRENCY = 8;
+/** a live export's last sync of a run does not try again this soon after a failure */
+const FINAL_RETRY_MS = 30_000;
 
 const keysHelp = 'your Langfuse project (Settings → API Keys)';
 
@@ -575,8 +577,11 @@ export class LangfuseLiveExporter {
   private readonly sink: LangfuseSink;
   private readonly onError: (message: string) => void;
   private queue: Promise<unknown> = Promise.resolve();
-  /** a sync queued and not started yet: a second request joins it */
+  /** a sync queued and not started yet: a second request joins it (and makes it final if it is) */
   private waiting: Promise<void> | null = null;
+  private waitingFinal = false;
+  /** when the last send failed (ms since the epoch; 0: never) */
+  private lastFailureAt = 0;
   /** the last failure reported (without its experiment), so a Langfuse that stays down is said once */
   private lastFailure: string | null = null;
 
@@ -620,6 +625,7 @@ export class LangfuseLiveExporter {
     } catch (e) {
       const why = e instanceof UserError ? e.message : (e as Error)?.message ?? String(e);
       const error = `experiment ${seq} not exported: ${why}`;
+      this.lastFailureAt = Date.now();
       this.report(error, why);
       return { ok: false, error };
     }
@@ -636,12 +642,20 @@ export class LangfuseLiveExporter {
    * Sends the run's decided experiments not yet delivered, in order, recording each one Langfuse
    * took; stops at the first failure (the next sync starts there). With `final` (the run is
    * stopping) it also sends traces whose experiment was never recorded (a proposal that failed
-   * last), without listing them: a resumed run may still make that experiment. Never throws.
+   * last), without listing them: a resumed run may still make that experiment; and a final sync
+   * that comes less than `FINAL_RETRY_MS` after a failure does not try again (a Langfuse that is
+   * down must not hold the end of a run: `undelivered` says what is left). Never throws.
    */
   sync(db: DB, runId: string, o: { final?: boolean } = {}): Promise<void> {
-    if (this.waiting && !o.final) return this.waiting;
-    const job = this.queue.then(async () => {
-      if (this.waiting === job) this.waiting = null;
+    if (this.waiting) {
+      this.waitingFinal ||= Boolean(o.final);
+      return this.waiting;
+    }
+    this.waitingFinal = Boolean(o.final);
+    const job: Promise<void> = this.queue.then(async () => {
+      this.waiting = null;
+      const final = this.waitingFinal;
+      if (final && this.lastFailureAt > 0 && Date.now() - this.lastFailureAt < FINAL_RETRY_MS) return;
       try {
         const done = exportedSeqs(db, runId, LANGFUSE_TARGET);
         const exps = listExperiments(db, runId);
@@ -651,7 +665,7 @@ export class LangfuseLiveExporter {
           if (!r.ok) return;
           recordExport(db, runId, e.seq, LANGFUSE_TARGET, r.traces);
         }
-        if (o.final) {
+        if (final) {
           const known = new Set(exps.map((e) => e.seq));
           const orphans = new Set(tracesOf(db, { runId, role: 'any' }).map((t) => t.experiment_seq).filter((q): q is number => q !== null && q >= 0 && !known.has(q)));
           for (const seq of orphans) if (!(await this.send(db, runId, seq)).ok) return;
@@ -663,6 +677,12 @@ export class LangfuseLiveExporter {
     this.waiting = job;
     this.queue = job;
     return job;
+  }
+
+  /** How many decided experiments of the run Langfuse has not taken yet. */
+  undelivered(db: DB, runId: string): number {
+    const done = exportedSeqs(db, runId, LANGFUSE_TARGET);
+    return listExperiments(db, runId).filter((e) => e.status === 'decided' && !done.has(e.seq)).length;
   }
 
   /**

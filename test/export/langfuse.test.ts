@@ -475,7 +475,7 @@ test('export.langfuse: each decided experiment reaches Langfuse while the run go
         assert.ok(lf.spans.every((s) => s.attrs['session.id'] === res.runId));
         assert.deepEqual([...exportedSeqs(db, res.runId, 'langfuse')].sort(), [0, 1, 2], 'the store lists what was delivered');
         assert.ok(reporter.lines.some((l) => l.startsWith(`langfuse: live export to ${lf.host} (session ${res.runId})`)), reporter.lines.join('\n'));
-        assert.ok(!reporter.lines.some((l) => /not exported/.test(l)), reporter.lines.join('\n'));
+        assert.ok(!reporter.lines.some((l) => /not exported|not delivered/.test(l)), reporter.lines.join('\n'));
 
         // finalize sends the sealed test evaluation, tagged final
         lf.spans.length = 0;
@@ -518,6 +518,7 @@ test('export.langfuse: missing keys stop the start in one line; a refused export
     const refused = reporter.lines.filter((l) => /^langfuse: experiment \d+ not exported: Langfuse rejected the keys \(401 from /.test(l));
     assert.equal(refused.length, 1, `one warning for a Langfuse that keeps refusing:\n${reporter.lines.join('\n')}`);
     assert.ok(refusing.requests.length >= 2, 'it was tried again after the first refusal');
+    assert.ok(reporter.lines.includes(`langfuse: 2 experiment(s) not delivered; \`autoagent export langfuse ${res.runId}\` sends them (so does resuming the run)`), reporter.lines.join('\n'));
     const db = openDb(res.dbPath);
     try {
       assert.equal(exportedSeqs(db, res.runId, 'langfuse').size, 0);
