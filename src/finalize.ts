@@ -34,7 +34,7 @@ import { TrainerKind } from './kinds/trainer.ts';
 import { HarnessKind } from './kinds/harness.ts';
 import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
 import type { Study } from './study.ts';
-import { LangfuseLiveExporter } from './export/langfuse.ts';
+import { liveExportFor } from './export/langfuse.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
 import { auditRun, findRun, finalIncumbent, incumbentBefore, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
 import { effectiveStatus } from './loop.ts';
@@ -274,7 +274,7 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
   }
   const study = runStudy(run);
   // a study with a live Langfuse export sends the test evaluation too (keys checked before it is spent)
-  const live = study.export.langfuse ? LangfuseLiveExporter.fromEnv(process.env, { onError: (m) => opts.reporter.event(`langfuse: ${m}`) }) : null;
+  const live = liveExportFor(study, opts.reporter);
   const paths: RunPaths = { repo: run.repo, studyDir: runStudyDir(run), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const { study: evalStudy, adapter } = testAdapter(study, opts.dataRoot);
   let prepared;

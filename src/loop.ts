@@ -39,7 +39,7 @@ import { incumbentBefore, roundAlpha } from './rounds.ts';
 export { roundAlpha } from './rounds.ts';
 import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } from './proposal.ts';
 import { fmtMetric, fmtDuration, fmtDelta, fmtTokens } from './format.ts';
-import { LangfuseLiveExporter } from './export/langfuse.ts';
+import { liveExportFor, type LangfuseLiveExporter } from './export/langfuse.ts';
 
 export interface Overrides {
   experiments?: number;
@@ -124,12 +124,6 @@ function runIdFor(name: string): string {
   return `${name.toLowerCase().replace(/[^a-z0-9_-]+/g, '-')}-${stamp}-${rand}`;
 }
 
-/** The live Langfuse export a study asks for; its keys are checked now, so a missing one stops the start with one line. */
-function liveExport(study: Study, reporter: Reporter): LangfuseLiveExporter | null {
-  if (!study.export.langfuse) return null;
-  return LangfuseLiveExporter.fromEnv(process.env, { onError: (m) => reporter.event(`langfuse: ${m}`) });
-}
-
 /**
  * Sends what the live export has not sent yet and closes it; Ctrl-C cuts the wait (an interrupted
  * run waits at most 2 s). Says how to send what Langfuse did not take.
@@ -176,7 +170,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const loaded = loadStudy(studyPath);
   const study = applyOverrides(loaded.study, opts.overrides);
   checkSandbox(opts.unsafeNoSandbox);
-  const live = liveExport(study, opts.reporter);
+  const live = liveExportFor(study, opts.reporter);
   const repo = await g.repoRoot(dirname(studyPath));
   const base = await g.headCommit(repo);
   const r = await resolvePaths(study, studyPath, repo, base);
@@ -238,7 +232,7 @@ export async function resumeRun(runId: string, cwd: string, opts: LoopOptions): 
   }
   checkSandbox(opts.unsafeNoSandbox);
   const study = applyOverrides(StudySchema.parse(JSON.parse(run.study_json)), opts.overrides);
-  const live = liveExport(study, opts.reporter);
+  const live = liveExportFor(study, opts.reporter);
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);

@@ -51,9 +51,10 @@ import {
   type LangfuseGenerationAttributes, type LangfuseSpanAttributes,
 } from '@langfuse/tracing';
 import { LangfuseClient } from '@langfuse/client';
-import { getRun, listExperiments, tracesOf, getTrace, recordExport, exportedSeqs, type DB, type SpanRecord, type SpanNode, type TraceDetail, type RunRow } from '../../traces/index.ts';
+import { getRun, listExperiments, tracesOf, getTrace, recordExport, exportedSeqs, type DB, type SpanRecord, type SpanNode, type TraceDetail, type RunRow, type ExperimentRow } from '../../traces/index.ts';
 import type { StoredTrace } from '../../traces/traces.ts';
 import { UserError, UsageError } from '../errors.ts';
+import type { Reporter } from '../report.ts';
 
 export interface LangfuseOptions {
   /** e.g. https://cloud.langfuse.com or http://localhost:3000 */
@@ -84,23 +85,26 @@ const SCORE_CONCURRENCY = 8;
 /** a live export's last sync of a run does not try again this soon after a failure */
 const FINAL_RETRY_MS = 30_000;
 
-const keysHelp = 'your Langfuse project (Settings → API Keys)';
+/** A UserError naming the first missing key. */
+function requireKeys(publicKey: string | undefined, secretKey: string | undefined): void {
+  const project = 'your Langfuse project (Settings → API Keys)';
+  if (!publicKey) throw new UserError(`LANGFUSE_PUBLIC_KEY is not set: export the public key (pk-lf-…) of ${project}`);
+  if (!secretKey) throw new UserError(`LANGFUSE_SECRET_KEY is not set: export the secret key (sk-lf-…) of ${project}`);
+}
 
 /** Host and keys from LANGFUSE_HOST (or LANGFUSE_BASE_URL), LANGFUSE_PUBLIC_KEY, LANGFUSE_SECRET_KEY; LANGFUSE_TIMEOUT (seconds) when set. */
 export function langfuseOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): LangfuseOptions {
   const publicKey = env.LANGFUSE_PUBLIC_KEY?.trim();
   const secretKey = env.LANGFUSE_SECRET_KEY?.trim();
-  if (!publicKey) throw new UserError(`LANGFUSE_PUBLIC_KEY is not set: export the public key (pk-lf-…) of ${keysHelp}`);
-  if (!secretKey) throw new UserError(`LANGFUSE_SECRET_KEY is not set: export the secret key (sk-lf-…) of ${keysHelp}`);
+  requireKeys(publicKey, secretKey);
   const host = env.LANGFUSE_HOST?.trim() || env.LANGFUSE_BASE_URL?.trim() || DEFAULT_HOST;
   const timeout = Number(env.LANGFUSE_TIMEOUT);
-  return { host, publicKey, secretKey, ...(env.LANGFUSE_TIMEOUT && timeout > 0 ? { timeoutSeconds: timeout } : {}) };
+  return { host, publicKey: publicKey!, secretKey: secretKey!, ...(env.LANGFUSE_TIMEOUT && timeout > 0 ? { timeoutSeconds: timeout } : {}) };
 }
 
 /** The host without a trailing slash; a UserError when keys are missing or the host is no http(s) URL. */
 function checkOptions(opts: LangfuseOptions): string {
-  if (!opts.publicKey) throw new UserError(`LANGFUSE_PUBLIC_KEY is not set: export the public key (pk-lf-…) of ${keysHelp}`);
-  if (!opts.secretKey) throw new UserError(`LANGFUSE_SECRET_KEY is not set: export the secret key (sk-lf-…) of ${keysHelp}`);
+  requireKeys(opts.publicKey, opts.secretKey);
   let url: URL;
   try {
     url = new URL(opts.host);
@@ -549,11 +553,29 @@ export async function exportToLangfuse(db: DB, runId: string, opts: LangfuseOpti
     const decided = listExperiments(db, run.id).filter((e) => e.status === 'decided');
     const all = tracesOf(db, { runId: run.id, role: 'any' });
     const result = await sendTraces(sink, db, all.map((t) => t.id), contextOf(db, run), opts.onProgress);
-    for (const e of decided) recordExport(db, run.id, e.seq, LANGFUSE_TARGET, all.filter((t) => t.experiment_seq === e.seq).length);
+    const perSeq = new Map<number | null, number>();
+    for (const t of all) perSeq.set(t.experiment_seq, (perSeq.get(t.experiment_seq) ?? 0) + 1);
+    for (const e of decided) recordExport(db, run.id, e.seq, LANGFUSE_TARGET, perSeq.get(e.seq) ?? 0);
     return result;
   } finally {
     await sink.shutdown();
   }
+}
+
+/** The run's decided experiments that Langfuse has not taken yet (the exports table does not list them), in order. */
+function undeliveredExperiments(db: DB, runId: string): ExperimentRow[] {
+  const done = exportedSeqs(db, runId, LANGFUSE_TARGET);
+  return listExperiments(db, runId).filter((e) => e.status === 'decided' && !done.has(e.seq));
+}
+
+/**
+ * The live export a study asks for (`export: { langfuse: true }`), its failures told to `reporter`
+ * as `langfuse: …` lines; null when it asks for none. Keys come from the environment and are
+ * checked now: a missing one is a one-line UserError before anything is run or spent.
+ */
+export function liveExportFor(study: { export: { langfuse: boolean } }, reporter: Pick<Reporter, 'event'>): LangfuseLiveExporter | null {
+  if (!study.export.langfuse) return null;
+  return LangfuseLiveExporter.fromEnv(process.env, { onError: (m) => reporter.event(`langfuse: ${m}`) });
 }
 
 export type LiveExportResult = ({ ok: true } & LangfuseExportResult) | { ok: false; error: string };
@@ -657,16 +679,13 @@ export class LangfuseLiveExporter {
       const final = this.waitingFinal;
       if (final && this.lastFailureAt > 0 && Date.now() - this.lastFailureAt < FINAL_RETRY_MS) return;
       try {
-        const done = exportedSeqs(db, runId, LANGFUSE_TARGET);
-        const exps = listExperiments(db, runId);
-        for (const e of exps) {
-          if (e.status !== 'decided' || done.has(e.seq)) continue;
+        for (const e of undeliveredExperiments(db, runId)) {
           const r = await this.send(db, runId, e.seq);
           if (!r.ok) return;
           recordExport(db, runId, e.seq, LANGFUSE_TARGET, r.traces);
         }
         if (final) {
-          const known = new Set(exps.map((e) => e.seq));
+          const known = new Set(listExperiments(db, runId).map((e) => e.seq));
           const orphans = new Set(tracesOf(db, { runId, role: 'any' }).map((t) => t.experiment_seq).filter((q): q is number => q !== null && q >= 0 && !known.has(q)));
           for (const seq of orphans) if (!(await this.send(db, runId, seq)).ok) return;
         }
@@ -681,8 +700,7 @@ export class LangfuseLiveExporter {
 
   /** How many decided experiments of the run Langfuse has not taken yet. */
   undelivered(db: DB, runId: string): number {
-    const done = exportedSeqs(db, runId, LANGFUSE_TARGET);
-    return listExperiments(db, runId).filter((e) => e.status === 'decided' && !done.has(e.seq)).length;
+    return undeliveredExperiments(db, runId).length;
   }
 
   /**
