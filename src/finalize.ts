@@ -4,8 +4,8 @@
  * branch with one commit per kept change (or one squashed commit) whose messages carry the
  * evidence. The run's validation numbers picked the incumbent; the test number is the honest one.
  *
- * Per kind (the kind's own evaluate, with the run's sandbox settings, in a git worktree of the
- * commit under .autoagent/worktrees/<run>/finalize, removed after):
+ * Per kind (the kind's own evaluate, with the run's sandbox settings, in a fresh workspace of the
+ * commit under .autoagent/work/<run>/, removed after; src/evaluation.ts):
  *  - harness: the harness folder at that commit on the benchmark's `test` split (the study's
  *    `limit` applies; no minibatch screen); traces go to the store under group `<run>/-1/<n>`.
  *  - trainer: a fresh training of the final train.py, then prepare.py's locked evaluator with
@@ -20,14 +20,15 @@
  * recorded as forced, with what it overrode.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { listExperiments, evaluationsOfRun, now, type DB, type ExperimentRow, type EvaluationRow, type RunRow } from '../traces/index.ts';
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
-import { LockViolation, matchGlobs, verifyManifest, walkFiles, type Manifest } from './lock.ts';
+import { LockViolation, globMatcher, matchGlobs, walkFiles, type Manifest } from './lock.ts';
+import { evaluateCommit, readPaths } from './evaluation.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { CommandKind } from './kinds/command.ts';
 import { TrainerKind } from './kinds/trainer.ts';
@@ -287,41 +288,24 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
     throw e;
   }
   const manifest: Manifest = JSON.parse(run.lock_manifest);
-  const tracked = await trackedAt(run.repo, commit);
-  const locked = Object.keys(manifest.files);
-  const trackedLocked = new Set(locked.filter((p) => tracked.has(p)));
-  const untrackedLocked = locked.filter((p) => !tracked.has(p));
   const hidden = study.sandbox.hidden.length ? matchGlobs(walkFiles(run.repo), study.sandbox.hidden, paths.studyDir, 'sandbox.hidden', run.study_path) : [];
 
   const n = prior.length;
   const seed = finalSeed(n);
-  const wtRoot = join(paths.stateDir, 'worktrees', run.id);
-  const wt = join(wtRoot, 'finalize');
   const from = inc.seq === 0 ? 'the base commit' : `experiment #${inc.seq}`;
   opts.reporter.event(`finalizing run ${run.id}: evaluating ${short(commit)} (${from}, validation ${run.metric_name}=${fmtMetric(validation)}) once on the sealed test split…`);
   const started = Date.now();
   let out: EvalOutcome;
-  const scratch = mkdtempSync(join(tmpdir(), 'autoagent-scratch-'));
-  await g.addWorktree(run.repo, wt, commit);
   try {
-    try {
-      verifyManifest(manifest, run.repo, wt, trackedLocked);
-    } catch (e) {
-      if (!(e instanceof LockViolation)) throw e;
-      throw new UserError(`${e.message.replace(/: the run stops.*$/, '')}: finalize does not evaluate with changed locked files (restore it); nothing was recorded`);
-    }
-    out = await adapter.evaluate({
-      study: evalStudy, paths, worktree: wt, scratch, seed, repeat: n,
-      lockedInWorktree: [...trackedLocked].map((p) => join(wt, p)),
-      lockedBinds: untrackedLocked.map((p) => ({ src: join(run.repo, p), dest: join(wt, p) })),
-      hidden: hidden.map((p) => join(wt, p)),
-      policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes },
-      prepared, run: { db, id: run.id, seq: -1 }, guard: new SpendGuard(0, 0, 0, 0), signal: opts.signal,
-    });
-  } finally {
-    await g.removeWorktree(run.repo, wt);
-    if (existsSync(wtRoot) && readdirSync(wtRoot).length === 0) rmSync(wtRoot, { recursive: true, force: true });
-    rmSync(scratch, { recursive: true, force: true });
+    out = await evaluateCommit({
+      db, runId: run.id, study: evalStudy, paths, adapter, prepared, manifest,
+      baseTracked: await trackedAt(run.repo, run.base_commit), isLocked: globMatcher(study.locked, paths.studyDir), hidden,
+      policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes, read: readPaths(study, dirname(run.study_path)) },
+      guard: new SpendGuard(0, 0, 0, 0), signal: opts.signal,
+    }, { commit, label: 'finalize', seq: -1, seed, repeat: n });
+  } catch (e) {
+    if (!(e instanceof LockViolation)) throw e;
+    throw new UserError(`${e.message.replace(/: the run stops.*$/, '')}: finalize does not evaluate with changed locked files (restore it); nothing was recorded`);
   }
   if (opts.signal?.aborted) throw new UserError('finalize interrupted: nothing was recorded');
   if (out.status !== 'ok' || out.metric === null || !Number.isFinite(out.metric)) {

@@ -4,7 +4,8 @@
  * branch ref, worktrees under .autoagent/worktrees, and objects.
  */
 import { simpleGit, type SimpleGit } from 'simple-git';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync, symlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { UsageError } from './errors.ts';
@@ -78,34 +79,10 @@ export async function addWorktree(repo: string, path: string, commit: string): P
   await git(repo).raw(['worktree', 'add', '--detach', '--force', path, commit]);
 }
 
+/** Delete a worktree's folder (a plain delete: git never runs inside a folder someone else wrote), then prune git's record of it. */
 export async function removeWorktree(repo: string, path: string): Promise<void> {
-  try {
-    await git(repo).raw(['worktree', 'remove', '--force', '--force', path]);
-  } catch {
-    // not registered (or already gone): remove what is there and prune the record
-  }
   rmSync(path, { recursive: true, force: true });
   await git(repo).raw(['worktree', 'prune']);
-}
-
-/** Write whole files into a worktree and commit them on its detached HEAD; returns the commit. */
-export async function commitFiles(worktree: string, files: Array<{ path: string; content: string }>, message: string): Promise<string> {
-  for (const f of files) {
-    const abs = join(worktree, f.path);
-    mkdirSync(dirname(abs), { recursive: true });
-    writeFileSync(abs, f.content);
-  }
-  const g = git(worktree);
-  if (files.length > 0) await g.raw(['add', '--', ...files.map((f) => f.path)]);
-  await g.raw([...IDENTITY, 'commit', '--allow-empty', '--no-verify', '-q', '-m', message]);
-  return (await g.raw(['rev-parse', 'HEAD'])).trim();
-}
-
-/** Put the worktree back to exactly `commit`: tracked files restored, everything untracked removed. */
-export async function resetWorktree(worktree: string, commit: string): Promise<void> {
-  const g = git(worktree);
-  await g.raw(['reset', '-q', '--hard', commit]);
-  await g.raw(['clean', '-q', '-ffdx']);
 }
 
 /** A commit with the tree of `candidate`, parent `parent`, and a message: the kept commit. */
@@ -165,4 +142,112 @@ export function excludeStateDir(gitCommonDir: string): void {
 export async function gitCommonDir(repo: string): Promise<string> {
   const out = (await git(repo).raw(['rev-parse', '--path-format=absolute', '--git-common-dir'])).trim();
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plumbing that never touches a working tree: candidate commits are built in a private index,
+// and a commit is written out as plain files. No git command ever runs inside a folder candidate
+// code has written (its config, hooks, .git file or attributes could run commands on the host).
+
+/** Run git in `repo` with extra environment and optional stdin; resolves stdout (a Buffer). */
+export function gitRaw(repo: string, args: string[], opts: { env?: Record<string, string>; input?: string | Buffer } = {}): Promise<Buffer> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn('git', args, { cwd: repo, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.stdin.on('error', () => undefined);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolvePromise(Buffer.concat(out));
+      else reject(new Error(`git ${args[0]} failed (exit ${code}): ${Buffer.concat(err).toString().trim().split('\n')[0]}`));
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+export interface TreeEntry {
+  mode: string;
+  type: 'blob' | 'commit' | 'tree';
+  sha: string;
+  path: string;
+}
+
+/** Every file of `commit` (recursively), with its mode and blob id. */
+export async function treeEntries(repo: string, commit: string): Promise<TreeEntry[]> {
+  const out = (await gitRaw(repo, ['ls-tree', '-r', '-z', '--full-tree', commit])).toString('utf8');
+  const entries: TreeEntry[] = [];
+  for (const rec of out.split('\0')) {
+    if (!rec) continue;
+    const tab = rec.indexOf('\t');
+    const [mode, type, sha] = rec.slice(0, tab).split(' ') as [string, TreeEntry['type'], string];
+    entries.push({ mode, type, sha, path: rec.slice(tab + 1) });
+  }
+  return entries;
+}
+
+/** The contents of blobs, read in one `git cat-file --batch`. */
+async function readBlobs(repo: string, shas: string[]): Promise<Map<string, Buffer>> {
+  const out = new Map<string, Buffer>();
+  const unique = [...new Set(shas)];
+  if (unique.length === 0) return out;
+  const buf = await gitRaw(repo, ['cat-file', '--batch'], { input: unique.join('\n') + '\n' });
+  let i = 0;
+  for (const sha of unique) {
+    const nl = buf.indexOf(0x0a, i);
+    const header = buf.subarray(i, nl).toString('utf8').split(' ');
+    if (header[1] === 'missing') throw new Error(`git object ${sha} is missing`);
+    const size = Number(header[2]);
+    out.set(sha, buf.subarray(nl + 1, nl + 1 + size));
+    i = nl + 1 + size + 1;
+  }
+  return out;
+}
+
+/**
+ * Write the files of `commit` into `dest` (created; must not exist or be empty) as plain files:
+ * exact blob contents (no filters, no attributes), executable bits, symlinks as committed,
+ * submodules as empty folders. `skip(path)` leaves a path out. Returns the paths written.
+ */
+export async function exportCommit(repo: string, commit: string, dest: string, skip: (path: string) => boolean = () => false): Promise<string[]> {
+  const entries = (await treeEntries(repo, commit)).filter((e) => !skip(e.path));
+  const blobs = await readBlobs(repo, entries.filter((e) => e.type === 'blob').map((e) => e.sha));
+  mkdirSync(dest, { recursive: true });
+  const written: string[] = [];
+  for (const e of entries) {
+    const abs = join(dest, e.path);
+    mkdirSync(dirname(abs), { recursive: true });
+    if (e.type === 'commit') {
+      mkdirSync(abs, { recursive: true });
+    } else if (e.mode === '120000') {
+      symlinkSync(blobs.get(e.sha)!.toString('utf8'), abs);
+    } else {
+      writeFileSync(abs, blobs.get(e.sha)!, { mode: e.mode === '100755' ? 0o755 : 0o644 });
+    }
+    written.push(e.path);
+  }
+  return written;
+}
+
+/**
+ * A commit whose tree is `parent`'s with `edits` (whole files) applied, built in a private index:
+ * no working tree is involved. Existing files keep their mode; new ones are 100644.
+ */
+export async function commitEdits(repo: string, parent: string, edits: Array<{ path: string; content: string }>, message: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'autoagent-index-'));
+  const env = { GIT_INDEX_FILE: join(dir, 'index') };
+  try {
+    await gitRaw(repo, ['read-tree', parent], { env });
+    const modes = new Map((await treeEntries(repo, parent)).map((e) => [e.path, e.mode]));
+    for (const e of edits) {
+      const sha = (await gitRaw(repo, ['hash-object', '-w', '--no-filters', '--stdin'], { input: e.content })).toString().trim();
+      const mode = modes.get(e.path) === '100755' ? '100755' : '100644';
+      await gitRaw(repo, ['update-index', '--add', '--cacheinfo', `${mode},${sha},${e.path}`], { env });
+    }
+    const tree = (await gitRaw(repo, ['write-tree'], { env })).toString().trim();
+    return (await gitRaw(repo, [...IDENTITY, 'commit-tree', tree, '-p', parent, '-F', '-'], { input: message })).toString().trim();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -10,8 +10,7 @@
  *  - a keep first creates the kept commit, then moves the branch (compare-and-swap), then
  *    records the decision; resume finishes a keep whose branch already moved.
  */
-import { mkdtempSync, rmSync, existsSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
   openDb, insertRun, getRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
@@ -25,6 +24,8 @@ import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, Lock
 import { judge, pooledNoise, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
+import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
+import { cleanWork } from './workspace.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
 import { makeProposer } from '../meta-agent/proposers.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
@@ -75,9 +76,6 @@ interface RunCtx {
   adapter: KindAdapter;
   prepared: PrepareResult;
   manifest: Manifest;
-  trackedLocked: Set<string>;
-  untrackedLocked: string[];
-  hidden: string[];
   isEditable: (repoPath: string) => boolean;
   isLocked: (repoPath: string) => boolean;
   proposer: Proposer;
@@ -94,6 +92,8 @@ interface RunCtx {
   isHidden: (repoPath: string) => boolean;
   /** the live Langfuse export (study `export.langfuse`), else null */
   live: LangfuseLiveExporter | null;
+  /** what every evaluation of this run shares (src/evaluation.ts) */
+  evalCtx: EvalContext;
 }
 
 class Interrupted extends Error {}
@@ -259,26 +259,32 @@ async function drive(
   db: DB, dbPath: string, runId: string, study: Study, paths: RunPaths, adapter: KindAdapter, prepared: PrepareResult,
   manifest: Manifest, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions, live: LangfuseLiveExporter | null,
 ): Promise<RunResult> {
+  const policy: SandboxPolicy = {
+    unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes,
+    read: readPaths(study, dirname(paths.studyPath)),
+  };
+  const guard = runGuard(db, runId, study);
   const ctx: RunCtx = {
     db, dbPath, run: getRun(db, runId)!, study, paths, adapter, prepared, manifest,
-    trackedLocked: new Set(r.locked.filter((p) => r.tracked.has(p))),
-    untrackedLocked: r.locked.filter((p) => !r.tracked.has(p)),
-    hidden: r.hiddenFiles,
     isEditable: r.isEditable, isLocked: r.isLocked,
     proposer: opts.proposer ?? makeProposer(study.proposer, study.locked.map((l) => (paths.studyDir ? `${paths.studyDir}/` : '') + l.replace(/^\.\//, ''))),
-    policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes },
+    policy,
     reporter: opts.reporter,
     signal: opts.signal ?? new AbortController().signal,
     sessionStart: Date.now(),
     lastCheckpoint: Date.now(),
-    guard: runGuard(db, runId, study),
+    guard,
     metaProvider: metaProvider(study, paths),
     program: loadProgram(study, dirname(paths.studyPath)),
     isHidden: globMatcher(study.sandbox.hidden, paths.studyDir),
     live,
+    evalCtx: {
+      db, runId, study, paths, adapter, prepared, manifest, baseTracked: r.tracked, isLocked: r.isLocked, hidden: r.hiddenFiles,
+      policy, guard, signal: opts.signal,
+    },
   };
   if (live) opts.reporter.event(`langfuse: live export to ${live.host} (session ${runId}); each experiment is sent once decided`);
-  await cleanStaleWorktrees(ctx);
+  cleanStale(ctx);
   let status: RunRow['status'] = 'finished';
   let reason: string | null = null;
   try {
@@ -304,7 +310,11 @@ async function drive(
       throw e;
     }
   } finally {
-    await cleanStaleWorktrees(ctx).catch(() => undefined);
+    try {
+      cleanStale(ctx);
+    } catch {
+      /* best effort: the next start or resume removes it */
+    }
   }
   checkpoint(ctx);
   setRunStatus(db, runId, status, reason);
@@ -345,15 +355,16 @@ function elapsedMs(ctx: RunCtx): number {
   return getRun(ctx.db, ctx.run.id)!.elapsed_ms + (Date.now() - ctx.lastCheckpoint);
 }
 
-function worktreePath(ctx: RunCtx, seq: number): string {
-  return join(ctx.paths.stateDir, 'worktrees', ctx.run.id, String(seq));
-}
-
-async function cleanStaleWorktrees(ctx: RunCtx): Promise<void> {
-  const dir = join(ctx.paths.stateDir, 'worktrees', ctx.run.id);
-  if (!existsSync(dir)) return;
-  for (const seq of readdirSync(dir)) await g.removeWorktree(ctx.paths.repo, join(dir, seq));
-  rmSync(dir, { recursive: true, force: true });
+/** What a killed run left: its evaluations' folders (and disk images), and git worktrees of runs made before workspaces. */
+function cleanStale(ctx: RunCtx): void {
+  cleanWork(ctx.paths.stateDir, ctx.run.id);
+  const legacy = join(ctx.paths.stateDir, 'worktrees', ctx.run.id);
+  if (existsSync(legacy)) {
+    // no git command runs in them (candidate code wrote there): delete the folders, then prune git's records
+    for (const seq of readdirSync(legacy)) rmSync(join(legacy, seq), { recursive: true, force: true });
+    rmSync(legacy, { recursive: true, force: true });
+    void g.git(ctx.paths.repo).raw(['worktree', 'prune']).catch(() => undefined);
+  }
 }
 
 /** consecutive failed proposals (invalid model output, CLI errors) before the run stops */
@@ -570,16 +581,9 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
     ctx.reporter.event(`${label} rejected: ${rejection} (${proposal.hypothesis})${spendNote(session)}`);
     return 'rejected';
   }
-  // the worktree is left in place for processExperiment, which evaluates in it next
-  const wt = worktreePath(ctx, seq);
-  await g.addWorktree(ctx.paths.repo, wt, parent);
-  try {
-    const candidate = await g.commitFiles(wt, edits, `autoagent candidate ${ctx.run.id} #${seq}\n\n${proposal.hypothesis}`);
-    insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
-  } catch (e) {
-    await g.removeWorktree(ctx.paths.repo, wt);
-    throw e;
-  }
+  // the candidate commit is built in a private index of the repository: no working tree involved
+  const candidate = await g.commitEdits(ctx.paths.repo, parent, edits, `autoagent candidate ${ctx.run.id} #${seq}\n\n${proposal.hypothesis}`);
+  insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
   if (session.hasTrace) ctx.reporter.event(`${label} proposed by ${ctx.proposer.name}${spendNote(session)}: ${proposal.hypothesis}`);
   return 'created';
 }
@@ -628,22 +632,12 @@ function judgeCandidate(ctx: RunCtx, exp: ExperimentRow, incMetrics: number[], m
   return judge(ctx.study.metric.direction, incMetrics, m, pooledNoise(groups), rule);
 }
 
-async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat: number, label: string, screenAgainst?: Map<string, number>): Promise<EvaluationRow> {
-  verifyManifest(ctx.manifest, ctx.paths.repo, wt, ctx.trackedLocked);
-  await g.resetWorktree(wt, exp.candidate_commit!);
-  const scratch = mkdtempSync(join(tmpdir(), 'autoagent-scratch-'));
+async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, repeat: number, label: string, screenAgainst?: Map<string, number>): Promise<EvaluationRow> {
   const seed = seedFor(exp.seq, repeat);
   const started = Date.now();
   const timer = setInterval(() => ctx.reporter.live(`${label} running ${fmtDuration(Date.now() - started)}`), 1000);
   try {
-    const out = await ctx.adapter.evaluate({
-      study: ctx.study, paths: ctx.paths, worktree: wt, scratch, seed, repeat,
-      lockedInWorktree: [...ctx.trackedLocked].map((p) => join(wt, p)),
-      lockedBinds: ctx.untrackedLocked.map((p) => ({ src: join(ctx.paths.repo, p), dest: join(wt, p) })),
-      hidden: ctx.hidden.map((p) => join(wt, p)),
-      policy: ctx.policy, prepared: ctx.prepared,
-      run: { db: ctx.db, id: ctx.run.id, seq: exp.seq }, guard: ctx.guard, screenAgainst, signal: ctx.signal,
-    });
+    const out = await evaluateCommit(ctx.evalCtx, { commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, screenAgainst });
     if (ctx.signal.aborted) throw new Interrupted();
     if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
     insertEvaluation(ctx.db, {
@@ -656,30 +650,23 @@ async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, wt: string, repeat:
   } finally {
     clearInterval(timer);
     ctx.reporter.live(null);
-    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
 async function processExperiment(ctx: RunCtx, exp: ExperimentRow): Promise<void> {
-  const wt = worktreePath(ctx, exp.seq);
-  if (!existsSync(wt) || (await g.revParse(wt, 'HEAD')) !== exp.candidate_commit) await g.addWorktree(ctx.paths.repo, wt, exp.candidate_commit!);
-  try {
-    await runBaseline(ctx, exp, wt, Date.now());
-  } finally {
-    await g.removeWorktree(ctx.paths.repo, wt);
-  }
+  await runBaseline(ctx, exp, Date.now());
 }
 
 function insideMs(evals: EvaluationRow[]): number {
   return evals.reduce((s, v) => s + v.command_ms + v.evaluator_ms, 0);
 }
 
-async function runBaseline(ctx: RunCtx, exp: ExperimentRow, wt: string, started: number): Promise<void> {
+async function runBaseline(ctx: RunCtx, exp: ExperimentRow, started: number): Promise<void> {
   const n = ctx.study.acceptance.baseline_repeats;
   const name = ctx.study.metric.name;
   let evals = evaluationsOf(ctx.db, exp.id);
   for (let r = evals.length; r < n; r++) {
-    const v = await evaluateOnce(ctx, exp, wt, r, `[baseline ${r + 1}/${n}]`);
+    const v = await evaluateOnce(ctx, exp, r, `[baseline ${r + 1}/${n}]`);
     if (v.status !== 'ok') {
       decideExperiment(ctx.db, exp.id, {
         decision: v.status === 'timeout' ? 'timeout' : 'crash', reason: `baseline repeat ${r + 1} ${v.status}: ${v.reason}`,
@@ -729,14 +716,8 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
       else record(ctx, exp, 'discarded', 'its stored evaluations do not pass the acceptance rule', null, started);
       continue;
     }
-    const wt = worktreePath(ctx, exp.seq);
-    if (!existsSync(wt) || (await g.revParse(wt, 'HEAD')) !== exp.candidate_commit) await g.addWorktree(ctx.paths.repo, wt, exp.candidate_commit!);
-    try {
-      const p = await evaluateCandidate(ctx, exp, wt, started);
-      if (p) passed.push(p);
-    } finally {
-      await g.removeWorktree(ctx.paths.repo, wt);
-    }
+    const p = await evaluateCandidate(ctx, exp, started);
+    if (p) passed.push(p);
   }
   const better = (a: Passed, b: Passed) => b.j.improvement - a.j.improvement || a.exp.seq - b.exp.seq;
   passed.sort(better);
@@ -773,7 +754,7 @@ async function judgeStored(ctx: RunCtx, exp: ExperimentRow, started: number): Pr
 }
 
 /** Screen and confirm one candidate. Returns it when it passed; a candidate that failed is recorded here. */
-async function evaluateCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, started: number): Promise<Passed | null> {
+async function evaluateCandidate(ctx: RunCtx, exp: ExperimentRow, started: number): Promise<Passed | null> {
   const { study, db } = ctx;
   const inc = incumbentBefore(listExperiments(db, ctx.run.id), exp.seq)!;
   const incMetrics = okMetrics(evaluationsOf(db, inc.id));
@@ -781,7 +762,7 @@ async function evaluateCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, st
 
   ctx.reporter.event(`${label} ${exp.hypothesis}`);
   const evals = evaluationsOf(db, exp.id);
-  const screen = evals.find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, wt, 0, label, taskMeans(db, ctx.run.id, inc.seq)));
+  const screen = evals.find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, label, taskMeans(db, ctx.run.id, inc.seq)));
   if (screen.status !== 'ok') {
     record(ctx, exp, screen.status as Decision, screen.reason ?? screen.status, null, started);
     return null;
@@ -798,7 +779,7 @@ async function evaluateCandidate(ctx: RunCtx, exp: ExperimentRow, wt: string, st
   }
   const c = study.acceptance.confirm_repeats;
   for (let r = 1; r <= c; r++) {
-    const v = evaluationsOf(db, exp.id).find((x) => x.repeat === r) ?? (await evaluateOnce(ctx, exp, wt, r, `${label} confirm ${r}/${c}`));
+    const v = evaluationsOf(db, exp.id).find((x) => x.repeat === r) ?? (await evaluateOnce(ctx, exp, r, `${label} confirm ${r}/${c}`));
     if (v.status !== 'ok') {
       record(ctx, exp, v.status as Decision, `confirmation repeat ${r}: ${v.reason ?? v.status}`, null, started);
       return null;

@@ -96,6 +96,10 @@ export const SandboxSettingsSchema = z.strictObject({
   max_processes: z.number().int().positive().default(1024),
   /** globs of repo paths the candidate command must not read (visible to the evaluator only) */
   hidden: z.array(Glob).default([]),
+  /** host paths (files or folders; absolute, `~/…`, or relative to the study file) readable in the sandbox on top of the system view */
+  read: z.array(z.string().min(1)).default([]),
+  /** disk the command may fill in its tree and scratch, in MiB (0: no limit) */
+  disk_mb: z.number().int().nonnegative().default(0),
 });
 
 export const TrainerSchema = z.strictObject({
@@ -139,6 +143,8 @@ export const StudySchema = z.strictObject({
   locked: z.array(Glob).default([]),
   command: z.string().min(1).optional(),
   evaluate: z.string().min(1).optional(),
+  /** globs (relative to the study file) of files the command writes that the evaluator reads in its folder */
+  outputs: z.array(Glob).default([]),
   metric: MetricSchema,
   budget: BudgetSchema.default(BudgetSchema.parse({})),
   proposer: ProposerSchema.default(ProposerSchema.parse({ type: 'search' })),

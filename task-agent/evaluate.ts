@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { runSandboxed, type SandboxResult } from '../src/sandbox/index.ts';
+import { runSandboxed, sandboxPath, type SandboxResult } from '../src/sandbox/index.ts';
 import type { DB } from '../traces/index.ts';
 import { TraceWriter } from '../traces/traces.ts';
 import type { SpanRecord } from '../traces/types.ts';
@@ -126,10 +126,11 @@ class Worker {
       command: `exec "${process.execPath}" --import "${TSX}" "${WORKER}" "${opts.harness.dir}"`,
       cwd: scratch,
       writable: [scratch],
-      hide: opts.hide,
+      // the minimal system view, plus autoagent's code and the harness; never a checkout's git dir or store
+      hide: [...opts.hide, ...opts.readable.flatMap((r) => [join(r, '.git'), join(r, '.autoagent')])],
       readonly: opts.readable,
       env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: join(scratch, 'home'), LANG: 'C.UTF-8', TMPDIR: '/tmp',
+        PATH: sandboxPath(), HOME: join(scratch, 'home'), LANG: 'C.UTF-8', TMPDIR: '/tmp',
         NODE_NO_WARNINGS: '1',
       },
       timeoutMs: 24 * 3600 * 1000,

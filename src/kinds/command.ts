@@ -7,11 +7,16 @@
 import { join } from 'node:path';
 import { runSandboxed } from '../sandbox/index.ts';
 import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult } from './types.ts';
-import { lastLine, parseMetricLines, parsePattern, sandboxEnv, tail } from './common.ts';
+import { candidateMounts, evaluatorEnv, evaluatorMounts, lastLine, limitReason, parseMetricLines, parsePattern, sandboxEnv, tail, unseenHint } from './common.ts';
 import type { Study } from '../study.ts';
 
 export function commandCwd(req: EvalRequest): string {
   return join(req.worktree, req.paths.studyDir);
+}
+
+/** The study's folder in the evaluator's view: the evaluator's working directory. */
+export function evaluatorCwd(req: EvalRequest, view: string): string {
+  return join(view, req.paths.studyDir);
 }
 
 export class CommandKind implements KindAdapter {
@@ -31,10 +36,7 @@ export class CommandKind implements KindAdapter {
     const cmd = await runSandboxed({
       command: study.command!,
       cwd: commandCwd(req),
-      writable: [req.worktree, req.scratch],
-      readonly: req.lockedInWorktree.filter((p) => !req.hidden.includes(p)),
-      hide: [req.paths.repo, ...req.hidden],
-      binds: req.lockedBinds.filter((b) => !req.hidden.includes(b.dest)).map((b) => ({ ...b, readonly: true })),
+      ...candidateMounts(req),
       env,
       timeoutMs: study.budget.experiment_seconds * 1000,
       memoryMB: req.policy.memoryMB,
@@ -46,6 +48,8 @@ export class CommandKind implements KindAdapter {
       status: 'ok', metric: null, reason: null, commandMs: cmd.durationMs, evaluatorMs: 0,
       exitCode: cmd.exitCode, stdoutTail: tail(cmd.stdout), stderrTail: tail(cmd.stderr), telemetry: null,
     };
+    const limit = limitReason(cmd, req);
+    if (limit) return { ...base, status: 'crash', reason: limit };
     if (cmd.timedOut) {
       return { ...base, status: 'timeout', reason: `command ran past ${study.budget.experiment_seconds} s and was killed` };
     }
@@ -60,14 +64,12 @@ export class CommandKind implements KindAdapter {
       if (metric === null) return { ...base, status: 'crash', reason: `command output has no match for metric.pattern /${study.metric.pattern}/` };
     }
     if (study.evaluate) {
+      const view = await req.ws.evaluatorView();
       const ev = await runSandboxed({
         command: study.evaluate,
-        cwd: commandCwd(req),
-        writable: [],
-        hide: [req.paths.repo],
-        readonly: [req.worktree, req.scratch, ...req.lockedInWorktree],
-        binds: req.lockedBinds.map((b) => ({ ...b, readonly: true })),
-        env: sandboxEnv(req, {}),
+        cwd: evaluatorCwd(req, view),
+        ...evaluatorMounts(req, view),
+        env: evaluatorEnv(req, {}),
         timeoutMs: study.budget.evaluate_seconds * 1000,
         memoryMB: req.policy.memoryMB,
         maxProcesses: req.policy.maxProcesses,
@@ -77,7 +79,7 @@ export class CommandKind implements KindAdapter {
       base.stdoutTail = tail(`${cmd.stdout}\n--- evaluator ---\n${ev.stdout}`);
       base.stderrTail = tail(`${cmd.stderr}\n--- evaluator ---\n${ev.stderr}`);
       if (ev.timedOut) return { ...base, status: 'crash', reason: `evaluator ran past ${study.budget.evaluate_seconds} s and was killed` };
-      if (ev.exitCode !== 0) return { ...base, status: 'crash', reason: `evaluator exited with code ${ev.exitCode}: ${lastLine(ev.stderr || ev.stdout)}` };
+      if (ev.exitCode !== 0) return { ...base, status: 'crash', reason: `evaluator exited with code ${ev.exitCode}: ${lastLine(ev.stderr || ev.stdout)}${unseenHint(req)}` };
       const parsed = parseMetricLines(ev.stdout, study.metric.name);
       telemetry = { metrics: parsed.all };
       if (study.metric.from === 'evaluator') {

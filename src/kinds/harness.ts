@@ -88,7 +88,7 @@ export class HarnessKind implements KindAdapter {
       return fail((e as Error).message);
     }
     const tasks = studyTasks(b, s.split, s.limit);
-    const hide = hiddenPaths(b, [req.paths.repo, req.paths.stateDir, ...(this.data ? [this.data] : []), ...req.hidden]);
+    const hide = hiddenPaths(b, [req.paths.repo, req.paths.stateDir, ...(this.data ? [this.data] : [])]);
     const common = {
       db: req.run.db, harness, harnessName: s.dir, benchmark: b, provider, runId: req.run.id, experimentSeq: req.run.seq,
       repeat: req.repeat, concurrency: s.concurrency, hide, unsafeNoSandbox: req.policy.unsafeNoSandbox,

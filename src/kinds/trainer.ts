@@ -7,7 +7,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, statSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { runSandboxed } from '../sandbox/index.ts';
@@ -15,7 +15,8 @@ import { UserError, UsageError } from '../errors.ts';
 import type { Study } from '../study.ts';
 import { StudySchema } from '../study.ts';
 import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths } from './types.ts';
-import { lastLine, sandboxEnv, tail } from './common.ts';
+import { candidateMounts, evaluatorEnv, evaluatorMounts, lastLine, limitReason, sandboxEnv, tail } from './common.ts';
+import { readCandidateFile } from '../workspace.ts';
 
 export const TORCH_INSTALL_HINT =
   'no Python with PyTorch found: on Debian/Ubuntu `apt-get install python3-torch python3-numpy libopenblas0-pthread`; elsewhere `pip install torch numpy`; or set AUTOAGENT_PYTHON=/path/to/python';
@@ -125,9 +126,9 @@ export class TrainerKind implements KindAdapter {
     const train = await runSandboxed({
       command: `mkdir -p "$AUTOAGENT_OUTPUT_DIR" && exec "${env.python}" "${this.settings.train}"`,
       cwd,
-      writable: [req.worktree, req.scratch],
-      readonly: [...req.lockedInWorktree, trainData],
-      hide: [req.paths.repo, ...req.hidden],
+      ...candidateMounts(req),
+      readonly: [...req.ws.lockedInCand, trainData],
+      executables: [env.python],
       devices,
       env: sandboxEnv(req, {
         AUTOAGENT_DATA_DIR: trainData,
@@ -135,7 +136,7 @@ export class TrainerKind implements KindAdapter {
         AUTOAGENT_OUTPUT_DIR: out,
         AUTOAGENT_DEVICE: env.device,
         ...(env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}),
-      }),
+      }, [env.python]),
       timeoutMs: (budget + study.budget.grace_seconds) * 1000,
       // an address-space limit breaks CUDA's allocator; the GPU's own memory is the limit there
       memoryMB: env.device === 'cuda' ? 0 : req.policy.memoryMB,
@@ -147,23 +148,28 @@ export class TrainerKind implements KindAdapter {
       status: 'ok', metric: null, reason: null, commandMs: train.durationMs, evaluatorMs: 0, exitCode: train.exitCode,
       stdoutTail: tail(train.stdout), stderrTail: tail(train.stderr), telemetry: null,
     };
-    const telemetry: Record<string, unknown> = { train: readTelemetry(join(out, 'telemetry.json')) };
+    const telemetry: Record<string, unknown> = { train: readTelemetry(req.scratch, 'out/telemetry.json') };
     base.telemetry = telemetry;
+    const limit = limitReason(train, req);
+    if (limit) return { ...base, status: 'crash', reason: limit };
     if (train.timedOut) {
       return { ...base, status: 'timeout', reason: `train.py ran past its ${budget} s budget plus ${study.budget.grace_seconds} s grace and was killed` };
     }
     if (train.exitCode !== 0) {
       return { ...base, status: 'crash', reason: `train.py ${train.signal ? `killed by ${train.signal}` : `exited with code ${train.exitCode}`}: ${lastLine(train.stderr || train.stdout)}` };
     }
-    const prepareInWorktree = join(cwd, this.settings.prepare);
+    // the locked prepare.py from the evaluator's view (the commit as committed, nothing the training run wrote)
+    const view = await req.ws.evaluatorView();
+    const evalCwd = join(view, req.paths.studyDir);
+    const mounts = evaluatorMounts(req, view);
     const ev = await runSandboxed({
-      command: `exec "${env.python}" "${prepareInWorktree}" evaluate --cache "${env.cache}" --model "${join(out, 'model.pt')}" --split ${this.evalSplit} --tokens ${this.settings.eval_tokens} --device ${env.device}`,
-      cwd: req.scratch,
-      writable: [],
-      readonly: [req.scratch, req.worktree, env.cache],
-      hide: [req.paths.repo],
+      command: `exec "${env.python}" "${join(evalCwd, this.settings.prepare)}" evaluate --cache "${env.cache}" --model "${join(out, 'model.pt')}" --split ${this.evalSplit} --tokens ${this.settings.eval_tokens} --device ${env.device}`,
+      cwd: evalCwd,
+      ...mounts,
+      readonly: [...mounts.readonly!, env.cache],
+      executables: [env.python],
       devices,
-      env: sandboxEnv(req, env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}),
+      env: evaluatorEnv(req, env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}, [env.python]),
       timeoutMs: study.budget.evaluate_seconds * 1000,
       memoryMB: env.device === 'cuda' ? 0 : req.policy.memoryMB,
       maxProcesses: req.policy.maxProcesses,
@@ -200,11 +206,12 @@ function parseResult(stdout: string): Record<string, unknown> | null {
   return null;
 }
 
-/** Telemetry written by train.py: untrusted, so size-limited and kept only as a record. */
-function readTelemetry(path: string): Record<string, unknown> | null {
+/** Telemetry written by train.py: untrusted, so read only as a plain file of at most 2 MB, and kept only as a record. */
+function readTelemetry(scratch: string, rel: string): Record<string, unknown> | null {
+  const r = readCandidateFile(scratch, rel, 2_000_000);
+  if ('error' in r) return /does not exist/.test(r.error) ? null : { error: r.error };
   try {
-    if (statSync(path).size > 2_000_000) return { error: 'telemetry.json larger than 2 MB, ignored' };
-    const t = JSON.parse(readFileSync(path, 'utf8'));
+    const t = JSON.parse(r.text);
     return t && typeof t === 'object' && !Array.isArray(t) ? t : null;
   } catch {
     return null;

@@ -2,11 +2,14 @@
 import type { Study } from '../study.ts';
 import type { EvalStatus, DB } from '../../traces/index.ts';
 import type { SpendGuard } from '../../task-agent/evaluate.ts';
+import type { Workspace } from '../workspace.ts';
 
 export interface SandboxPolicy {
   unsafeNoSandbox: boolean;
   memoryMB: number;
   maxProcesses: number;
+  /** extra host paths readable in the sandbox (study `sandbox.read`, absolute) */
+  read: string[];
 }
 
 export interface RunPaths {
@@ -30,18 +33,14 @@ export interface PrepareResult {
 export interface EvalRequest {
   study: Study;
   paths: RunPaths;
-  /** absolute path of the candidate's worktree, reset to the candidate commit */
+  /** absolute path of the candidate's tree: its commit written out fresh for this evaluation (= ws.cand) */
   worktree: string;
-  /** absolute, fresh, writable scratch folder for this evaluation (shared by command and evaluator) */
+  /** absolute, fresh, writable scratch folder of the command (= ws.scratch; the evaluator reads it) */
   scratch: string;
+  /** this evaluation's folders: the candidate tree, the evaluator's view and home, the disk limit */
+  ws: Workspace;
   seed: number;
   repeat: number;
-  /** absolute paths in the worktree of tracked locked files (read-only for the candidate) */
-  lockedInWorktree: string[];
-  /** untracked locked files: bind src (repo) -> dest (worktree), read-only */
-  lockedBinds: Array<{ src: string; dest: string }>;
-  /** absolute worktree paths of files the candidate must not read (the evaluator may) */
-  hidden: string[];
   policy: SandboxPolicy;
   /** what prepare() returned for this run */
   prepared: PrepareResult;

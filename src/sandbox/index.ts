@@ -1,6 +1,8 @@
-// Runs untrusted candidate code under bubblewrap: read-only system, private /tmp and /run, no
-// network, no capabilities, own pid namespace, hard deadline with the whole tree SIGKILLed,
-// memory (RLIMIT_AS) and process limits. See DESIGN.md, "Trust boundaries".
+// Runs untrusted candidate code under bubblewrap: a minimal read-only view of the system (see
+// view.ts: no home folders, no /var, no host /tmp, no service sockets), private size-limited /tmp
+// and /dev/shm, no network, no capabilities, own pid namespace, hard deadline with the whole tree
+// SIGKILLed, memory (RLIMIT_AS, and the tmpfs sizes), process and disk limits. See DESIGN.md,
+// "Trust boundaries", and README "Threat model".
 //
 // Limits and why they are built this way:
 // - Memory: RLIMIT_AS set by `prlimit` (util-linux) inside the sandbox, right before the command
@@ -19,6 +21,8 @@ import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 
 import { createPidsCgroup, type PidsCgroup } from './cgroup.ts';
+import { systemView } from './view.ts';
+export { sandboxPath, systemView, hostInterpreters, ETC_ALLOW } from './view.ts';
 
 export interface SandboxSpec {
   /** Run with /bin/sh -c inside the sandbox. */
@@ -57,6 +61,14 @@ export interface SandboxSpec {
   maxOutputBytes?: number;
   /** Default 'bwrap' resolved on PATH. */
   bwrapPath?: string;
+  /** Extra host paths (files or folders) readable at the same path, on top of the system view. */
+  read?: string[];
+  /** Executables outside the system view the command runs by absolute path (a Python elsewhere):
+   *  their installation is made readable. */
+  executables?: string[];
+  /** Kill the run once the files under `paths` take more than `maxBytes` on disk (polled), and cap
+   *  each file the command writes at `maxBytes` (RLIMIT_FSIZE). */
+  diskWatch?: { paths: string[]; maxBytes: number };
   /** Host device nodes to expose at the same path (e.g. /dev/nvidia0, /dev/nvidiactl,
    *  /dev/nvidia-uvm for a GPU); the sandbox otherwise gets only null, zero, full, random,
    *  urandom, tty, pts and shm. Each must exist. */
@@ -77,8 +89,10 @@ export interface SandboxResult {
   sandboxed: boolean;
   /** How maxProcesses was enforced ('none' when it was 0 or nothing could enforce it here). */
   processLimit: 'cgroup-pids' | 'rlimit-nproc' | 'none';
-  /** How memoryMB was enforced. */
+  /** How memoryMB was enforced (RLIMIT_AS per process, and every tmpfs sized within it). */
   memoryLimit: 'rlimit-as' | 'none';
+  /** The files under diskWatch.paths grew past diskWatch.maxBytes and the run was killed. */
+  diskExceeded: boolean;
 }
 
 /** bwrap missing or unable to create a sandbox here. One-line message with what to do. */
@@ -207,14 +221,15 @@ function kernelCountsNprocPerUserns(): boolean {
 }
 
 /** argv run inside the sandbox: set the limits, then `/bin/sh -c command`. */
-function innerArgv(command: string, memBytes: number, nproc: number): string[] {
-  if (!memBytes && !nproc) return ['/bin/sh', '-c', command];
+function innerArgv(command: string, memBytes: number, nproc: number, fsizeBytes = 0): string[] {
+  if (!memBytes && !nproc && !fsizeBytes) return ['/bin/sh', '-c', command];
   const prl = prlimitPath();
   if (prl) {
     return [
       prl,
       ...(memBytes ? [`--as=${memBytes}`] : []),
       ...(nproc ? [`--nproc=${nproc}`] : []),
+      ...(fsizeBytes ? [`--fsize=${fsizeBytes}`] : []),
       '--',
       '/bin/sh',
       '-c',
@@ -224,6 +239,7 @@ function innerArgv(command: string, memBytes: number, nproc: number): string[] {
   const parts: string[] = [];
   if (memBytes) parts.push(`ulimit -v ${Math.floor(memBytes / 1024)} || exit 126`);
   if (nproc) parts.push(`{ ulimit -u ${nproc} || ulimit -p ${nproc} || exit 126; } 2>/dev/null`);
+  if (fsizeBytes) parts.push(`ulimit -f ${Math.ceil(fsizeBytes / 512)} || exit 126`);
   return ['/bin/sh', '-c', `${parts.join('; ')}; exec /bin/sh -c "$0"`, command];
 }
 
@@ -287,7 +303,7 @@ function userMounts(spec: SandboxSpec): Mount[] {
     const dest = absolute(b.dest, 'bind destination');
     mounts.push({ kind: b.readonly ? 'ro' : 'rw', src, dest, rank: 3, isDir: isDir(src) });
   }
-  for (const r of spec.readonly ?? []) {
+  for (const r of [...(spec.readonly ?? []), ...(spec.read ?? [])]) {
     const real = existing(r, 'readonly');
     mounts.push({ kind: 'ro', src: real, dest: real, rank: 4, isDir: isDir(real) });
   }
@@ -329,21 +345,33 @@ function pins(mounts: Mount[]): Mount[] {
 
 /**
  * The bwrap argv (without the bwrap executable) for `spec`, ending in `-- ...inner`.
- * Mounts are applied parent-first (by path depth), so a hidden or read-only path inside a writable
+ * The system view (view.ts) first, then /dev (minimal, read-only but for a sized /dev/shm), a fresh
+ * /proc and a sized /tmp; then the spec's mounts, applied parent-first (by path depth), so a hidden or read-only path inside a writable
  * dir stays hidden/read-only and a writable or read-only child of a hidden dir is re-exposed; on
  * the same path the order is hide, writable, binds, readonly (the last wins).
  * Throws SandboxSpecError for relative paths and missing writable/readonly/bind-source paths.
  */
 export function buildBwrapArgs(spec: SandboxSpec, inner: string[], extraFlags: string[] = []): string[] {
-  const a: string[] = ['--ro-bind', '/', '/', '--dev', '/dev', '--proc', '/proc', '--tmpfs', '/tmp'];
-  // Unix sockets stay connectable on read-only mounts (docker.sock, dbus, ...): hide /run.
-  for (const run of ['/run', '/var/run']) {
-    try {
-      if (fs.lstatSync(run).isDirectory()) a.push('--tmpfs', run);
-    } catch {
-      /* absent */
-    }
+  const view = systemView(spec.executables ?? []);
+  const a: string[] = [];
+  const hideDirs: string[] = [];
+  for (const m of view.mounts) {
+    if (m.kind === 'ro') a.push('--ro-bind', m.path, m.path);
+    else if (m.kind === 'symlink') a.push('--symlink', m.target, m.path);
+    else hideDirs.push(m.path);
   }
+  for (const h of hideDirs) a.push('--size', '4096', '--tmpfs', h, '--remount-ro', h);
+  // tmpfs is RAM: with a memory limit, /tmp and /dev/shm together stay within it
+  const memBytes = spec.memoryMB && spec.memoryMB > 0 ? Math.floor(spec.memoryMB * 1024 * 1024) : 0;
+  const sized = (share: number) => (memBytes ? ['--size', String(Math.max(1 << 20, Math.floor(memBytes * share)))] : []);
+  a.push('--dev', '/dev');
+  for (const d of spec.devices ?? []) {
+    const real = existing(d, 'device');
+    if (!real.startsWith('/dev/')) throw new SandboxSpecError(`sandbox: device path is not under /dev: ${d}`);
+    a.push('--dev-bind', real, real);
+  }
+  a.push(...sized(0.25), '--tmpfs', '/dev/shm', '--remount-ro', '/dev');
+  a.push('--proc', '/proc', ...sized(0.5), '--tmpfs', '/tmp');
   if (spec.network) {
     // keep DNS working when /etc/resolv.conf points into /run (systemd-resolved)
     try {
@@ -352,11 +380,6 @@ export function buildBwrapArgs(spec: SandboxSpec, inner: string[], extraFlags: s
     } catch {
       /* none */
     }
-  }
-  for (const d of spec.devices ?? []) {
-    const real = existing(d, 'device');
-    if (!real.startsWith('/dev/')) throw new SandboxSpecError(`sandbox: device path is not under /dev: ${d}`);
-    a.push('--dev-bind', real, real);
   }
   a.push('--unshare-all');
   if (spec.network) a.push('--share-net');
@@ -380,6 +403,8 @@ export function buildBwrapArgs(spec: SandboxSpec, inner: string[], extraFlags: s
     }
   }
   a.push(...remountRo);
+  // the sandbox's own root (a tmpfs holding the mount points) is read-only too
+  a.push('--remount-ro', '/');
 
   const cwd = absolute(spec.cwd, 'cwd');
   let realCwd = cwd;
@@ -577,6 +602,40 @@ class Tail {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Disk
+
+const DISK_POLL_MS = 200;
+
+/** Bytes on disk under `roots` (allocated blocks, symlinks not followed); stops counting past `stopAt`. */
+export function diskUsage(roots: string[], stopAt = Infinity): number {
+  let total = 0;
+  const seen = new Set<string>();
+  const stack = [...roots];
+  while (stack.length) {
+    const p = stack.pop()!;
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
+    const id = `${st.dev}:${st.ino}`;
+    if (seen.has(id)) continue; // hard links count once
+    seen.add(id);
+    total += st.blocks * 512;
+    if (total > stopAt) return total;
+    if (st.isDirectory()) {
+      try {
+        for (const n of fs.readdirSync(p)) stack.push(path.join(p, n));
+      } catch {
+        /* unreadable: counted as its own size */
+      }
+    }
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Run
 
 /**
@@ -595,7 +654,8 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
   // non-root caller; for real root the kernel ignores it, and without bwrap it would count every
   // process of the user on the host.
   const useRlimitNproc = sandboxed && maxProcs > 0 && !isInitNsRoot() && kernelCountsNprocPerUserns();
-  const inner = innerArgv(spec.command, memBytes, useRlimitNproc ? maxProcs + 1 : 0);
+  const watch = spec.diskWatch && spec.diskWatch.maxBytes > 0 ? spec.diskWatch : null;
+  const inner = innerArgv(spec.command, memBytes, useRlimitNproc ? maxProcs + 1 : 0, watch?.maxBytes ?? 0);
 
   let file: string;
   let args: string[];
@@ -650,6 +710,7 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
 
   return new Promise<SandboxResult>((resolve, reject) => {
     let timedOut = false;
+    let diskExceeded = false;
     let run: LiveRun | null = null;
     if (child.pid !== undefined) {
       run = { pid: child.pid, sandboxed, exited: false, cgroup, doomed: new Set() };
@@ -663,6 +724,18 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
       },
       Math.min(spec.timeoutMs, 2 ** 31 - 1),
     );
+
+    // disk use of the writable folders, polled; past the limit the whole run is killed
+    let watcher: NodeJS.Timeout | undefined;
+    if (watch) {
+      watcher = setInterval(() => {
+        if (diskExceeded || !run) return;
+        if (diskUsage(watch.paths, watch.maxBytes) > watch.maxBytes) {
+          diskExceeded = true;
+          killRun(run);
+        }
+      }, DISK_POLL_MS);
+    }
 
     const streamsClosed: Array<Promise<void>> = [];
     for (const name of ['stdout', 'stderr'] as const) {
@@ -710,6 +783,7 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
+      clearInterval(watcher);
       spec.signal?.removeEventListener('abort', onAbort);
       const durationMs = Math.round(performance.now() - start);
       if (run) {
@@ -750,6 +824,7 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
         sandboxed,
         processLimit,
         memoryLimit: memBytes ? 'rlimit-as' : 'none',
+        diskExceeded: diskExceeded || (watch !== null && diskUsage(watch.paths, watch.maxBytes) > watch.maxBytes),
       });
     };
     child.on('error', (err) => void finish(null, null, err));

@@ -8,8 +8,8 @@ export function sh(cwd: string, cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-export function makeRepo(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'autoagent-test-'));
+export function makeRepo(files: Record<string, string>, parent = tmpdir()): string {
+  const dir = mkdtempSync(join(parent, 'autoagent-test-'));
   for (const [p, c] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, p)), { recursive: true });
     writeFileSync(join(dir, p), c);
