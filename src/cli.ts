@@ -19,6 +19,13 @@ function intArg(name: string) {
     return Number(v);
   };
 }
+function fractionArg(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError(`${name} must be a number from 0 to 1`);
+    return n;
+  };
+}
 function secondsArg(name: string) {
   return (v: string) => {
     const n = Number(v);
@@ -72,7 +79,8 @@ async function withInterrupts(io: IO, fn: (o: LoopOptions) => Promise<RunResult>
     io.out(`\nshow an experiment: autoagent show N   ·   kept commits: git log ${run.branch}\n`);
   }
   db.close();
-  return result.status === 'stopped' ? 130 : result.status === 'failed' ? 1 : 0;
+  // a provider that failed stopped the run (resumable), but the run did not do its job: exit 1, not 130
+  return result.stopCause === 'provider' ? 1 : result.status === 'stopped' ? 130 : result.status === 'failed' ? 1 : 0;
 }
 
 function summaryLine(r: RunResult): string {
@@ -159,6 +167,7 @@ Examples:
     .option('--data <dir>', 'data root of the built-in suites (default: AUTOAGENT_DATA)')
     .option('--prices <file>', 'a price table (JSON or YAML) over the defaults')
     .option('--cache', 'replay identical model requests from the store\'s response cache')
+    .option('--max-provider-error-rate <r>', 'stop, exit 1 and give no score when the model provider fails on more than this fraction of the tasks (any refused key stops at once)', fractionArg('--max-provider-error-rate'), 0.1)
     .option('--unsafe-no-sandbox', 'run the task-agent without bubblewrap')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
     .action(async (o: EvalCliOptions & { split: string }) => {

@@ -8,7 +8,7 @@ import { loadHarness } from '../task-agent/harness.ts';
 import { evaluateHarness, SpendGuard } from '../task-agent/evaluate.ts';
 import { createProvider, loadPrices } from '../task-agent/providers/index.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
-import { UsageError } from './errors.ts';
+import { UsageError, UserError } from './errors.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { AUTOAGENT_ROOT, dataRoot, hiddenPaths, studyTasks } from './kinds/harness.ts';
 import { parseExperimentRef } from './views.ts';
@@ -27,6 +27,8 @@ export interface EvalCliOptions {
   cache?: boolean;
   json?: boolean;
   unsafeNoSandbox?: boolean;
+  /** provider failures on more than this fraction of the tasks (or any refused key) make the eval an error (default 0.1) */
+  maxProviderErrorRate?: number;
 }
 
 async function defaultStore(): Promise<string> {
@@ -57,19 +59,27 @@ export async function evalCommand(o: EvalCliOptions, out: (t: string) => void, e
     db, harness, harnessName: harness.dir, benchmark: bench, tasks, provider, groupId, concurrency: o.concurrency,
     hide: hiddenPaths(bench, [join(dbPath, '..'), ...(data ? [data] : [])]), readable: [AUTOAGENT_ROOT, harness.dir],
     unsafeNoSandbox: Boolean(o.unsafeNoSandbox), guard: new SpendGuard(0, 0, 0, 0), cache: o.cache,
+    providerLimit: { maxRate: o.maxProviderErrorRate ?? 0.1 },
     onTask: (r, done, total) => err(`[${done}/${total}] ${r.task_id} ${r.status} score ${fmtMetric(r.score)} (${fmtDuration(r.ms)})\n`),
   });
   const a = summary.aggregate;
+  const failed = summary.providerFailed;
   if (o.json) {
-    out(JSON.stringify({ group: groupId, benchmark: bench.name, split: o.split, harness: harness.dir, aggregate: a, tokens: summary.tokens, cost_usd: summary.cost_usd, results: summary.results }, null, 2) + '\n');
+    out(JSON.stringify({
+      group: groupId, benchmark: bench.name, split: o.split, harness: harness.dir, aggregate: failed ? null : a, provider_failed: failed,
+      tokens: summary.tokens, cost_usd: summary.cost_usd, results: summary.results,
+    }, null, 2) + '\n');
   } else {
     out(table(['task', 'status', 'score', 'steps', 'tokens', 'cost $', 'time', 'feedback'], summary.results.map((r) => [
       r.task_id, r.status, fmtMetric(r.score), String(r.steps), String(r.tokens), r.cost_usd.toFixed(4), fmtDuration(r.ms), (r.error ?? r.feedback).split('\n')[0]!.slice(0, 80),
     ])) + '\n');
-    out(`\nscore ${fmtMetric(a.mean)} (95% CI ${fmtMetric(a.ci95[0])}–${fmtMetric(a.ci95[1])}) over ${a.n} tasks · ${summary.tokens} tokens · $${summary.cost_usd.toFixed(4)}\n`);
+    if (failed) out(`\nno score: the evaluation stopped after ${summary.results.length} of ${tasks.length} tasks · ${summary.tokens} tokens · $${summary.cost_usd.toFixed(4)}\n`);
+    else out(`\nscore ${fmtMetric(a.mean)} (95% CI ${fmtMetric(a.ci95[0])}–${fmtMetric(a.ci95[1])}) over ${a.n} tasks · ${summary.tokens} tokens · $${summary.cost_usd.toFixed(4)}\n`);
     out(`transcripts: autoagent traces ${groupId} [--task ID] [--failed]\n`);
   }
   db.close();
+  // what was done is printed above; the run is an error, not a score
+  if (failed) throw new UserError(`${failed}; fix the provider and run again`);
   return 0;
 }
 

@@ -64,6 +64,8 @@ export interface RunResult {
   dbPath: string;
   status: RunRow['status'];
   stopReason: string | null;
+  /** why a 'stopped' run stopped, when the CLI exits differently for it */
+  stopCause?: 'provider';
 }
 
 /** Everything one run needs, passed explicitly (no module state: several runs can share a process). */
@@ -99,6 +101,8 @@ interface RunCtx {
 class Interrupted extends Error {}
 /** the token or dollar budget ran out mid-evaluation: the partial evaluation is not recorded */
 class BudgetStop extends Error {}
+/** the model provider failed mid-evaluation (harness kinds): the partial evaluation is not recorded */
+class ProviderStop extends Error {}
 
 export function defaultDbPath(repo: string): string {
   return join(repo, '.autoagent', 'autoagent.db');
@@ -287,6 +291,7 @@ async function drive(
   cleanStale(ctx);
   let status: RunRow['status'] = 'finished';
   let reason: string | null = null;
+  let stopCause: RunResult['stopCause'];
   try {
     reason = await loop(ctx);
     if (ctx.signal.aborted) throw new Interrupted();
@@ -303,6 +308,10 @@ async function drive(
     } else if (e instanceof BudgetStop) {
       status = 'stopped';
       reason = `${e.message}; raise budget.tokens / budget.dollars and resume to go on`;
+    } else if (e instanceof ProviderStop) {
+      status = 'stopped';
+      stopCause = 'provider';
+      reason = `${e.message}; fix the provider and resume with \`autoagent resume ${runId}\``;
     } else {
       checkpoint(ctx);
       setRunStatus(db, runId, 'stopped', `error: ${(e as Error).message}`);
@@ -319,7 +328,7 @@ async function drive(
   checkpoint(ctx);
   setRunStatus(db, runId, status, reason);
   await finishLiveExport(ctx);
-  return { runId, dbPath, status, stopReason: reason };
+  return { runId, dbPath, status, stopReason: reason, ...(stopCause ? { stopCause } : {}) };
 }
 
 class BaselineFailed extends UserError {}
@@ -640,6 +649,7 @@ async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, repeat: number, lab
     const out = await evaluateCommit(ctx.evalCtx, { commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, screenAgainst });
     if (ctx.signal.aborted) throw new Interrupted();
     if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
+    if (out.providerFailed) throw new ProviderStop(out.providerFailed);
     insertEvaluation(ctx.db, {
       experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
       command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,

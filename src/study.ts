@@ -128,6 +128,11 @@ export const HarnessStudySchema = z.strictObject({
   prices: z.string().optional(),
   /** replay identical model requests from the store's response cache */
   cache: z.boolean().default(false),
+  /**
+   * an evaluation whose model provider failed (connection, timeout, 5xx or 429 after the retries) on more than this
+   * fraction of its tasks, or refused the key even once, is not a score: the run stops, resumable
+   */
+  max_provider_error_rate: z.number().min(0).max(1).default(0.1),
 });
 
 export const ExportSchema = z.strictObject({

@@ -19,6 +19,7 @@ import type { Harness, Route } from './harness.ts';
 import { staticRoute, applyTarget, renderTemplate, defaultUserMessage } from './harness.ts';
 import type { ModelRequest, ModelResponse, Provider } from './types.ts';
 import { MARK, type ToParent, type ToWorker, type WorkerRequest } from './protocol.ts';
+import { providerFailure, type ProviderFailure, type ProviderFailureKind } from './providers/errors.ts';
 
 const WORKER = resolve(import.meta.dirname, 'worker.ts');
 /** tsx's loader by absolute URL: the worker's cwd (a scratch folder) has no node_modules */
@@ -58,6 +59,8 @@ export interface TaskResult {
   cost_usd: number;
   ms: number;
   route: string;
+  /** the task failed because the model provider did (connection, timeout, auth, 5xx or 429 after the retries), not because of the harness */
+  provider_failure: ProviderFailureKind | null;
 }
 
 export interface EvalOptions {
@@ -86,6 +89,13 @@ export interface EvalOptions {
   onTask?: (r: TaskResult, done: number, total: number) => void;
   /** scorer settings */
   scoreTimeoutMs?: number;
+  /**
+   * When the provider makes the evaluation an error, not a score: any auth failure, or provider
+   * failures on more than `maxRate` of the evaluation's `total` tasks (default: these tasks;
+   * an evaluation run in parts passes the earlier parts' `done` tasks and `failed` among them).
+   * Default maxRate 0.1.
+   */
+  providerLimit?: { maxRate: number; total?: number; done?: number; failed?: number };
 }
 
 export interface EvalSummary {
@@ -95,6 +105,8 @@ export interface EvalSummary {
   cost_usd: number;
   /** the run's budget ran out during this evaluation: results are partial */
   budgetExceeded: string | null;
+  /** the model provider failed (see providerLimit): results are partial and are not a score; one line */
+  providerFailed: string | null;
 }
 
 interface OpenTask {
@@ -106,6 +118,8 @@ interface OpenTask {
   tokens: number;
   cost: number;
   usage: { i: number; o: number; cr: number; cw: number };
+  /** the last provider failure of one of the task's model calls */
+  providerFailure?: ProviderFailure;
   resolve: (r: { output: string; steps: number; stop: string; error?: string; status: 'ok' | 'error' | 'timeout' }) => void;
 }
 
@@ -190,6 +204,20 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
   const cfg = harness.config;
   const results: TaskResult[] = [];
   let budgetExceeded: string | null = null;
+  // provider failures: once the evaluation cannot be a score, no task is dispatched and no call is sent
+  const limit = opts.providerLimit ?? { maxRate: 0.1 };
+  const limitTotal = limit.total ?? opts.tasks.length;
+  const allowedFailures = Math.floor(limit.maxRate * limitTotal + 1e-9);
+  let providerFailures = limit.failed ?? 0;
+  let providerFailed: string | null = null;
+  let firstDetail: string | null = null;
+  const stopCalls = new AbortController();
+  const callSignal = opts.signal ? AbortSignal.any([opts.signal, stopCalls.signal]) : stopCalls.signal;
+  const stopForProvider = (reason: string) => {
+    if (providerFailed) return;
+    providerFailed = reason;
+    stopCalls.abort(new Error('not sent: the evaluation stopped because the model provider failed'));
+  };
   const scratchRoot = mkdtempSync(join(tmpdir(), 'autoagent-eval-'));
   // spans are queued and written in batches (one transaction each); every trace is complete on disk when its task ends
   const writer = new TraceWriter(db, { batchSpans: 256, flushMs: 500 });
@@ -212,6 +240,7 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
     const req: ModelRequest = { ...wreq, provider: cfg.provider };
     const started = Date.now();
     try {
+      if (providerFailed) throw new Error('not sent: the evaluation stopped because the model provider failed');
       opts.guard.check();
       if (cfg.max_task_tokens > 0 && t.tokens >= cfg.max_task_tokens) throw new Error(`the task used its ${cfg.max_task_tokens} tokens (max_task_tokens)`);
       let res: ModelResponse | null = null;
@@ -221,7 +250,7 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
         if (row) res = { ...JSON.parse(row.response), cached: true, cost_usd: 0 };
       }
       if (!res) {
-        res = await opts.provider.call(req, opts.signal);
+        res = await opts.provider.call(req, callSignal);
         if (key) db.prepare('INSERT OR REPLACE INTO model_cache (key, response, created_at) VALUES (?, ?, ?)').run(key, JSON.stringify(res), new Date().toISOString());
       }
       opts.guard.add(res);
@@ -235,6 +264,12 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
       return res;
     } catch (e) {
       if (e instanceof BudgetExceeded) budgetExceeded = e.message;
+      const failure = providerFailure(e, opts.provider.baseURL);
+      if (failure) {
+        t.providerFailure = failure;
+        // a key the server refuses fails every task alike: stop at once
+        if (failure.kind === 'auth') stopForProvider(`the model provider refused the credentials on task ${t.task.id}: ${failure.detail}`);
+      }
       recordModel(t, parent, name, req, null, (e as Error).message, started);
       throw e;
     }
@@ -290,7 +325,7 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
   const slot = async (n: number) => {
     let worker: Worker | null = null;
     const slotScratch = join(scratchRoot, `slot-${n}`);
-    while (queue.length > 0 && !budgetExceeded && !opts.signal?.aborted) {
+    while (queue.length > 0 && !budgetExceeded && !providerFailed && !opts.signal?.aborted) {
       const task = queue.shift()!;
       if (!worker) {
         rmSync(slotScratch, { recursive: true, force: true });
@@ -298,8 +333,17 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
         worker = new Worker(opts, slotScratch, onMessage);
         await worker.ready;
       }
-      results.push(await runOne(worker, task, slotScratch));
-      opts.onTask?.(results[results.length - 1]!, results.length, total);
+      const result = await runOne(worker, task, slotScratch);
+      results.push(result);
+      if (result.provider_failure) {
+        providerFailures++;
+        if (providerFailures > allowedFailures) {
+          const run = (limit.done ?? 0) + results.length;
+          const pct = `${+(limit.maxRate * 100).toFixed(2)}%`;
+          stopForProvider(`the model provider failed on ${providerFailures} of the ${run} tasks run (of ${limitTotal}; at most ${pct} may fail): ${firstDetail}`);
+        }
+      }
+      opts.onTask?.(result, results.length, total);
       if (workerDead.has(worker)) worker = null;
     }
     if (worker) {
@@ -379,12 +423,16 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
       started_at: scoreStart, ended_at: Date.now(), input: { output: outcome.output }, output: { score, pass, feedback },
       error: null, input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, attributes: {},
     });
+    // a task that ended well despite a failed call (a tool's sub-call, the router) did not fail by the provider
+    const failure = outcome.status !== 'ok' ? open.providerFailure : undefined;
+    if (failure) firstDetail ??= failure.detail;
     const ended = Date.now();
     insertSpan(db, {
       id: rootSpan, trace_id: traceId, parent_id: null, kind: 'agent', name: `${opts.harnessName} on ${task.id}`,
       status: outcome.status, started_at: started, ended_at: ended, input: { task: { id: task.id, input: task.input, tags: task.tags }, route: open.route },
       output: { output: outcome.output, steps: outcome.steps, stop: outcome.stop }, error: outcome.error ?? null,
-      input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, attributes: { route: open.route.label },
+      input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0,
+      attributes: { route: open.route.label, ...(failure ? { provider_failure: failure.kind } : {}) },
     });
     const sums = { ...open.usage, c: open.cost };
     writer.finish(traceId, {
@@ -395,6 +443,7 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
     return {
       task_id: task.id, trace_id: traceId, status: outcome.status, score, pass, feedback, output: outcome.output, error: outcome.error ?? null,
       steps: outcome.steps, tokens: sums.i + sums.o, cost_usd: sums.c, ms: ended - started, route: open.route.label,
+      provider_failure: failure?.kind ?? null,
     };
   };
 
@@ -411,5 +460,6 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
     tokens: results.reduce((s, r) => s + r.tokens, 0),
     cost_usd: results.reduce((s, r) => s + r.cost_usd, 0),
     budgetExceeded,
+    providerFailed,
   };
 }

@@ -66,6 +66,8 @@ export interface ModelResponse {
 
 export interface Provider {
   readonly name: 'anthropic' | 'openai';
+  /** the server it calls, for messages (`connection refused to http://127.0.0.1:9/v1`) */
+  readonly baseURL?: string;
   call(req: ModelRequest, signal?: AbortSignal): Promise<ModelResponse>;
 }
 

@@ -95,23 +95,31 @@ export class HarnessKind implements KindAdapter {
       memoryMB: req.policy.memoryMB, maxProcesses: req.policy.maxProcesses, guard: req.guard, cache: s.cache, signal: req.signal,
       readable: [AUTOAGENT_ROOT, harness.dir],
     };
+    const maxRate = s.max_provider_error_rate;
     const group = (part: string) => `${req.run.id}/${req.run.seq}/${req.repeat}${part}`;
     let done: Awaited<ReturnType<typeof evaluateHarness>>['results'] = [];
     // the screen: a minibatch first, compared task by task with the incumbent's scores on it
     if (s.screen_tasks > 0 && req.screenAgainst && req.screenAgainst.size > 0 && s.screen_tasks < tasks.length) {
       const mini = tasks.slice(0, s.screen_tasks);
-      const r = await evaluateHarness({ ...common, tasks: mini, groupId: group('') });
+      const r = await evaluateHarness({ ...common, tasks: mini, groupId: group(''), providerLimit: { maxRate, total: tasks.length } });
       done = r.results;
+      if (r.providerFailed) return this.outcome(done, started, { providerFailed: r.providerFailed });
       if (r.budgetExceeded) return this.outcome(done, started, { budgetExceeded: r.budgetExceeded });
       const inc = mean(mini.map((t) => req.screenAgainst!.get(t.id) ?? 0));
       const cand = mean(done.map((x) => x.score));
-      if (cand < inc) {
+      // a minibatch the provider failed on says nothing about the candidate: go on to the full evaluation (its rate decides)
+      if (cand < inc && !done.some((x) => x.provider_failure)) {
         return this.outcome(done, started, { screenedOut: `minibatch screen: ${cand.toFixed(4)} on the first ${mini.length} tasks is below the incumbent's ${inc.toFixed(4)} there` });
       }
     }
     const doneIds = new Set(done.map((d) => d.task_id));
-    const r = await evaluateHarness({ ...common, tasks: tasks.filter((t) => !doneIds.has(t.id)), groupId: group('') });
-    return this.outcome([...done, ...r.results], started, r.budgetExceeded ? { budgetExceeded: r.budgetExceeded } : {});
+    const r = await evaluateHarness({
+      ...common, tasks: tasks.filter((t) => !doneIds.has(t.id)), groupId: group(''),
+      providerLimit: { maxRate, total: tasks.length, done: done.length, failed: done.filter((d) => d.provider_failure).length },
+    });
+    const all = [...done, ...r.results];
+    if (r.providerFailed) return this.outcome(all, started, { providerFailed: r.providerFailed });
+    return this.outcome(all, started, r.budgetExceeded ? { budgetExceeded: r.budgetExceeded } : {});
   }
 
   private outcome(results: Awaited<ReturnType<typeof evaluateHarness>>['results'], started: number, extra: Partial<EvalOutcome>): EvalOutcome {
@@ -120,6 +128,8 @@ export class HarnessKind implements KindAdapter {
     // a harness whose worker cannot even start (a broken tool module, a bad prompt path) crashed: it was not measured
     const dead = results.length > 0 && results.every((r) => r.status === 'error' && (r.error ?? '').startsWith('the task-agent worker exited'));
     const lines = results.map((r) => `${r.task_id}\t${r.status}\t${r.score}\t${r.feedback.split('\n')[0]!.slice(0, 120)}`);
+    // a provider that failed makes the evaluation an error, not a score: no metric, whoever reads the outcome
+    if (extra.providerFailed) return { ...this.outcome(results, started, {}), status: 'crash', metric: null, reason: extra.providerFailed, ...extra };
     return {
       status: dead ? 'crash' : 'ok', metric: dead ? null : mean(scores), reason: dead ? results[0]!.error : null, commandMs: Date.now() - started, evaluatorMs: 0, exitCode: 0,
       stdoutTail: lines.join('\n').slice(-8000), stderrTail: failed.map((r) => `${r.task_id}: ${r.error}`).join('\n').slice(-8000),

@@ -69,6 +69,8 @@ export interface EvalOutcome {
   screenedOut?: string;
   /** the run's token or dollar budget ran out: the evaluation is partial and the run stops */
   budgetExceeded?: string;
+  /** the model provider failed (harness kinds): the evaluation is not a score, the run stops (resumable); one line */
+  providerFailed?: string;
 }
 
 export interface KindAdapter {

@@ -32,7 +32,7 @@ export function createProvider(name: string, opts: ProviderOptions = {}): Provid
 export { AnthropicProvider, ANTHROPIC_DEFAULT_BASE_URL, fromAnthropicMessage, toAnthropicBody } from './anthropic.ts';
 export { OpenAIProvider, OPENAI_DEFAULT_BASE_URL, LOCAL_PLACEHOLDER_KEY, fromOpenAICompletion, toOpenAIBody, parseArguments, isOpenAIHost } from './openai.ts';
 export { DEFAULT_RETRY, type ProviderOptions, type Env } from './common.ts';
-export { ProviderError } from './errors.ts';
+export { ProviderError, providerFailure, type ProviderFailure, type ProviderFailureKind } from './errors.ts';
 export { DEFAULT_PRICES, costOf, loadPrices, priceFor } from './prices.ts';
 export {
   withRetry,

@@ -18,6 +18,7 @@ import {
   isRetryable,
   loadPrices,
   priceFor,
+  providerFailure,
   retryAfterMs,
   toOpenAIBody,
   withRetry,
@@ -758,5 +759,72 @@ describe('prices', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('provider failures (what makes an evaluation an error, not a score)', () => {
+  const retry = { max_retries: 1, base_delay_ms: 1, max_delay_ms: 2, timeout_ms: 2000 };
+  const fail = async (p: { call: AnthropicProvider['call'] }, kind: 'anthropic' | 'openai') =>
+    p.call(request(kind, [user('hi')])).catch((e: unknown) => e);
+
+  test('a refused port, 401, 403, 5xx and 529 after the retries, 429 after the retries, a timeout: each classified, in one line naming the server', async () => {
+    const gone = await startMockOpenAI([]);
+    await gone.close();
+    const dead = await fail(new OpenAIProvider(fast({ OPENAI_BASE_URL: gone.baseURL }, { retry })), 'openai');
+    assert.deepEqual(providerFailure(dead, gone.baseURL), { kind: 'connection', detail: `connection refused to ${gone.baseURL}` });
+    const goneA = await startMockAnthropic([]);
+    await goneA.close();
+    const deadA = await fail(new AnthropicProvider(fast({ ANTHROPIC_API_KEY: 'k', ANTHROPIC_BASE_URL: goneA.url }, { retry })), 'anthropic');
+    assert.equal(providerFailure(deadA, goneA.url)?.kind, 'connection');
+
+    for (const status of [401, 403]) {
+      await withOpenAI(() => openaiError(status, 'Incorrect API key provided', 'invalid_request_error', 'invalid_api_key'), async (s, env) => {
+        const err = await fail(new OpenAIProvider(fast(env, { retry })), 'openai');
+        assert.deepEqual(providerFailure(err, s.baseURL), { kind: 'auth', detail: `${s.baseURL} answered HTTP ${status} invalid_request_error: Incorrect API key provided` });
+        assert.equal(s.requests.length, 1, 'not retried');
+      });
+    }
+    await withOpenAI(() => openaiError(503, 'upstream down', 'server_error'), async (s, env) => {
+      const err = await fail(new OpenAIProvider(fast(env, { retry })), 'openai');
+      assert.deepEqual(providerFailure(err, s.baseURL), { kind: 'server', detail: `${s.baseURL} answered HTTP 503 server_error: upstream down (gave up after 2 attempts)` });
+    });
+    await withAnthropic(() => overloaded(), async (s, env) => {
+      const err = await fail(new AnthropicProvider(fast(env, { retry })), 'anthropic');
+      assert.equal(providerFailure(err, s.url)?.kind, 'server');
+      assert.match(providerFailure(err, s.url)!.detail, /HTTP 529 overloaded_error: Overloaded \(gave up after 2 attempts\)$/);
+    });
+    await withOpenAI(() => openaiError(429, 'Rate limit reached', 'rate_limit_exceeded'), async (s, env) => {
+      const err = await fail(new OpenAIProvider(fast(env, { retry })), 'openai');
+      assert.equal(providerFailure(err, s.baseURL)?.kind, 'rate_limit');
+    });
+    await withOpenAI(() => ({ delayMs: 3000, body: openaiText('too late') }), async (s, env) => {
+      const err = await fail(new OpenAIProvider(fast(env, { retry: { ...retry, timeout_ms: 100 } })), 'openai');
+      assert.deepEqual(providerFailure(err, s.baseURL), { kind: 'timeout', detail: `no answer from ${s.baseURL} within 100 ms (gave up after 2 attempts)` });
+    });
+  });
+
+  test('what the candidate caused stays data: 400, 404, 413, 422, a budget, a plain error, an abort', async () => {
+    for (const status of [400, 404, 413, 422]) {
+      await withOpenAI(() => openaiError(status, `status ${status}`), async (s, env) => {
+        const err = await fail(new OpenAIProvider(fast(env, { retry })), 'openai');
+        assert.ok(err instanceof ProviderError);
+        assert.equal(providerFailure(err, s.baseURL), null, `status ${status}`);
+      });
+    }
+    assert.equal(providerFailure(new Error('the task used its 100 tokens (max_task_tokens)')), null);
+    await withOpenAI(() => ({ delayMs: 3000, body: openaiText('late') }), async (_s, env) => {
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 50);
+      const err = await new OpenAIProvider(fast(env, { retry })).call(request('openai', [user('hi')]), ac.signal).catch((e: unknown) => e);
+      assert.equal(providerFailure(err), null);
+    });
+  });
+
+  test('DNS and reset connections are named as such', () => {
+    const conn = (code: string) => new ProviderError('x', 'openai', 'm', undefined, 3, true,
+      Object.assign(new Error('Connection error.'), { name: 'APIConnectionError', cause: Object.assign(new TypeError('fetch failed'), { cause: { code } }) }));
+    assert.deepEqual(providerFailure(conn('ENOTFOUND'), 'http://nowhere.test/v1'), { kind: 'connection', detail: 'cannot resolve the host of http://nowhere.test/v1' });
+    assert.deepEqual(providerFailure(conn('ECONNRESET'), 'http://h/v1'), { kind: 'connection', detail: 'connection reset by http://h/v1' });
+    assert.deepEqual(providerFailure(conn('EHOSTUNREACH'), 'http://h/v1'), { kind: 'connection', detail: 'cannot connect to http://h/v1 (connection error (EHOSTUNREACH))' });
   });
 });
