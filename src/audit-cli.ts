@@ -25,11 +25,11 @@ async function store(db?: string) {
   return openDb(path);
 }
 
-export async function auditCommand(runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string }, io: IOLike): Promise<number> {
+export async function auditCommand(runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string; expectHead?: string }, io: IOLike): Promise<number> {
   const db = await store(o.db);
   try {
     const run = pickRun(db, runId);
-    const r = await auditRun(db, run.id, { rescore: o.rescore !== false, dataRoot: o.data });
+    const r = await auditRun(db, run.id, { rescore: o.rescore !== false, dataRoot: o.data, expectHead: o.expectHead });
     io.out(o.json ? JSON.stringify(r, null, 2) + '\n' : formatAudit(r) + '\n');
     return r.ok ? 0 : 1;
   } finally {

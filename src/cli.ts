@@ -172,10 +172,11 @@ Examples:
     .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
       exit.code = await tracesCommand(target, query, o, io.out);
     });
-  program.command('audit [run]').description('verify a run: branch ↔ kept experiments, editable-only diffs, locked hashes, the acceptance evidence, re-scored outputs; exit 1 on any break')
+  program.command('audit [run]').description('verify a run: branch ↔ kept experiments, editable-only diffs, locked hashes, the acceptance evidence, stored diffs re-derived from git, the ledger chain, re-scored outputs; exit 1 on any break')
     .option('--no-rescore', 'skip re-scoring stored task outputs (harness runs)').option('--data <dir>', 'data root of the built-in benchmarks')
+    .option('--expect-head <hex>', 'a ledger head printed earlier (by the run, `log` or the report): fail unless it is the head now or a link of the chain')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string }) => {
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string; expectHead?: string }) => {
       exit.code = await auditCommand(runId, o, io);
     });
   program.command('finalize [run]').description('evaluate the final incumbent once on the sealed test split, and write a clean branch of the kept changes')

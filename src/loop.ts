@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
   openDb, insertRun, getRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
-  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun,
+  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
 import { loadStudy, StudySchema, type Study } from './study.ts';
@@ -309,6 +309,8 @@ async function drive(
   checkpoint(ctx);
   setRunStatus(db, runId, status, reason);
   await finishLiveExport(ctx);
+  const head = ledgerHead(db, runId)!.head.slice(0, 16);
+  opts.reporter.event(`ledger head: ${head} (keep it: \`autoagent audit ${runId} --expect-head ${head}\` later proves the ledger was not rewritten since)`);
   return { runId, dbPath, status, stopReason: reason };
 }
 
@@ -575,6 +577,7 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
   await g.addWorktree(ctx.paths.repo, wt, parent);
   try {
     const candidate = await g.commitFiles(wt, edits, `autoagent candidate ${ctx.run.id} #${seq}\n\n${proposal.hypothesis}`);
+    await g.pinCandidate(ctx.paths.repo, ctx.run.id, seq, candidate); // before the row: a recorded candidate always has its ref
     insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
   } catch (e) {
     await g.removeWorktree(ctx.paths.repo, wt);
@@ -828,6 +831,7 @@ async function keepCandidate(ctx: RunCtx, p: Passed, passedInRound: number, alre
       `Run: ${ctx.run.id}`,
       `Experiment: ${exp.seq}`,
       `Evidence: ${m.length} evaluation(s) ${m.map(fmtMetric).join(', ')} vs incumbent ${incMetrics.map(fmtMetric).join(', ')}; margin ${fmtMetric(j.margin)}`,
+      `Ledger: ${ledgerHead(ctx.db, ctx.run.id)!.head}`,
     ].join('\n');
     kept = await g.commitTree(ctx.paths.repo, exp.candidate_commit!, exp.parent_commit, message);
     await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);

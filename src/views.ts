@@ -1,6 +1,6 @@
 /** What `log`, `show` and `status` print, as data (for --json) and as text. */
 import {
-  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getRun, latestRun, getExperiment, getTrace, proposalOf, renderTranscript,
+  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getRun, latestRun, getExperiment, getTrace, proposalOf, renderTranscript, ledgerHead,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { UsageError } from './errors.ts';
@@ -73,6 +73,8 @@ export function ledgerData(db: DB, run: RunRow) {
       metric: run.metric_name, direction: run.direction, self_reported: Boolean(run.self_reported),
       unsafe_no_sandbox: Boolean(run.unsafe_no_sandbox), elapsed_ms: run.elapsed_ms,
     },
+    /** the ledger chain's head as stored (`audit --expect-head` checks a copy of it later); null: the run predates the chain */
+    ledger: ledgerOf(db, run.id),
     baseline: { mean: baseMetrics.length ? mean(baseMetrics) : null, sd: stddev(baseMetrics), repeats: baseMetrics },
     noise: { sd: noise.sd, df: noise.df },
     best,
@@ -80,6 +82,11 @@ export function ledgerData(db: DB, run: RunRow) {
     spend: runSpend(db, run.id),
     rows,
   };
+}
+
+function ledgerOf(db: DB, runId: string): { head: string; links: number } | null {
+  const h = ledgerHead(db, runId);
+  return h && h.links > 0 ? h : null;
 }
 
 /** Model spend of a run from its traces: the task-agent's (harness evaluations) and the meta-agent's (proposals). */
@@ -112,6 +119,7 @@ export function ledgerText(db: DB, run: RunRow): string {
   }
   const counts = Object.entries(d.counts).map(([k, v]) => `${v} ${k}`).join(', ');
   if (counts) lines.push(`experiments: ${counts}`);
+  lines.push(d.ledger ? `ledger head ${d.ledger.head.slice(0, 16)} (${d.ledger.links} decisions chained)` : 'ledger: no chain (the run predates it)');
   const { task_agent: ta, meta_agent: ma } = d.spend;
   if (ta.traces || ma.traces) {
     lines.push(`spend: task-agent ${fmtTokens(ta.tokens)} tokens $${ta.cost_usd.toFixed(4)} · meta-agent ${fmtTokens(ma.tokens)} tokens $${ma.cost_usd.toFixed(4)} over ${ma.traces} proposal(s)`);
