@@ -179,6 +179,9 @@ function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spen
     fact('spend', esc(spendParts.join(' · '))),
     study?.harness?.benchmark ? fact('benchmark', esc(`${study.harness.benchmark}${study.harness.split ? ` (${study.harness.split})` : ''}`)) : '',
     fact('started', esc(run.created_at.replace('T', ' ').slice(0, 19))),
+    fact('ledger head', ledger.ledger
+      ? `<code class="ledger-head">${esc(ledger.ledger.head.slice(0, 16))}</code> <span class="sub">${ledger.ledger.links} decisions chained; <code>autoagent audit ${esc(run.id)} --expect-head ${esc(ledger.ledger.head.slice(0, 16))}</code> proves the ledger was not rewritten since this report</span>`
+      : '<span class="sub">no ledger chain (the run predates it)</span>'),
   ];
   return `<section id="summary">
 <h1>${esc(run.name)}</h1>

@@ -13,7 +13,8 @@ import { UserError } from '../../src/errors.ts';
 import { renderReport, CHART_COLORS } from '../../src/report/html.ts';
 import { renderPng, findChromium } from '../../src/report/png.ts';
 import { encodePng, decodePng as decodeRaster, trimBottom } from '../../src/report/pngcodec.ts';
-import { openDb, listExperiments, insertRun, insertExperiment, proposalOf, type DB, type ExperimentRow } from '../../traces/index.ts';
+import { openDb, listExperiments, insertRun, insertExperiment, proposalOf, ledgerHead, type DB, type ExperimentRow } from '../../traces/index.ts';
+import { auditRun } from '../../src/audit.ts';
 import { ledgerData } from '../../src/views.ts';
 import { fmtMetric } from '../../src/format.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
@@ -77,6 +78,15 @@ const attrValues = (markup: string, attr: string): string[] => [...markup.matchA
 test('the command run went through every decision the report must draw', () => {
   const exps = listExperiments(db, runId);
   assert.deepEqual(exps.map((e) => e.decision), ['baseline', 'kept', 'discarded', 'rejected', 'crash', 'kept']);
+});
+
+test('the header shows the ledger head, as `audit --expect-head` takes it', async () => {
+  const head = ledgerHead(db, runId)!;
+  assert.equal(head.links, 6);
+  assert.ok(html.includes(`<b>ledger head</b> <code class="ledger-head">${head.head.slice(0, 16)}</code> <span class="sub">6 decisions chained; <code>autoagent audit ${runId} --expect-head ${head.head.slice(0, 16)}</code>`));
+  // every decision (crash and rejected included) is a link the audit recomputes
+  const r = await auditRun(db, runId, { expectHead: head.head.slice(0, 16) });
+  assert.ok(r.ok, r.problems.join('\n'));
 });
 
 test('the report is one self-contained file: no external URL, script, stylesheet or font', () => {

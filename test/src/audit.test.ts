@@ -318,6 +318,35 @@ test('tampering (i): a store rewritten consistently (chain recomputed) is caught
   await assert.rejects(auditRun(db, run.id, { expectHead: 'xyz' }), /^UsageError: --expect-head xyz: expected the ledger head a run printed \(8 to 64 hex digits\)$/);
 });
 
+test('a ledger chain removed from the store is named; a run that predates the chain audits with a note', async () => {
+  const r = await auditTampered(() => {
+    db.prepare('UPDATE experiments SET chain = NULL, chain_pos = NULL WHERE run_id = ?').run(run.id);
+  });
+  assert.equal(r.ok, false);
+  assert.deepEqual(r.problems, [`ledger: no experiment has a ledger link, but its kept commits carry Ledger lines and it has candidate refs (refs/autoagent/${run.id}/1): the chain was removed from the store`]);
+
+  // a run made before the chain: no links, no candidate refs, no Ledger lines (its only candidate was discarded)
+  const old = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
+  let odb: DB | null = null;
+  try {
+    const res = await startRun(join(old, 'study.yaml'), { overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: scripted([setKnob('X', '0.0')]) });
+    odb = openDb(res.dbPath);
+    assert.deepEqual(listExperiments(odb, res.runId).map((e) => e.decision), ['baseline', 'discarded']);
+    odb.prepare('UPDATE experiments SET chain = NULL, chain_pos = NULL').run();
+    sh(old, 'git', ['update-ref', '-d', `refs/autoagent/${res.runId}/1`]);
+    const legacy = await auditRun(odb, res.runId);
+    assert.ok(legacy.ok, legacy.problems.join('\n'));
+    assert.equal(legacy.ledger, null);
+    assert.equal(check(legacy, 'ledger').detail, 'no ledger chain (run predates it)');
+    assert.match(ledgerText(odb, getRun(odb, res.runId)!), /^ledger: no chain \(the run predates it\)$/m);
+    const expect = await auditRun(odb, res.runId, { expectHead: '0123456789abcdef' });
+    assert.deepEqual(expect.problems, ['ledger: --expect-head 0123456789abcdef: the run has no ledger chain to check it against']);
+  } finally {
+    odb?.close();
+    cleanup(old);
+  }
+});
+
 test('a discarded candidate\'s commit survives `git gc --prune=now` (its ref holds it); without the ref its loss is named', async () => {
   const discarded = exps.find((e) => e.decision === 'discarded')!;
   const gc = () => {
