@@ -183,8 +183,9 @@ Examples:
     .option('--force', 'evaluate the test split again (recorded as forced)').option('--branch <name>', 'the clean branch (default autoagent/<run>-clean)')
     .option('--no-branch', 'write no clean branch').option('--squash', 'one commit for all kept changes')
     .option('--data <dir>', 'data root of the built-in benchmarks').option('--unsafe-no-sandbox', 'evaluate without bubblewrap')
+    .option('--all', 'harness runs: score every test task (default: harness.limit, as in the run)')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean }) => {
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean; all?: boolean }) => {
       exit.code = await finalizeCommand(runId, o, io);
     });
   program.command('report [run]').description('write a self-contained HTML report of a run (progress chart, heatmap, kept changes, ledger)')

@@ -200,7 +200,10 @@ test('a self-reported or unsandboxed run gets a red banner; a finalization shows
     d2.prepare('UPDATE runs SET self_reported = 1, unsafe_no_sandbox = 1').run();
     const last = listExperiments(d2, runId).filter((e) => e.decision === 'kept').pop()!;
     const fin = d2.prepare('INSERT INTO finalizations (run_id, "commit", split, metric, details, forced, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    fin.run(runId, last.kept_commit, 'test', 0.75, JSON.stringify({ experiment: last.seq, validation: 0.25, test_minus_validation: 0.5, forced_over: [] }), 0, '2026-11-22T04:00:00.000Z');
+    fin.run(runId, last.kept_commit, 'test', 0.75, JSON.stringify({
+      experiment: last.seq, validation: 0.25, test_minus_validation: 0.5, forced_over: [],
+      scored: { text: 'scored the test split as the evaluator reads AUTOAGENT_SPLIT=test, 1 evaluation, seed 7' }, untrusted_split: true,
+    }), 0, '2026-11-22T04:00:00.000Z');
     fin.run(runId, last.kept_commit, 'test', 0.125, JSON.stringify({ experiment: last.seq, forced_over: ['already finalized'] }), 1, '2026-11-22T05:00:00.000Z');
     const page = renderReport(d2, runId);
     const banners = [...page.matchAll(/<div class="banner" role="alert">([^<]*)<\/div>/g)].map((m) => m[1]!);
@@ -211,6 +214,9 @@ test('a self-reported or unsandboxed run gets a red banner; a finalization shows
     assert.equal(rows.length, 2);
     assert.ok(rows[0]!.includes(`<a href="#exp-${last.seq}">#${last.seq}</a>`));
     assert.match(rows[0]!, /<td class="num">0\.25<\/td><td class="num">0\.75<\/td><td class="num"><span style="color:#8c1512">\+0\.5<\/span>/, 'a worse test loss, in red');
+    // what was scored, and a test score that is not held out
+    assert.ok(rows[0]!.includes('<span class="sub">scored the test split as the evaluator reads AUTOAGENT_SPLIT=test, 1 evaluation, seed 7</span> <span class="badge b-crash untrusted-split">not held out</span> <span class="sub">the test score equals the validation score at the same seed: the evaluator may ignore AUTOAGENT_SPLIT; this is not a held-out score</span>'), rows[0]);
+    assert.doesNotMatch(rows[1]!, /untrusted-split/);
     // without a recorded validation number, the incumbent's own evaluations give it
     assert.ok(rows[1]!.includes(`<td class="num">${fmtMetric(last.metric)}</td><td class="num">0.125</td>`), rows[1]);
     assert.match(rows[1]!, /forced<\/span> <span class="sub">already finalized/);
