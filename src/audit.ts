@@ -558,11 +558,19 @@ async function patchGives(repo: string, parent: string, candidate: string, patch
   const dir = mkdtempSync(join(tmpdir(), 'autoagent-audit-'));
   try {
     const env = { ...process.env, GIT_INDEX_FILE: join(dir, 'index') };
-    await execFileP('git', ['read-tree', parent], { cwd: repo, env });
     writeFileSync(join(dir, 'patch'), patch.endsWith('\n') ? patch : patch + '\n');
-    await execFileP('git', ['apply', '--cached', join(dir, 'patch')], { cwd: repo, env });
-    const tree = (await execFileP('git', ['write-tree'], { cwd: repo, env, encoding: 'utf8' })).stdout.trim();
-    return tree === (await treeOf(repo, candidate));
+    const want = await treeOf(repo, candidate);
+    // a/ b/ prefixes, or none (diff.noprefix)
+    for (const strip of ['-p1', '-p0']) {
+      await execFileP('git', ['read-tree', parent], { cwd: repo, env });
+      try {
+        await execFileP('git', ['apply', '--cached', strip, join(dir, 'patch')], { cwd: repo, env });
+      } catch {
+        continue;
+      }
+      if ((await execFileP('git', ['write-tree'], { cwd: repo, env, encoding: 'utf8' })).stdout.trim() === want) return true;
+    }
+    return false;
   } catch {
     return false;
   } finally {

@@ -250,6 +250,21 @@ test('tampering (g): a stored diff edited in SQLite is named, for a discarded ca
   assert.ok(r1.problems.includes(`diffs: experiment #${discarded.seq} (discarded): the stored diff is not \`git diff ${discarded.parent_commit.slice(0, 8)} ${discarded.candidate_commit!.slice(0, 8)}\` (line 8: stored "+X = 2.5  # first knob", git "+X = 2.02  # first knob")`), r1.problems.join('\n'));
   assert.ok(r1.problems.some((p) => p.startsWith(`ledger: the chain breaks at experiment #${discarded.seq} (link ${discarded.chain_pos} of 6)`)), r1.problems.join('\n'));
 
+  // not a tampering: git now writes diffs otherwise (diff.noprefix set after the run); the stored diffs still apply exactly
+  sh(repo, 'git', ['config', 'diff.noprefix', 'true']);
+  try {
+    const r = await auditRun(db, run.id);
+    assert.ok(r.ok, r.problems.join('\n'));
+    assert.equal(check(r, 'diffs').detail, "4 stored diff(s) re-derived from git, 1 rejected proposal(s) from their stored edits; 4 stored diff(s) formatted differently but applying to exactly the candidate's files");
+    // and an edited one is still named
+    const r3 = await auditTampered(() => {
+      db.prepare('UPDATE experiments SET diff = ? WHERE id = ?').run(discarded.diff.replace('+X = 2.02', '+X = 2.5'), discarded.id);
+    });
+    assert.ok(r3.problems.some((p) => p.startsWith(`diffs: experiment #${discarded.seq} (discarded): the stored diff is not`)), r3.problems.join('\n'));
+  } finally {
+    sh(repo, 'git', ['config', '--unset', 'diff.noprefix']);
+  }
+
   const rejected = exps.find((e) => e.decision === 'rejected')!;
   assert.equal(rejected.candidate_commit, null);
   assert.match(rejected.diff, /^\+print\('METRIC loss=0'\)$/m);
