@@ -650,6 +650,12 @@ async function checkDiffs(ctx: Ctx): Promise<Part> {
     }
     P.push(`${who}: the stored diff is not \`git diff ${short(e.parent_commit)} ${short(to)}\` (${firstDifference(e.diff, derived)})`);
   }
+  // a candidate ref with no experiment: its row was removed (a proposal killed before its row was written leaves the next seq only)
+  const seqs = new Set(ctx.exps.map((e) => e.seq));
+  const next = ctx.exps.length ? Math.max(...seqs) + 1 : 0;
+  for (const [seq, sha] of ctx.refs) {
+    if (!seqs.has(seq) && seq !== next) P.push(`${g.candidateRef(run.id, seq)} holds candidate ${short(sha)}, but the store has no experiment #${seq}: its row was removed`);
+  }
   const notes = [
     reformatted ? `; ${reformatted} stored diff(s) formatted differently but applying to exactly the candidate's files` : '',
     gone.length ? `; the candidate commits of #${gone.join(', #')} are gone (the run predates candidate refs): not re-derived` : '',

@@ -276,6 +276,17 @@ test('tampering (g): a stored diff edited in SQLite is named, for a discarded ca
   assert.ok(r2.problems.includes(`diffs: experiment #${rejected.seq} (rejected): the stored diff is not the diff of its stored edits against ${rejected.parent_commit.slice(0, 8)} (line 1: stored "diff --git a/params.py b/params.py", git "diff --git a/evaluate.py b/evaluate.py")`), r2.problems.join('\n'));
 });
 
+test('tampering (j): a discarded experiment deleted from the store is named by its candidate ref', async () => {
+  const discarded = exps.find((e) => e.decision === 'discarded')!;
+  const r = await auditTampered(() => {
+    db.prepare('DELETE FROM evaluations WHERE experiment_id = ?').run(discarded.id);
+    db.prepare('DELETE FROM experiments WHERE id = ?').run(discarded.id);
+  });
+  assert.equal(r.ok, false);
+  assert.ok(r.problems.includes(`diffs: refs/autoagent/${run.id}/${discarded.seq} holds candidate ${discarded.candidate_commit!.slice(0, 8)}, but the store has no experiment #${discarded.seq}: its row was removed`), r.problems.join('\n'));
+  assert.ok(r.problems.some((p) => p.startsWith(`ledger: ledger position ${discarded.chain_pos} is missing`)), r.problems.join('\n'));
+});
+
 test('tampering (h): an evaluation edited with its own link recomputed breaks the chain at the next link', async () => {
   const discarded = exps.find((e) => e.decision === 'discarded')!;
   const next = exps.find((e) => e.chain_pos === discarded.chain_pos! + 1)!;
