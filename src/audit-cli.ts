@@ -7,7 +7,7 @@ import { defaultDbPath } from './loop.ts';
 import { repoRoot } from './git.ts';
 import { pickRun } from './views.ts';
 import { auditRun, formatAudit } from './audit.ts';
-import { finalizeRun } from './finalize.ts';
+import { finalizeRun, UNTRUSTED_SPLIT } from './finalize.ts';
 import { renderReport } from './report/html.ts';
 import { renderPng } from './report/png.ts';
 import { exportToLangfuse, langfuseOptionsFromEnv } from './export/langfuse.ts';
@@ -25,11 +25,11 @@ async function store(db?: string) {
   return openDb(path);
 }
 
-export async function auditCommand(runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string }, io: IOLike): Promise<number> {
+export async function auditCommand(runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string; expectHead?: string }, io: IOLike): Promise<number> {
   const db = await store(o.db);
   try {
     const run = pickRun(db, runId);
-    const r = await auditRun(db, run.id, { rescore: o.rescore !== false, dataRoot: o.data });
+    const r = await auditRun(db, run.id, { rescore: o.rescore !== false, dataRoot: o.data, expectHead: o.expectHead });
     io.out(o.json ? JSON.stringify(r, null, 2) + '\n' : formatAudit(r) + '\n');
     return r.ok ? 0 : 1;
   } finally {
@@ -39,18 +39,21 @@ export async function auditCommand(runId: string | undefined, o: { db?: string; 
 
 export async function finalizeCommand(
   runId: string | undefined,
-  o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean },
+  o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean; all?: boolean },
   io: IOLike,
 ): Promise<number> {
   const db = await store(o.db);
   try {
     const run = pickRun(db, runId);
     const r = await finalizeRun(db, run.id, {
-      force: o.force, branch: o.branch, squash: o.squash, dataRoot: o.data, unsafeNoSandbox: Boolean(o.unsafeNoSandbox),
+      force: o.force, branch: o.branch, squash: o.squash, dataRoot: o.data, unsafeNoSandbox: Boolean(o.unsafeNoSandbox), all: Boolean(o.all),
       reporter: new StreamReporter(io.err, io.errIsTTY),
     });
     io.out(o.json ? JSON.stringify(r, null, 2) + '\n'
-      : `finalized ${r.run}${r.forced ? ' (forced)' : ''}: ${run.metric_name} on the sealed test split = ${r.metric} (validation ${r.validation ?? '—'}) at ${r.commit.slice(0, 10)}${r.branch ? `\nclean branch: ${r.branch}` : ''}\n`);
+      : `finalized ${r.run}${r.forced ? ' (forced)' : ''}: ${run.metric_name} on the sealed test split = ${r.metric} (validation ${r.validation ?? '—'}) at ${r.commit.slice(0, 10)}\n`
+        + `${r.scored.text}\n`
+        + (r.untrusted_split ? `WARNING: ${UNTRUSTED_SPLIT}\n` : '')
+        + (r.branch ? `clean branch: ${r.branch}\n` : ''));
     return 0;
   } finally {
     db.close();

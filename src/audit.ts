@@ -12,6 +12,12 @@
  *  - evidence: every kept (and discarded) decision re-derived with the acceptance rule from the
  *    stored evaluations, with the noise the loop had at that point; the stored improvement and
  *    margin and the kept commit's `Evidence:` line match the recomputation.
+ *  - diffs: every experiment's stored diff (kept, discarded, crashed, rejected) re-derived from git:
+ *    `git diff parent..candidate` (the candidate commit is held by `refs/autoagent/<run>/<seq>`), or,
+ *    for a proposal rejected before evaluation, its stored edits against the parent's files.
+ *  - ledger: the ledger chain recomputed from the genesis (run id, base commit, lock manifest, study
+ *    hash) through every decided experiment's record; each kept commit's `Ledger:` line is the link
+ *    before it; with `expectHead`, a head printed earlier is the head now or one of its links.
  *  - rescore (harness runs): every scored trace's stored output re-scored by the benchmark's locked
  *    scorer; each evaluation's metric is the mean of its traces' scores.
  */
@@ -20,8 +26,10 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import {
-  getRun, listRuns, listExperiments, evaluationsOfRun, tracesOf,
+  getRun, listRuns, listExperiments, evaluationsOfRun, tracesOf, ledgerGenesis, ledgerLink,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { StudySchema, type Study } from './study.ts';
@@ -32,6 +40,7 @@ import { incumbentBefore, roundAlpha } from './rounds.ts';
 import { fmtMetric } from './format.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
 import { dataRoot } from './kinds/harness.ts';
+import * as g from './git.ts';
 
 export interface AuditCheck {
   name: string;
@@ -43,6 +52,8 @@ export interface AuditReport {
   run: string;
   ok: boolean;
   checks: AuditCheck[];
+  /** the ledger chain as recomputed from the store (null: the run predates it) */
+  ledger: { head: string; links: number } | null;
   /** each names its check first (`chain: …`), then the experiment, commit, file or trace */
   problems: string[];
 }
@@ -52,6 +63,8 @@ export interface AuditOptions {
   rescore?: boolean;
   /** data root for built-in benchmarks (default: the study's harness.data, else AUTOAGENT_DATA) */
   dataRoot?: string;
+  /** a ledger head printed earlier (hex, a prefix of 8 or more digits): it must be the head now, or a link of the chain */
+  expectHead?: string;
 }
 
 const execFileP = promisify(execFile);
@@ -135,6 +148,10 @@ interface Ctx {
   subjects: Map<string, string>;
   byKeptCommit: Map<string, ExperimentRow>;
   kept: ExperimentRow[];
+  /** seq → commit of the run's candidate refs (refs/autoagent/<run>/<seq>) */
+  refs: Map<number, string>;
+  /** the ledger chain recomputed by checkLedger */
+  ledger: { head: string; links: number } | null;
 }
 
 interface Part {
@@ -523,6 +540,219 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// diffs
+
+/** where two texts first differ, for a problem line */
+function firstDifference(stored: string, derived: string): string {
+  const a = stored.split('\n');
+  const b = derived.split('\n');
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  const cut = (x: string | undefined) => (x === undefined ? '(end)' : JSON.stringify(x.length > 60 ? x.slice(0, 59) + '…' : x));
+  return `line ${i + 1}: stored ${cut(a[i])}, git ${cut(b[i])}`;
+}
+
+/** Does `patch` turn `parent`'s tree into exactly `candidate`'s? (a stored diff formatted by another git configuration) */
+async function patchGives(repo: string, parent: string, candidate: string, patch: string): Promise<boolean> {
+  if (!patch.trim()) return (await treeOf(repo, parent)) === (await treeOf(repo, candidate));
+  const dir = mkdtempSync(join(tmpdir(), 'autoagent-audit-'));
+  try {
+    const env = { ...process.env, GIT_INDEX_FILE: join(dir, 'index') };
+    writeFileSync(join(dir, 'patch'), patch.endsWith('\n') ? patch : patch + '\n');
+    const want = await treeOf(repo, candidate);
+    // a/ b/ prefixes, or none (diff.noprefix)
+    for (const strip of ['-p1', '-p0']) {
+      await execFileP('git', ['read-tree', parent], { cwd: repo, env });
+      try {
+        await execFileP('git', ['apply', '--cached', strip, join(dir, 'patch')], { cwd: repo, env });
+      } catch {
+        continue;
+      }
+      if ((await execFileP('git', ['write-tree'], { cwd: repo, env, encoding: 'utf8' })).stdout.trim() === want) return true;
+    }
+    return false;
+  } catch {
+    return false;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A run made by this version: its baseline has a ledger link (and every candidate a ref). */
+function madeWithLedger(ctx: Ctx): boolean {
+  return ctx.exps.find((e) => e.seq === 0)?.chain != null;
+}
+
+async function checkDiffs(ctx: Ctx): Promise<Part> {
+  const P: string[] = [];
+  const { run, repo, study, studyDir } = ctx;
+  const isLocked = globMatcher(study.locked, studyDir);
+  const editable = globMatcher(study.editable, studyDir);
+  const isEditable = (p: string) => editable(p) && !isLocked(p);
+  // candidates need their ref from the first one that has one (a run resumed by a newer autoagent: from there on)
+  const withRef = [...ctx.refs.keys()];
+  const refsFrom = madeWithLedger(ctx) ? 1 : withRef.length ? Math.min(...withRef) : Infinity;
+  let fromGit = 0;
+  let fromEdits = 0;
+  let reformatted = 0;
+  const gone: number[] = [];
+  for (const e of ctx.exps) {
+    const who = `experiment #${e.seq}${e.decision ? ` (${e.decision})` : ' (pending)'}`;
+    if (e.seq === 0) {
+      if (e.diff !== '') P.push(`baseline #0 has a stored diff; the baseline changes nothing`);
+      if (e.candidate_commit !== run.base_commit) P.push(`baseline #0 records candidate ${short(e.candidate_commit)}, not the base commit ${short(run.base_commit)}`);
+      continue;
+    }
+    if (!(await commitExists(repo, e.parent_commit))) {
+      P.push(`${who}: its parent commit ${short(e.parent_commit)} is not in the repository: its diff cannot be re-derived`);
+      continue;
+    }
+    if (e.candidate_commit === null) {
+      // rejected before evaluation: the loop diffed its edits against the parent's editable files
+      let edits: Array<{ path: string; content: string }>;
+      try {
+        edits = JSON.parse(e.edits);
+        if (!Array.isArray(edits) || !edits.every((x) => typeof x?.path === 'string' && typeof x?.content === 'string')) throw new Error('not a list of {path, content}');
+      } catch (err) {
+        P.push(`${who}: its stored edits are unreadable (${(err as Error).message}): its diff cannot be re-derived`);
+        continue;
+      }
+      const tracked = new Set(await g.trackedFiles(repo, e.parent_commit));
+      const before: Record<string, string> = {};
+      for (const x of edits) if (tracked.has(x.path) && isEditable(x.path)) before[x.path] = await g.showFile(repo, e.parent_commit, x.path);
+      const derived = await g.diffEdits(before, edits);
+      fromEdits++;
+      if (derived !== e.diff) P.push(`${who}: the stored diff is not the diff of its stored edits against ${short(e.parent_commit)} (${firstDifference(e.diff, derived)})`);
+      continue;
+    }
+    const ref = ctx.refs.get(e.seq);
+    const refName = g.candidateRef(run.id, e.seq);
+    if (ref === undefined && e.seq >= refsFrom) {
+      P.push(`${who}: its candidate ref ${refName} is missing${(await commitExists(repo, e.candidate_commit)) ? ' (the commit is still there, but `git gc` may remove it)' : ''}`);
+    } else if (ref !== undefined && ref !== e.candidate_commit) {
+      P.push(`${who}: its candidate ref ${refName} points at ${short(ref)}, but the store records candidate ${short(e.candidate_commit)}`);
+    }
+    let to = e.candidate_commit;
+    if (!(await commitExists(repo, to))) {
+      // a kept commit holds the candidate's tree on the same parent: the diff is re-derived from it
+      const viaKept = e.kept_commit && (await commitExists(repo, e.kept_commit)) ? e.kept_commit : null;
+      if (e.seq >= refsFrom) P.push(`candidate commit of #${e.seq} is missing (${short(e.candidate_commit)}${ref === undefined ? `, no ${refName}` : ''})${viaKept ? '' : ': its stored diff cannot be re-derived'}`);
+      else if (!viaKept) gone.push(e.seq);
+      if (!viaKept) continue;
+      to = viaKept;
+    }
+    const derived = await g.diff(repo, e.parent_commit, to);
+    fromGit++;
+    if (derived === e.diff) continue;
+    if (await patchGives(repo, e.parent_commit, to, e.diff)) {
+      reformatted++; // the same change, written by git with other settings
+      continue;
+    }
+    P.push(`${who}: the stored diff is not \`git diff ${short(e.parent_commit)} ${short(to)}\` (${firstDifference(e.diff, derived)})`);
+  }
+  // a candidate ref with no experiment: its row was removed (a proposal killed before its row was written leaves the next seq only)
+  const seqs = new Set(ctx.exps.map((e) => e.seq));
+  const next = ctx.exps.length ? Math.max(...seqs) + 1 : 0;
+  for (const [seq, sha] of ctx.refs) {
+    if (!seqs.has(seq) && seq !== next) P.push(`${g.candidateRef(run.id, seq)} holds candidate ${short(sha)}, but the store has no experiment #${seq}: its row was removed`);
+  }
+  const notes = [
+    reformatted ? `; ${reformatted} stored diff(s) formatted differently but applying to exactly the candidate's files` : '',
+    gone.length ? `; the candidate commits of #${gone.join(', #')} are gone (the run predates candidate refs): not re-derived` : '',
+  ].join('');
+  return { detail: `${fromGit} stored diff(s) re-derived from git, ${fromEdits} rejected proposal(s) from their stored edits${notes}`, problems: P };
+}
+
+// ---------------------------------------------------------------------------------------------
+// ledger
+
+const head16 = (h: string | null | undefined) => (h ? `${h.slice(0, 16)}…` : '(none)');
+
+function ledgerLineOf(message: string): string | null {
+  return /^Ledger: ([0-9a-f]+)\s*$/m.exec(message)?.[1] ?? null;
+}
+
+async function checkLedger(ctx: Ctx, expectHead: string | undefined): Promise<Part> {
+  const P: string[] = [];
+  const { run, exps, evals, repo } = ctx;
+  const genesis = ledgerGenesis(run);
+  const lines = new Map<number, string | null>();
+  for (const e of ctx.kept) {
+    if (e.kept_commit && (await commitExists(repo, e.kept_commit))) lines.set(e.seq, ledgerLineOf(await git(repo, ['log', '-1', '--format=%B', e.kept_commit])));
+  }
+  const chained = exps.filter((e) => e.chain !== null).sort((a, b) => a.chain_pos! - b.chain_pos!);
+  if (chained.length === 0) {
+    const signs = [
+      [...lines.values()].some((l) => l !== null) ? 'its kept commits carry Ledger lines' : '',
+      ctx.refs.size ? `it has candidate refs (${g.candidateRef(run.id, [...ctx.refs.keys()][0]!)})` : '',
+    ].filter(Boolean);
+    if (signs.length) P.push(`no experiment has a ledger link, but ${signs.join(' and ')}: the chain was removed from the store`);
+    if (expectHead) P.push(`--expect-head ${expectHead}: the run has no ledger chain to check it against`);
+    return { detail: 'no ledger chain (run predates it)', problems: P };
+  }
+  // positions 1..n, one link each
+  chained.forEach((e, i) => {
+    if (e.chain_pos !== i + 1 && P.length === 0) P.push(`ledger position ${i + 1} is ${i > 0 && chained[i - 1]!.chain_pos === e.chain_pos ? `held by both #${chained[i - 1]!.seq} and #${e.seq}` : `missing (#${e.seq} is at ${e.chain_pos})`}: links were removed or reordered`);
+  });
+  // decided experiments without a link: only those decided before the chain began (a run resumed by a newer autoagent)
+  const first = chained.reduce((a, b) => (b.seq < a.seq ? b : a));
+  const legacy: number[] = [];
+  for (const e of exps) {
+    if (e.status === 'pending' && e.chain !== null) P.push(`experiment #${e.seq} is pending but has a ledger link`);
+    if (e.status !== 'decided' || e.chain !== null) continue;
+    if (e.seq < first.seq || (e.round !== null && e.round === first.round)) legacy.push(e.seq);
+    else P.push(`experiment #${e.seq} is ${e.decision} but has no ledger link: its link was removed from the store`);
+  }
+  // recompute from the genesis; name the first link that does not follow
+  const links: string[] = [];
+  let prev = genesis;
+  let broken = false;
+  chained.forEach((e, i) => {
+    const link = ledgerLink(prev, e, evals.get(e.id) ?? []);
+    links.push(link);
+    if (!broken && link !== e.chain) {
+      broken = true;
+      const from = i === 0 ? "the run's genesis (its id, base commit, lock manifest and study hash)" : `#${chained[i - 1]!.seq}'s link`;
+      P.push(`the chain breaks at experiment #${e.seq} (link ${i + 1} of ${chained.length}): its stored link ${head16(e.chain)} does not follow from ${from} and its record (recomputed ${head16(link)}): #${e.seq}'s record${i ? ', or an earlier one with its link,' : " or the run's start"} was changed after the decision`);
+    }
+    prev = link;
+  });
+  const head = links[links.length - 1]!;
+  ctx.ledger = { head, links: links.length };
+  // each kept commit names the link before its own (a keep finished on resume: before its round's other candidates)
+  const pos = new Map(chained.map((e, i) => [e.seq, i]));
+  let lineChecked = 0;
+  for (const e of ctx.kept) {
+    const line = lines.get(e.seq);
+    const i = pos.get(e.seq);
+    if (line === undefined || i === undefined) continue;
+    if (line === null) {
+      P.push(`experiment #${e.seq}: its kept commit ${short(e.kept_commit)} has no Ledger line`);
+      continue;
+    }
+    let j = i - 1;
+    while (j >= 0 && links[j] !== line && chained[j]!.round !== null && chained[j]!.round === e.round) j--;
+    lineChecked++;
+    if ((j >= 0 ? links[j] : genesis) !== line) {
+      P.push(`experiment #${e.seq}: its kept commit ${short(e.kept_commit)} says "Ledger: ${head16(line)}", but the link before it is ${head16(i > 0 ? links[i - 1] : genesis)}: the store or the commit was rewritten`);
+    }
+  }
+  let expectNote = '';
+  if (expectHead) {
+    const x = expectHead.toLowerCase();
+    const k = head.startsWith(x) ? links.length - 1 : links.findIndex((l) => l.startsWith(x));
+    if (k === links.length - 1) expectNote = `; the head is the expected ${x}`;
+    else if (k >= 0) expectNote = `; the expected head ${x} is link ${k + 1} of ${links.length} (#${chained[k]!.seq}): the ledger grew by ${links.length - 1 - k} decision(s) since`;
+    else P.push(`--expect-head ${x} is not a link of this run's ledger chain (its head is now ${head16(head)}): the ledger was rewritten since that head was printed`);
+  }
+  return {
+    detail: `${links.length} decision(s) chained from the run's genesis, head ${head.slice(0, 16)}; ${lineChecked} kept commit(s) carry the link before them`
+      + (legacy.length ? `; #${legacy.join(', #')} predate the chain (the run was resumed by a newer autoagent)` : '') + expectNote,
+    problems: P,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // rescore
 
 async function pool<T>(items: T[], n: number, fn: (x: T) => Promise<void>): Promise<void> {
@@ -595,6 +825,9 @@ async function checkRescore(ctx: Ctx, opts: AuditOptions): Promise<Part> {
 // ---------------------------------------------------------------------------------------------
 
 export async function auditRun(db: DB, runId: string, opts: AuditOptions = {}): Promise<AuditReport> {
+  if (opts.expectHead !== undefined && !/^[0-9a-f]{8,64}$/i.test(opts.expectHead)) {
+    throw new UsageError(`--expect-head ${opts.expectHead}: expected the ledger head a run printed (8 to 64 hex digits)`);
+  }
   const run = findRun(db, runId);
   const exps = listExperiments(db, run.id);
   const checks: AuditCheck[] = [];
@@ -605,7 +838,7 @@ export async function auditRun(db: DB, runId: string, opts: AuditOptions = {}): 
   };
   if (!existsSync(run.repo) || !(await gitOk(run.repo, ['rev-parse', '--git-dir']))) {
     add('chain', { detail: 'no repository', problems: [`the run's repository ${run.repo} is gone`] });
-    return { run: run.id, ok: false, checks, problems };
+    return { run: run.id, ok: false, checks, ledger: null, problems };
   }
   const tip = (await gitOk(run.repo, ['rev-parse', '--verify', '--quiet', `refs/heads/${run.branch}`]))
     ? (await git(run.repo, ['rev-parse', `refs/heads/${run.branch}`])).trim()
@@ -617,6 +850,8 @@ export async function auditRun(db: DB, runId: string, opts: AuditOptions = {}): 
     exps, evals: evaluationsOfRun(db, run.id), repo: run.repo, tip, commits, parents: new Map(), subjects: new Map(),
     byKeptCommit: new Map(exps.filter((e) => e.kept_commit).map((e) => [e.kept_commit!, e])),
     kept: exps.filter((e) => e.decision === 'kept'),
+    refs: await candidateRefs(run.repo, run.id),
+    ledger: null,
   };
   const guarded = async (name: string, f: () => Promise<Part> | Part) => {
     try {
@@ -630,6 +865,8 @@ export async function auditRun(db: DB, runId: string, opts: AuditOptions = {}): 
   await guarded('locked-hashes', () => checkLockedHashes(ctx));
   await guarded('locked-current', () => checkLockedCurrent(ctx));
   await guarded('evidence', () => checkEvidence(ctx));
+  await guarded('diffs', () => checkDiffs(ctx));
+  await guarded('ledger', () => checkLedger(ctx, opts.expectHead));
   if (run.kind !== 'harness') {
     add('rescore', { detail: `not applicable: a ${run.kind} run has no traces to re-score`, problems: [] });
   } else if (opts.rescore === false) {
@@ -637,7 +874,19 @@ export async function auditRun(db: DB, runId: string, opts: AuditOptions = {}): 
   } else {
     await guarded('rescore', () => checkRescore(ctx, opts));
   }
-  return { run: run.id, ok: problems.length === 0, checks, problems };
+  return { run: run.id, ok: problems.length === 0, checks, ledger: ctx.ledger, problems };
+}
+
+/** seq → commit of `refs/autoagent/<run>/<seq>` */
+async function candidateRefs(repo: string, runId: string): Promise<Map<number, string>> {
+  const out = await git(repo, ['for-each-ref', '--format=%(refname) %(objectname)', `refs/autoagent/${runId}/`]);
+  const m = new Map<number, string>();
+  for (const line of out.split('\n')) {
+    const [name, sha] = line.split(' ');
+    const seq = name?.slice(`refs/autoagent/${runId}/`.length);
+    if (sha && seq && /^\d+$/.test(seq)) m.set(Number(seq), sha);
+  }
+  return m;
 }
 
 export function formatAudit(r: AuditReport): string {

@@ -181,18 +181,20 @@ Examples:
     .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
       exit.code = await tracesCommand(target, query, o, io.out);
     });
-  program.command('audit [run]').description('verify a run: branch ↔ kept experiments, editable-only diffs, locked hashes, the acceptance evidence, re-scored outputs; exit 1 on any break')
+  program.command('audit [run]').description('verify a run: branch ↔ kept experiments, editable-only diffs, locked hashes, the acceptance evidence, stored diffs re-derived from git, the ledger chain, re-scored outputs; exit 1 on any break')
     .option('--no-rescore', 'skip re-scoring stored task outputs (harness runs)').option('--data <dir>', 'data root of the built-in benchmarks')
+    .option('--expect-head <hex>', 'a ledger head printed earlier (by the run, `log` or the report): fail unless it is the head now or a link of the chain')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string }) => {
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string; expectHead?: string }) => {
       exit.code = await auditCommand(runId, o, io);
     });
   program.command('finalize [run]').description('evaluate the final incumbent once on the sealed test split, and write a clean branch of the kept changes')
     .option('--force', 'evaluate the test split again (recorded as forced)').option('--branch <name>', 'the clean branch (default autoagent/<run>-clean)')
     .option('--no-branch', 'write no clean branch').option('--squash', 'one commit for all kept changes')
     .option('--data <dir>', 'data root of the built-in benchmarks').option('--unsafe-no-sandbox', 'evaluate without bubblewrap')
+    .option('--all', 'harness runs: score every test task (default: harness.limit, as in the run)')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean }) => {
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean; all?: boolean }) => {
       exit.code = await finalizeCommand(runId, o, io);
     });
   program.command('report [run]').description('write a self-contained HTML report of a run (progress chart, heatmap, kept changes, ledger)')

@@ -7,13 +7,18 @@
  * Per kind (the kind's own evaluate, with the run's sandbox settings, in a fresh workspace of the
  * commit under .autoagent/work/<run>/, removed after; src/evaluation.ts):
  *  - harness: the harness folder at that commit on the benchmark's `test` split (the study's
- *    `limit` applies; no minibatch screen); traces go to the store under group `<run>/-1/<n>`.
+ *    `limit` applies unless `all`, and the output says so; no minibatch screen); traces go to the
+ *    store under group `<run>/-1/<n>`.
  *  - trainer: a fresh training of the final train.py, then prepare.py's locked evaluator with
  *    `--split test` (TrainerKind's `evalSplit`).
  *  - command: the study's command and evaluator with AUTOAGENT_SPLIT=test in their environment.
  *    A command study must honour it: during the run the variable is unset (score the validation
  *    data); with AUTOAGENT_SPLIT=test score the held-out test data. A study that ignores it
- *    reports its validation number again.
+ *    reports its validation number again: so the evaluation is run a second time, as in the run
+ *    (AUTOAGENT_SPLIT unset) at the same seed, and a test score equal to that validation score is
+ *    flagged (`untrusted_split` in the record; `log` and the report show it).
+ *
+ * What was scored (split, tasks out of how many, repeats, tokens) is printed and recorded.
  *
  * A second finalize of the same run refuses unless `force`; so does a run that fails its audit,
  * or a clean branch name that already exists. A finalization that overrode any of these is
@@ -28,13 +33,13 @@ import { listExperiments, evaluationsOfRun, now, type DB, type ExperimentRow, ty
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
 import { LockViolation, globMatcher, matchGlobs, walkFiles, type Manifest } from './lock.ts';
-import { evaluateCommit, readPaths } from './evaluation.ts';
+import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { CommandKind } from './kinds/command.ts';
 import { TrainerKind } from './kinds/trainer.ts';
 import { HarnessKind } from './kinds/harness.ts';
 import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
-import type { Study } from './study.ts';
+import { StudySchema, type Study } from './study.ts';
 import { liveExportFor } from './export/langfuse.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
 import { auditRun, findRun, finalIncumbent, incumbentBefore, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
@@ -54,7 +59,28 @@ export interface FinalizeOptions {
   /** data root for built-in benchmarks (harness runs; default: the study's harness.data, else AUTOAGENT_DATA) */
   dataRoot?: string;
   signal?: AbortSignal;
+  /** harness runs: score every test task (default: the study's harness.limit, as during the run) */
+  all?: boolean;
 }
+
+/** What a finalization scored. */
+export interface Scored {
+  split: 'test';
+  /** harness: the test tasks scored, out of how many the split has, and the limit that applied (0: none) */
+  tasks?: number;
+  of?: number;
+  limit?: number;
+  /** trainer: the tokens (bytes) the locked evaluator scored */
+  tokens?: number;
+  /** evaluations of the final incumbent on the test split */
+  repeats: number;
+  seed: number;
+  /** one line: `scored 50 of 1,319 test tasks (harness.limit 50; …)` */
+  text: string;
+}
+
+/** the warning of a command study whose test score is its validation score */
+export const UNTRUSTED_SPLIT = 'the test score equals the validation score at the same seed: the evaluator may ignore AUTOAGENT_SPLIT; this is not a held-out score';
 
 export interface FinalizeResult {
   run: string;
@@ -64,6 +90,9 @@ export interface FinalizeResult {
   /** the incumbent's validation metric (the mean of its evaluations in the run) */
   validation: number | null;
   forced: boolean;
+  scored: Scored;
+  /** command studies: the test score equals the validation score at the same seed (the evaluator may ignore AUTOAGENT_SPLIT) */
+  untrusted_split: boolean;
   /** the clean branch written, if any */
   branch?: string;
 }
@@ -98,7 +127,7 @@ export function finalSeed(n: number): number {
 }
 
 /** The kind adapter that evaluates on the test split (see the header). */
-function testAdapter(study: Study, dataRoot: string | undefined): { study: Study; adapter: KindAdapter } {
+function testAdapter(study: Study, dataRoot: string | undefined, all: boolean): { study: Study; adapter: KindAdapter } {
   switch (study.kind) {
     case 'command': {
       const s: Study = { ...study, env: { ...study.env, AUTOAGENT_SPLIT: 'test' } };
@@ -106,7 +135,7 @@ function testAdapter(study: Study, dataRoot: string | undefined): { study: Study
     }
     case 'harness': {
       // the study schema keeps `test` out of a run's split on purpose; only finalize sets it
-      const harness = { ...study.harness!, split: 'test' as unknown as 'val', screen_tasks: 0, ...(dataRoot ? { data: resolve(dataRoot) } : {}) };
+      const harness = { ...study.harness!, split: 'test' as unknown as 'val', screen_tasks: 0, ...(all ? { limit: 0 } : {}), ...(dataRoot ? { data: resolve(dataRoot) } : {}) };
       const s: Study = { ...study, harness };
       return { study: s, adapter: new HarnessKind(s) };
     }
@@ -277,7 +306,8 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
   // a study with a live Langfuse export sends the test evaluation too (keys checked before it is spent)
   const live = liveExportFor(study, opts.reporter);
   const paths: RunPaths = { repo: run.repo, studyDir: runStudyDir(run), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
-  const { study: evalStudy, adapter } = testAdapter(study, opts.dataRoot);
+  if (opts.all && study.kind !== 'harness') throw new UsageError(`--all applies to harness runs (it lifts harness.limit); a ${study.kind} run scores its whole test split already`);
+  const { study: evalStudy, adapter } = testAdapter(study, opts.dataRoot, Boolean(opts.all));
   let prepared;
   try {
     prepared = await adapter.prepare(evalStudy, paths);
@@ -296,13 +326,23 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
   opts.reporter.event(`finalizing run ${run.id}: evaluating ${short(commit)} (${from}, validation ${run.metric_name}=${fmtMetric(validation)}) once on the sealed test split…`);
   const started = Date.now();
   let out: EvalOutcome;
+  /** command studies: the same commit evaluated as in the run (AUTOAGENT_SPLIT unset), at the same seed */
+  let asInRun: EvalOutcome | null = null;
+  const baseTracked = await trackedAt(run.repo, run.base_commit);
+  const evalCtx = (s: Study, a: KindAdapter): EvalContext => ({
+    db, runId: run.id, study: s, paths, adapter: a, prepared, manifest,
+    baseTracked, isLocked: globMatcher(study.locked, paths.studyDir), hidden,
+    policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes, read: readPaths(study, dirname(run.study_path)) },
+    guard: new SpendGuard(0, 0, 0, 0), signal: opts.signal,
+  });
   try {
-    out = await evaluateCommit({
-      db, runId: run.id, study: evalStudy, paths, adapter, prepared, manifest,
-      baseTracked: await trackedAt(run.repo, run.base_commit), isLocked: globMatcher(study.locked, paths.studyDir), hidden,
-      policy: { unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes, read: readPaths(study, dirname(run.study_path)) },
-      guard: new SpendGuard(0, 0, 0, 0), signal: opts.signal,
-    }, { commit, label: 'finalize', seq: -1, seed, repeat: n });
+    out = await evaluateCommit(evalCtx(evalStudy, adapter), { commit, label: 'finalize', seq: -1, seed, repeat: n });
+    if (run.kind === 'command' && out.status === 'ok' && !opts.signal?.aborted) {
+      // does the evaluator honour AUTOAGENT_SPLIT? the validation score at the same seed tells
+      const { AUTOAGENT_SPLIT: _, ...env } = study.env;
+      const valStudy: Study = { ...study, env };
+      asInRun = await evaluateCommit(evalCtx(valStudy, new CommandKind(valStudy)), { commit, label: 'finalize-val', seq: -1, seed, repeat: n });
+    }
   } catch (e) {
     if (!(e instanceof LockViolation)) throw e;
     throw new UserError(`${e.message.replace(/: the run stops.*$/, '')}: finalize does not evaluate with changed locked files (restore it); nothing was recorded`);
@@ -312,6 +352,14 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
     throw new UserError(`the test evaluation of ${short(commit)} ended ${out.status}: ${out.reason ?? 'no metric'}; nothing was recorded (fix the cause and finalize again)`);
   }
   const metric = out.metric;
+  const scored = scoredOf(run, study, evalStudy, prepared.environment, out, seed, Boolean(opts.all));
+  opts.reporter.event(scored.text);
+  const untrustedSplit = asInRun !== null && asInRun.status === 'ok' && asInRun.metric === metric;
+  const splitCheck = asInRun === null ? null : {
+    env: 'AUTOAGENT_SPLIT unset (as in the run)', seed, status: asInRun.status, metric: asInRun.metric, reason: asInRun.reason,
+  };
+  if (untrustedSplit) opts.reporter.event(`WARNING: ${UNTRUSTED_SPLIT} (both ${run.metric_name}=${fmtMetric(metric)}, seed ${seed})`);
+  else if (asInRun && asInRun.status !== 'ok') opts.reporter.event(`note: the validation evaluation at the same seed ended ${asInRun.status} (${asInRun.reason ?? 'no metric'}): whether the evaluator honours AUTOAGENT_SPLIT was not checked`);
 
   let written: { head: string; commits: number } | null = null;
   if (branch) {
@@ -327,7 +375,8 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
     wall_ms: Date.now() - started, command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs),
     telemetry: out.telemetry, stdout_tail: out.stdoutTail.slice(-2000),
     ...(run.kind === 'harness' ? { traces_group: `${run.id}/-1/${n}` } : {}),
-    ...(run.kind === 'command' ? { env: { AUTOAGENT_SPLIT: 'test' } } : {}),
+    ...(run.kind === 'command' ? { env: { AUTOAGENT_SPLIT: 'test' }, split_check: splitCheck } : {}),
+    scored, untrusted_split: untrustedSplit,
     self_reported: run.self_reported === 1, unsafe_no_sandbox: opts.unsafeNoSandbox,
     audit: { ok: audit.ok, problems: audit.problems.length },
     forced_over: forcedOver,
@@ -350,5 +399,27 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
     await live.shutdown();
     if (sent.ok) opts.reporter.event(`langfuse: sent the test evaluation (${sent.traces} trace(s)) to ${live.host}`);
   }
-  return { run: run.id, commit, split: 'test', metric, validation, forced, ...(written ? { branch: branch! } : {}) };
+  return { run: run.id, commit, split: 'test', metric, validation, forced, scored, untrusted_split: untrustedSplit, ...(written ? { branch: branch! } : {}) };
+}
+
+const count = (x: number) => x.toLocaleString('en-US');
+
+/** What the test evaluation covered, per kind (see Scored). */
+function scoredOf(run: RunRow, study: Study, evalStudy: Study, env: Record<string, unknown>, out: EvalOutcome, seed: number, all: boolean): Scored {
+  const once = `1 evaluation, seed ${seed}`;
+  if (run.kind === 'harness') {
+    const limit = study.harness!.limit;
+    const applied = evalStudy.harness!.limit;
+    const tasks = typeof out.telemetry?.tasks === 'number' ? out.telemetry.tasks : Number(env.tasks);
+    const of = typeof env.split_tasks === 'number' ? env.split_tasks : tasks;
+    const why = applied > 0 && applied < of ? `harness.limit ${applied}; \`--all\` scores all ${count(of)}` : all && limit > 0 ? '--all' : 'every test task';
+    return { split: 'test', tasks, of, limit: applied, repeats: 1, seed, text: `scored ${count(tasks)} of ${count(of)} test tasks (${why}), ${once}` };
+  }
+  if (run.kind === 'trainer') {
+    const asked = (study.trainer ?? StudySchema.shape.trainer.unwrap().parse({})).eval_tokens;
+    const ev = out.telemetry?.eval as { tokens?: unknown } | undefined;
+    const tokens = typeof ev?.tokens === 'number' ? ev.tokens : asked;
+    return { split: 'test', tokens, repeats: 1, seed, text: `scored the test split on ${count(tokens)} tokens (trainer.eval_tokens ${count(asked)}) after a fresh training, ${once}` };
+  }
+  return { split: 'test', repeats: 1, seed, text: `scored the test split as the evaluator reads AUTOAGENT_SPLIT=test, ${once} (and once with it unset, at the same seed, to check it is honoured)` };
 }

@@ -251,3 +251,16 @@ export async function commitEdits(repo: string, parent: string, edits: Array<{ p
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+// candidate refs: every candidate commit stays reachable (and survives `git gc`), so `audit`
+// can re-derive each experiment's stored diff from git, kept or not
+
+/** `refs/autoagent/<run-id>/<seq>`: the ref that holds experiment `seq`'s candidate commit */
+export function candidateRef(runId: string, seq: number): string {
+  return `refs/autoagent/${runId}/${seq}`;
+}
+
+/** Point the candidate ref of experiment `seq` at `commit` (created, or moved if a killed proposal left one). */
+export async function pinCandidate(repo: string, runId: string, seq: number, commit: string): Promise<void> {
+  await git(repo).raw(['update-ref', candidateRef(runId, seq), commit]);
+}

@@ -14,7 +14,7 @@ import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
   openDb, insertRun, getRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
-  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun,
+  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
 import { loadStudy, StudySchema, type Study } from './study.ts';
@@ -328,6 +328,8 @@ async function drive(
   checkpoint(ctx);
   setRunStatus(db, runId, status, reason);
   await finishLiveExport(ctx);
+  const head = ledgerHead(db, runId)!.head.slice(0, 16);
+  opts.reporter.event(`ledger head: ${head} (keep it: \`autoagent audit ${runId} --expect-head ${head}\` later proves the ledger was not rewritten since)`);
   return { runId, dbPath, status, stopReason: reason, ...(stopCause ? { stopCause } : {}) };
 }
 
@@ -591,7 +593,10 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
     return 'rejected';
   }
   // the candidate commit is built in a private index of the repository: no working tree involved
-  const candidate = await g.commitEdits(ctx.paths.repo, parent, edits, `autoagent candidate ${ctx.run.id} #${seq}\n\n${proposal.hypothesis}`);
+  const candidate = await g.commitEdits(ctx.paths.repo, parent, edits, `autoagent candidate ${ctx.run.id} #${seq}
+
+${proposal.hypothesis}`);
+  await g.pinCandidate(ctx.paths.repo, ctx.run.id, seq, candidate); // before the row: a recorded candidate always has its ref
   insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
   if (session.hasTrace) ctx.reporter.event(`${label} proposed by ${ctx.proposer.name}${spendNote(session)}: ${proposal.hypothesis}`);
   return 'created';
@@ -819,6 +824,7 @@ async function keepCandidate(ctx: RunCtx, p: Passed, passedInRound: number, alre
       `Run: ${ctx.run.id}`,
       `Experiment: ${exp.seq}`,
       `Evidence: ${m.length} evaluation(s) ${m.map(fmtMetric).join(', ')} vs incumbent ${incMetrics.map(fmtMetric).join(', ')}; margin ${fmtMetric(j.margin)}`,
+      `Ledger: ${ledgerHead(ctx.db, ctx.run.id)!.head}`,
     ].join('\n');
     kept = await g.commitTree(ctx.paths.repo, exp.candidate_commit!, exp.parent_commit, message);
     await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);

@@ -1,12 +1,13 @@
 /** What `log`, `show` and `status` print, as data (for --json) and as text. */
 import {
-  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getRun, latestRun, getExperiment, getTrace, proposalOf, renderTranscript,
+  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getRun, latestRun, getExperiment, getTrace, proposalOf, renderTranscript, ledgerHead,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { UsageError } from './errors.ts';
 import { runNoise, effectiveStatus } from './loop.ts';
 import { fmtMetric, fmtDelta, fmtDuration, fmtTokens, table, telemetryText } from './format.ts';
 import { mean, stddev } from './ratchet.ts';
+import { UNTRUSTED_SPLIT } from './finalize.ts';
 
 export function pickRun(db: DB, runId?: string): RunRow {
   if (runId) {
@@ -73,6 +74,9 @@ export function ledgerData(db: DB, run: RunRow) {
       metric: run.metric_name, direction: run.direction, self_reported: Boolean(run.self_reported),
       unsafe_no_sandbox: Boolean(run.unsafe_no_sandbox), elapsed_ms: run.elapsed_ms,
     },
+    /** the ledger chain's head as stored (`audit --expect-head` checks a copy of it later); null: the run predates the chain */
+    ledger: ledgerOf(db, run.id),
+    finalizations: finalizationsOf(db, run.id),
     baseline: { mean: baseMetrics.length ? mean(baseMetrics) : null, sd: stddev(baseMetrics), repeats: baseMetrics },
     noise: { sd: noise.sd, df: noise.df },
     best,
@@ -80,6 +84,29 @@ export function ledgerData(db: DB, run: RunRow) {
     spend: runSpend(db, run.id),
     rows,
   };
+}
+
+/** The run's test-split evaluations (src/finalize.ts), with what they scored and whether the split can be trusted. */
+function finalizationsOf(db: DB, runId: string) {
+  if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'finalizations'").get()) return [];
+  const rows = db.prepare('SELECT * FROM finalizations WHERE run_id = ? ORDER BY id').all(runId) as Array<{ commit: string; metric: number; details: string; forced: number; created_at: string }>;
+  return rows.map((r) => {
+    let d: { validation?: number | null; scored?: { text?: string }; untrusted_split?: boolean } = {};
+    try {
+      d = JSON.parse(r.details);
+    } catch {
+      // an unreadable details column: the row's own fields still say what was scored
+    }
+    return {
+      created_at: r.created_at, commit: r.commit, test: r.metric, validation: d.validation ?? null, forced: r.forced === 1,
+      scored: d.scored?.text ?? null, untrusted_split: d.untrusted_split === true,
+    };
+  });
+}
+
+function ledgerOf(db: DB, runId: string): { head: string; links: number } | null {
+  const h = ledgerHead(db, runId);
+  return h && h.links > 0 ? h : null;
 }
 
 /** Model spend of a run from its traces: the task-agent's (harness evaluations) and the meta-agent's (proposals). */
@@ -112,6 +139,11 @@ export function ledgerText(db: DB, run: RunRow): string {
   }
   const counts = Object.entries(d.counts).map(([k, v]) => `${v} ${k}`).join(', ');
   if (counts) lines.push(`experiments: ${counts}`);
+  for (const f of d.finalizations) {
+    lines.push(`finalized ${f.created_at.replace('T', ' ').slice(0, 19)}${f.forced ? ' (forced)' : ''}: test ${run.metric_name}=${fmtMetric(f.test)} (validation ${fmtMetric(f.validation)}) at ${f.commit.slice(0, 8)}${f.scored ? ` · ${f.scored}` : ''}`);
+    if (f.untrusted_split) lines.push(`!! UNTRUSTED TEST SCORE: ${UNTRUSTED_SPLIT}`);
+  }
+  lines.push(d.ledger ? `ledger head ${d.ledger.head.slice(0, 16)} (${d.ledger.links} decisions chained)` : 'ledger: no chain (the run predates it)');
   const { task_agent: ta, meta_agent: ma } = d.spend;
   if (ta.traces || ma.traces) {
     lines.push(`spend: task-agent ${fmtTokens(ta.tokens)} tokens $${ta.cost_usd.toFixed(4)} · meta-agent ${fmtTokens(ma.tokens)} tokens $${ma.cost_usd.toFixed(4)} over ${ma.traces} proposal(s)`);

@@ -180,6 +180,12 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (run_id, experiment_seq, target)
   );
   `,
+  // 7: the ledger chain (traces/ledger.ts decideExperiment): each decided experiment's link,
+  // sha256(previous link ‖ its decision record), and its position in the chain (decision order)
+  `
+  ALTER TABLE experiments ADD COLUMN chain TEXT;
+  ALTER TABLE experiments ADD COLUMN chain_pos INTEGER;
+  `,
 ];
 
 export function openDb(path: string): DB {

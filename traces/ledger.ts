@@ -1,4 +1,5 @@
-/** Typed reads and writes of the ledger tables (runs, experiments, evaluations). */
+/** Typed reads and writes of the ledger tables (runs, experiments, evaluations), and the ledger chain. */
+import { createHash } from 'node:crypto';
 import type { DB } from './db.ts';
 import { now } from './db.ts';
 
@@ -60,6 +61,10 @@ export interface ExperimentRow {
   round: number | null;
   /** the proposer's record as JSON (see ProposalRecord); null for the baseline and knob proposers */
   proposal: string | null;
+  /** its link in the ledger chain (set with the decision, see ledgerLink); null while pending and before schema 7 */
+  chain: string | null;
+  /** its position in the chain: 1 for the first decision of the run, then in decision order */
+  chain_pos: number | null;
 }
 
 /** What experiments.proposal holds. */
@@ -165,13 +170,71 @@ export interface DecisionFields {
   inside_ms: number;
 }
 
+/**
+ * Records a decision, and in the same transaction the experiment's link in the run's ledger
+ * chain: sha256(previous link ‖ its decision record), the previous link being the run's last
+ * decided experiment's (in decision order), or the run's genesis for the first. So every writer of
+ * a decision extends the chain, and a later change to any decided record breaks it from there on.
+ */
 export function decideExperiment(db: DB, id: number, d: DecisionFields): void {
-  db.prepare(
-    `UPDATE experiments SET status = 'decided', decision = @decision, reason = @reason, metric = @metric,
-       incumbent_metric = @incumbent_metric, improvement = @improvement, margin = @margin, kept_commit = @kept_commit,
-       finished_at = @t, wall_ms = @wall_ms, inside_ms = @inside_ms
-     WHERE id = @id`,
-  ).run({ kept_commit: null, ...d, id, t: now() });
+  db.transaction(() => {
+    db.prepare(
+      `UPDATE experiments SET status = 'decided', decision = @decision, reason = @reason, metric = @metric,
+         incumbent_metric = @incumbent_metric, improvement = @improvement, margin = @margin, kept_commit = @kept_commit,
+         finished_at = @t, wall_ms = @wall_ms, inside_ms = @inside_ms
+       WHERE id = @id`,
+    ).run({ kept_commit: null, ...d, id, t: now() });
+    const e = db.prepare('SELECT * FROM experiments WHERE id = ?').get(id) as ExperimentRow | undefined;
+    const run = e && getRun(db, e.run_id);
+    if (!e || !run) return;
+    const prev = db.prepare('SELECT chain, chain_pos FROM experiments WHERE run_id = ? AND id != ? AND chain IS NOT NULL ORDER BY chain_pos DESC LIMIT 1')
+      .get(e.run_id, id) as { chain: string; chain_pos: number } | undefined;
+    db.prepare('UPDATE experiments SET chain = ?, chain_pos = ? WHERE id = ?')
+      .run(ledgerLink(prev?.chain ?? ledgerGenesis(run), e, evaluationsOf(db, id)), (prev?.chain_pos ?? 0) + 1, id);
+  })();
+}
+
+// ---------------------------------------------------------------------------------------------
+// the ledger chain
+
+const sha256 = (text: string): string => createHash('sha256').update(text, 'utf8').digest('hex');
+
+/** JSON with the keys of every object sorted: one value, one text. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v ?? null);
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+}
+
+/** The chain's first "previous link": what the run was started on (its id, base commit, lock manifest, study file hash). */
+export function ledgerGenesis(run: Pick<RunRow, 'id' | 'base_commit' | 'lock_manifest' | 'config_hash'>): string {
+  return sha256(canonicalJson({ run: run.id, base_commit: run.base_commit, lock_manifest: run.lock_manifest, config_hash: run.config_hash }));
+}
+
+/** What a link covers: the experiment's decision-relevant fields (no free text) and its evaluations. */
+export function ledgerRecord(e: ExperimentRow, evals: Array<Pick<EvaluationRow, 'repeat' | 'seed' | 'status' | 'metric'>>): Record<string, unknown> {
+  return {
+    seq: e.seq, parent_commit: e.parent_commit, candidate_commit: e.candidate_commit, kept_commit: e.kept_commit,
+    diff_sha256: sha256(e.diff), files_hash: e.files_hash, decision: e.decision,
+    metric: e.metric, incumbent_metric: e.incumbent_metric, improvement: e.improvement, margin: e.margin,
+    evaluations: [...evals].sort((a, b) => a.repeat - b.repeat).map((v) => ({ repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric })),
+  };
+}
+
+/** sha256(previous link ‖ newline ‖ canonical JSON of the record), hex */
+export function ledgerLink(prev: string, e: ExperimentRow, evals: Array<Pick<EvaluationRow, 'repeat' | 'seed' | 'status' | 'metric'>>): string {
+  return sha256(`${prev}\n${canonicalJson(ledgerRecord(e, evals))}`);
+}
+
+/** The run's chain as stored: its last link (the genesis when nothing is chained yet) and how many links it has. */
+export function ledgerHead(db: DB, runId: string): { head: string; links: number } | null {
+  const run = getRun(db, runId);
+  if (!run) return null;
+  const last = db.prepare('SELECT chain, chain_pos FROM experiments WHERE run_id = ? AND chain IS NOT NULL ORDER BY chain_pos DESC LIMIT 1')
+    .get(runId) as { chain: string; chain_pos: number } | undefined;
+  const links = (db.prepare('SELECT count(*) AS n FROM experiments WHERE run_id = ? AND chain IS NOT NULL').get(runId) as { n: number }).n;
+  return { head: last?.chain ?? ledgerGenesis(run), links };
 }
 
 export function listExperiments(db: DB, runId: string): ExperimentRow[] {

@@ -62,7 +62,10 @@ export class HarnessKind implements KindAdapter {
     return {
       // the scorer, loaders and answer files: hashed at start, verified before every evaluation
       lockedExternal: b.lockedPaths.map((p) => resolve(p)),
-      environment: { benchmark: b.name, split: s.split, tasks: tasks.length, data: this.data ?? null, provider: harness.config.provider, model: harness.config.model },
+      environment: {
+        benchmark: b.name, split: s.split, tasks: tasks.length, split_tasks: b.tasks.filter((t) => t.split === s.split).length,
+        data: this.data ?? null, provider: harness.config.provider, model: harness.config.model,
+      },
     };
   }
 

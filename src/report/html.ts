@@ -17,6 +17,7 @@ import {
 } from '../../traces/index.ts';
 import { UsageError } from '../errors.ts';
 import { ledgerData, runSpend } from '../views.ts';
+import { UNTRUSTED_SPLIT } from '../finalize.ts';
 import { fmtMetric, fmtDelta, fmtDuration } from '../format.ts';
 import { esc, n, linear, ticks, tickStep, tickLabel, niceDomain, quantile } from './svg.ts';
 
@@ -179,6 +180,9 @@ function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spen
     fact('spend', esc(spendParts.join(' · '))),
     study?.harness?.benchmark ? fact('benchmark', esc(`${study.harness.benchmark}${study.harness.split ? ` (${study.harness.split})` : ''}`)) : '',
     fact('started', esc(run.created_at.replace('T', ' ').slice(0, 19))),
+    fact('ledger head', ledger.ledger
+      ? `<code class="ledger-head">${esc(ledger.ledger.head.slice(0, 16))}</code> <span class="sub">${ledger.ledger.links} decisions chained; <code>autoagent audit ${esc(run.id)} --expect-head ${esc(ledger.ledger.head.slice(0, 16))}</code> proves the ledger was not rewritten since this report</span>`
+      : '<span class="sub">no ledger chain (the run predates it)</span>'),
   ];
   return `<section id="summary">
 <h1>${esc(run.name)}</h1>
@@ -629,6 +633,7 @@ function finalization(db: DB, run: RunRow, exps: ExperimentRow[], evals: Map<num
   const body = rows.map((r, i) => {
     const d = (safeJson(r.details ?? null) ?? {}) as {
       experiment?: number; validation?: number | null; forced_over?: string[]; audit?: { ok?: boolean; problems?: number };
+      scored?: { text?: string }; untrusted_split?: boolean;
     };
     const exp = typeof d.experiment === 'number' ? bySeq.get(d.experiment) : undefined;
     let val = typeof d.validation === 'number' ? d.validation : null;
@@ -641,14 +646,16 @@ function finalization(db: DB, run: RunRow, exps: ExperimentRow[], evals: Map<num
     const gapCell = gap === null ? '—' : `<span style="color:${Math.abs(gap) < 1e-12 ? '#5a6472' : better(gap) ? '#0c5a25' : '#8c1512'}">${gap > 0 ? '+' : ''}${esc(fmtMetric(gap))}</span>`;
     const forced = r.forced ? `<span class="badge b-crash">forced</span>${d.forced_over?.length ? ` <span class="sub">${esc(d.forced_over.join('; '))}</span>` : ''}` : '';
     const audit = d.audit ? (d.audit.ok ? 'passed' : `${d.audit.problems ?? '?'} problem(s)`) : '—';
+    const scored = `${typeof d.scored?.text === 'string' ? `<span class="sub">${esc(d.scored.text)}</span>` : ''}`
+      + (d.untrusted_split ? ` <span class="badge b-crash untrusted-split">not held out</span> <span class="sub">${esc(UNTRUSTED_SPLIT)}</span>` : '');
     return `<tr class="final-row" data-final="${i + 1}"><td>${exp ? `<a href="#exp-${exp.seq}">#${exp.seq}</a>` : typeof d.experiment === 'number' ? `#${d.experiment}` : '—'} <span class="mono sub">${esc((r.commit ?? '').slice(0, 10))}</span></td>`
       + `<td class="num">${esc(fmtMetric(val))}</td><td class="num">${esc(fmtMetric(test))}</td><td class="num">${gapCell}</td>`
-      + `<td>${esc(r.split ?? 'test')}</td><td>${esc(audit)}</td><td>${forced}</td><td class="sub">${esc((r.created_at ?? '').replace('T', ' ').slice(0, 19))}</td></tr>`;
+      + `<td>${esc(r.split ?? 'test')}</td><td class="text">${scored}</td><td>${esc(audit)}</td><td>${forced}</td><td class="sub">${esc((r.created_at ?? '').replace('T', ' ').slice(0, 19))}</td></tr>`;
   });
   const note = `The validation number chose the incumbent, so it is biased in its favour; the sealed test split was evaluated once, at the end. `
     + `A test ${run.metric_name} much ${run.direction === 'minimize' ? 'higher' : 'lower'} than validation means the ratchet fitted the validation split.`;
   return section('Final validation vs sealed test', `<table id="final-comparison">
-<thead><tr><th>final incumbent</th><th class="num">validation ${esc(run.metric_name)}</th><th class="num">test ${esc(run.metric_name)}</th><th class="num">test − validation</th><th>split</th><th>audit</th><th></th><th>when</th></tr></thead>
+<thead><tr><th>final incumbent</th><th class="num">validation ${esc(run.metric_name)}</th><th class="num">test ${esc(run.metric_name)}</th><th class="num">test − validation</th><th>split</th><th>scored</th><th>audit</th><th></th><th>when</th></tr></thead>
 <tbody>
 ${body.join('\n')}
 </tbody>

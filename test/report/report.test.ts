@@ -13,7 +13,8 @@ import { UserError } from '../../src/errors.ts';
 import { renderReport, CHART_COLORS } from '../../src/report/html.ts';
 import { renderPng, findChromium } from '../../src/report/png.ts';
 import { encodePng, decodePng as decodeRaster, trimBottom } from '../../src/report/pngcodec.ts';
-import { openDb, listExperiments, insertRun, insertExperiment, proposalOf, type DB, type ExperimentRow } from '../../traces/index.ts';
+import { openDb, listExperiments, insertRun, insertExperiment, proposalOf, ledgerHead, type DB, type ExperimentRow } from '../../traces/index.ts';
+import { auditRun } from '../../src/audit.ts';
 import { ledgerData } from '../../src/views.ts';
 import { fmtMetric } from '../../src/format.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
@@ -77,6 +78,15 @@ const attrValues = (markup: string, attr: string): string[] => [...markup.matchA
 test('the command run went through every decision the report must draw', () => {
   const exps = listExperiments(db, runId);
   assert.deepEqual(exps.map((e) => e.decision), ['baseline', 'kept', 'discarded', 'rejected', 'crash', 'kept']);
+});
+
+test('the header shows the ledger head, as `audit --expect-head` takes it', async () => {
+  const head = ledgerHead(db, runId)!;
+  assert.equal(head.links, 6);
+  assert.ok(html.includes(`<b>ledger head</b> <code class="ledger-head">${head.head.slice(0, 16)}</code> <span class="sub">6 decisions chained; <code>autoagent audit ${runId} --expect-head ${head.head.slice(0, 16)}</code>`));
+  // every decision (crash and rejected included) is a link the audit recomputes
+  const r = await auditRun(db, runId, { expectHead: head.head.slice(0, 16) });
+  assert.ok(r.ok, r.problems.join('\n'));
 });
 
 test('the report is one self-contained file: no external URL, script, stylesheet or font', () => {
@@ -190,7 +200,10 @@ test('a self-reported or unsandboxed run gets a red banner; a finalization shows
     d2.prepare('UPDATE runs SET self_reported = 1, unsafe_no_sandbox = 1').run();
     const last = listExperiments(d2, runId).filter((e) => e.decision === 'kept').pop()!;
     const fin = d2.prepare('INSERT INTO finalizations (run_id, "commit", split, metric, details, forced, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)');
-    fin.run(runId, last.kept_commit, 'test', 0.75, JSON.stringify({ experiment: last.seq, validation: 0.25, test_minus_validation: 0.5, forced_over: [] }), 0, '2026-11-22T04:00:00.000Z');
+    fin.run(runId, last.kept_commit, 'test', 0.75, JSON.stringify({
+      experiment: last.seq, validation: 0.25, test_minus_validation: 0.5, forced_over: [],
+      scored: { text: 'scored the test split as the evaluator reads AUTOAGENT_SPLIT=test, 1 evaluation, seed 7' }, untrusted_split: true,
+    }), 0, '2026-11-22T04:00:00.000Z');
     fin.run(runId, last.kept_commit, 'test', 0.125, JSON.stringify({ experiment: last.seq, forced_over: ['already finalized'] }), 1, '2026-11-22T05:00:00.000Z');
     const page = renderReport(d2, runId);
     const banners = [...page.matchAll(/<div class="banner" role="alert">([^<]*)<\/div>/g)].map((m) => m[1]!);
@@ -201,6 +214,9 @@ test('a self-reported or unsandboxed run gets a red banner; a finalization shows
     assert.equal(rows.length, 2);
     assert.ok(rows[0]!.includes(`<a href="#exp-${last.seq}">#${last.seq}</a>`));
     assert.match(rows[0]!, /<td class="num">0\.25<\/td><td class="num">0\.75<\/td><td class="num"><span style="color:#8c1512">\+0\.5<\/span>/, 'a worse test loss, in red');
+    // what was scored, and a test score that is not held out
+    assert.ok(rows[0]!.includes('<span class="sub">scored the test split as the evaluator reads AUTOAGENT_SPLIT=test, 1 evaluation, seed 7</span> <span class="badge b-crash untrusted-split">not held out</span> <span class="sub">the test score equals the validation score at the same seed: the evaluator may ignore AUTOAGENT_SPLIT; this is not a held-out score</span>'), rows[0]);
+    assert.doesNotMatch(rows[1]!, /untrusted-split/);
     // without a recorded validation number, the incumbent's own evaluations give it
     assert.ok(rows[1]!.includes(`<td class="num">${fmtMetric(last.metric)}</td><td class="num">0.125</td>`), rows[1]);
     assert.match(rows[1]!, /forced<\/span> <span class="sub">already finalized/);

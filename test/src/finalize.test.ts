@@ -5,17 +5,19 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRun } from '../../src/loop.ts';
 import { finalizeRun, listFinalizations, pickTree } from '../../src/finalize.ts';
+import { finalizeCommand } from '../../src/audit-cli.ts';
+import { ledgerText } from '../../src/views.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { openDb, listExperiments, getRun, type DB, type RunRow, type ExperimentRow } from '../../traces/index.ts';
 import { tracesOf } from '../../traces/traces.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import { startMockOpenAI, openaiText } from '../helpers/mock-llm.ts';
-import { makeRepo, cleanup, sh, PARAMS_PY, studyYaml, tinyHarnessRepo } from '../helpers/repo.ts';
+import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml, tinyHarnessRepo } from '../helpers/repo.ts';
 
 function scripted(steps: Array<(ctx: ProposalContext) => { hypothesis: string; edits: Array<{ path: string; content: string }> }>): Proposer {
   let i = 0;
@@ -73,7 +75,8 @@ test('finalize evaluates the final incumbent once on the test split, refuses a s
   const reporter = new MemoryReporter();
   const r = await finalizeRun(db, run.id, { unsafeNoSandbox: false, reporter });
   const last = kept[kept.length - 1]!;
-  assert.deepEqual(r, { run: run.id, commit: last.kept_commit, split: 'test', metric: 1.5, validation: 1, forced: false, branch: `autoagent/${run.id}-clean` });
+  const scored = { split: 'test', repeats: 1, seed: 1_000_000_001, text: 'scored the test split as the evaluator reads AUTOAGENT_SPLIT=test, 1 evaluation, seed 1000000001 (and once with it unset, at the same seed, to check it is honoured)' };
+  assert.deepEqual(r, { run: run.id, commit: last.kept_commit, split: 'test', metric: 1.5, validation: 1, forced: false, scored, untrusted_split: false, branch: `autoagent/${run.id}-clean` });
   const rows = listFinalizations(db, run.id);
   assert.equal(rows.length, 1);
   assert.equal(rows[0]!.commit, last.kept_commit);
@@ -85,6 +88,12 @@ test('finalize evaluates the final incumbent once on the test split, refuses a s
   assert.deepEqual(details.env, { AUTOAGENT_SPLIT: 'test' });
   assert.equal(details.audit.ok, true);
   assert.ok(reporter.lines.some((l) => /test loss=1.5 \(validation 1\)/.test(l)), reporter.lines.join('\n'));
+  // the evaluator honours AUTOAGENT_SPLIT: at the same seed, unset, it gives the validation score, not the test one
+  assert.ok(reporter.lines.includes(scored.text), reporter.lines.join('\n'));
+  assert.ok(!reporter.lines.some((l) => l.startsWith('WARNING')), reporter.lines.join('\n'));
+  assert.deepEqual(details.scored, scored);
+  assert.equal(details.untrusted_split, false);
+  assert.deepEqual(details.split_check, { env: 'AUTOAGENT_SPLIT unset (as in the run)', seed: 1_000_000_001, status: 'ok', metric: 1, reason: null });
 
   await assert.rejects(finalizeRun(db, run.id, opts()), (e: Error) => {
     assert.match(e.message, new RegExp(`^run ${run.id} was already finalized \\(.*: test loss=1.5 on ${last.kept_commit!.slice(0, 8)}\\); the test split is evaluated once — pass --force`));
@@ -160,6 +169,35 @@ test('squash writes one commit listing every kept change; an existing branch nam
   }
 });
 
+test('a command study whose evaluator ignores AUTOAGENT_SPLIT gets a warning, recorded and shown by `log`', async () => {
+  // the evaluator of test/helpers/repo.ts: seeded noise, no split at all
+  const r2 = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml("env: { NOISE: '0.05' }\n") });
+  let d: DB | null = null;
+  try {
+    const res = await startRun(join(r2, 'study.yaml'), { overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: scripted([setKnob('params.py', 'X', '2.0')]) });
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const out: string[] = [];
+    const io = { out: (t: string) => void out.push(t), err: () => undefined, errIsTTY: false };
+    assert.equal(await finalizeCommand(res.runId, { db: res.dbPath, branch: false }, io), 0);
+    const text = out.join('');
+    assert.match(text, /^finalized \S+: loss on the sealed test split = \S+ \(validation \S+\) at \w{10}\nscored the test split as the evaluator reads AUTOAGENT_SPLIT=test, 1 evaluation, seed 1000000001 .*\nWARNING: the test score equals the validation score at the same seed: the evaluator may ignore AUTOAGENT_SPLIT; this is not a held-out score\n$/);
+    d = openDb(res.dbPath);
+    const row = listFinalizations(d, res.runId)[0]!;
+    const details = JSON.parse(row.details);
+    assert.equal(details.untrusted_split, true);
+    assert.equal(details.split_check.metric, row.metric);
+    // the noise is real: the test score is not simply the incumbent's validation mean
+    assert.notEqual(row.metric, details.validation);
+    assert.match(ledgerText(d, getRun(d, res.runId)!), /^!! UNTRUSTED TEST SCORE: the test score equals the validation score at the same seed: the evaluator may ignore AUTOAGENT_SPLIT; this is not a held-out score$/m);
+    assert.match(ledgerText(d, getRun(d, res.runId)!), /^finalized .*: test loss=\S+ \(validation \S+\) at \w{8} · scored the test split as the evaluator reads AUTOAGENT_SPLIT=test/m);
+    // --all is for harness runs
+    await assert.rejects(finalizeRun(d, res.runId, opts({ force: true, all: true, branch: false })), /^UsageError: --all applies to harness runs \(it lifts harness.limit\); a command run scores its whole test split already$/);
+  } finally {
+    d?.close();
+    cleanup(r2);
+  }
+});
+
 test('a run that fails its audit is not finalized unless forced', async () => {
   const tip = sh(repo, 'git', ['rev-parse', run.branch]).trim();
   sh(repo, 'git', ['update-ref', '-d', `refs/heads/${run.branch}`]);
@@ -227,15 +265,58 @@ test('a harness run is finalized on the benchmark test tasks, traced apart from 
     hdb = openDb(res.dbPath);
     const exps = listExperiments(hdb, res.runId);
     assert.deepEqual(exps.map((e) => [e.decision, e.metric]), [['baseline', 0.5], ['kept', 1]]);
-    const r = await finalizeRun(hdb, res.runId, opts());
+    const reporter = new MemoryReporter();
+    const r = await finalizeRun(hdb, res.runId, opts({ reporter }));
     assert.equal(r.metric, 0.5);
     assert.equal(r.validation, 1);
     assert.equal(r.commit, exps[1]!.kept_commit);
+    assert.deepEqual(r.scored, { split: 'test', tasks: 2, of: 2, limit: 0, repeats: 1, seed: 1_000_000_001, text: 'scored 2 of 2 test tasks (every test task), 1 evaluation, seed 1000000001' });
+    assert.ok(reporter.lines.includes(r.scored.text), reporter.lines.join('\n'));
     const traces = tracesOf(hdb, { groupId: `${res.runId}/-1/0` });
     assert.deepEqual(traces.map((t) => [t.task_id, t.split, t.score]), [['t1', 'test', 1], ['t2', 'test', 0]]);
     assert.equal(JSON.parse(listFinalizations(hdb, res.runId)[0]!.details).traces_group, `${res.runId}/-1/0`);
     // the run's own traces never touched the test split
     assert.ok(tracesOf(hdb, { runId: res.runId }).filter((t) => t.experiment_seq! >= 0).every((t) => t.split === 'val'));
+  } finally {
+    hdb?.close();
+    await server.close();
+    for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+    cleanup(hrepo);
+  }
+});
+
+test('a harness finalize names how many test tasks it scored: the study\'s limit by default, all of them with --all', async () => {
+  const server = await startMockOpenAI((body: { messages: unknown }) => openaiText(JSON.stringify(body.messages).includes('2+2') ? '4' : '0', { prompt_tokens: 20, completion_tokens: 2 }));
+  const env = { OPENAI_BASE_URL: process.env.OPENAI_BASE_URL, OPENAI_API_KEY: process.env.OPENAI_API_KEY };
+  process.env.OPENAI_BASE_URL = server.baseURL;
+  process.env.OPENAI_API_KEY = 'test';
+  const hrepo = tinyHarnessRepo([
+    { id: 'v1', split: 'val', input: { question: 'What is 2+2?' }, answer: '4' },
+    { id: 'v2', split: 'val', input: { question: 'What is 3+3?' }, answer: '6' },
+    { id: 't1', split: 'test', input: { question: 'What is 6+6?' }, answer: '12' },
+    { id: 't2', split: 'test', input: { question: 'What is 7+7?' }, answer: '14' },
+    { id: 't3', split: 'test', input: { question: 'What is 2+2?' }, answer: '4' },
+  ], 0);
+  writeFileSync(join(hrepo, 'study.yaml'), readFileSync(join(hrepo, 'study.yaml'), 'utf8').replace('concurrency: 1', 'concurrency: 1, limit: 1'));
+  sh(hrepo, 'git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-am', 'limit 1']);
+  let hdb: DB | null = null;
+  try {
+    const res = await startRun(join(hrepo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: scripted([(ctx) => ({
+      hypothesis: 'temperature 0.9 → 0.1', edits: [{ path: 'h/harness.yaml', content: ctx.files['h/harness.yaml']!.replace('temperature: 0.9', 'temperature: 0.1') }],
+    })]) });
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    hdb = openDb(res.dbPath);
+    const reporter = new MemoryReporter();
+    const limited = await finalizeRun(hdb, res.runId, opts({ reporter, branch: false }));
+    assert.equal(limited.scored.text, 'scored 1 of 3 test tasks (harness.limit 1; `--all` scores all 3), 1 evaluation, seed 1000000001');
+    assert.deepEqual([limited.scored.tasks, limited.scored.of, limited.scored.limit], [1, 3, 1]);
+    assert.ok(reporter.lines.includes(limited.scored.text), reporter.lines.join('\n'));
+    assert.deepEqual(tracesOf(hdb, { groupId: `${res.runId}/-1/0` }).map((t) => t.task_id), ['t1']);
+    const all = await finalizeRun(hdb, res.runId, opts({ force: true, all: true, branch: false }));
+    assert.equal(all.scored.text, 'scored 3 of 3 test tasks (--all), 1 evaluation, seed 1000000002');
+    assert.equal(all.metric, 1 / 3);
+    assert.deepEqual(tracesOf(hdb, { groupId: `${res.runId}/-1/1` }).map((t) => t.task_id).sort(), ['t1', 't2', 't3']);
+    assert.equal(JSON.parse(listFinalizations(hdb, res.runId)[1]!.details).scored.limit, 0);
   } finally {
     hdb?.close();
     await server.close();
@@ -300,8 +381,11 @@ trainer: { corpus: corpus.txt, eval_tokens: 64 }
     const r = await finalizeRun(tdb, res.runId, opts());
     assert.equal(r.metric, 1.5);
     assert.equal(r.validation, 1);
+    assert.equal(r.scored.text, 'scored the test split on 64 tokens (trainer.eval_tokens 64) after a fresh training, 1 evaluation, seed 1000000001');
+    assert.equal(r.untrusted_split, false);
     const details = JSON.parse(listFinalizations(tdb, res.runId)[0]!.details);
     assert.equal(details.telemetry.eval.split, 'test');
+    assert.equal(details.scored.tokens, 64);
   } finally {
     tdb?.close();
     if (saved === undefined) delete process.env.AUTOAGENT_PYTHON; else process.env.AUTOAGENT_PYTHON = saved;
