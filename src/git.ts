@@ -104,7 +104,10 @@ export async function diffEdits(before: Record<string, string>, edits: Array<{ p
       } catch (err) {
         out = String((err as { message?: string }).message ?? '');
       }
-      const body = out.split('\n').filter((l) => !/^(diff --git|index |--- |\+\+\+ )/.test(l)).join('\n');
+      // drop git's header (everything before the first hunk), not content lines that happen to start with `--` or `++`
+      const lines = out.split('\n');
+      const hunk = lines.findIndex((l) => l.startsWith('@@'));
+      const body = (hunk < 0 ? lines.filter((l) => !/^(diff --git|index |--- |\+\+\+ )/.test(l)) : lines.slice(hunk)).join('\n');
       parts.push(`diff --git a/${e.path} b/${e.path}\n--- a/${e.path}\n+++ b/${e.path}\n${body}`);
     }
     return parts.join('\n');

@@ -474,3 +474,12 @@ test('auditing an unknown run is a usage error naming it', async () => {
   await assert.rejects(auditRun(db, 'no-such-run'), /no run no-such-run in this store/);
 });
 
+
+test('a stored diff of proposed edits keeps content lines that start with -- or ++ (only git\'s header is dropped)', async () => {
+  const { diffEdits } = await import('../../src/git.ts');
+  const d = await diffEdits({ 'a.sql': 'x\n-- comment\n++ y\n' }, [{ path: 'a.sql', content: 'x\n+++ z\n' }]);
+  assert.match(d, /^diff --git a\/a\.sql b\/a\.sql\n--- a\/a\.sql\n\+\+\+ b\/a\.sql\n@@/);
+  assert.match(d, /^--- comment$/m);
+  assert.match(d, /^-\+\+ y$/m);
+  assert.match(d, /^\+\+\+\+ z$/m);
+});
