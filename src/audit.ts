@@ -21,11 +21,10 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import {
-  getRun, listRuns, listExperiments, evaluationsOfRun, tracesOf,
+  findRun, listExperiments, evaluationsOfRun, tracesOf,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { StudySchema, type Study } from './study.ts';
-import { UsageError } from './errors.ts';
 import { globMatcher, sha256File, type Manifest } from './lock.ts';
 import { judge, mean, pooledNoise, type Judgement, type AcceptanceRule } from './ratchet.ts';
 import { incumbentBefore, roundAlpha } from './rounds.ts';
@@ -96,15 +95,8 @@ export function runStudyDir(run: RunRow): string {
   return relative(run.repo, dirname(run.study_path)).split('\\').join('/');
 }
 
-/** A run by id, or by a unique prefix of its id. */
-export function findRun(db: DB, runId: string): RunRow {
-  const run = getRun(db, runId) ?? (() => {
-    const hits = listRuns(db).filter((r) => r.id.startsWith(runId));
-    return hits.length === 1 ? hits[0] : undefined;
-  })();
-  if (!run) throw new UsageError(`no run ${runId} in this store (see \`autoagent status\`)`);
-  return run;
-}
+/** A run by id, or by a unique prefix of its id (the store's one lookup). */
+export { findRun } from '../traces/index.ts';
 
 export function okMetrics(evals: EvaluationRow[] | undefined): number[] {
   return (evals ?? []).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
@@ -594,8 +586,9 @@ async function checkRescore(ctx: Ctx, opts: AuditOptions): Promise<Part> {
 
 // ---------------------------------------------------------------------------------------------
 
-export async function auditRun(db: DB, runId: string, opts: AuditOptions = {}): Promise<AuditReport> {
-  const run = findRun(db, runId);
+/** `run`: an id (or unique prefix), or the run itself as placed by resolveRunPaths (a copied repository). */
+export async function auditRun(db: DB, runOrId: string | RunRow, opts: AuditOptions = {}): Promise<AuditReport> {
+  const run = typeof runOrId === 'string' ? findRun(db, runOrId) : runOrId;
   const exps = listExperiments(db, run.id);
   const checks: AuditCheck[] = [];
   const problems: string[] = [];
