@@ -4,7 +4,7 @@
  * statement or a transaction, so kill -9 at any moment leaves a consistent ledger.
  */
 import Database from 'better-sqlite3';
-import { accessSync, closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readSync, realpathSync, statSync, statfsSync, type Stats } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, readlinkSync, openSync, readSync, realpathSync, statSync, statfsSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from '../src/errors.ts';
 
@@ -321,6 +321,9 @@ function makeParents(dir: string, storePath: string): void {
       mkdirSync(m);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(m, { throwIfNoEntry: false })?.isDirectory()) continue;
+      if (lstatSync(m, { throwIfNoEntry: false })?.isSymbolicLink()) {
+        throw new UsageError(`${storePath}: cannot create the store: ${m} is a symbolic link to ${readlinkSync(m)}, which does not exist`);
+      }
       throw new UsageError(`${storePath}: cannot create the folder ${m}: ${errnoReason(e)}`);
     }
   }

@@ -11,7 +11,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, truncateSync, statSync, writeFileSync, copyFileSync, existsSync, realpathSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, symlinkSync, rmSync, truncateSync, statSync, writeFileSync, copyFileSync, existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -175,6 +175,9 @@ test('every command that takes --db says the same of random bytes (and run, eval
 });
 
 test('paths under /proc, /sys, /dev and below a regular file: one line, exit 2, no spin', async () => {
+  const dangling = join(dir, 'dangling');
+  rmSync(dangling, { force: true });
+  symlinkSync(join(dir, 'gone'), dangling);
   const cases: Array<{ args: string[]; path: string; says: RegExp }> = [
     // a recursive mkdir of /proc/x spins forever (procfs answers ENOENT for a child of a folder that exists)
     { args: ['run', 'study.yaml', '--unsafe-no-sandbox'], path: '/proc/x/y.db', says: /lies in \/proc, which holds no autoagent store/ },
@@ -187,6 +190,8 @@ test('paths under /proc, /sys, /dev and below a regular file: one line, exit 2, 
     { args: ['run', 'study.yaml', '--unsafe-no-sandbox'], path: join(repo, 'params.py', 'x.db'), says: /cannot create the store: .*params\.py is a file, not a folder/ },
     { args: ['run', 'study.yaml', '--unsafe-no-sandbox'], path: join(repo, 'params.py', 'a', 'b', 'x.db'), says: /cannot create the store: .*params\.py is a file, not a folder/ },
     { args: ['eval', '--harness', 'h', '--bench', 'b', '--unsafe-no-sandbox'], path: '/etc/passwd/x.db', says: /cannot create the store: \/etc\/passwd is a file, not a folder/ },
+    // a dangling symbolic link on the way (another endless mkdir loop elsewhere)
+    { args: ['run', 'study.yaml', '--unsafe-no-sandbox'], path: join(dangling, 'x.db'), says: /cannot create the store: .*dangling is a symbolic link to .*gone, which does not exist/ },
     // the read commands never create a store
     { args: ['log'], path: '/etc/passwd/x.db', says: /no autoagent store here/ },
     { args: ['status'], path: '/proc/x/y.db', says: /no autoagent store here/ },
