@@ -1,7 +1,8 @@
 /** `autoagent audit`, `finalize`, `report` and `export langfuse`: the commands that explain and check a finished run. */
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { openDb } from '../traces/index.ts';
+import { openDb, type DB, type RunRow } from '../traces/index.ts';
+import { resolveRunPaths } from './run-paths.ts';
 import { UsageError } from './errors.ts';
 import { defaultDbPath } from './loop.ts';
 import { repoRoot } from './git.ts';
@@ -22,14 +23,21 @@ export interface IOLike {
 async function store(db?: string) {
   const path = db ? resolve(db) : defaultDbPath(await repoRoot(process.cwd()));
   if (!existsSync(path)) throw new UsageError(`${path}: no autoagent store here (run a study first, or pass --db PATH)`);
-  return openDb(path);
+  return { db: openDb(path), path };
+}
+
+/** the named (or latest) run, re-based onto the repository the store lives in now (a copied repo is itself) */
+async function placedRun(db: DB, path: string, runId: string | undefined, io: IOLike): Promise<RunRow> {
+  const place = await resolveRunPaths(pickRun(db, runId), path);
+  if (place.note) io.err(place.note + '\n');
+  return place.run;
 }
 
 export async function auditCommand(runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string; expectHead?: string }, io: IOLike): Promise<number> {
-  const db = await store(o.db);
+  const { db, path } = await store(o.db);
   try {
-    const run = pickRun(db, runId);
-    const r = await auditRun(db, run.id, { rescore: o.rescore !== false, dataRoot: o.data, expectHead: o.expectHead });
+    const run = await placedRun(db, path, runId, io);
+    const r = await auditRun(db, run, { rescore: o.rescore !== false, dataRoot: o.data, expectHead: o.expectHead });
     io.out(o.json ? JSON.stringify(r, null, 2) + '\n' : formatAudit(r) + '\n');
     return r.ok ? 0 : 1;
   } finally {
@@ -42,10 +50,10 @@ export async function finalizeCommand(
   o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean; all?: boolean },
   io: IOLike,
 ): Promise<number> {
-  const db = await store(o.db);
+  const { db, path } = await store(o.db);
   try {
-    const run = pickRun(db, runId);
-    const r = await finalizeRun(db, run.id, {
+    const run = await placedRun(db, path, runId, io);
+    const r = await finalizeRun(db, run, {
       force: o.force, branch: o.branch, squash: o.squash, dataRoot: o.data, unsafeNoSandbox: Boolean(o.unsafeNoSandbox), all: Boolean(o.all),
       reporter: new StreamReporter(io.err, io.errIsTTY),
     });
@@ -61,11 +69,11 @@ export async function finalizeCommand(
 }
 
 export async function reportCommand(runId: string | undefined, o: { db?: string; output?: string; png?: string }, io: IOLike): Promise<number> {
-  const db = await store(o.db);
+  const { db, path } = await store(o.db);
   try {
-    const run = pickRun(db, runId);
+    const run = await placedRun(db, path, runId, io);
     const out = resolve(o.output ?? `autoagent-report-${run.id}.html`);
-    writeFileSync(out, renderReport(db, run.id));
+    writeFileSync(out, renderReport(db, run));
     io.out(`report: ${out}\n`);
     if (o.png) {
       const png = resolve(o.png);
@@ -80,7 +88,7 @@ export async function reportCommand(runId: string | undefined, o: { db?: string;
 
 export async function exportLangfuseCommand(runId: string | undefined, o: { db?: string; json?: boolean }, io: IOLike): Promise<number> {
   const opts = langfuseOptionsFromEnv();
-  const db = await store(o.db);
+  const { db } = await store(o.db);
   try {
     const run = pickRun(db, runId);
     const r = await exportToLangfuse(db, run.id, { ...opts, onProgress: (n, total) => io.err(`\rexported ${n}/${total} traces`) });

@@ -29,15 +29,15 @@ import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
-  getRun, listRuns, listExperiments, evaluationsOfRun, tracesOf, ledgerGenesis, ledgerLink,
+  findRun, listExperiments, evaluationsOfRun, tracesOf, ledgerGenesis, ledgerLink,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { StudySchema, type Study } from './study.ts';
-import { UsageError } from './errors.ts';
 import { globMatcher, sha256File, type Manifest } from './lock.ts';
 import { judge, mean, pooledNoise, type Judgement, type AcceptanceRule } from './ratchet.ts';
 import { incumbentBefore, roundAlpha } from './rounds.ts';
 import { fmtMetric } from './format.ts';
+import { UsageError } from './errors.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
 import { dataRoot } from './kinds/harness.ts';
 import * as g from './git.ts';
@@ -109,15 +109,8 @@ export function runStudyDir(run: RunRow): string {
   return relative(run.repo, dirname(run.study_path)).split('\\').join('/');
 }
 
-/** A run by id, or by a unique prefix of its id. */
-export function findRun(db: DB, runId: string): RunRow {
-  const run = getRun(db, runId) ?? (() => {
-    const hits = listRuns(db).filter((r) => r.id.startsWith(runId));
-    return hits.length === 1 ? hits[0] : undefined;
-  })();
-  if (!run) throw new UsageError(`no run ${runId} in this store (see \`autoagent status\`)`);
-  return run;
-}
+/** A run by id, or by a unique prefix of its id (the store's one lookup). */
+export { findRun } from '../traces/index.ts';
 
 export function okMetrics(evals: EvaluationRow[] | undefined): number[] {
   return (evals ?? []).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
@@ -824,11 +817,12 @@ async function checkRescore(ctx: Ctx, opts: AuditOptions): Promise<Part> {
 
 // ---------------------------------------------------------------------------------------------
 
-export async function auditRun(db: DB, runId: string, opts: AuditOptions = {}): Promise<AuditReport> {
+/** `run`: an id (or unique prefix), or the run itself as placed by resolveRunPaths (a copied repository). */
+export async function auditRun(db: DB, runOrId: string | RunRow, opts: AuditOptions = {}): Promise<AuditReport> {
   if (opts.expectHead !== undefined && !/^[0-9a-f]{8,64}$/i.test(opts.expectHead)) {
     throw new UsageError(`--expect-head ${opts.expectHead}: expected the ledger head a run printed (8 to 64 hex digits)`);
   }
-  const run = findRun(db, runId);
+  const run = typeof runOrId === 'string' ? findRun(db, runOrId) : runOrId;
   const exps = listExperiments(db, run.id);
   const checks: AuditCheck[] = [];
   const problems: string[] = [];

@@ -2,7 +2,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { existsSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { openDb } from '../traces/index.ts';
+import { openDb, storeErrorMessage, lastStorePath } from '../traces/index.ts';
 import { UserError, UsageError } from './errors.ts';
 import { startRun, resumeRun, defaultDbPath, type LoopOptions, type Overrides, type RunResult } from './loop.ts';
 import { repoRoot } from './git.ts';
@@ -232,6 +232,12 @@ export async function main(argv: string[], io: IO = processIO): Promise<number> 
     if (e instanceof UserError) {
       io.err(`autoagent: ${e.message}\n`);
       return e.exitCode;
+    }
+    // the store turned out damaged or unreadable after it opened (a truncated page, a full disk)
+    const store = storeErrorMessage(lastStorePath() ?? 'the store', e);
+    if (store) {
+      io.err(`autoagent: ${store}\n`);
+      return /^SQLITE_(NOTADB|CORRUPT)/.test((e as { code?: string }).code ?? '') ? 2 : 1;
     }
     io.err(`autoagent: internal error: ${(e as Error).stack ?? e}\n`);
     return 1;

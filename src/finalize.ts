@@ -248,8 +248,9 @@ async function writeCleanBranch(
 
 // ---------------------------------------------------------------------------------------------
 
-export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions): Promise<FinalizeResult> {
-  const run = findRun(db, runId);
+/** `run`: an id (or unique prefix), or the run itself as placed by resolveRunPaths (a copied repository). */
+export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: FinalizeOptions): Promise<FinalizeResult> {
+  const run = typeof runOrId === 'string' ? findRun(db, runOrId) : runOrId;
   const forcedOver: string[] = [];
   if (effectiveStatus(run) === 'running') {
     throw new UserError(`run ${run.id} is still running (process ${run.owner_pid}); finalize it after it stops`);
@@ -271,7 +272,7 @@ export async function finalizeRun(db: DB, runId: string, opts: FinalizeOptions):
   const commit = inc.kept_commit ?? run.base_commit;
   const validation = inc.metric;
 
-  const audit = await auditRun(db, run.id, { rescore: false, dataRoot: opts.dataRoot });
+  const audit = await auditRun(db, run, { rescore: false, dataRoot: opts.dataRoot });
   if (!audit.ok) {
     if (!opts.force) {
       throw new UserError(`run ${run.id} fails its audit (${audit.problems[0]}${audit.problems.length > 1 ? `; and ${audit.problems.length - 1} more` : ''}): see \`autoagent audit ${run.id}\`, or pass --force to finalize it anyway (recorded as forced)`);

@@ -40,6 +40,9 @@ async function defaultStore(): Promise<string> {
 }
 
 export async function evalCommand(o: EvalCliOptions, out: (t: string) => void, err: (t: string) => void): Promise<number> {
+  // the store first: a bad --db ends the command before anything is loaded
+  const dbPath = o.db ? resolve(o.db) : await defaultStore();
+  const db = openDb(dbPath);
   if (!o.unsafeNoSandbox) {
     const s = sandboxAvailable();
     if (!s.ok) throw new UsageError(s.message);
@@ -51,8 +54,6 @@ export async function evalCommand(o: EvalCliOptions, out: (t: string) => void, e
   const tasks = studyTasks(bench, o.split, o.limit);
   if (tasks.length === 0) throw new UsageError(`benchmark ${bench.name} has no ${o.split} tasks`);
   const provider = createProvider(harness.config.provider, { prices: loadPrices(o.prices), retry: harness.config.retry });
-  const dbPath = o.db ? resolve(o.db) : await defaultStore();
-  const db = openDb(dbPath);
   const groupId = `eval-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${Math.random().toString(36).slice(2, 6)}`;
   err(`eval ${groupId}: ${harness.dir} on ${bench.name}/${o.split} (${tasks.length} tasks, ${harness.config.provider}:${harness.config.model}, concurrency ${o.concurrency})\n`);
   const summary = await evaluateHarness({

@@ -13,7 +13,7 @@
 import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
-  openDb, insertRun, getRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
+  openDb, insertRun, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
   listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
@@ -41,6 +41,7 @@ export { roundAlpha } from './rounds.ts';
 import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } from './proposal.ts';
 import { fmtMetric, fmtDuration, fmtDelta, fmtTokens } from './format.ts';
 import { liveExportFor, type LangfuseLiveExporter } from './export/langfuse.ts';
+import { resolveRunPaths } from './run-paths.ts';
 
 export interface Overrides {
   experiments?: number;
@@ -189,14 +190,15 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
     opts.reporter.event(`note: ${dirtyEditable.join(', ')} has uncommitted changes; the run starts from the last commit (${base.slice(0, 8)})`);
   }
 
+  // the store before preparing (which may take long): a bad --db ends the command at once
+  const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
+  const db = openDb(dbPath);
   const paths: RunPaths = { repo, studyDir: r.studyDir, studyPath, stateDir: join(repo, '.autoagent') };
   const adapter = adapterFor(study);
   opts.reporter.event(`preparing ${study.kind} study ${study.name}…`);
   const prepared = await adapter.prepare(study, paths);
   const manifest = buildManifest(repo, r.locked, prepared.lockedExternal);
 
-  const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
-  const db = openDb(dbPath);
   g.excludeStateDir(await g.gitCommonDir(repo));
   const runId = runIdFor(study.name);
   const branch = `autoagent/${runId}`;
@@ -221,12 +223,15 @@ export function effectiveStatus(run: RunRow): RunRow['status'] | 'interrupted' {
   return run.status;
 }
 
-export async function resumeRun(runId: string, cwd: string, opts: LoopOptions): Promise<RunResult> {
+export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions): Promise<RunResult> {
   const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(await g.repoRoot(cwd));
   if (!existsSync(dbPath)) throw new UsageError(`${dbPath}: no autoagent store here (pass --db PATH)`);
   const db = openDb(dbPath);
-  const run = getRun(db, runId);
-  if (!run) throw new UsageError(`no run ${runId} in ${dbPath} (see \`autoagent status\`)`);
+  // an exact id or a unique prefix; the paths where the store's repository is now (a copied repo resumes as itself)
+  const place = await resolveRunPaths(findRun(db, runRef), dbPath, cwd);
+  const run = place.run;
+  const runId = run.id;
+  if (place.note) opts.reporter.event(place.note);
   if (run.status === 'failed') throw new UserError(`run ${runId} failed (${run.stop_reason}); it cannot be resumed: start a new run`);
   if (run.status === 'running' && run.owner_pid && run.owner_pid !== process.pid && pidAlive(run.owner_pid)) {
     throw new UserError(`run ${runId} is being run by process ${run.owner_pid}; stop it first (Ctrl-C) or wait`);

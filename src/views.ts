@@ -1,6 +1,6 @@
 /** What `log`, `show` and `status` print, as data (for --json) and as text. */
 import {
-  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getRun, latestRun, getExperiment, getTrace, proposalOf, renderTranscript, ledgerHead,
+  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getExperiment, pickRun, getTrace, proposalOf, renderTranscript, ledgerHead,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { UsageError } from './errors.ts';
@@ -9,16 +9,8 @@ import { fmtMetric, fmtDelta, fmtDuration, fmtTokens, table, telemetryText } fro
 import { mean, stddev } from './ratchet.ts';
 import { UNTRUSTED_SPLIT } from './finalize.ts';
 
-export function pickRun(db: DB, runId?: string): RunRow {
-  if (runId) {
-    const run = getRun(db, runId) ?? listRuns(db).find((r) => r.id.startsWith(runId));
-    if (!run) throw new UsageError(`no run ${runId} in this store (see \`autoagent status\`)`);
-    return run;
-  }
-  const run = latestRun(db);
-  if (!run) throw new UsageError('no runs yet in this store: start one with `autoagent run study.yaml`');
-  return run;
-}
+/** a run by id or unique prefix, else the latest (the store's one lookup: traces/ledger.ts) */
+export { pickRun } from '../traces/index.ts';
 
 function flags(run: RunRow): string[] {
   const f: string[] = [];

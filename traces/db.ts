@@ -4,8 +4,9 @@
  * statement or a transaction, so kill -9 at any moment leaves a consistent ledger.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { accessSync, closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, readlinkSync, openSync, readSync, realpathSync, statSync, statfsSync, type Stats } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { UsageError } from '../src/errors.ts';
 
 export type DB = Database.Database;
 
@@ -188,16 +189,243 @@ export const MIGRATIONS: readonly string[] = [
   `,
 ];
 
+let lastStore: string | null = null;
+/** The store this process opened last (for naming it when a later read finds it damaged). */
+export function lastStorePath(): string | null {
+  return lastStore;
+}
+
+/** How long a command waits for another process that holds the store's write lock. */
+export const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Open (creating when missing) the autoagent store at `path` and bring its schema up to date.
+ * Anything that is not an autoagent store — a directory, a FIFO or device, a path under /proc,
+ * /sys or /dev, a parent that cannot be created, random bytes, a truncated file, someone else's
+ * SQLite database, a store written by a newer autoagent — is a UsageError of one line naming the
+ * path, raised before SQLite is handed the path where that is possible.
+ */
 export function openDb(path: string): DB {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-  const db = new Database(path);
+  if (path === ':memory:') return setUp(new Database(path), path);
+  const abs = resolve(path);
+  lastStore = abs;
+  checkStorePath(abs);
+  let db: DB | undefined;
+  try {
+    db = new Database(abs);
+    return setUp(db, abs);
+  } catch (e) {
+    try {
+      db?.close();
+    } catch {
+      // already unusable
+    }
+    const msg = storeErrorMessage(abs, e);
+    if (msg) throw new UsageError(msg);
+    throw e;
+  }
+}
+
+function setUp(db: DB, path: string): DB {
   // the busy timeout first: another process may be creating or migrating the same store
-  db.pragma('busy_timeout = 5000');
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  if (path !== ':memory:') checkOurs(db, path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
-  migrate(db);
+  migrate(db, path);
   return db;
+}
+
+const SQLITE_MAGIC = 'SQLite format 3\0';
+/** file systems that hold no files of ours: proc, sysfs, devpts, cgroup, cgroup2, debugfs, securityfs */
+const SYSTEM_FS = new Map<number, string>([
+  [0x9fa0, 'procfs'], [0x62656572, 'sysfs'], [0x1cd1, 'devpts'], [0x27e0eb, 'cgroup'], [0x63677270, 'cgroup2'],
+  [0x64626720, 'debugfs'], [0x73636673, 'securityfs'],
+]);
+
+/** `permission denied (EACCES)` from a Node file-system error */
+export function errnoReason(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (!err?.code) return String((e as Error)?.message ?? e);
+  const text = (err.message ?? '').replace(/^[A-Z0-9_]+: /, '').replace(/, \w+ '.*'$/s, '');
+  return `${text || err.code} (${err.code})`;
+}
+
+function kindOf(st: Stats): string {
+  if (st.isFile()) return 'a file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a regular file';
+}
+
+/** the nearest ancestor of `abs` (itself included) that exists, and the rest of the path below it */
+function nearestExisting(abs: string): { dir: string; rest: string[] } {
+  const rest: string[] = [];
+  let d = abs;
+  // bounded by the depth of the path
+  while (!existsSync(d)) {
+    const up = dirname(d);
+    if (up === d) break;
+    rest.unshift(basename(d));
+    d = up;
+  }
+  return { dir: d, rest };
+}
+
+/** A system area (/proc, /sys, /dev but /dev/shm, or a proc-like file system) that `abs` lies in, else null. */
+function systemArea(abs: string): string | null {
+  const { dir, rest } = nearestExisting(abs);
+  let real = abs;
+  try {
+    real = join(realpathSync(dir), ...rest);
+  } catch {
+    // a path we cannot resolve is checked as given
+  }
+  for (const p of [abs, real]) {
+    for (const area of ['/proc', '/sys', '/dev']) {
+      if (p !== area && !p.startsWith(area + '/')) continue;
+      if (area === '/dev' && (p === '/dev/shm' || p.startsWith('/dev/shm/'))) continue;
+      return area;
+    }
+  }
+  try {
+    const fs = SYSTEM_FS.get(Number(statfsSync(dir).type));
+    if (fs) return `a ${fs} file system`;
+  } catch {
+    // statfs unsupported: the prefixes above are the check
+  }
+  return null;
+}
+
+/** Create the missing folders above the store one at a time (a recursive mkdir spins forever on /proc). */
+function makeParents(dir: string, storePath: string): void {
+  const missing: string[] = [];
+  let d = dir;
+  for (;;) {
+    let st: Stats;
+    try {
+      st = statSync(d);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const up = dirname(d);
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && up !== d) {
+        missing.unshift(d);
+        d = up;
+        continue;
+      }
+      throw new UsageError(`${storePath}: cannot create the store: ${d}: ${errnoReason(e)}`);
+    }
+    if (!st.isDirectory()) throw new UsageError(`${storePath}: cannot create the store: ${d} is ${kindOf(st)}, not a folder`);
+    break;
+  }
+  for (const m of missing) {
+    try {
+      mkdirSync(m);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(m, { throwIfNoEntry: false })?.isDirectory()) continue;
+      if (lstatSync(m, { throwIfNoEntry: false })?.isSymbolicLink()) {
+        throw new UsageError(`${storePath}: cannot create the store: ${m} is a symbolic link to ${readlinkSync(m)}, which does not exist`);
+      }
+      throw new UsageError(`${storePath}: cannot create the folder ${m}: ${errnoReason(e)}`);
+    }
+  }
+}
+
+/** The checks that need no SQLite: what is at `abs`, where it is, and whether its first bytes are a SQLite database's. */
+export function checkStorePath(abs: string): void {
+  const area = systemArea(abs);
+  if (area) throw new UsageError(`${abs}: lies in ${area}, which holds no autoagent store (pass --db FILE on a regular disk)`);
+  let st: Stats | undefined;
+  try {
+    st = statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new UsageError(`${abs}: cannot read the store: ${errnoReason(e)}`);
+  }
+  if (st && st.isDirectory()) throw new UsageError(`${abs}: is a directory, not an autoagent store (pass --db FILE)`);
+  if (st && !st.isFile()) throw new UsageError(`${abs}: is ${kindOf(st)}, not an autoagent store (pass --db FILE)`);
+  if (!st) {
+    const parent = dirname(abs);
+    makeParents(parent, abs);
+    try {
+      accessSync(parent, constants.W_OK);
+    } catch (e) {
+      throw new UsageError(`${abs}: cannot create the store in ${parent}: ${errnoReason(e)}`);
+    }
+    return;
+  }
+  sniffHeader(abs);
+}
+
+/** A non-empty store must start with SQLite's header, and be as long as its header says. */
+function sniffHeader(abs: string): void {
+  // a writer may be growing the file right now (the first commit of a new store, a checkpoint):
+  // a short file counts as truncated only when it stays short with no journal or WAL beside it
+  for (let attempt = 0; ; attempt++) {
+    const h = readHeader(abs);
+    if (h.size === 0) return; // an empty file: SQLite makes it a new database
+    if (h.read < 100 || h.head.toString('latin1', 0, 16) !== SQLITE_MAGIC) {
+      throw new UsageError(`${abs}: not an autoagent store (not a SQLite database${h.read < 100 ? `: ${h.size} byte(s), shorter than a SQLite header` : ''})`);
+    }
+    const raw = h.head.readUInt16BE(16);
+    const pageSize = raw === 1 ? 65536 : raw;
+    const pages = h.head.readUInt32BE(28);
+    // the page count in the header is valid when the change counter matches version-valid-for
+    const valid = pages > 0 && h.head.readUInt32BE(24) === h.head.readUInt32BE(92);
+    if (!valid || h.size >= pages * pageSize) return;
+    const busy = ['-wal', '-journal'].some((x) => (statSync(abs + x, { throwIfNoEntry: false })?.size ?? 0) > 0);
+    if (attempt >= 3 && !busy) {
+      throw new UsageError(`${abs}: not an autoagent store (truncated: ${h.size} bytes, its header says ${pages * pageSize}; database disk image is malformed)`);
+    }
+    if (attempt >= 20) return; // a writer is at work: SQLite itself will tell
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+  }
+}
+
+function readHeader(abs: string): { head: Buffer; read: number; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(abs, 'r');
+  } catch (e) {
+    throw new UsageError(`${abs}: cannot read the store: ${errnoReason(e)}`);
+  }
+  const head = Buffer.alloc(100);
+  try {
+    const size = fstatSync(fd).size;
+    return { head, read: readSync(fd, head, 0, 100, 0), size };
+  } catch (e) {
+    throw new UsageError(`${abs}: cannot read the store: ${errnoReason(e)}`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The tables of an existing SQLite database must be ours: someone else's database is never migrated. */
+function checkOurs(db: DB, path: string): void {
+  // one read transaction: another process may be creating the tables and the version right now
+  const { version, tables } = db.transaction(() => ({
+    version: db.pragma('user_version', { simple: true }) as number,
+    tables: (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).all() as Array<{ name: string }>).map((t) => t.name),
+  }))();
+  if (tables.length === 0 && version === 0) return; // a new store
+  const list = (xs: string[]) => xs.slice(0, 5).join(', ') + (xs.length > 5 ? `, … (${xs.length} tables)` : '');
+  if (!tables.includes('runs') || !tables.includes('experiments') || version === 0) {
+    throw new UsageError(`${path}: a SQLite database, but not an autoagent store (tables ${list(tables) || '(none)'}, user_version ${version}); pass --db with an autoagent store or a new file`);
+  }
+}
+
+/** One line for an SQLite error met while opening or reading the store at `path`, or null when it is not about the file. */
+export function storeErrorMessage(path: string, e: unknown): string | null {
+  if (!(e instanceof Database.SqliteError)) return null;
+  const code = e.code ?? '';
+  if (code.startsWith('SQLITE_NOTADB') || code.startsWith('SQLITE_CORRUPT')) return `${path}: not an autoagent store (${e.message})`;
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return `${path}: the store stayed locked by another process for ${BUSY_TIMEOUT_MS / 1000} s (${e.message}); try again when it is done`;
+  if (/^SQLITE_(CANTOPEN|IOERR|READONLY|PERM|FULL|AUTH|NOLFS|PROTOCOL)/.test(code)) return `${path}: cannot use the store: ${e.message} (${code})`;
+  return null;
 }
 
 /**
@@ -205,8 +433,8 @@ export function openDb(path: string): DB {
  * write transaction (BEGIN IMMEDIATE), so two processes opening a new store at once
  * (a run starting while `autoagent status` looks) cannot both create the tables.
  */
-export function migrate(db: DB): void {
-  const newer = (v: number) => new Error(`the store was written by a newer autoagent (schema ${v}, this one knows ${MIGRATIONS.length}): upgrade autoagent`);
+export function migrate(db: DB, path = 'the store'): void {
+  const newer = (v: number) => new UsageError(`${path}: written by a newer autoagent (schema ${v}, this one knows ${MIGRATIONS.length}): upgrade autoagent`);
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > MIGRATIONS.length) throw newer(current);
   if (current === MIGRATIONS.length) return;

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { DB } from './db.ts';
 import { now } from './db.ts';
+import { UsageError } from '../src/errors.ts';
 
 export type RunStatus = 'running' | 'finished' | 'stopped' | 'failed';
 export type Decision = 'baseline' | 'kept' | 'discarded' | 'crash' | 'timeout' | 'rejected';
@@ -119,6 +120,30 @@ export function insertRun(db: DB, run: NewRun): void {
 
 export function getRun(db: DB, id: string): RunRow | undefined {
   return db.prepare('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+}
+
+/**
+ * The one lookup of a run a user names: its exact id, else the only run whose id starts with
+ * `ref`. A prefix of several runs is a UsageError listing them (up to 5), never a silent pick.
+ */
+export function findRun(db: DB, ref: string): RunRow {
+  const exact = getRun(db, ref);
+  if (exact) return exact;
+  const hits = ref
+    ? (db.prepare('SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at, rowid').all(ref.length, ref) as RunRow[])
+    : [];
+  if (hits.length === 1) return hits[0]!;
+  if (hits.length === 0) throw new UsageError(`no run ${ref} in this store (see \`autoagent status\`)`);
+  const shown = hits.slice(0, 5).map((r) => r.id).join(', ');
+  throw new UsageError(`run id prefix ${ref} is ambiguous: it matches ${hits.length} runs (${shown}${hits.length > 5 ? ', …' : ''}); give more of the id`);
+}
+
+/** A run a user names (see findRun), or the latest run when none is named. */
+export function pickRun(db: DB, ref?: string): RunRow {
+  if (ref) return findRun(db, ref);
+  const run = latestRun(db);
+  if (!run) throw new UsageError('no runs yet in this store: start one with `autoagent run study.yaml`');
+  return run;
 }
 
 export function latestRun(db: DB): RunRow | undefined {

@@ -60,7 +60,9 @@ export class CommandKind implements KindAdapter {
     let metric: number | null = null;
     let telemetry: Record<string, unknown> | null = null;
     if (study.metric.from === 'output') {
-      metric = parsePattern(cmd.stdout + '\n' + cmd.stderr, study.metric.pattern!);
+      const p = parsePattern(cmd.stdout + '\n' + cmd.stderr, study.metric.pattern!);
+      if (p.error) return { ...base, status: 'crash', reason: p.error };
+      metric = p.value;
       if (metric === null) return { ...base, status: 'crash', reason: `command output has no match for metric.pattern /${study.metric.pattern}/` };
     }
     if (study.evaluate) {
@@ -83,6 +85,7 @@ export class CommandKind implements KindAdapter {
       const parsed = parseMetricLines(ev.stdout, study.metric.name);
       telemetry = { metrics: parsed.all };
       if (study.metric.from === 'evaluator') {
+        if (parsed.error) return { ...base, status: 'crash', telemetry, reason: parsed.error };
         if (parsed.value === null) return { ...base, status: 'crash', reason: `evaluator printed no \`METRIC ${study.metric.name}=<number>\` line` };
         metric = parsed.value;
       }

@@ -99,26 +99,60 @@ export function unseenHint(req: EvalRequest): string {
   return ` (the command created ${unseen.join(', ')}, which the evaluator's folder does not show: declare data files in \`outputs:\`, or read them from $AUTOAGENT_CANDIDATE_DIR)`;
 }
 
-/** The last `METRIC name=value` line for `name` (and every METRIC line as a map). */
-export function parseMetricLines(stdout: string, name: string): { value: number | null; all: Record<string, number> } {
+/**
+ * The last `METRIC name=value` line for `name` (and every well-formed METRIC line as a map). A
+ * metric is a decimal number (`12`, `-0.5`, `.5`, `5.`, `1e-3`); anything else on the named
+ * metric's last line (`0x10`, `1_000`, nothing) is `error`, never a number: hex, binary, digit
+ * separators and blanks are what JavaScript's Number() would have turned into 16, 0 or 0.
+ * `nan` / `inf` / `Infinity` (any case, signed) are numbers that are not finite: an error too.
+ */
+export function parseMetricLines(stdout: string, name: string): { value: number | null; error: string | null; all: Record<string, number> } {
   const all: Record<string, number> = {};
   let value: number | null = null;
+  let error: string | null = null;
   for (const line of stdout.split('\n')) {
-    const m = /^\s*METRIC\s+([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(\S+)\s*$/.exec(line);
+    const m = /^\s*METRIC\s+([A-Za-z_][A-Za-z0-9_.-]*)\s*=(.*)$/.exec(line);
     if (!m) continue;
-    const v = Number(m[2]);
-    all[m[1]!] = v;
-    if (m[1] === name) value = v;
+    const raw = m[2]!.trim();
+    const shown = `METRIC ${m[1]}=${raw.length > 60 ? raw.slice(0, 60) + '…' : raw}`;
+    let v: number | null = null;
+    let why: string | null = null;
+    if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw)) {
+      v = Number(raw);
+      if (!Number.isFinite(v)) why = `metric ${m[1]} is not a finite number (${shown})`;
+    } else if (/^[+-]?(nan|inf|infinity)$/i.test(raw)) {
+      why = `metric ${m[1]} is not a finite number (${shown})`;
+    } else {
+      why = raw ? `${shown}: not a decimal number` : `${shown}: nothing after "=" (not a decimal number)`;
+    }
+    if (why === null) all[m[1]!] = v!;
+    if (m[1] === name) {
+      value = why === null ? v : null;
+      error = why;
+    }
   }
-  return { value, all };
+  return { value, error, all };
 }
 
-/** The last match of a self-reported metric pattern (one capture group). */
-export function parsePattern(output: string, pattern: string): number | null {
+/**
+ * The last match of a self-reported metric pattern (one capture group): `value` null and `error`
+ * null when nothing matches; a capture that is not a decimal number (see parseMetricLines), an
+ * empty one included, is `error`.
+ */
+export function parsePattern(output: string, pattern: string): { value: number | null; error: string | null } {
   const re = new RegExp(pattern, 'gm');
-  let last: number | null = null;
-  for (const m of output.matchAll(re)) last = Number(m[1]);
-  return last;
+  let last: string | null = null;
+  for (const m of output.matchAll(re)) last = m[1] ?? '';
+  if (last === null) return { value: null, error: null };
+  const raw = last.trim();
+  const quoted = JSON.stringify(last.length > 60 ? last.slice(0, 60) + '…' : last);
+  if (/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(raw)) {
+    const v = Number(raw);
+    if (Number.isFinite(v)) return { value: v, error: null };
+  } else if (!/^[+-]?(nan|inf|infinity)$/i.test(raw)) {
+    return { value: null, error: `metric.pattern captured ${quoted} (not a decimal number)` };
+  }
+  return { value: null, error: `metric is not a finite number (metric.pattern captured ${quoted})` };
 }
 
 export function lastLine(text: string): string {

@@ -38,9 +38,10 @@ type Decision = ExperimentRow['decision'];
 
 const DIFF_LIMIT = 200_000;
 
-export function renderReport(db: DB, runId: string): string {
-  const run = getRun(db, runId);
-  if (!run) throw new UsageError(`no run ${runId} in this store (see \`autoagent status\`)`);
+/** `run`: an exact id, or the run itself (as placed by resolveRunPaths: a copied repository shows its own study path). */
+export function renderReport(db: DB, runOrId: string | RunRow): string {
+  const run = typeof runOrId === 'string' ? getRun(db, runOrId) : runOrId;
+  if (!run) throw new UsageError(`no run ${runOrId} in this store (see \`autoagent status\`)`);
   const ledger = ledgerData(db, run);
   const exps = listExperiments(db, run.id);
   const evals = evaluationsOfRun(db, run.id);
