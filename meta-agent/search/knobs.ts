@@ -50,6 +50,9 @@ export interface Knob {
   max?: number;
   /** the lower bound itself is excluded (positive floats stay > 0) */
   minExclusive?: boolean;
+  /** min / max come from the study's declaration (else they were inferred from the literal) */
+  minDeclared?: boolean;
+  maxDeclared?: boolean;
   /** mutate multiplicatively (log scale) */
   log: boolean;
   /** the allowed values of a choice knob */
@@ -510,6 +513,8 @@ function makeKnob(file: string, syntax: KnobSyntax, c: Candidate, decl: KnobDecl
     ...(min !== undefined ? { min } : {}),
     ...(max !== undefined ? { max } : {}),
     ...(minExclusive ? { minExclusive } : {}),
+    ...(decl?.min !== undefined ? { minDeclared: true } : {}),
+    ...(decl?.max !== undefined ? { maxDeclared: true } : {}),
   };
 }
 
