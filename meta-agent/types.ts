@@ -31,6 +31,8 @@ export interface LedgerEntry {
   decision: 'baseline' | 'kept' | 'discarded' | 'crash' | 'timeout' | 'rejected' | 'pending';
   /** mean metric over the experiment's evaluations (undefined when none succeeded) */
   metric?: number;
+  /** the metric of each evaluation that succeeded (repeats and confirmations: the noise is in their spread) */
+  values?: number[];
   /** improvement over the incumbent at decision time, in the "higher is better" sense */
   improvement?: number;
   /** whatever the proposer stored in Proposal.meta when it proposed this experiment */
@@ -96,6 +98,11 @@ export interface ProposalServices {
 export interface ProposalContext {
   /** editable files of the incumbent: repo-relative path -> content */
   files: Record<string, string>;
+  /** editable files of the run's starting commit (the knob values a search space is centred on) */
+  baseFiles?: Record<string, string>;
+  /** the improvement (in metric units) a first evaluation of this proposal must exceed to pass the
+   *  ratchet's screen, as of now: max(min_delta, t · pooled noise · √(1 + 1/n_incumbent)) */
+  screenMargin?: number;
   /** globs of editable paths (repo-relative) */
   editable: string[];
   /** knobs declared in the study */

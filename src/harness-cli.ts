@@ -10,7 +10,7 @@ import { createProvider, loadPrices } from '../task-agent/providers/index.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
 import { UsageError, UserError } from './errors.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
-import { AUTOAGENT_ROOT, dataRoot, hiddenPaths, studyTasks } from './kinds/harness.ts';
+import { dataRoot, hiddenPaths, studyTasks, workerReadable } from './kinds/harness.ts';
 import { parseExperimentRef } from './views.ts';
 import { fmtDuration, fmtMetric, table } from './format.ts';
 import { repoRoot } from './git.ts';
@@ -58,7 +58,7 @@ export async function evalCommand(o: EvalCliOptions, out: (t: string) => void, e
   err(`eval ${groupId}: ${harness.dir} on ${bench.name}/${o.split} (${tasks.length} tasks, ${harness.config.provider}:${harness.config.model}, concurrency ${o.concurrency})\n`);
   const summary = await evaluateHarness({
     db, harness, harnessName: harness.dir, benchmark: bench, tasks, provider, groupId, concurrency: o.concurrency,
-    hide: hiddenPaths(bench, [join(dbPath, '..'), ...(data ? [data] : [])]), readable: [AUTOAGENT_ROOT, harness.dir],
+    hide: hiddenPaths(bench, [join(dbPath, '..'), ...(data ? [data] : [])]), readable: workerReadable(harness.dir),
     unsafeNoSandbox: Boolean(o.unsafeNoSandbox), guard: new SpendGuard(0, 0, 0, 0), cache: o.cache,
     providerLimit: { maxRate: o.maxProviderErrorRate ?? 0.1 },
     onTask: (r, done, total) => err(`[${done}/${total}] ${r.task_id} ${r.status} score ${fmtMetric(r.score)} (${fmtDuration(r.ms)})\n`),

@@ -21,7 +21,7 @@ import { loadStudy, StudySchema, type Study } from './study.ts';
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
 import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, LockViolation, type Manifest } from './lock.ts';
-import { judge, pooledNoise, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
+import { judge, pooledNoise, noiseMargin, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
 import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
@@ -58,6 +58,8 @@ export interface LoopOptions {
   signal?: AbortSignal;
   /** use this proposer instead of the study's (tests, embedding) */
   proposer?: Proposer;
+  /** use this kind adapter instead of the study's (tests and benchmarks: a fake kind in milliseconds) */
+  kind?: KindAdapter;
 }
 
 export interface RunResult {
@@ -194,7 +196,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
   const db = openDb(dbPath);
   const paths: RunPaths = { repo, studyDir: r.studyDir, studyPath, stateDir: join(repo, '.autoagent') };
-  const adapter = adapterFor(study);
+  const adapter = opts.kind ?? adapterFor(study);
   opts.reporter.event(`preparing ${study.kind} study ${study.name}…`);
   const prepared = await adapter.prepare(study, paths);
   const manifest = buildManifest(repo, r.locked, prepared.lockedExternal);
@@ -245,7 +247,7 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
-  const adapter = adapterFor(study);
+  const adapter = opts.kind ?? adapterFor(study);
   const prepared = await adapter.prepare(study, paths);
   const manifest: Manifest = JSON.parse(run.lock_manifest);
   verifyManifest(manifest, run.repo, null, r.tracked);
@@ -491,7 +493,9 @@ async function createBaseline(ctx: RunCtx): Promise<void> {
 }
 
 function ledgerOf(ctx: RunCtx, exps: ExperimentRow[]): LedgerEntry[] {
+  const evals = evaluationsOfRun(ctx.db, ctx.run.id);
   return exps.map((e) => ({
+    values: okMetrics(evals.get(e.id) ?? []),
     seq: e.seq,
     hypothesis: e.hypothesis,
     decision: (e.decision ?? 'pending') as LedgerEntry['decision'],
@@ -541,6 +545,10 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
       files, editable: ctx.study.editable.map((e) => pre + e.replace(/^\.\//, '')),
       knobs: ctx.study.knobs.map((k) => ({ ...k, file: pre + k.file.replace(/^\.\//, '') })), metric: ctx.study.metric,
       ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed, seq), seen,
+      baseFiles: inc.seq === 0 ? files : await editableFiles(ctx, ctx.run.base_commit),
+      screenMargin: noiseMargin(pooledNoise(noiseGroups(ctx.db, ctx.run.id, seq)), 1, Math.max(1, okMetrics(evaluationsOf(ctx.db, inc.id)).length), {
+        alpha: ctx.study.acceptance.alpha / Math.max(1, ctx.study.proposer.candidates), minDelta: ctx.study.acceptance.min_delta,
+      }),
       seq, runId: ctx.run.id, kind: ctx.study.kind, incumbent: { seq: inc.seq, commit: parent, metric: inc.metric ?? undefined },
       repo: ctx.paths.repo, program: ctx.program,
       round: exps.filter((e) => e.round === round).map((e) => ({ hypothesis: e.hypothesis })), notes,

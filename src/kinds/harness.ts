@@ -3,7 +3,7 @@
  * task-agent runtime (sandboxed workers, parent-held keys, traces in SQLite), score each task
  * with the benchmark's locked scorer; the metric is the mean task score (maximize).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import type { Study } from '../study.ts';
@@ -17,6 +17,18 @@ import { mean } from '../ratchet.ts';
 
 /** the autoagent installation (its code and node_modules must stay visible to workers) */
 export const AUTOAGENT_ROOT = resolve(import.meta.dirname, '..', '..');
+
+/** What a task-agent worker must read of autoagent: its folder, and its node_modules where a link puts them elsewhere (npm link, a shared install). */
+export function workerReadable(harnessDir: string): string[] {
+  const out = [AUTOAGENT_ROOT, harnessDir];
+  try {
+    const nm = realpathSync(join(AUTOAGENT_ROOT, 'node_modules'));
+    if (!nm.startsWith(AUTOAGENT_ROOT + '/')) out.push(nm);
+  } catch {
+    /* no node_modules folder: the dependencies resolve from a parent, under /usr or a prefix on the system view */
+  }
+  return out;
+}
 
 export function dataRoot(explicit: string | undefined, base: string): string | undefined {
   const d = explicit ?? process.env.AUTOAGENT_DATA;
@@ -96,7 +108,7 @@ export class HarnessKind implements KindAdapter {
       db: req.run.db, harness, harnessName: s.dir, benchmark: b, provider, runId: req.run.id, experimentSeq: req.run.seq,
       repeat: req.repeat, concurrency: s.concurrency, hide, unsafeNoSandbox: req.policy.unsafeNoSandbox,
       memoryMB: req.policy.memoryMB, maxProcesses: req.policy.maxProcesses, guard: req.guard, cache: s.cache, signal: req.signal,
-      readable: [AUTOAGENT_ROOT, harness.dir],
+      readable: workerReadable(harness.dir),
     };
     const maxRate = s.max_provider_error_rate;
     const group = (part: string) => `${req.run.id}/${req.run.seq}/${req.repeat}${part}`;

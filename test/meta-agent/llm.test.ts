@@ -556,7 +556,7 @@ describe('hybrid proposer', () => {
 
     const body = o.server.requests[0]!.body;
     const doc = firstUserText(body);
-    assert.match(doc, /agent\/config\.py:TEMPERATURE = 0\.7 \(float[^)]*\) · trials 0 · kept 0\.00 \/ failed 0\.00 · step ×1\.00 · momentum none/);
+    assert.match(doc, /agent\/config\.py:TEMPERATURE = 0\.7 \(float, searched in \[[\d.e-]+, [\d.e-]+\][^)]*\)/);
     assert.ok(doc.includes(`Search would propose now: ${expected.hypothesis}`));
     const system = typeof body.system === 'string' ? body.system : body.system.map((b: any) => b.text).join('');
     assert.match(system, /"use_search": true/);
@@ -580,7 +580,7 @@ describe('hybrid proposer', () => {
     assert.equal((o.proposal!.meta as any).choice, 'llm');
   });
 
-  test('a kept hybrid search choice teaches search: the knob state reflects it', async () => {
+  test('a kept hybrid search choice teaches search: its model is fitted on it', async () => {
     const first = (await new HybridProposer({ ...SETTINGS, mode: 'alternate' }).propose(context({ seq: 3 })))!;
     const change = readKnobMeta(first.meta)!.changed[0]!;
     const files = { ...FILES };
@@ -588,7 +588,9 @@ describe('hybrid proposer', () => {
     const ledger: LedgerEntry[] = [...LEDGER, { seq: 3, hypothesis: first.hypothesis, decision: 'kept', metric: 0.7, improvement: 0.05, meta: first.meta, proposer: 'hybrid' }];
     const { text, suggestion } = describeSearchState(context({ files, ledger, seq: 4 }));
     const line = text.split('\n').find((l) => l.includes(`${change.knob} =`))!;
-    assert.match(line, /trials 1 · kept 1\.00 \/ failed 0\.00 · step ×1\.40/);
+    assert.match(line, new RegExp(`${change.knob.replace(/[.:/]/g, '\\$&')} = ${String(change.to).replace('.', '\\.')}`));
+    // the hybrid's search choice counts as data: the model now has two assignments
+    assert.match(text, /Gaussian process over \d+ evaluation\(s\) of 2 assignment\(s\)/);
     const expected = await new SearchProposer().propose(context({ files, ledger, seq: 4 }));
     assert.deepEqual(suggestion, expected);
   });

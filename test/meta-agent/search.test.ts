@@ -5,6 +5,7 @@ import { filesHash, applyEdits } from '../../meta-agent/hash.ts';
 import type { KnobDecl, LedgerEntry, Proposal, ProposalContext, Proposer } from '../../meta-agent/types.ts';
 import { findKnobs, setKnob, formatKnobValue, discoverKnobs, type Knob } from '../../meta-agent/search/knobs.ts';
 import { SearchProposer, RandomProposer, seededRandom } from '../../meta-agent/search/index.ts';
+import { searchSpace, toUnit, fromUnit } from '../../meta-agent/search/space.ts';
 import { UsageError } from '../../src/errors.ts';
 
 // ---------------------------------------------------------------- fixtures
@@ -384,6 +385,8 @@ function ctxFor(files: Record<string, string>, opts: Partial<ProposalContext> & 
     ledger: opts.ledger ?? [{ seq: 0, hypothesis: 'baseline', decision: 'baseline', metric: 1 }],
     random: opts.random ?? seededRandom(opts.seed ?? 1, 0),
     seen: opts.seen ?? new Set([filesHash(files)]),
+    ...(opts.screenMargin !== undefined ? { screenMargin: opts.screenMargin } : {}),
+    ...(opts.baseFiles ? { baseFiles: opts.baseFiles } : {}),
   };
 }
 
@@ -431,7 +434,7 @@ test('the hypothesis names the file when knobs come from several files', async (
   for (let seed = 1; seed <= 10; seed++) {
     const prop = (await new SearchProposer().propose(ctxFor(files, { seed })))!;
     assert.match(prop.hypothesis, /^(train\.py:N_LAYER 4 → \d+|harness\.yaml:temperature 0\.5 → [\d.e-]+)(; .*)?$/);
-    seenPrefixes.add(prop.hypothesis.split(':')[0]!);
+    for (const part of prop.hypothesis.split('; ')) seenPrefixes.add(part.split(':')[0]!);
   }
   assert.equal(seenPrefixes.size, 2, 'both files are searched');
 });
@@ -512,15 +515,23 @@ test('mutations stay within declared and inferred bounds', async () => {
   assert.equal(moved.size, 12);
 });
 
-test('search doubles and halves power-of-two ints', async () => {
-  const files = { 't.py': 'BATCH_SIZE = 64\n' };
-  const values = new Set<number>();
-  for (let seed = 1; seed <= 40; seed++) {
-    const prop = (await new SearchProposer().propose(ctxFor(files, { seed })))!;
-    values.add(findKnobs('t.py', prop.edits[0]!.content, [])[0]!.value as number);
+test('the search space: declared bounds as declared, others a window around the start value, wide ints on a log scale', () => {
+  const src = 'LEARNING_RATE = 6e-4\nBATCH_SIZE = 64\nN_LAYER = 4\nDROPOUT = 0.0\nUSE_BIAS = False\n';
+  const knobs = findKnobs('t.py', src, [{ file: 't.py', name: 'N_LAYER', min: 2, max: 12 }]);
+  const dims = Object.fromEntries(searchSpace(knobs).map((d) => [d.key.split(':')[1], d]));
+  assert.deepEqual(dims.N_LAYER, { key: 't.py:N_LAYER', type: 'int', low: 2, high: 12, log: false });
+  assert.deepEqual(dims.BATCH_SIZE, { key: 't.py:BATCH_SIZE', type: 'int', low: 16, high: 256, log: true });
+  const lr = dims.LEARNING_RATE as { low: number; high: number; log: boolean };
+  assert.ok(Math.abs(lr.low - 6e-5) < 1e-12 && Math.abs(lr.high - 6e-3) < 1e-12 && lr.log);
+  assert.deepEqual(dims.DROPOUT, { key: 't.py:DROPOUT', type: 'float', low: 0, high: 1, log: false });
+  assert.deepEqual(dims.USE_BIAS, { key: 't.py:USE_BIAS', type: 'bool' });
+  // the window stays centred on the run's start, not on where the incumbent has moved to
+  const moved = findKnobs('t.py', src.replace('6e-4', '5e-3'), []);
+  const again = searchSpace(moved, { 't.py:LEARNING_RATE': 6e-4 }).find((d) => d.key === 't.py:LEARNING_RATE') as { low: number; high: number };
+  assert.ok(Math.abs(again.high - 6e-3) < 1e-12);
+  for (const d of Object.values(dims)) {
+    for (const u of [0, 0.37, 1]) assert.ok(Math.abs(toUnit(d, fromUnit(d, u)) - u) < (d.type === 'float' ? 1e-9 : 0.5), `${d.key} round-trips`);
   }
-  for (const v of values) assert.ok(Number.isInteger(Math.log2(v)), `${v} is a power of two`);
-  assert.ok(values.has(32) && values.has(128));
 });
 
 // ---------------------------------------------------------------- learning
@@ -562,34 +573,34 @@ async function ratchet(p: Proposer, seed: number, n: number, hideLedger = false)
 }
 
 test('search learns from the ledger: it beats the random baseline on a synthetic objective', async () => {
-  const seeds = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  const seeds = [1, 2, 3, 4, 5, 6];
   const start = loss(START);
   const excess = { search: [] as number[], random: [] as number[], blind: [] as number[] };
   for (const seed of seeds) {
-    excess.search.push((await ratchet(new SearchProposer(), seed, 60)).best - 2);
-    excess.random.push((await ratchet(new RandomProposer(), seed, 60)).best - 2);
+    excess.search.push((await ratchet(new SearchProposer(), seed, 30)).best - 2);
+    excess.random.push((await ratchet(new RandomProposer(), seed, 30)).best - 2);
     // the same search with the ledger hidden (only `seen` avoids repeats): what learning adds
-    excess.blind.push((await ratchet(new SearchProposer(), seed, 60, true)).best - 2);
+    excess.blind.push((await ratchet(new SearchProposer(), seed, 30, true)).best - 2);
   }
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const s = mean(excess.search);
   const r = mean(excess.random);
   const b = mean(excess.blind);
-  console.log(`  excess loss at start ${(start - 2).toFixed(3)}; after 60 proposals, mean over ${seeds.length} seeds: search ${s.toFixed(4)}, random ${r.toFixed(4)} (${(r / s).toFixed(1)}x worse), search without the ledger ${b.toFixed(4)} (${(b / s).toFixed(1)}x worse)`);
+  console.log(`  excess loss at start ${(start - 2).toFixed(3)}; after 30 proposals, mean over ${seeds.length} seeds: search ${s.toFixed(4)}, random ${r.toFixed(4)} (${(r / s).toFixed(1)}x worse), search without the ledger ${b.toFixed(4)} (${(b / s).toFixed(1)}x worse)`);
   assert.ok(r < 0.5 * (start - 2), 'random improves over the start');
   assert.ok(s < 0.1 * (start - 2), 'search gets close to the optimum');
   assert.ok(s < r / 3, `search (${s}) clearly better than random (${r})`);
   assert.ok(s < b / 3, `the ledger is what makes search good (${s} vs ${b} without it)`);
   // better on most seeds, not only on average
   const wins = seeds.filter((_, i) => excess.search[i]! < excess.random[i]!).length;
-  assert.ok(wins >= 6, `search beats random on ${wins}/10 seeds`);
+  assert.ok(wins >= 5, `search beats random on ${wins}/6 seeds`);
 });
 
 test('resumable: the same ledger and the same random seed give the same proposal', async () => {
-  const { ledger, files, seen } = await ratchet(new SearchProposer(), 5, 25);
+  const { ledger, files, seen } = await ratchet(new SearchProposer(), 5, 12);
   const ctx = (): ProposalContext => ({
     files, editable: ['train.py'], knobs: [], metric: { name: 'val_loss', direction: 'minimize' },
-    ledger: JSON.parse(JSON.stringify(ledger)), random: seededRandom(5, 26), seen: new Set(seen),
+    ledger: JSON.parse(JSON.stringify(ledger)), random: seededRandom(5, 13), seen: new Set(seen),
   });
   for (const make of [() => new SearchProposer(), () => new RandomProposer()]) {
     const a = await make().propose(ctx());
@@ -605,28 +616,27 @@ test('resumable: the same ledger and the same random seed give the same proposal
   assert.notDeepEqual(blank, learned);
 });
 
-test('search follows a kept direction and turns around after two discards', async () => {
-  // a ledger where increasing N_LAYER from 4 to 5 was kept: search keeps increasing it
-  const files = { 'train.py': 'N_LAYER = 5\nUSE_BIAS = False\n' };
-  const meta = (from: number, to: number) => ({ proposer: 'search', assignment: { 'train.py:N_LAYER': to, 'train.py:USE_BIAS': false }, changed: [{ knob: 'train.py:N_LAYER', from, to }] });
-  const base: LedgerEntry = { seq: 0, hypothesis: 'baseline', decision: 'baseline', metric: 3 };
-  const kept: LedgerEntry = { seq: 1, hypothesis: 'N_LAYER 4 → 5', decision: 'kept', metric: 2.5, improvement: 0.5, meta: meta(4, 5) };
-  const dirs = async (ledger: LedgerEntry[]) => {
-    let up = 0, down = 0;
-    for (let seed = 1; seed <= 60; seed++) {
-      const prop = (await new SearchProposer().propose(ctxFor(files, { ledger, random: seededRandom(seed, ledger.length) })))!;
-      const c = (prop.meta as { changed: Array<{ knob: string; from: number; to: number }> }).changed.find((x) => x.knob === 'train.py:N_LAYER');
-      if (c) { if (c.to > c.from) up++; else down++; }
-    }
-    return { up, down };
-  };
-  const after1 = await dirs([base, kept]);
-  console.log(`  N_LAYER moves after a kept 4 → 5: ${JSON.stringify(after1)}`);
-  assert.ok(after1.up > 2 * after1.down, `momentum: ${JSON.stringify(after1)}`);
-  const failUp = (seq: number, to: number): LedgerEntry => ({ seq, hypothesis: `N_LAYER 5 → ${to}`, decision: 'discarded', metric: 2.7, improvement: -0.2, meta: meta(5, to) });
-  const after2 = await dirs([base, kept, failUp(2, 6), failUp(3, 7)]);
-  console.log(`  after 5 → 6 and 5 → 7 were discarded: ${JSON.stringify(after2)}`);
-  assert.ok(after2.down > 3 * after2.up, `turned around: ${JSON.stringify(after2)}`);
+test('search proposes whole assignments where its model expects an improvement beyond the margin, and says so', async () => {
+  // five assignments along N_LAYER: the loss falls as N_LAYER rises; WARMUP does nothing
+  const assign = (n: number) => ({ 'train.py:N_LAYER': n, 'train.py:WARMUP': 100 });
+  const meta = (n: number) => ({ proposer: 'search', assignment: assign(n), changed: [{ knob: 'train.py:N_LAYER', from: 2, to: n }] });
+  const ledger: LedgerEntry[] = [
+    { seq: 0, hypothesis: 'baseline', decision: 'baseline', metric: 3, values: [3.01, 2.99, 3.0] },
+    ...[3, 4, 5, 6].map((n, i): LedgerEntry => ({ seq: i + 1, hypothesis: `N_LAYER → ${n}`, decision: n === 6 ? 'kept' : 'discarded', metric: 3 - 0.2 * (n - 2), values: [3 - 0.2 * (n - 2)], meta: meta(n) })),
+  ];
+  const files = { 'train.py': 'N_LAYER = 6\nWARMUP = 100\n' };
+  const ups: number[] = [];
+  for (let seed = 1; seed <= 8; seed++) {
+    const prop = (await new SearchProposer().propose(ctxFor(files, { ledger, random: seededRandom(seed, ledger.length), knobs: [{ file: 'train.py', name: 'N_LAYER', min: 1, max: 16 }], screenMargin: 0.05, baseFiles: { 'train.py': 'N_LAYER = 2\nWARMUP = 100\n' } })))!;
+    const m = prop.meta as { assignment: Record<string, number>; model: { kind: string; predicted: { mean: number }; incumbent: { mean: number }; margin: number; assignments: number }; reasons: string[] };
+    assert.equal(m.model.kind, 'gp-matern52');
+    assert.equal(m.model.assignments, 5);
+    assert.equal(m.model.margin, 0.05);
+    assert.ok(m.model.predicted.mean < m.model.incumbent.mean, `it expects an improvement: ${JSON.stringify(m.model)}`);
+    assert.match(m.reasons[0]!, /Gaussian process over 7 evaluation\(s\) of 5 assignment\(s\) expects val_loss/);
+    ups.push(m.assignment['train.py:N_LAYER']!);
+  }
+  assert.ok(ups.filter((n) => n > 6).length >= 6, `N_LAYER keeps rising: ${ups}`);
 });
 
 test('a knob declared with search: false is never proposed', async () => {
