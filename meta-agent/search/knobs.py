@@ -86,11 +86,20 @@ def describe(node):
         if isinstance(v, float):
             return "not a finite number"
         return None
-    kinds = {ast.Tuple: "a tuple", ast.List: "a list", ast.Dict: "a dict", ast.Set: "a set", ast.JoinedStr: "an f-string"}
+    kinds = {ast.Tuple: "a tuple", ast.List: "a list", ast.Dict: "a dict", ast.Set: "a set"}
     for t, what in kinds.items():
-        if isinstance(node, t):
+        if isinstance(node, t) and constant(node):
             return what
     return None
+
+
+def constant(node):
+    """A container of constants only (`(0.9, 0.95)`, `[4, 4]`): a setting, though not a searchable one."""
+    try:
+        ast.literal_eval(node)
+        return True
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
 
 
 def literal(node, src):

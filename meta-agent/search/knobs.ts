@@ -17,7 +17,8 @@
  *     `field(default=…)` too), named `Class.field`, unless reassigned (in the class body,
  *     `Class.field = …`, `self.field = …`).
  * A name the study's `command` sets with `--name=value` / `--name value` (nanoGPT's configurator,
- * argparse) is overridden by the command line, not a knob.
+ * argparse), or a YAML key it sets Hydra-style (`optimizer.lr=0.1`), is overridden by the command
+ * line, not a knob.
  * YAML (`.yaml`/`.yml`, through the `yaml` library's document API): top-level scalar keys, and
  * those of one nested mapping level (`optimizer.lr`); a repeated key is ambiguous.
  * In every file: literals are int (`4`, `-2`, `1_000`), float (`6e-4`, `.5`, `-1e-3`), bool and,
@@ -311,12 +312,17 @@ function shellWords(command: string): string[] {
   return words;
 }
 
-/** The flags a command line passes: `--name` (or `-n`) → how it is written there (`--name=value`, `--name value`). */
+/**
+ * The flags a command line passes: `--name` (or `-n`) → how it is written there (`--name=value`,
+ * `--name value`); a Hydra-style override `a.b=value` (`+a.b=…`, `++a.b=…`) is keyed `a.b=`.
+ */
 export function commandFlags(command: string | undefined): Map<string, string> {
   const flags = new Map<string, string>();
   if (!command) return flags;
   const words = shellWords(command);
   words.forEach((w, i) => {
+    const hydra = /^\+{0,2}([A-Za-z_][\w.-]*)=/.exec(w);
+    if (hydra && !flags.has(`${hydra[1]}=`)) flags.set(`${hydra[1]}=`, w);
     const m = /^(--?[A-Za-z_][\w.-]*)(=.*)?$/.exec(w);
     if (!m || flags.has(m[1]!)) return;
     const next = words[i + 1];
@@ -329,8 +335,9 @@ const underscore = (s: string) => s.replace(/^-+/, '').replace(/-/g, '_');
 
 /** How the command line sets this entry, if it does. */
 function overriddenBy(e: Entry, flags: Map<string, string>): string | undefined {
-  if (e.form === 'yaml' || flags.size === 0) return undefined;
+  if (e.form === 'yaml') return flags.get(`${e.name}=`);
   for (const [flag, shown] of flags) {
+    if (flag.endsWith('=')) continue;
     if (e.form === 'argparse' && e.flags?.includes(flag)) return shown;
     if (!flag.startsWith('--')) continue;
     const n = underscore(flag);
@@ -407,11 +414,12 @@ export function findKnobReport(path: string, source: string, decls: KnobDecl[], 
     const decl = declOf.get(e.name);
     const owner = first.get(e.name)!;
     if (owner !== e) {
-      skip(e, `same name as the setting at line ${owner.line}: ambiguous`);
+      // a name set twice is reported once (the first setting says where the other is)
+      if (!(owner.reassigned && e.reassigned)) skip(e, `same name as the setting at line ${owner.line}: ambiguous`);
       continue;
     }
     if (decl?.search === false) {
-      skip(e, 'declared with search: false');
+      skip(e, 'declared not to be searched (search: false)');
       continue;
     }
     if (e.reassigned) {
