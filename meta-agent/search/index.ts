@@ -244,7 +244,7 @@ function build(ctx: ProposalContext, knobs: Knob[], moves: Move[], proposer: str
 
 /** The loop both proposers share: generate moves until one gives a new candidate. */
 function proposeWith(ctx: ProposalContext, proposer: string, generate: (knobs: Knob[], attempt: number) => Move[]): Proposal | null {
-  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs);
+  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs, ctx.command);
   if (knobs.length === 0) return null;
   const incumbentHash = filesHash(ctx.files);
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
@@ -337,7 +337,7 @@ function chooseDirection(s: KnobStats, rand: Uniform): [1 | -1, string] {
  * the same code (it draws from ctx.random exactly as propose would).
  */
 export function describeSearchState(ctx: ProposalContext): { text: string; suggestion: Proposal | null } {
-  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs);
+  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs, ctx.command);
   if (knobs.length === 0) return { text: 'No searchable knobs in the editable files.', suggestion: null };
   const stats = deriveStats(ctx.ledger, knobs);
   const f2 = (x: number) => x.toFixed(2);
