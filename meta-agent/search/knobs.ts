@@ -174,7 +174,7 @@ function runHelper(sources: string[]): Analysis[] {
       failures.push(`${exe}: ${out.fatal ?? 'no answer'}`);
       continue;
     }
-    python = out.python ?? exe;
+    python = out.python || exe;
     return out.files;
   }
   if (failures.length === 0) {
