@@ -20,6 +20,9 @@ export interface ProposerSettings {
   env: Record<string, string>;
 }
 
+/** proposers that turn knobs: with no knobs they have nothing to do, and a run refuses to start */
+export const KNOB_PROPOSERS: ReadonlySet<string> = new Set(['search', 'random', 'hybrid', 'optuna']);
+
 /** the model an llm proposer uses when the study names none */
 export const DEFAULT_META_MODEL = { anthropic: 'claude-sonnet-4-6', openai: 'gpt-5' } as const;
 

@@ -117,6 +117,8 @@ export interface ProposalContext {
   seen: Set<string>;
   /** the experiment number this proposal will get */
   seq?: number;
+  /** the study's `command` line: a setting it passes (`--name=value`) is overridden there, not a knob */
+  command?: string;
   /** the run's id and kind */
   runId?: string;
   kind?: 'command' | 'trainer' | 'harness';
@@ -163,6 +165,8 @@ export class ProposalBudgetExceeded extends ProposalFailed {}
 
 export interface Proposer {
   readonly name: string;
+  /** it only turns knobs: a run with no knobs refuses to start (the study's search, random, hybrid set by type) */
+  readonly requiresKnobs?: boolean;
   /** null: nothing left to propose (the run stops with that reason) */
   propose(ctx: ProposalContext): Promise<Proposal | null>;
 }

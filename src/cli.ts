@@ -10,6 +10,7 @@ import { StreamReporter } from './report.ts';
 import { killAllSandboxes } from './sandbox/index.ts';
 import { studyJsonSchema } from './study.ts';
 import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } from './audit-cli.ts';
+import { knobsCommand } from './knobs-cli.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -120,6 +121,7 @@ export function buildProgram(io: IO, exit: { code: number } = { code: 0 }): Comm
 Examples:
   autoagent run gpu-trainer/study.yaml                 train a small GPT, ratchet its train.py
   autoagent run study.yaml --experiments 8             8 experiments after the baseline
+  autoagent knobs study.yaml                           the knobs a search would turn, and what was skipped
   autoagent log                                        the ledger of the latest run
   autoagent show 3                                     diff, evaluations and decision of experiment 3
   autoagent resume <run-id>                            continue a run that was stopped or killed
@@ -208,6 +210,11 @@ Examples:
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
     .action(async (runId: string | undefined, o: { db?: string; json?: boolean }) => {
       exit.code = await exportLangfuseCommand(runId, o, io);
+    });
+  program.command('knobs <study>').description('the knobs a search would turn in the study\'s committed editable files: type, bounds, scale, search window, and what was skipped and why')
+    .option('--json', 'machine-readable output')
+    .action(async (study: string, o: { json?: boolean }) => {
+      exit.code = await knobsCommand(study, o, io);
     });
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')

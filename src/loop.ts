@@ -27,7 +27,8 @@ import { adapterFor } from './kinds/index.ts';
 import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
 import { cleanWork } from './workspace.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
-import { makeProposer } from '../meta-agent/proposers.ts';
+import { KNOB_PROPOSERS, makeProposer } from '../meta-agent/proposers.ts';
+import { requireKnobs } from './knobs-cli.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
 import { seededRandom } from '../meta-agent/search/rng.ts';
 import type { Reporter } from './report.ts';
@@ -187,6 +188,9 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   if (dirtyLocked.length > 0) {
     throw new UserError(`locked path ${dirtyLocked[0]} has uncommitted changes: commit or restore it before starting a run (the run evaluates committed files only)`);
   }
+  // a knob proposer with nothing to turn would end after the baseline: say so before it runs
+  const knobProposer = opts.proposer ? (opts.proposer.requiresKnobs ? opts.proposer.name : null) : KNOB_PROPOSERS.has(study.proposer.type) ? study.proposer.type : null;
+  if (knobProposer && study.budget.experiments > 0) await requireKnobs(studyFile, knobProposer, study, r.studyDir, repo, base, r.isEditable);
   const dirtyEditable = dirty.filter((p) => r.isEditable(p));
   if (dirtyEditable.length > 0) {
     opts.reporter.event(`note: ${dirtyEditable.join(', ')} has uncommitted changes; the run starts from the last commit (${base.slice(0, 8)})`);
@@ -549,7 +553,7 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
       screenMargin: noiseMargin(pooledNoise(noiseGroups(ctx.db, ctx.run.id, seq)), 1, Math.max(1, okMetrics(evaluationsOf(ctx.db, inc.id)).length), {
         alpha: ctx.study.acceptance.alpha / Math.max(1, ctx.study.proposer.candidates), minDelta: ctx.study.acceptance.min_delta,
       }),
-      seq, runId: ctx.run.id, kind: ctx.study.kind, incumbent: { seq: inc.seq, commit: parent, metric: inc.metric ?? undefined },
+      seq, runId: ctx.run.id, kind: ctx.study.kind, command: ctx.study.command, incumbent: { seq: inc.seq, commit: parent, metric: inc.metric ?? undefined },
       repo: ctx.paths.repo, program: ctx.program,
       round: exps.filter((e) => e.round === round).map((e) => ({ hypothesis: e.hypothesis })), notes,
       history, services: session, signal: ctx.signal,

@@ -161,7 +161,7 @@ export function build(ctx: ProposalContext, knobs: Knob[], moves: Move[], propos
 
 /** The loop both proposers share: generate moves until one gives a new candidate. */
 export function proposeWith(ctx: ProposalContext, proposer: string, generate: (knobs: Knob[], attempt: number) => Move[]): Proposal | null {
-  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs);
+  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs, ctx.command);
   if (knobs.length === 0) return null;
   const incumbentHash = filesHash(ctx.files);
   for (let attempt = 0; attempt < MAX_TRIES; attempt++) {

@@ -1,20 +1,31 @@
 /**
- * Knobs: the top-level literal settings of an editable file that a search can turn.
+ * Knobs: the literal settings of the editable files that a search can turn, found without
+ * declarations.
  *
- * Discovery (Python `.py`): a statement at column 0, outside any string, bracket, line
- * continuation, `def` or `class` body, of the form `NAME = literal` or `NAME: type = literal`,
- * optionally followed by `# comment` (kept as the description). Literals: int (`4`, `-2`,
- * `1_000`), float (`6e-4`, `3.0`, `.5`, `-1e-3`), bool (`True`/`False`) and, only when the
- * study declares `choices` for it, a plain one-line string. Anything else is skipped:
- * expressions (`2 ** 10`, `A * 4`), tuples, lists, calls, hex, several statements on one line,
- * names that are not UPPER_CASE (unless declared), names containing SEED (searching the seed
- * only hunts for lucky noise; declare it to search it anyway), and names assigned more than
- * once at module scope (including inside a top-level `if`/`for`/`with`/`try`): which
- * assignment wins is ambiguous.
- *
- * Discovery (YAML `.yaml`/`.yml`): a column-0 `key: literal [# comment]` line; keys are YAML
- * identifiers in any case (`temperature`, `max_steps`), otherwise the same rules. Other files
- * have no knobs.
+ * Python (`.py`), read with Python's own parser (knobs.py, run once per batch of new files with
+ * any Python 3.8+ on PATH; results cached by content):
+ *   - module-level `name = literal` / `name: T = literal`, in any case (`learning_rate = 6e-4`,
+ *     `N_LAYER = 4`), unless the name is bound anywhere else at module level (assignment,
+ *     augmented assignment, `for` target, `with … as`, import, def/class, walrus, `del`), inside a
+ *     top-level `while`/`for`/`if`/`with`/`try` too, or assigned by a function that declares it
+ *     `global`: such a name is state, not a knob;
+ *   - argparse: `add_argument('--lr', type=float, default=3e-4)` is the knob `lr` (the long
+ *     option, dashes → underscores, or `dest=`), its literal the `default=` value; `choices=[…]`
+ *     makes a choice knob; `action='store_true'` without a default is a bool knob (False) whose
+ *     rewrite adds `, default=True`;
+ *   - fields of a module-level dataclass or plain class (`class Hyperparameters: lr: float = 3e-4`,
+ *     `field(default=…)` too), named `Class.field`, unless reassigned (in the class body,
+ *     `Class.field = …`, `self.field = …`).
+ * A name the study's `command` sets with `--name=value` / `--name value` (nanoGPT's configurator,
+ * argparse), or a YAML key it sets Hydra-style (`optimizer.lr=0.1`), is overridden by the command
+ * line, not a knob.
+ * YAML (`.yaml`/`.yml`, through the `yaml` library's document API): top-level scalar keys, and
+ * those of one nested mapping level (`optimizer.lr`); a repeated key is ambiguous.
+ * In every file: literals are int (`4`, `-2`, `1_000`), float (`6e-4`, `.5`, `-1e-3`), bool and,
+ * only with declared (or argparse) choices, a one-line string; anything else (expressions, tuples,
+ * calls, hex, None) is not a knob. Names containing SEED are skipped unless declared (searching
+ * the seed only hunts for lucky noise). The trailing comment (argparse: `help=`) is the
+ * description. What was passed over, and why, is reported (`findKnobReport`, `autoagent knobs`).
  *
  * Bounds (inclusive), unless declared (a declared min/max replaces the inferred one):
  *   - int   v >= 1: [1, ∞)       int   v = 0: [0, ∞)            int   v < 0: unbounded
@@ -25,23 +36,30 @@
  * `log` defaults to true for positive floats (when `min` is declared: when min > 0, as the
  * study schema says); a log-scale int is multiplied rather than stepped.
  */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import picomatch from 'picomatch';
+import { isMap, isScalar, LineCounter, parseDocument, type Pair, type Scalar } from 'yaml';
 import type { KnobDecl, KnobValue } from '../types.ts';
-import { UsageError } from '../../src/errors.ts';
+import { UsageError, UserError } from '../../src/errors.ts';
 
 export type KnobType = 'int' | 'float' | 'bool' | 'choice';
 export type KnobSyntax = 'python' | 'yaml';
+/** where the literal sits: a module-level global, an argparse default, a class field, a YAML key */
+export type KnobForm = 'global' | 'argparse' | 'class' | 'yaml';
 
 export interface Knob {
   /** repo-relative path of the file */
   file: string;
+  /** `lr`, `N_LAYER`, `Hyperparameters.lr` (a class field), `optimizer.lr` (a nested YAML key) */
   name: string;
   type: KnobType;
   /** the current value (a choice knob's value may be a string, number or bool) */
   value: KnobValue;
-  /** the literal exactly as written, e.g. `6e-4`, `1_000`, `"adamw"` */
+  /** the literal exactly as written, e.g. `6e-4`, `1_000`, `"adamw"` ('' for an argparse flag without default=) */
   text: string;
-  /** 1-based line of the assignment */
+  /** 1-based line of the literal */
   line: number;
   /** character offsets of the literal in the source: source.slice(start, end) === text */
   span: { start: number; end: number };
@@ -57,11 +75,27 @@ export interface Knob {
   log: boolean;
   /** the allowed values of a choice knob */
   choices?: KnobValue[];
-  /** the trailing comment of the assignment, without `#` */
+  /** the trailing comment of the assignment, without `#` (argparse: the help text) */
   description?: string;
   /** named by a study declaration */
   declared: boolean;
   syntax: KnobSyntax;
+  form?: KnobForm;
+  /** written before the value when the source has no literal yet (`, default=` of an argparse flag) */
+  prefix?: string;
+}
+
+/** A setting that looked like a knob and is not one, with why. */
+export interface SkippedKnob {
+  file: string;
+  name: string;
+  line?: number;
+  reason: string;
+}
+
+export interface KnobReport {
+  knobs: Knob[];
+  skipped: SkippedKnob[];
 }
 
 /** `file:name`, the identity of a knob in proposal meta. */
@@ -69,351 +103,253 @@ export function knobKey(k: { file: string; name: string }): string {
   return `${k.file}:${k.name}`;
 }
 
-// ------------------------------------------------------------------------ literals
+// ------------------------------------------------------------------------ analysis (syntax only)
 
 type LiteralKind = 'int' | 'float' | 'bool' | 'string';
 
-interface Literal {
-  kind: LiteralKind;
-  value: KnobValue;
+/** One place a setting could be turned, as the parser sees it (no declarations, no command line). */
+interface Entry {
+  form: KnobForm;
+  name: string;
+  line: number;
+  literal?: { kind: LiteralKind; value: KnobValue; text: string; start: number; end: number };
+  /** why there is no usable literal (`None`, `a tuple`, `no default`) */
+  other?: string;
+  description?: string;
+  reassigned?: { line: number; how: string };
+  /** argparse: option strings, `type=`, `choices=`, where `, default=` goes when absent */
+  flags?: string[];
+  argtype?: 'int' | 'float' | 'bool' | 'str';
+  choices?: KnobValue[];
+  insert?: { prefix: string };
 }
 
-const PY_FLOAT = String.raw`[-+]?(?:\d(?:_?\d)*\.(?:\d(?:_?\d)*)?(?:[eE][-+]?\d(?:_?\d)*)?|\.\d(?:_?\d)*(?:[eE][-+]?\d(?:_?\d)*)?|\d(?:_?\d)*[eE][-+]?\d(?:_?\d)*)`;
-const PY_INT = String.raw`[-+]?(?:0(?:_?0)*|[1-9](?:_?\d)*)`;
-const PY_STR = String.raw`'(?:[^'\\\r\n]|\\.)*'|"(?:[^"\\\r\n]|\\.)*"`;
-const PY_LIT = `${PY_FLOAT}|${PY_INT}|True|False|${PY_STR}`;
-/** NAME [: annotation] = literal [# comment] — one physical line, nothing else */
-const PY_KNOB_LINE = new RegExp(
-  String.raw`^([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?::[ \t]*[^=#\r\n]+?[ \t]*)?=[ \t]*(${PY_LIT})[ \t]*(?:#[ \t]*(.*?))?[ \t]*$`,
-  'd',
-);
+interface Analysis {
+  entries: Entry[];
+  /** the file could not be read (a syntax error): no knobs */
+  error?: string;
+}
 
-const YAML_FLOAT = String.raw`[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)`;
-const YAML_INT = String.raw`[-+]?(?:0|[1-9]\d*)`;
-const YAML_BOOL = 'true|false|True|False|TRUE|FALSE';
-const YAML_DQ = String.raw`"(?:[^"\\\r\n]|\\.)*"`;
-const YAML_SQ = String.raw`'(?:[^'\r\n]|'')*'`;
+const HELPER = fileURLToPath(new URL('./knobs.py', import.meta.url));
+/** the interpreter that worked (the real executable once known: a pyenv shim costs half a second a call) */
+let python: string | null = null;
+const CACHE_MAX = 4096;
+const cache = new Map<string, Analysis>();
+
+function hashOf(source: string): string {
+  return createHash('sha1').update(source).digest('hex');
+}
+
+function remember(key: string, a: Analysis): void {
+  if (cache.has(key)) cache.delete(key);
+  cache.set(key, a);
+  if (cache.size > CACHE_MAX) cache.delete(cache.keys().next().value!);
+}
+
+/** Forget every cached analysis (tests compare a derived analysis with a fresh one). */
+export function clearKnobCache(): void {
+  cache.clear();
+}
+
+/** Run knobs.py once over `sources`; their analyses in order. */
+function runHelper(sources: string[]): Analysis[] {
+  const input = JSON.stringify({ files: sources.map((source) => ({ source })) });
+  const candidates = python ? [python] : [...(process.env.AUTOAGENT_PYTHON ? [process.env.AUTOAGENT_PYTHON] : []), 'python3', '/usr/bin/python3', 'python'];
+  const failures: string[] = [];
+  for (const exe of candidates) {
+    const r = spawnSync(exe, ['-I', '-S', HELPER], { input, encoding: 'utf8', maxBuffer: 1 << 28, timeout: 120_000 });
+    if (r.error) {
+      if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      failures.push(`${exe}: ${r.error.message}`);
+      continue;
+    }
+    let out: { files?: Analysis[]; fatal?: string; python?: string };
+    try {
+      out = JSON.parse(r.stdout) as typeof out;
+    } catch {
+      failures.push(`${exe} exited ${r.status}: ${(r.stderr || r.stdout).trim().split('\n').slice(-1)[0] ?? ''}`);
+      continue;
+    }
+    if (out.fatal || !out.files) {
+      failures.push(`${exe}: ${out.fatal ?? 'no answer'}`);
+      continue;
+    }
+    python = out.python || exe;
+    return out.files;
+  }
+  if (failures.length === 0) {
+    throw new UserError('knob discovery reads .py files with Python 3.8+ (its ast module) and found no python3 on PATH: install Python 3, or set AUTOAGENT_PYTHON=/path/to/python3');
+  }
+  throw new UserError(`knob discovery could not run Python on the .py files (${failures[0]}); set AUTOAGENT_PYTHON to a Python 3.8+`);
+}
+
+/** Analyze every Python source not cached yet, in one run of the helper. */
+function prefetchPython(sources: string[]): void {
+  const todo = new Map<string, string>();
+  for (const s of sources) {
+    const key = hashOf(s);
+    if (!cache.has(key)) todo.set(key, s);
+  }
+  if (todo.size === 0) return;
+  const results = runHelper([...todo.values()]);
+  [...todo.keys()].forEach((key, i) => remember(key, results[i]!));
+}
+
+function analyzePython(source: string): Analysis {
+  const key = hashOf(source);
+  let a = cache.get(key);
+  if (!a) {
+    prefetchPython([source]);
+    a = cache.get(key)!;
+  }
+  return a;
+}
+
+const YAML_KEY = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+const YAML_DECIMAL_INT = /^[-+]?(?:0|[1-9]\d*)$/;
+const YAML_DECIMAL_FLOAT = /^[-+]?(?:\d+\.\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+)$/;
 /** a plain (unquoted) one-word scalar such as `claude-sonnet` or `gpt-4o-mini` */
-const YAML_PLAIN = String.raw`[A-Za-z_][A-Za-z0-9_./+-]*`;
-const YAML_LIT = `${YAML_FLOAT}|${YAML_INT}|${YAML_BOOL}|${YAML_DQ}|${YAML_SQ}|${YAML_PLAIN}`;
-const YAML_KEY = String.raw`[A-Za-z_][A-Za-z0-9_-]*`;
-const YAML_KNOB_LINE = new RegExp(
-  String.raw`^(${YAML_KEY})[ \t]*:[ \t]+(${YAML_LIT})(?:[ \t]+#[ \t]*(.*?))?[ \t]*$`,
-  'd',
-);
-/** plain words a YAML reader does not take as strings */
+const YAML_PLAIN = /^[A-Za-z_][A-Za-z0-9_./+-]*$/;
+/** plain words YAML 1.1 readers take as bools or null, not strings */
 const YAML_RESERVED = /^(?:null|Null|NULL|~|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N)$/;
 
-function parsePythonLiteral(text: string): Literal {
-  if (text === 'True' || text === 'False') return { kind: 'bool', value: text === 'True' };
-  if (text[0] === '"' || text[0] === "'") return { kind: 'string', value: unescapePython(text.slice(1, -1)) };
-  const n = Number(text.replace(/_/g, ''));
-  return { kind: new RegExp(`^(?:${PY_FLOAT})$`).test(text) ? 'float' : 'int', value: n };
-}
-
-function unescapePython(s: string): string {
-  return s.replace(/\\(["'\\])/g, '$1');
-}
-
-function parseYamlLiteral(text: string): Literal | null {
-  if (new RegExp(`^(?:${YAML_BOOL})$`).test(text)) return { kind: 'bool', value: text.toLowerCase() === 'true' };
-  if (new RegExp(`^(?:${YAML_FLOAT})$`).test(text)) return { kind: 'float', value: Number(text) };
-  if (new RegExp(`^(?:${YAML_INT})$`).test(text)) return { kind: 'int', value: Number(text) };
-  if (text[0] === '"') {
-    try {
-      return { kind: 'string', value: JSON.parse(text) as string };
-    } catch {
-      return null;
-    }
+function analyzeYaml(source: string): Analysis {
+  const lines = new LineCounter();
+  const doc = parseDocument(source, { uniqueKeys: false, prettyErrors: false, lineCounter: lines });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    return { entries: [], error: `line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0]}` };
   }
-  if (text[0] === "'") return { kind: 'string', value: text.slice(1, -1).replace(/''/g, "'") };
-  if (YAML_RESERVED.test(text)) return null;
-  return { kind: 'string', value: text };
-}
-
-// ------------------------------------------------------------------------ scanning
-
-interface Candidate {
-  name: string;
-  literal: Literal;
-  text: string;
-  start: number;
-  end: number;
-  line: number;
-  description?: string;
-}
-
-interface Scan {
-  /** single-line top-level literal assignments, in file order */
-  candidates: Candidate[];
-  /** how many times each name is assigned at module scope / top level */
-  assigned: Map<string, number>;
-}
-
-interface PyStatement {
-  /** offset of the first character of code */
-  start: number;
-  /** offset of the end of the statement's first physical line (before \r\n) */
-  firstLineEnd: number;
-  line: number;
-  indent: number;
-  /** spans more than one physical line (brackets, triple-quoted strings, backslash) */
-  multiline: boolean;
-  /** the code of the statement without its trailing comment (for block detection) */
-  code: string;
-}
-
-/** Split Python source into logical lines, tracking strings, brackets and continuations. */
-function pythonStatements(src: string): PyStatement[] {
-  const out: PyStatement[] = [];
-  const n = src.length;
-  let i = 0;
-  let line = 1;
-  while (i < n) {
-    let j = i;
-    while (j < n && (src[j] === ' ' || src[j] === '\t' || src[j] === '\f')) j++;
-    if (j >= n) break;
-    if (src[j] === '\n' || src[j] === '\r' || src[j] === '#') {
-      // blank or comment-only line
-      while (j < n && src[j] !== '\n') j++;
-      i = j + 1;
-      line++;
-      continue;
+  const entries: Entry[] = [];
+  const lineOf = (offset: number) => lines.linePos(offset).line;
+  const visit = (items: Pair[], prefix: string, depth: number) => {
+    const seen = new Map<string, number[]>();
+    for (const pair of items) {
+      if (!isScalar(pair.key) || typeof pair.key.value !== 'string') continue;
+      const key = pair.key.value;
+      const keyLine = lineOf(pair.key.range![0]);
+      seen.set(key, [...(seen.get(key) ?? []), keyLine]);
     }
-    const startLine = line;
-    const indent = j - i;
-    let depth = 0;
-    let multiline = false;
-    let k = j;
-    let firstLineEnd = -1;
-    let code = '';
-    let codeFrom = j;
-    const markLineEnd = (at: number) => {
-      if (firstLineEnd < 0) firstLineEnd = at > j && src[at - 1] === '\r' ? at - 1 : at;
-    };
-    while (k < n) {
-      const c = src[k]!;
-      if (c === '#') {
-        code += src.slice(codeFrom, k);
-        while (k < n && src[k] !== '\n') k++;
-        codeFrom = k;
+    for (const pair of items) {
+      if (!isScalar(pair.key) || typeof pair.key.value !== 'string' || !YAML_KEY.test(pair.key.value)) continue;
+      const key = pair.key.value;
+      const name = prefix + key;
+      const keyLine = lineOf(pair.key.range![0]);
+      const again = (seen.get(key) ?? []).find((l) => l !== keyLine);
+      const reassigned = again !== undefined ? { line: again, how: `key repeated at line ${again}` } : undefined;
+      if (isMap(pair.value)) {
+        if (depth === 0) visit(pair.value.items as Pair[], `${name}.`, 1);
         continue;
       }
-      if (c === '"' || c === "'") {
-        const triple = src.startsWith(c.repeat(3), k);
-        const q = triple ? c.repeat(3) : c;
-        k += q.length;
-        while (k < n) {
-          if (src[k] === '\\') {
-            if (src[k + 1] === '\n') {
-              markLineEnd(k);
-              line++;
-              multiline = true;
-            }
-            k += 2;
-            continue;
-          }
-          if (src.startsWith(q, k)) {
-            k += q.length;
-            break;
-          }
-          if (src[k] === '\n') {
-            if (!triple) break; // unterminated: end the string at the line end
-            markLineEnd(k);
-            line++;
-            multiline = true;
-          }
-          k++;
-        }
-        continue;
-      }
-      if (c === '\\' && (src[k + 1] === '\n' || (src[k + 1] === '\r' && src[k + 2] === '\n'))) {
-        markLineEnd(k);
-        k += src[k + 1] === '\n' ? 2 : 3;
-        line++;
-        multiline = true;
-        continue;
-      }
-      if (c === '(' || c === '[' || c === '{') depth++;
-      else if (c === ')' || c === ']' || c === '}') depth = Math.max(0, depth - 1);
-      else if (c === '\n') {
-        markLineEnd(k);
-        line++;
-        if (depth === 0) {
-          k++;
-          break;
-        }
-        multiline = true;
-      }
-      k++;
+      if (!isScalar(pair.value)) continue;
+      const node = pair.value as Scalar;
+      const description = (node.comment ?? pair.key.commentBefore?.split('\n').pop())?.trim() || undefined;
+      const e: Entry = { form: 'yaml', name, line: lineOf(node.range![0]), ...(description ? { description } : {}), ...(reassigned ? { reassigned } : {}) };
+      const lit = yamlLiteral(source, node);
+      if (typeof lit === 'string') e.other = lit;
+      else e.literal = lit;
+      entries.push(e);
     }
-    if (k >= n) markLineEnd(n);
-    code += src.slice(codeFrom, Math.min(k, n));
-    out.push({ start: j, firstLineEnd, line: startLine, indent, multiline, code: code.trim() });
-    i = k;
-  }
-  return out;
+  };
+  if (isMap(doc.contents)) visit(doc.contents.items as Pair[], '', 0);
+  return { entries };
 }
 
-/** Names a module-scope statement assigns: `A = …`, `A = B = …`, `A, B = …`, `A: T = …`, `A += …`, `for A in …`. */
-function assignedNames(code: string): string[] {
-  const names: string[] = [];
-  for (const part of splitSemicolons(code)) {
-    let rest = part.trim();
-    const aug = /^([A-Za-z_]\w*)\s*(?:\*\*|\/\/|>>|<<|[-+*/%@&|^])=/.exec(rest);
-    if (aug) {
-      names.push(aug[1]!);
-      continue;
-    }
-    const ann = /^([A-Za-z_]\w*)\s*:[^=]*=(?!=)/.exec(rest);
-    if (ann && !/^(?:if|elif|else|while|for|with|try|except|finally|def|class|lambda)\b/.test(rest)) {
-      names.push(ann[1]!);
-      continue;
-    }
-    const forLoop = /^(?:async\s+)?for\s+\(?\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*,?\s*\)?\s+in\b/.exec(rest);
-    if (forLoop) {
-      names.push(...forLoop[1]!.split(',').map((s) => s.trim()));
-      continue;
-    }
-    const target = /^\(?\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*,?\s*\)?\s*=(?!=)/;
-    let m: RegExpExecArray | null;
-    while ((m = target.exec(rest))) {
-      const targets = m[1]!.split(',').map((s) => s.trim());
-      if (targets.some((t) => /^(?:if|elif|while|return|assert|not|and|or|in|is|lambda|yield)$/.test(t))) break;
-      names.push(...targets);
-      rest = rest.slice(m[0].length);
-    }
+/** The literal of a YAML scalar, or why it is not one. */
+function yamlLiteral(source: string, node: Scalar): NonNullable<Entry['literal']> | string {
+  const [start, end] = node.range!;
+  const text = source.slice(start, end);
+  if (node.anchor || node.tag) return 'a scalar with an anchor or tag';
+  if (node.type === 'BLOCK_LITERAL' || node.type === 'BLOCK_FOLDED') return 'a block string';
+  if (/[\r\n]/.test(text)) return 'a multi-line string';
+  const lit = (kind: LiteralKind, value: KnobValue) => ({ kind, value, text, start, end });
+  const v = node.value;
+  if (node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE') return lit('string', String(v));
+  if (v === null) return 'null';
+  if (typeof v === 'boolean') return lit('bool', v);
+  if (typeof v === 'number') {
+    if (YAML_DECIMAL_INT.test(text)) return lit('int', v);
+    if (YAML_DECIMAL_FLOAT.test(text)) return lit('float', v);
+    return 'not a decimal number';
   }
-  return names;
+  if (typeof v === 'string') {
+    if (YAML_RESERVED.test(text)) return `\`${text}\`: a word other YAML readers take as a bool or null`;
+    return lit('string', v);
+  }
+  return 'not a number, bool or string';
 }
 
-function splitSemicolons(code: string): string[] {
-  const parts: string[] = [];
-  let depth = 0;
+// ------------------------------------------------------------------------ the command line
+
+/** Split a shell command line into words (quotes and backslashes; no expansion). */
+function shellWords(command: string): string[] {
+  const words: string[] = [];
+  let cur = '';
+  let has = false;
   let quote = '';
-  let from = 0;
-  for (let i = 0; i < code.length; i++) {
-    const c = code[i]!;
+  for (let i = 0; i < command.length; i++) {
+    const c = command[i]!;
     if (quote) {
-      if (c === '\\') i++;
-      else if (c === quote) quote = '';
-      continue;
-    }
-    if (c === '"' || c === "'") quote = c;
-    else if ('([{'.includes(c)) depth++;
-    else if (')]}'.includes(c)) depth--;
-    else if (c === ';' && depth === 0) {
-      parts.push(code.slice(from, i));
-      from = i + 1;
+      if (c === quote) quote = '';
+      else if (c === '\\' && quote === '"' && i + 1 < command.length) cur += command[++i];
+      else cur += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      has = true;
+    } else if (c === '\\' && i + 1 < command.length) {
+      cur += command[++i];
+      has = true;
+    } else if (/\s/.test(c) || c === ';' || c === '|' || c === '&') {
+      if (has) words.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += c;
+      has = true;
     }
   }
-  parts.push(code.slice(from));
-  return parts;
+  if (has) words.push(cur);
+  return words;
 }
 
-function scanPython(src: string): Scan {
-  const candidates: Candidate[] = [];
-  const assigned = new Map<string, number>();
-  /** open blocks: their indentation and whether they are a function/class scope */
-  const blocks: Array<{ indent: number; scope: boolean }> = [];
-  for (const st of pythonStatements(src)) {
-    while (blocks.length > 0 && blocks[blocks.length - 1]!.indent >= st.indent) blocks.pop();
-    const inScope = blocks.some((b) => b.scope);
-    if (st.code.endsWith(':')) blocks.push({ indent: st.indent, scope: /^(?:async\s+def|def|class)\b/.test(st.code) });
-    if (inScope) continue;
-    for (const name of assignedNames(st.code)) assigned.set(name, (assigned.get(name) ?? 0) + 1);
-    if (st.indent !== 0 || st.multiline) continue;
-    const text = src.slice(st.start, st.firstLineEnd);
-    const m = PY_KNOB_LINE.exec(text);
-    if (!m) continue;
-    const [ls, le] = m.indices![2]!;
-    const litText = m[2]!;
-    candidates.push({
-      name: m[1]!,
-      literal: parsePythonLiteral(litText),
-      text: litText,
-      start: st.start + ls,
-      end: st.start + le,
-      line: st.line,
-      description: m[3] ? m[3] : undefined,
-    });
-  }
-  return { candidates, assigned };
+/**
+ * The flags a command line passes: `--name` (or `-n`) → how it is written there (`--name=value`,
+ * `--name value`); a Hydra-style override `a.b=value` (`+a.b=…`, `++a.b=…`) is keyed `a.b=`.
+ */
+export function commandFlags(command: string | undefined): Map<string, string> {
+  const flags = new Map<string, string>();
+  if (!command) return flags;
+  const words = shellWords(command);
+  words.forEach((w, i) => {
+    const hydra = /^\+{0,2}([A-Za-z_][\w.-]*)=/.exec(w);
+    if (hydra && !flags.has(`${hydra[1]}=`)) flags.set(`${hydra[1]}=`, w);
+    const m = /^(--?[A-Za-z_][\w.-]*)(=.*)?$/.exec(w);
+    if (!m || flags.has(m[1]!)) return;
+    const next = words[i + 1];
+    flags.set(m[1]!, m[2] !== undefined || next === undefined || next.startsWith('-') ? w : `${w} ${next}`);
+  });
+  return flags;
 }
 
-function scanYaml(src: string): Scan {
-  const candidates: Candidate[] = [];
-  const assigned = new Map<string, number>();
-  const lines = src.split('\n');
-  let offset = 0;
-  /** skip lines until this closes: an open flow collection or quoted scalar */
-  let open: { brackets: number; quote: string } | null = null;
-  for (let li = 0; li < lines.length; li++) {
-    const raw = lines[li]!;
-    const lineStart = offset;
-    offset += raw.length + 1;
-    const text = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (open) {
-      open = yamlStillOpen(text, open);
-      continue;
-    }
-    if (text === '' || /^[ \t]/.test(text) || text.startsWith('#')) continue;
-    const key = /^([^\s#'"{}[\],&*!|>%@`?:-][^:#]*?)[ \t]*:(?:[ \t]+(.*))?$/.exec(text);
-    if (!key) continue;
-    assigned.set(key[1]!, (assigned.get(key[1]!) ?? 0) + 1);
-    const value = (key[2] ?? '').trim();
-    if (/^[[{"']/.test(value)) {
-      const state = yamlStillOpen(value, { brackets: 0, quote: '' }, true);
-      if (state) {
-        open = state;
-        continue;
-      }
-    }
-    const m = YAML_KNOB_LINE.exec(text);
-    if (!m) continue;
-    // a plain scalar continued on the next (indented) line is a longer string, not this literal
-    const next = lines.slice(li + 1).find((l) => l.trim() !== '' && !l.trim().startsWith('#'));
-    if (next !== undefined && /^[ \t]/.test(next)) continue;
-    const literal = parseYamlLiteral(m[2]!);
-    if (!literal) continue;
-    const [ls, le] = m.indices![2]!;
-    candidates.push({
-      name: m[1]!,
-      literal,
-      text: m[2]!,
-      start: lineStart + ls,
-      end: lineStart + le,
-      line: li + 1,
-      description: m[3] ? m[3] : undefined,
-    });
-  }
-  return { candidates, assigned };
-}
+const underscore = (s: string) => s.replace(/^-+/, '').replace(/-/g, '_');
 
-/** Track an unclosed YAML flow collection / quoted scalar; null once closed. */
-function yamlStillOpen(text: string, state: { brackets: number; quote: string }, first = false): { brackets: number; quote: string } | null {
-  let { brackets, quote } = state;
-  let started = !first;
-  for (let i = 0; i < text.length; i++) {
-    const c = text[i]!;
-    if (quote) {
-      if (quote === '"' && c === '\\') i++;
-      else if (c === quote) {
-        if (quote === "'" && text[i + 1] === "'") i++;
-        else quote = '';
-      }
-    } else if (c === '"' || c === "'") quote = c;
-    else if (c === '[' || c === '{') brackets++;
-    else if (c === ']' || c === '}') brackets--;
-    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) break;
-    started = true;
+/** How the command line sets this entry, if it does. */
+function overriddenBy(e: Entry, flags: Map<string, string>): string | undefined {
+  if (e.form === 'yaml') return flags.get(`${e.name}=`);
+  for (const [flag, shown] of flags) {
+    if (flag.endsWith('=')) continue;
+    if (e.form === 'argparse' && e.flags?.includes(flag)) return shown;
+    if (!flag.startsWith('--')) continue;
+    const n = underscore(flag);
+    if (e.form === 'global' && n === e.name) return shown;
+    if (e.form === 'argparse' && n === e.name) return shown;
+    if (e.form === 'class' && n.split('.').pop() === e.name.split('.').pop()) return shown;
   }
-  return started && (brackets > 0 || quote) ? { brackets, quote } : null;
+  return undefined;
 }
 
 // ------------------------------------------------------------------------ discovery
 
-const AUTO_NAME = /^[A-Z][A-Z0-9_]*$/;
 const SEED_NAME = /(?:^|_)SEED(?:$|_)/i;
 
 function syntaxOf(path: string): KnobSyntax | null {
@@ -422,66 +358,126 @@ function syntaxOf(path: string): KnobSyntax | null {
   return null;
 }
 
+const sameValue = (a: KnobValue, b: KnobValue) => a === b || (typeof a === 'number' && typeof b === 'number' && Math.abs(a - b) <= 1e-12 * Math.max(Math.abs(a), Math.abs(b)));
+
 /**
- * The knobs of one file. `decls` may name knobs of other files (ignored here).
- * Throws a UsageError for a declaration that names no top-level literal of this file.
+ * The knobs of one file. `decls` may name knobs of other files (ignored here); `command` is the
+ * study's command line (a setting it passes is overridden, not a knob).
+ * Throws a UsageError for a declaration that names no usable literal of this file.
  */
-export function findKnobs(path: string, source: string, decls: KnobDecl[]): Knob[] {
+export function findKnobs(path: string, source: string, decls: KnobDecl[], command?: string): Knob[] {
+  return findKnobReport(path, source, decls, command).knobs;
+}
+
+/** The knobs of one file and what was passed over, with why. */
+export function findKnobReport(path: string, source: string, decls: KnobDecl[], command?: string): KnobReport {
   const mine = decls.filter((d) => d.file === path);
   const syntax = syntaxOf(path);
   if (!syntax) {
     if (mine.length > 0) throw new UsageError(`knobs: ${mine[0]!.name} in ${path}: only .py, .yaml and .yml files have knobs`);
-    return [];
+    return { knobs: [], skipped: [] };
   }
-  const scan = syntax === 'python' ? scanPython(source) : scanYaml(source);
   const declOf = new Map<string, KnobDecl>();
   for (const d of mine) {
     if (declOf.has(d.name)) throw new UsageError(`knobs: ${d.name} in ${path} is declared twice; merge the two declarations`);
     declOf.set(d.name, d);
   }
-  const byName = new Map(scan.candidates.map((c) => [c.name, c]));
+  const analysis = syntax === 'python' ? analyzePython(source) : analyzeYaml(source);
+  const skipped: SkippedKnob[] = [];
+  const skip = (e: Pick<Entry, 'name' | 'line'>, reason: string) => skipped.push({ file: path, name: e.name, line: e.line, reason });
+  if (analysis.error) {
+    if (mine.length > 0) throw new UsageError(`knobs: ${mine[0]!.name} in ${path}: the file is not valid ${syntax === 'python' ? 'Python' : 'YAML'} (${analysis.error})`);
+    skipped.push({ file: path, name: '*', reason: `not valid ${syntax === 'python' ? 'Python' : 'YAML'} (${analysis.error}): no knobs read` });
+    return { knobs: [], skipped };
+  }
+  // one entry per name: the first (a second setting of the same name is ambiguous)
+  const first = new Map<string, Entry>();
+  for (const e of analysis.entries) if (!first.has(e.name)) first.set(e.name, e);
   for (const d of mine) {
-    if ((scan.assigned.get(d.name) ?? 0) > 1) {
-      throw new UsageError(`knobs: ${d.name} is assigned more than once at top level in ${path}; a knob needs exactly one literal assignment`);
+    const e = first.get(d.name);
+    const where = `knobs: ${d.name} in ${path}`;
+    if (!e) {
+      const hint = syntax === 'python'
+        ? `expected a module-level \`${d.name} = <number, bool or string>\`, an argparse \`--${d.name}\` with a default, or a class field \`Class.${d.name.split('.').pop()}\``
+        : `expected \`${d.name.split('.').pop()}: <number, bool or string>\` at the top level${d.name.includes('.') ? ' or one mapping down' : ''}`;
+      throw new UsageError(`knobs: ${d.name} not found as a top-level literal in ${path} (${hint})`);
     }
-    if (!byName.has(d.name)) {
-      throw new UsageError(`knobs: ${d.name} not found as a top-level literal in ${path} (expected a line \`${d.name} ${syntax === 'python' ? '=' : ':'} <number, bool or string>\` at column 0)`);
-    }
+    if (d.search === false) continue;
+    if (e.reassigned) throw new UsageError(`knobs: ${d.name} is assigned more than once at top level in ${path} (${e.reassigned.how}); a knob needs exactly one literal assignment`);
+    const flag = overriddenBy(e, commandFlags(command));
+    if (flag) throw new UsageError(`${where} is set by the study's command (${flag}), which overrides it; drop the flag from \`command\` or the declaration`);
+    if (!e.literal) throw new UsageError(`${where} is ${e.other}; a knob needs a number, bool or string literal`);
   }
+  const flags = commandFlags(command);
   const knobs: Knob[] = [];
-  for (const c of scan.candidates) {
-    const decl = declOf.get(c.name);
-    if ((scan.assigned.get(c.name) ?? 0) > 1 || decl?.search === false) continue;
-    if (!decl) {
-      const nameOk = syntax === 'python' ? AUTO_NAME.test(c.name) : /^[A-Za-z_][A-Za-z0-9_-]*$/.test(c.name);
-      if (!nameOk || SEED_NAME.test(c.name) || c.literal.kind === 'string') continue;
+  for (const e of analysis.entries) {
+    const decl = declOf.get(e.name);
+    const owner = first.get(e.name)!;
+    if (owner !== e) {
+      // a name set twice is reported once (the first setting says where the other is)
+      if (!(owner.reassigned && e.reassigned)) skip(e, `same name as the setting at line ${owner.line}: ambiguous`);
+      continue;
     }
-    knobs.push(makeKnob(path, syntax, c, decl));
+    if (decl?.search === false) {
+      skip(e, 'declared not to be searched (search: false)');
+      continue;
+    }
+    if (e.reassigned) {
+      skip(e, `${e.reassigned.how} (state, not a knob)`);
+      continue;
+    }
+    const flag = overriddenBy(e, flags);
+    if (flag) {
+      skip(e, `set by the command line (${flag}): the command overrides it`);
+      continue;
+    }
+    if (!e.literal) {
+      skip(e, `${e.other}: a knob needs a number, bool or string literal`);
+      continue;
+    }
+    const choices = decl?.choices ?? (e.literal.kind !== 'bool' ? e.choices : undefined);
+    if (!decl) {
+      if (SEED_NAME.test(e.name.split('.').pop()!)) {
+        skip(e, 'a seed: searching it only hunts for lucky noise (declare it to search it anyway)');
+        continue;
+      }
+      if (e.literal.kind === 'string' && !choices) {
+        skip(e, 'a string: declare its `choices` to search it');
+        continue;
+      }
+      if (choices && !choices.some((c) => sameValue(c, e.literal!.value))) {
+        skip(e, `its value ${e.literal.text} is not one of its choices`);
+        continue;
+      }
+    }
+    knobs.push(makeKnob(path, syntax, e, decl, choices));
   }
-  return knobs;
+  return { knobs, skipped };
 }
 
-function makeKnob(file: string, syntax: KnobSyntax, c: Candidate, decl: KnobDecl | undefined): Knob {
-  const where = `knobs: ${c.name} in ${file}`;
+function makeKnob(file: string, syntax: KnobSyntax, e: Entry, decl: KnobDecl | undefined, choices: KnobValue[] | undefined): Knob {
+  const lit = e.literal!;
+  const where = `knobs: ${e.name} in ${file}`;
   const base = {
-    file, name: c.name, value: c.literal.value, text: c.text, line: c.line,
-    span: { start: c.start, end: c.end }, declared: decl !== undefined, syntax,
-    ...(c.description !== undefined ? { description: c.description } : {}),
+    file, name: e.name, value: lit.value, text: lit.text, line: e.line,
+    span: { start: lit.start, end: lit.end }, declared: decl !== undefined, syntax, form: e.form,
+    ...(e.insert ? { prefix: e.insert.prefix } : {}),
+    ...(e.description !== undefined ? { description: e.description } : {}),
   };
-  if (decl?.choices) {
-    return { ...base, type: 'choice', choices: [...decl.choices], log: false };
+  if (choices) {
+    return { ...base, type: 'choice', choices: [...choices], log: false };
   }
-  if (c.literal.kind === 'string') {
+  if (lit.kind === 'string') {
     throw new UsageError(`${where} is a string; declare its \`choices\` to search it`);
   }
-  if (c.literal.kind === 'bool') {
+  if (lit.kind === 'bool') {
     if (decl && (decl.min !== undefined || decl.max !== undefined || decl.log !== undefined)) {
       throw new UsageError(`${where} is a bool; min, max and log do not apply (remove them)`);
     }
     return { ...base, type: 'bool', log: false };
   }
-  const v = c.literal.value as number;
-  const type: KnobType = c.literal.kind === 'int' ? 'int' : 'float';
+  const v = lit.value as number;
+  const type: KnobType = lit.kind === 'int' && e.argtype !== 'float' ? 'int' : 'float';
   let min: number | undefined;
   let max: number | undefined;
   let minExclusive = false;
@@ -520,9 +516,14 @@ function makeKnob(file: string, syntax: KnobSyntax, c: Candidate, decl: KnobDecl
 
 /**
  * The knobs of every editable file, in path order. A declaration for a file that is not an
- * editable file of the study is an error.
+ * editable file of the study is an error. `command`: the study's command line (see findKnobs).
  */
-export function discoverKnobs(files: Record<string, string>, editable: string[], decls: KnobDecl[]): Knob[] {
+export function discoverKnobs(files: Record<string, string>, editable: string[], decls: KnobDecl[], command?: string): Knob[] {
+  return discoverKnobReport(files, editable, decls, command).knobs;
+}
+
+/** discoverKnobs, with what was passed over and why. */
+export function discoverKnobReport(files: Record<string, string>, editable: string[], decls: KnobDecl[], command?: string): KnobReport {
   const isEditable = editable.length > 0 ? picomatch(editable, { dot: true }) : () => true;
   const paths = Object.keys(files).filter((p) => isEditable(p)).sort();
   for (const d of decls) {
@@ -530,7 +531,9 @@ export function discoverKnobs(files: Record<string, string>, editable: string[],
       throw new UsageError(`knobs: ${d.file} (declared for ${d.name}) is not an editable file of this study; fix the path or add it to \`editable\``);
     }
   }
-  return paths.flatMap((p) => findKnobs(p, files[p]!, decls));
+  prefetchPython(paths.filter((p) => syntaxOf(p) === 'python').map((p) => files[p]!));
+  const reports = paths.map((p) => findKnobReport(p, files[p]!, decls, command));
+  return { knobs: reports.flatMap((r) => r.knobs), skipped: reports.flatMap((r) => r.skipped) };
 }
 
 // ------------------------------------------------------------------------ rewriting
@@ -565,7 +568,7 @@ function quoteString(knob: Knob, s: string): string {
   const first = knob.text[0];
   if (knob.syntax === 'yaml') {
     const plainOriginal = first !== '"' && first !== "'";
-    if (plainOriginal && new RegExp(`^(?:${YAML_PLAIN})$`).test(s) && !YAML_RESERVED.test(s) && !/^(?:true|false)$/i.test(s)) return s;
+    if (plainOriginal && YAML_PLAIN.test(s) && !YAML_RESERVED.test(s) && !/^(?:true|false)$/i.test(s)) return s;
     if (first === "'") return `'${s.replace(/'/g, "''")}'`;
     return JSON.stringify(s);
   }
@@ -606,5 +609,52 @@ export function setKnob(source: string, knob: Knob, value: KnobValue): string {
   if (source.slice(knob.span.start, knob.span.end) !== knob.text) {
     throw new Error(`setKnob: stale knob ${knobKey(knob)}: the source no longer has \`${knob.text}\` at line ${knob.line}`);
   }
-  return source.slice(0, knob.span.start) + formatKnobValue(knob, value) + source.slice(knob.span.end);
+  const literal = formatKnobValue(knob, value);
+  const prefix = knob.text === '' ? (knob.prefix ?? '') : '';
+  const out = source.slice(0, knob.span.start) + prefix + literal + source.slice(knob.span.end);
+  if (knob.syntax === 'python') deriveAnalysis(source, out, knob, prefix, literal);
+  return out;
+}
+
+/**
+ * The analysis of a Python file that setKnob rewrote, derived from the analysis of the file before
+ * (the same entries, the rewritten literal's value and text replaced, later offsets shifted) and
+ * cached, so a search does not run Python for each candidate it writes. Only a literal of the same
+ * shape is derived (one line, a plain number, bool or quoted string); anything else is read again.
+ */
+function deriveAnalysis(before: string, after: string, knob: Knob, prefix: string, text: string): void {
+  const old = cache.get(hashOf(before));
+  if (!old || old.error) return;
+  let kind: LiteralKind;
+  let value: KnobValue;
+  if (text === 'True' || text === 'False') {
+    kind = 'bool';
+    value = text === 'True';
+  } else if (/^[-+]?\d[\d_]*$/.test(text)) {
+    kind = 'int';
+    value = Number(text.replace(/_/g, ''));
+  } else if (/^[-+]?(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)(?:[eE][-+]?\d+)?$/.test(text) && Number.isFinite(Number(text.replace(/_/g, '')))) {
+    kind = 'float';
+    value = Number(text.replace(/_/g, ''));
+  } else if (/^(?:'(?:[^'\\\r\n]|\\.)*'|"(?:[^"\\\r\n]|\\.)*")$/.test(text) && typeof knob.value === 'string' && !/\\(?!["'\\])/.test(text)) {
+    kind = 'string';
+    value = text.slice(1, -1).replace(/\\(["'\\])/g, '$1');
+  } else {
+    return;
+  }
+  const { start, end } = knob.span;
+  const delta = prefix.length + text.length - (end - start);
+  let found = false;
+  const entries = old.entries.map((e): Entry => {
+    const l = e.literal;
+    if (!l) return e;
+    if (l.start === start && l.end === end && e.name === knob.name && !found) {
+      found = true;
+      const { insert: _insert, ...rest } = e;
+      return { ...rest, literal: { kind, value, text, start: start + prefix.length, end: start + prefix.length + text.length } };
+    }
+    if (l.start >= end && l.start > start) return { ...e, literal: { ...l, start: l.start + delta, end: l.end + delta } };
+    return e;
+  });
+  if (found) remember(hashOf(after), { entries });
 }

@@ -160,7 +160,7 @@ export class SearchProposer implements Proposer {
 
   /** The proposal, synchronously: what propose returns, and what describeSearchState shows. */
   proposeNow(ctx: ProposalContext): Proposal | null {
-    const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs);
+    const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs, ctx.command);
     if (knobs.length === 0) return null;
     const start = startValues(ctx, knobs);
     const dims = searchSpace(knobs, start);
@@ -317,7 +317,7 @@ function candidates(dims: Dim[], xInc: number[], obs: Observations, rand: Unifor
  * code (it draws from ctx.random exactly as propose would).
  */
 export function describeSearchState(ctx: ProposalContext): { text: string; suggestion: Proposal | null } {
-  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs);
+  const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs, ctx.command);
   if (knobs.length === 0) return { text: 'No searchable knobs in the editable files.', suggestion: null };
   const dims = searchSpace(knobs, startValues(ctx, knobs));
   const lines = knobs.map((k, i) => {

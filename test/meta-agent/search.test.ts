@@ -48,7 +48,7 @@ EVAL_EVERY = 200
 CTX_LEN = 256
 if torch.cuda.is_available():
     CTX_LEN = 512
-lr_min = 1e-5  # lowercase: searched only when declared
+lr_min = 1e-5  # lowercase: a knob too
 ATTN_DROP = 0.1; RESID_DROP = 0.1
 CONFIG = dict(
     N_HEAD=4,
@@ -116,6 +116,13 @@ test('findKnobs: exactly the top-level literal hyperparameters of a realistic tr
     { name: 'LOGIT_BIAS', type: 'int', value: -2, line: L('LOGIT_BIAS ='), text: '-2' },
     { name: 'USE_BIAS', type: 'bool', value: false, line: L('USE_BIAS ='), text: 'False' },
     { name: 'COMPILE', type: 'bool', value: true, line: L('COMPILE:'), text: 'True' },
+    // lowercase module-level names are knobs too; so are several statements on a line and a
+    // literal in parentheses or after a line continuation (Python's parser reads them)
+    { name: 'lr_min', type: 'float', value: 1e-5, line: L('lr_min ='), text: '1e-5' },
+    { name: 'ATTN_DROP', type: 'float', value: 0.1, line: L('ATTN_DROP ='), text: '0.1' },
+    { name: 'RESID_DROP', type: 'float', value: 0.1, line: L('ATTN_DROP ='), text: '0.1' },
+    { name: 'SCALE', type: 'float', value: 1.5, line: L('SCALE =') + 1, text: '1.5' },
+    { name: 'TOTAL', type: 'int', value: 5, line: L('TOTAL =') + 1, text: '5' },
     { name: 'HEAD_DIM', type: 'int', value: 32, line: L('HEAD_DIM ='), text: '32' },
   ]);
   const byName = new Map(knobs.map((k) => [k.name, k]));
@@ -178,7 +185,7 @@ test('findKnobs: declarations add bounds, log scale, choices and lowercase names
   assert.equal(lrMin.min, 1e-6);
   assert.equal(lrMin.max, 1e-4);
   assert.equal(lrMin.log, true, 'min > 0 → log scale by default');
-  assert.equal(lrMin.description, 'lowercase: searched only when declared');
+  assert.equal(lrMin.description, 'lowercase: a knob too');
   assert.deepEqual([byName.get('N_LAYER')!.min, byName.get('N_LAYER')!.max], [2, 12]);
   const lr = byName.get('LEARNING_RATE')!;
   assert.deepEqual([lr.min, lr.max, lr.log], [0, 1e-2, false]);
@@ -343,6 +350,9 @@ test('YAML knobs: top-level `key: literal`, same rules', () => {
     { name: 'top_p', type: 'float', value: 1, line: 5, text: '1.0' },
     { name: 'retries', type: 'int', value: 0, line: 6, text: '0' },
     { name: 'verbose', type: 'bool', value: false, line: 7, text: 'false' },
+    // one nested mapping level, named `outer.inner`
+    { name: 'limits.a', type: 'int', value: 1, line: 15, text: '1' },
+    { name: 'limits.b', type: 'int', value: 2, line: 16, text: '2' },
   ]);
   assert.equal(knobs[0]!.description, 'sampling temperature');
   const withChoices = findKnobs('h.yml', HARNESS_YAML, [
@@ -371,7 +381,9 @@ test('YAML knobs: top-level `key: literal`, same rules', () => {
   const lrOut = setKnob('lr: 0.001\n', lr!, 0.00025);
   assert.equal(lrOut, 'lr: 2.5e-4\n');
   assert.equal((parseYaml(lrOut) as { lr: number }).lr, 0.00025);
-  assert.throws(() => findKnobs('h.yaml', HARNESS_YAML, [{ file: 'h.yaml', name: 'budget' }]), /knobs: budget not found as a top-level literal in h\.yaml/);
+  // `2 * 3` is a plain YAML string, not an expression
+  assert.throws(() => findKnobs('h.yaml', HARNESS_YAML, [{ file: 'h.yaml', name: 'budget' }]), /knobs: budget in h\.yaml is a string; declare its `choices`/);
+  assert.throws(() => findKnobs('h.yaml', HARNESS_YAML, [{ file: 'h.yaml', name: 'nope' }]), /knobs: nope not found as a top-level literal in h\.yaml/);
 });
 
 // ---------------------------------------------------------------- proposals
@@ -472,7 +484,7 @@ test('null when the only candidate was already evaluated, and when there are no 
     assert.equal(first!.hypothesis, 'USE_BIAS False → True');
     const seen = new Set([filesHash(files), filesHash(flipped)]);
     assert.equal(await p.propose(ctxFor(files, { seen })), null);
-    assert.equal(await p.propose(ctxFor({ 'notes.md': '# nothing\n', 'a.py': 'x = 1\n' })), null);
+    assert.equal(await p.propose(ctxFor({ 'notes.md': '# nothing\n', 'a.py': 'x = compute(1)\n' })), null);
   }
 });
 
