@@ -3,10 +3,14 @@ import { SearchProposer, RandomProposer } from './search/index.ts';
 import { LlmProposer } from './llm.ts';
 import { HybridProposer } from './hybrid.ts';
 import { CommandProposer } from './command.ts';
+import { OptunaProposer, checkOptuna, type OptunaSampler } from './optuna.ts';
 
 /** The study fields a proposer is made from (src/study.ts ProposerSchema). */
 export interface ProposerSettings {
-  type: 'search' | 'random' | 'llm' | 'command' | 'hybrid';
+  type: 'search' | 'random' | 'llm' | 'command' | 'hybrid' | 'optuna';
+  seed?: number;
+  /** optuna: the sampler (default tpe) */
+  sampler?: OptunaSampler;
   provider: 'anthropic' | 'openai';
   model?: string;
   max_tokens: number;
@@ -46,5 +50,15 @@ export function makeProposer(p: ProposerSettings, locked: string[] = []): Propos
       return new HybridProposer({ ...llm, mode: p.mode });
     case 'command':
       return new CommandProposer({ command: p.command!, timeout_seconds: p.timeout_seconds, context_tokens: p.context_tokens, env: p.env, locked });
+    case 'optuna':
+      return new OptunaProposer({ sampler: p.sampler ?? 'tpe', seed: p.seed ?? 0 });
   }
+}
+
+/**
+ * What a proposer needs from this machine, checked before a run starts or resumes (so that it
+ * refuses to start rather than fail at experiment 1): one-line UserError / UsageError.
+ */
+export function checkProposer(p: Pick<ProposerSettings, 'type' | 'sampler'>, env: NodeJS.ProcessEnv = process.env): void {
+  if (p.type === 'optuna') checkOptuna(p.sampler ?? 'tpe', env);
 }

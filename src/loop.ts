@@ -27,7 +27,7 @@ import { adapterFor } from './kinds/index.ts';
 import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
 import { cleanWork } from './workspace.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
-import { KNOB_PROPOSERS, makeProposer } from '../meta-agent/proposers.ts';
+import { KNOB_PROPOSERS, makeProposer, checkProposer } from '../meta-agent/proposers.ts';
 import { requireKnobs } from './knobs-cli.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
 import { seededRandom } from '../meta-agent/search/rng.ts';
@@ -178,6 +178,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const loaded = loadStudy(studyPath);
   const study = applyOverrides(loaded.study, opts.overrides);
   checkSandbox(opts.unsafeNoSandbox);
+  if (!opts.proposer) checkProposer(study.proposer);
   const live = liveExportFor(study, opts.reporter);
   const repo = await g.repoRoot(dirname(studyPath));
   const base = await g.headCommit(repo);
@@ -247,6 +248,7 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   }
   checkSandbox(opts.unsafeNoSandbox);
   const study = applyOverrides(StudySchema.parse(JSON.parse(run.study_json)), opts.overrides);
+  if (!opts.proposer) checkProposer(study.proposer);
   const live = liveExportFor(study, opts.reporter);
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };

@@ -44,9 +44,12 @@ export const BudgetSchema = z.strictObject({
 
 export const ProposerSchema = z.strictObject({
   /** search / random: knob search without a model; llm: a model reads traces and edits; command: an
-   *  external coding-agent CLI edits a worktree; hybrid: knob search and an llm together */
-  type: z.enum(['search', 'random', 'llm', 'command', 'hybrid']),
+   *  external coding-agent CLI edits a worktree; hybrid: knob search and an llm together; optuna: an
+   *  Optuna sampler over the knobs (needs a Python with optuna) */
+  type: z.enum(['search', 'random', 'llm', 'command', 'hybrid', 'optuna']),
   seed: z.number().int().default(0),
+  /** optuna: the sampler (default tpe); cmaes needs the cmaes package, qmc SciPy, gp Optuna >= 3.6 with PyTorch and SciPy */
+  sampler: z.enum(['tpe', 'cmaes', 'random', 'qmc', 'gp']).optional(),
   /** candidates proposed from the same incumbent per round; the best that passes the ratchet is kept */
   candidates: z.number().int().min(1).max(16).default(1),
   /** let a proposal that only changes random seeds be evaluated (by default it is rejected) */
@@ -181,6 +184,9 @@ export const StudySchema = z.strictObject({
   }
   if (s.proposer.type === 'command' && !s.proposer.command) {
     ctx.addIssue({ code: 'custom', path: ['proposer', 'command'], message: 'the coding-agent command to run (proposer type command), e.g. `claude -p`' });
+  }
+  if (s.proposer.sampler !== undefined && s.proposer.type !== 'optuna') {
+    ctx.addIssue({ code: 'custom', path: ['proposer', 'sampler'], message: `applies to proposer type optuna only (this proposer is ${s.proposer.type})` });
   }
   if (s.kind === 'harness' && !s.harness) {
     ctx.addIssue({ code: 'custom', path: ['harness'], message: 'a harness section with dir and benchmark (kind: harness)' });

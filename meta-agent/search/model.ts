@@ -22,7 +22,7 @@
 import type { KnobValue, LedgerEntry, Proposal, ProposalContext, Proposer } from '../types.ts';
 import { filesHash } from '../hash.ts';
 import { discoverKnobs, findKnobs, formatKnobValue, knobKey, normalizeKnobValue, type Knob } from './knobs.ts';
-import { searchSpace, toUnit, fromUnit, type Dim } from './space.ts';
+import { startSpace, toUnit, fromUnit, type Dim } from './space.ts';
 import { fitGp, expectedImprovement, Phi, type GpFit } from './gp.ts';
 import { build, clip, readKnobMeta, same, MAX_TRIES, type Move, type SearchExplanation } from './build.ts';
 import { normal, type Uniform } from './rng.ts';
@@ -163,7 +163,7 @@ export class SearchProposer implements Proposer {
     const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs, ctx.command);
     if (knobs.length === 0) return null;
     const start = startValues(ctx, knobs);
-    const dims = searchSpace(knobs, start);
+    const dims = startSpace(ctx, knobs, start);
     const incumbent = Object.fromEntries(knobs.map((k) => [knobKey(k), k.value]));
     const obs = observe(ctx, dims, start, incumbent);
     const xInc = dims.map((d) => toUnit(d, incumbent[d.key]!));
@@ -319,7 +319,7 @@ function candidates(dims: Dim[], xInc: number[], obs: Observations, rand: Unifor
 export function describeSearchState(ctx: ProposalContext): { text: string; suggestion: Proposal | null } {
   const knobs = discoverKnobs(ctx.files, ctx.editable, ctx.knobs, ctx.command);
   if (knobs.length === 0) return { text: 'No searchable knobs in the editable files.', suggestion: null };
-  const dims = searchSpace(knobs, startValues(ctx, knobs));
+  const dims = startSpace(ctx, knobs, startValues(ctx, knobs));
   const lines = knobs.map((k, i) => {
     const d = dims[i]!;
     const range = d.type === 'int' || d.type === 'float'

@@ -12,8 +12,8 @@
  * The window is computed from the value at the start of the run, so it does not drift as the
  * incumbent moves: the space is the same on every call and after a resume.
  */
-import type { KnobValue } from '../types.ts';
-import { knobKey, type Knob } from './knobs.ts';
+import type { KnobValue, ProposalContext } from '../types.ts';
+import { discoverKnobs, knobKey, setKnob, type Knob } from './knobs.ts';
 
 export type Dim =
   | { key: string; type: 'float'; low: number; high: number; log: boolean }
@@ -108,4 +108,30 @@ export function fromUnit(d: Dim, u: number): KnobValue {
       return Math.min(d.high, Math.max(d.low, x));
     }
   }
+}
+
+/**
+ * The space around the start, with each knob read as it was at the start: what is inferred from a
+ * literal (a fraction's log scale and bounds, a zero's linear [0, 1]) must not drift as the
+ * incumbent moves (a dropout 0.0 that became 0.3 would otherwise turn into a log-scale knob).
+ */
+export function startSpace(ctx: Pick<ProposalContext, 'files' | 'editable' | 'knobs' | 'command'>, knobs: Knob[], start: Record<string, KnobValue>): Dim[] {
+  const files = { ...ctx.files };
+  for (const file of [...new Set(knobs.map((k) => k.file))]) {
+    let content = files[file]!;
+    for (const k of knobs.filter((x) => x.file === file).sort((a, b) => b.span.start - a.span.start)) {
+      const v = start[knobKey(k)];
+      if (v !== undefined && v !== k.value) content = setKnob(content, k, v);
+    }
+    files[file] = content;
+  }
+  let atStart: Knob[] = [];
+  try {
+    atStart = discoverKnobs(files, ctx.editable, ctx.knobs, ctx.command);
+  } catch {
+    // a start value the declarations refuse: read the knobs as they are now
+  }
+  const dims = new Map(searchSpace(atStart, start).map((d) => [d.key, d]));
+  const now = searchSpace(knobs, start);
+  return knobs.map((k, i) => dims.get(knobKey(k)) ?? now[i]!);
 }
