@@ -211,6 +211,23 @@ export function showData(db: DB, run: RunRow, exp: ExperimentRow) {
   };
 }
 
+/** What a knob proposer recorded about why it proposed this: the model, what it expected, the sampler. */
+function proposerWhy(meta: unknown, metric: string): string[] {
+  if (!meta || typeof meta !== 'object') return [];
+  const m = meta as { model?: { kind: string; observations: number; assignments: number; predicted: { mean: number; sd: number } | null; incumbent: { mean: number; sd: number } | null; margin: number | null; p_pass: number | null; noise_sd: number | null }; reasons?: unknown; sampler?: string; trial_number?: number };
+  const out: string[] = [];
+  if (m.model?.kind === 'gp-matern52' && m.model.predicted && m.model.incumbent) {
+    out.push(`model:      Gaussian process (Matérn 5/2) over ${m.model.observations} evaluation(s) of ${m.model.assignments} assignment(s)${m.model.noise_sd !== null ? `, noise sd ${fmtMetric(m.model.noise_sd)}` : ''}`);
+    out.push(`expected:   ${metric} ${fmtMetric(m.model.predicted.mean)} ± ${fmtMetric(m.model.predicted.sd)} (incumbent ${fmtMetric(m.model.incumbent.mean)} ± ${fmtMetric(m.model.incumbent.sd)}); margin ${fmtMetric(m.model.margin)}, chance to pass the screen ${m.model.p_pass === null ? '—' : `${Math.round(100 * m.model.p_pass)}%`}`);
+  } else if (m.model?.kind === 'initial-design') {
+    out.push('model:      none yet (one assignment measured): a first step away from the incumbent on every knob');
+  } else if (m.sampler) {
+    out.push(`model:      Optuna ${m.sampler} sampler${m.trial_number !== undefined ? `, trial ${m.trial_number}` : ''} (the study rebuilt from the ledger)`);
+  }
+  if (Array.isArray(m.reasons) && !m.model) for (const r of m.reasons) if (typeof r === 'string') out.push(`why:        ${r}`);
+  return out;
+}
+
 export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?: boolean } = {}): string {
   const d = showData(db, run, exp);
   const lines: string[] = [];
@@ -220,6 +237,7 @@ export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?:
   lines.push(`proposer:   ${d.proposer}${p && p.trace_id ? ` · ${fmtTokens(p.tokens)} tokens, $${p.cost_usd.toFixed(4)}, ${fmtDuration(p.ms)} to propose` : ''}`);
   lines.push(`hypothesis: ${d.hypothesis}`);
   if (p?.expected_effect) lines.push(`expected:   ${p.expected_effect}`);
+  lines.push(...proposerWhy(d.meta, run.metric_name));
   if (p && p.cited.length) {
     lines.push(`cited:      ${p.cited.length} trace(s) (open one: autoagent traces ID)`);
     for (const c of p.cited) {

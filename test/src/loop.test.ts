@@ -52,6 +52,10 @@ test('a command study runs end to end: baseline repeats, 8 experiments, kept com
     assert.equal(ledger.rows.filter((r) => r.seq > 0).length, 8);
     const text = showText(db, run, kept[0]!);
     assert.match(text, /decision: {3}kept — improvement/);
+    // the search proposer says which model proposed it and what it expected
+    assert.match(text, /^model: {6}(Gaussian process \(Matérn 5\/2\) over \d+ evaluation\(s\) of \d+ assignment\(s\)|none yet)/m);
+    const later = showText(db, run, kept[kept.length - 1]!);
+    if (kept[kept.length - 1]!.seq > 2) assert.match(later, /^expected: {3}loss \S+ ± \S+ \(incumbent \S+ ± \S+\); margin \S+, chance to pass the screen \d+%/m);
     assert.match(text, /^diff --git a\/params.py b\/params.py/m);
     assert.match(text, /#2 seed \d+: ok loss=/); // the confirmation repeat
     db.close();
