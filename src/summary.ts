@@ -19,9 +19,9 @@ export function zeroNoiseNote(values: number[], metricName: string, minDelta: nu
     + 'it does not — set acceptance.min_delta to the smallest change that matters';
 }
 
-/** a hypothesis short enough for one line */
+/** a hypothesis short enough for one line, without the semicolons that separate its clauses */
 function what(e: ExperimentRow): string {
-  const h = e.hypothesis.replace(/\s+/g, ' ').trim();
+  const h = e.hypothesis.replace(/\s+/g, ' ').replace(/;\s*/g, ', ').trim();
   return h.length > 90 ? `${h.slice(0, 87)}…` : h;
 }
 
