@@ -33,7 +33,7 @@ import { auditRun, findRun, runStudy, runStudyDir, short, trackedAt } from './au
 import { testAdapter } from './finalize.ts';
 import { effectiveStatus } from './loop.ts';
 import type { Reporter } from './report.ts';
-import { improvementOf, mean, noiseMargin, pooledNoise, type Noise } from './ratchet.ts';
+import { beats, improvementOf, mean, noiseMargin, pooledNoise, type Noise } from './ratchet.ts';
 import { fmtDelta, fmtDuration, fmtMetric, table } from './format.ts';
 
 export interface AblateOptions {
@@ -158,11 +158,12 @@ export function ablationRef(runId: string, seq: number): string {
   return `refs/autoagent/${runId}/ablate/${seq}`;
 }
 
-function verdictOf(c: Pick<AblationChange, 'test_improvement' | 'margin' | 'validation_improvement'>): { verdict: AblationChange['verdict']; text: string } {
+/** as the ratchet compares (src/ratchet.ts beats: a tolerance of the metric's scale, so equal is never decided by rounding) */
+function verdictOf(c: Pick<AblationChange, 'test_improvement' | 'margin' | 'validation_improvement'>, ...means: number[]): { verdict: AblationChange['verdict']; text: string } {
   const t = c.test_improvement!;
   const m = c.margin ?? 0;
-  if (t > m) return { verdict: 'helps on test', text: 'helps on test' };
-  if (t < -m) return { verdict: 'hurts on test', text: 'hurts on test' };
+  if (beats(t, m, ...means)) return { verdict: 'helps on test', text: 'helps on test' };
+  if (beats(-t, m, ...means)) return { verdict: 'hurts on test', text: 'hurts on test' };
   const valOnly = (c.validation_improvement ?? 0) > 0;
   return { verdict: 'no measurable effect on test', text: `no measurable effect on test${valOnly ? ': it helped validation only' : ''}` };
 }
@@ -276,7 +277,7 @@ export async function ablateRun(db: DB, runOrId: string | RunRow, opts: AblateOp
     const test = improvementOf(run.direction, mean(r!.values), fMean);
     const se = noise.df > 0 ? noise.sd * Math.sqrt(1 / fin.values.length + 1 / r!.values.length) : null;
     const margin = noiseMargin(noise, fin.values.length, r!.values.length, rule);
-    return { ...base, test_improvement: test, margin, se, ...verdictOf({ test_improvement: test, margin, validation_improvement: v.exp.improvement }) };
+    return { ...base, test_improvement: test, margin, se, ...verdictOf({ test_improvement: test, margin, validation_improvement: v.exp.improvement }, fMean, mean(r!.values)) };
   });
   const scored = scoredText(run, prepared.environment, repeats, evaluations);
   const result: AblationResult = {
