@@ -11,6 +11,7 @@ import { killAllSandboxes } from './sandbox/index.ts';
 import { studyJsonSchema } from './study.ts';
 import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } from './audit-cli.ts';
 import { knobsCommand } from './knobs-cli.ts';
+import { blameCommand } from './blame-cli.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -130,8 +131,11 @@ Examples:
   autoagent traces 3 --failed                          transcripts of experiment 3's failed tasks
   autoagent traces search "timeout"                    full-text search over every trace
   autoagent audit                                      verify the latest run's chain of evidence
+  autoagent audit --edits                              what each kept change fixed, against the traces it cited
+  autoagent blame h/prompts/system.md                  which kept experiment wrote each line, and why
   autoagent report -o report.html --png progress.png   a report to look at
-  autoagent finalize                                   score the final incumbent on the sealed test split once`);
+  autoagent finalize                                   score the final incumbent on the sealed test split once
+  autoagent finalize --ablate                          each kept change's contribution on the test split (leave-one-out)`);
 
   addRunOptions(program.command('run <study>').description('start a run of a study file')).action(async (study: string, o: RunOpts) => {
     exit.code = await withInterrupts(io, (lo) => startRun(study, lo), o);
@@ -186,8 +190,9 @@ Examples:
   program.command('audit [run]').description('verify a run: branch ↔ kept experiments, editable-only diffs, locked hashes, the acceptance evidence, stored diffs re-derived from git, the ledger chain, re-scored outputs; exit 1 on any break')
     .option('--no-rescore', 'skip re-scoring stored task outputs (harness runs)').option('--data <dir>', 'data root of the built-in benchmarks')
     .option('--expect-head <hex>', 'a ledger head printed earlier (by the run, `log` or the report): fail unless it is the head now or a link of the chain')
+    .option('--edits', 'per kept change: the claim (hypothesis, cited tasks), the tasks it flipped over repeats, a verdict, the cost change (exit 1 only on a broken chain)')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string; expectHead?: string }) => {
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; rescore?: boolean; data?: string; expectHead?: string; edits?: boolean }) => {
       exit.code = await auditCommand(runId, o, io);
     });
   program.command('finalize [run]').description('evaluate the final incumbent once on the sealed test split, and write a clean branch of the kept changes')
@@ -195,9 +200,17 @@ Examples:
     .option('--no-branch', 'write no clean branch').option('--squash', 'one commit for all kept changes')
     .option('--data <dir>', 'data root of the built-in benchmarks').option('--unsafe-no-sandbox', 'evaluate without bubblewrap')
     .option('--all', 'harness runs: score every test task (default: harness.limit, as in the run)')
+    .option('--ablate', 'instead: each kept change\'s contribution on the test split, the final incumbent against it with that change reverted (recorded apart, once unless --force)')
+    .option('--repeats <n>', 'with --ablate: evaluations per variant (default: acceptance.baseline_repeats)', intArg('--repeats'))
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean; all?: boolean }) => {
+    .action(async (runId: string | undefined, o: { db?: string; json?: boolean; force?: boolean; branch?: string | false; squash?: boolean; data?: string; unsafeNoSandbox?: boolean; all?: boolean; ablate?: boolean; repeats?: number }) => {
       exit.code = await finalizeCommand(runId, o, io);
+    });
+  program.command('blame <file>').description('each line of a file at the run\'s head with the kept experiment that wrote it: hypothesis, evidence, cited traces')
+    .option('--run <id>', 'the run (default: the latest)')
+    .option('--db <path>', 'the SQLite store').option('--json', 'one entry per line: {line, text, commit, experiment}')
+    .action(async (file: string, o: { run?: string; db?: string; json?: boolean }) => {
+      exit.code = await blameCommand(file, o, io);
     });
   program.command('report [run]').description('write a self-contained HTML report of a run (progress chart, heatmap, kept changes, ledger)')
     .option('-o, --output <file>', 'the HTML file (default autoagent-report-<run>.html)').option('--png <file>', 'also a PNG picture of it (headless Chromium)')

@@ -46,6 +46,7 @@ import { auditRun, findRun, finalIncumbent, incumbentBefore, okMetrics, runStudy
 import { effectiveStatus } from './loop.ts';
 import type { Reporter } from './report.ts';
 import { fmtDelta, fmtDuration, fmtMetric } from './format.ts';
+import { ReferenceIndex, checkCommitAgainst, referencesOf, studyBenchmark, type Contamination } from './contamination.ts';
 
 export interface FinalizeOptions {
   /** evaluate the test split again although the run was finalized, finalize a run that fails its audit, replace an existing clean branch */
@@ -95,6 +96,8 @@ export interface FinalizeResult {
   untrusted_split: boolean;
   /** the clean branch written, if any */
   branch?: string;
+  /** harness runs: the final incumbent's diff against the base writes test task data (the memorisation check on the test split) */
+  contamination?: Contamination;
 }
 
 export interface FinalizationRow {
@@ -127,7 +130,7 @@ export function finalSeed(n: number): number {
 }
 
 /** The kind adapter that evaluates on the test split (see the header). */
-function testAdapter(study: Study, dataRoot: string | undefined, all: boolean): { study: Study; adapter: KindAdapter } {
+export function testAdapter(study: Study, dataRoot: string | undefined, all: boolean): { study: Study; adapter: KindAdapter } {
   switch (study.kind) {
     case 'command': {
       const s: Study = { ...study, env: { ...study.env, AUTOAGENT_SPLIT: 'test' } };
@@ -353,6 +356,15 @@ export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: Finali
     throw new UserError(`the test evaluation of ${short(commit)} ended ${out.status}: ${out.reason ?? 'no metric'}; nothing was recorded (fix the cause and finalize again)`);
   }
   const metric = out.metric;
+  // the memorisation check on the sealed test split: only now, on the final incumbent's diff against the base
+  let contamination: Contamination | null = null;
+  if (study.kind === 'harness' && commit !== run.base_commit) {
+    const b = await studyBenchmark(study, run.repo, paths.studyDir, opts.dataRoot);
+    const isLocked = globMatcher(study.locked, paths.studyDir);
+    const editable = globMatcher(study.editable, paths.studyDir);
+    contamination = await checkCommitAgainst(run.repo, run.base_commit, commit, (p) => editable(p) && !isLocked(p), new ReferenceIndex(referencesOf(b, 'test')), 'test');
+    if (contamination) opts.reporter.event(`WARNING: memorisation check: ${contamination.summary}; the test score is not a held-out score for those tasks`);
+  }
   const scored = scoredOf(run, study, evalStudy, prepared.environment, out, seed, Boolean(opts.all));
   opts.reporter.event(scored.text);
   const untrustedSplit = asInRun !== null && asInRun.status === 'ok' && asInRun.metric === metric;
@@ -377,7 +389,7 @@ export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: Finali
     telemetry: out.telemetry, stdout_tail: out.stdoutTail.slice(-2000),
     ...(run.kind === 'harness' ? { traces_group: `${run.id}/-1/${n}` } : {}),
     ...(run.kind === 'command' ? { env: { AUTOAGENT_SPLIT: 'test' }, split_check: splitCheck } : {}),
-    scored, untrusted_split: untrustedSplit,
+    scored, untrusted_split: untrustedSplit, contamination,
     self_reported: run.self_reported === 1, unsafe_no_sandbox: opts.unsafeNoSandbox,
     audit: { ok: audit.ok, problems: audit.problems.length },
     forced_over: forcedOver,
@@ -400,7 +412,7 @@ export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: Finali
     await live.shutdown();
     if (sent.ok) opts.reporter.event(`langfuse: sent the test evaluation (${sent.traces} trace(s)) to ${live.host}`);
   }
-  return { run: run.id, commit, split: 'test', metric, validation, forced, scored, untrusted_split: untrustedSplit, ...(written ? { branch: branch! } : {}) };
+  return { run: run.id, commit, split: 'test', metric, validation, forced, scored, untrusted_split: untrustedSplit, ...(written ? { branch: branch! } : {}), ...(contamination ? { contamination } : {}) };
 }
 
 const count = (x: number) => x.toLocaleString('en-US');

@@ -44,6 +44,7 @@ import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } fr
 import { fmtMetric, fmtDuration, fmtDelta, fmtTokens } from './format.ts';
 import { liveExportFor, type LangfuseLiveExporter } from './export/langfuse.ts';
 import { resolveRunPaths } from './run-paths.ts';
+import { ContaminationGuard } from './contamination.ts';
 
 export interface Overrides {
   experiments?: number;
@@ -101,6 +102,8 @@ interface RunCtx {
   live: LangfuseLiveExporter | null;
   /** what every evaluation of this run shares (src/evaluation.ts) */
   evalCtx: EvalContext;
+  /** the memorisation check of each proposal (src/contamination.ts) */
+  contamination: ContaminationGuard;
 }
 
 class Interrupted extends Error {}
@@ -300,6 +303,7 @@ async function drive(
       db, runId, study, paths, adapter, prepared, manifest, baseTracked: r.tracked, isLocked: r.isLocked, hidden: r.hiddenFiles,
       policy, guard, signal: opts.signal,
     },
+    contamination: new ContaminationGuard(study, paths, (note) => opts.reporter.event(note)),
   };
   if (live) opts.reporter.event(`langfuse: live export to ${live.host} (session ${runId}); each experiment is sent once decided`);
   cleanStale(ctx);
@@ -593,9 +597,13 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
     const twin = exps.find((e) => e.files_hash === hash);
     return skip(`these exact files were already evaluated${twin ? ` as #${twin.seq} (${twin.decision ?? 'pending'})` : ''}`);
   }
-  const rejection = edits.map((e) => checkEditPath(ctx, e.path)).find((x) => x !== null)
+  const guarded = edits.map((e) => checkEditPath(ctx, e.path)).find((x) => x !== null)
     ?? (!ctx.study.proposer.allow_seed_changes && seedOnlyChange(files, edits)
       ? 'it only changes a random seed (a seed change can only win by luck; set proposer.allow_seed_changes to allow it)' : null);
+  // the memorisation check (src/contamination.ts): validation task data written into the editable files; its details are for people only
+  const contamination = guarded ? null : await ctx.contamination.check(files, edits);
+  const rejection = guarded ?? contamination?.rejection ?? null;
+  if (contamination) ctx.reporter.event(`${label} memorisation check (${contamination.record.verdict}): ${contamination.record.summary}`);
 
   const meta = proposal.meta === undefined ? null : JSON.stringify(proposal.meta);
   const spent = session.spent();
@@ -603,7 +611,7 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
     ? { trace_id: session.hasTrace ? session.traceId : null, cited: proposal.cited ?? [], expected_effect: proposal.expected_effect ?? null, tokens: spent.tokens, cost_usd: spent.dollars, ms: session.ms }
     : null;
   session.finish('ok', { hypothesis: proposal.hypothesis, cited: proposal.cited ?? [], expected_effect: proposal.expected_effect ?? null, files: edits.map((e) => e.path), rejected: rejection });
-  const row = { run_id: ctx.run.id, seq, parent_commit: parent, proposer: ctx.proposer.name, hypothesis: proposal.hypothesis, meta, round, proposal: record ? JSON.stringify(record) : null, files_hash: hash, edits: JSON.stringify(edits) };
+  const row = { run_id: ctx.run.id, seq, parent_commit: parent, proposer: ctx.proposer.name, hypothesis: proposal.hypothesis, meta, round, proposal: record ? JSON.stringify(record) : null, files_hash: hash, edits: JSON.stringify(edits), contamination: contamination ? JSON.stringify(contamination.record) : null };
   if (rejection) {
     // recorded with its diff for audit, never written into any tree, never evaluated
     const exp = insertExperiment(ctx.db, { ...row, candidate_commit: null, diff: await g.diffEdits(files, edits) });

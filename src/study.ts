@@ -92,6 +92,8 @@ export const AcceptanceSchema = z.strictObject({
   confirm_repeats: z.number().int().nonnegative().default(1),
   /** one-sided significance level of each test (screen and confirmation) */
   alpha: z.number().gt(0).lt(0.5).default(0.025),
+  /** harness studies: a candidate whose diff writes validation task inputs, ids or answers into the editable files is flagged (warn) or rejected before evaluation (reject); src/contamination.ts */
+  contamination: z.enum(['warn', 'reject']).default('warn'),
 });
 
 export const SandboxSettingsSchema = z.strictObject({

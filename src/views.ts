@@ -31,6 +31,27 @@ export interface LedgerRow {
   /** what proposing it cost (llm / hybrid proposers), null when nothing */
   proposal_tokens: number | null;
   proposal_cost_usd: number | null;
+  /** the memorisation check flagged its diff (src/contamination.ts): warn or reject, with one line for people */
+  contamination: { verdict: string; summary: string } | null;
+}
+
+function contaminationRecord(e: ExperimentRow): unknown {
+  try {
+    return e.contamination ? (JSON.parse(e.contamination) as unknown) : null;
+  } catch {
+    return { unreadable: e.contamination };
+  }
+}
+
+/** an experiment's memorisation-check record, as ledger rows show it */
+function contaminationOf(e: ExperimentRow): { verdict: string; summary: string } | null {
+  if (!e.contamination) return null;
+  try {
+    const c = JSON.parse(e.contamination) as { verdict?: string; summary?: string };
+    return { verdict: c.verdict ?? 'warn', summary: c.summary ?? '' };
+  } catch {
+    return { verdict: 'warn', summary: '(an unreadable record)' };
+  }
 }
 
 export function ledgerData(db: DB, run: RunRow) {
@@ -46,7 +67,7 @@ export function ledgerData(db: DB, run: RunRow) {
         rows.push({
           id: `0.${v.repeat + 1}`, seq: 0, repeat: v.repeat + 1, commit: e.parent_commit.slice(0, 8), metric: v.metric, delta: null,
           status: v.status === 'ok' ? 'baseline' : v.status, description: `baseline repeat ${v.repeat + 1} (seed ${v.seed})${v.reason ? ': ' + v.reason : ''}`,
-          proposal_tokens: null, proposal_cost_usd: null,
+          proposal_tokens: null, proposal_cost_usd: null, contamination: null,
         });
       }
       continue;
@@ -56,6 +77,7 @@ export function ledgerData(db: DB, run: RunRow) {
       id: String(e.seq), seq: e.seq, repeat: null, commit: (e.kept_commit ?? e.candidate_commit)?.slice(0, 8) ?? null,
       metric: e.metric, delta, status: e.decision ?? 'running', description: e.hypothesis,
       proposal_tokens: proposalOf(e)?.tokens ?? null, proposal_cost_usd: proposalOf(e)?.cost_usd ?? null,
+      contamination: contaminationOf(e),
     });
   }
   const kept = exps.filter((e) => e.decision === 'kept');
@@ -147,9 +169,11 @@ export function ledgerText(db: DB, run: RunRow): string {
     d.rows.map((r) => [
       r.id, r.commit ?? '', fmtMetric(r.metric), r.delta === null ? '' : (r.delta > 0 ? '+' : '') + fmtMetric(r.delta), r.status,
       ...(withSpend ? [r.proposal_tokens === null ? '' : `${fmtTokens(r.proposal_tokens)} $${(r.proposal_cost_usd ?? 0).toFixed(3)}`] : []),
-      r.description,
+      (r.contamination ? '!! benchmark data · ' : '') + r.description,
     ]),
   ));
+  const flagged = d.rows.filter((r) => r.contamination);
+  if (flagged.length) lines.push('', `!! benchmark data: the memorisation check found validation task data in the diff of ${flagged.map((r) => `#${r.id} (${r.contamination!.verdict})`).join(', ')}: see \`autoagent show N\``);
   return lines.join('\n');
 }
 
@@ -201,6 +225,8 @@ export function showData(db: DB, run: RunRow, exp: ExperimentRow) {
     meta: exp.meta ? JSON.parse(exp.meta) : null,
     round: exp.round,
     proposal: proposal ? { ...proposal, cited: citedTraces(db, proposal.cited) } : null,
+    /** the memorisation check's record (src/contamination.ts): which tasks' data the diff writes, where */
+    contamination: contaminationRecord(exp),
     conversation,
     diff: exp.diff,
     evaluations: evals.map((v) => ({
@@ -244,6 +270,8 @@ export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?:
       lines.push(`              ${c.id}${c.found ? ` · task ${c.task_id}${c.experiment_seq !== null ? ` of #${c.experiment_seq}` : ''} · score ${c.score === null ? '—' : fmtMetric(c.score)}${c.pass === false ? ' (failed)' : ''}` : ' · (not in the store)'}`);
     }
   }
+  const c = contaminationOf(exp);
+  if (c) lines.push(`!! memorisation check (${c.verdict === 'reject' ? 'rejected' : 'warning'}): ${c.summary}`);
   lines.push(`decision:   ${d.decision ?? 'running'}${d.reason ? ` — ${d.reason}` : ''}`);
   if (d.incumbent_metric !== null || d.metric !== null) {
     lines.push(`metric:     ${run.metric_name} ${fmtMetric(d.incumbent_metric)} (incumbent) → ${fmtMetric(d.metric)} (this), Δ ${fmtDelta(d.improvement, run.direction)}, margin ${fmtMetric(d.margin)}`);

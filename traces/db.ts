@@ -187,6 +187,23 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE experiments ADD COLUMN chain TEXT;
   ALTER TABLE experiments ADD COLUMN chain_pos INTEGER;
   `,
+  // 8: auditing edits. experiments.contamination: the memorisation check's verdict on a candidate
+  // whose diff writes validation task data into the editable files (src/contamination.ts), as JSON;
+  // ablations: `finalize --ablate`, each kept change's contribution on the sealed test split
+  // (src/ablate.ts), recorded apart from finalizations (it neither needs nor uses up a finalize)
+  `
+  ALTER TABLE experiments ADD COLUMN contamination TEXT;
+  CREATE TABLE ablations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    "commit" TEXT NOT NULL,
+    split TEXT NOT NULL,
+    details TEXT NOT NULL,
+    forced INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX ablations_run ON ablations(run_id, id);
+  `,
 ];
 
 let lastStore: string | null = null;

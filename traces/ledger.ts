@@ -66,6 +66,8 @@ export interface ExperimentRow {
   chain: string | null;
   /** its position in the chain: 1 for the first decision of the run, then in decision order */
   chain_pos: number | null;
+  /** the memorisation check's verdict (JSON, see src/contamination.ts) when its diff writes validation task data; null: clean or not checked (before schema 8) */
+  contamination: string | null;
 }
 
 /** What experiments.proposal holds. */
@@ -173,13 +175,13 @@ export function addRunElapsed(db: DB, id: string, ms: number): void {
 export type NewExperiment = Pick<
   ExperimentRow,
   'run_id' | 'seq' | 'parent_commit' | 'candidate_commit' | 'proposer' | 'hypothesis' | 'meta' | 'edits' | 'diff' | 'files_hash'
-> & Partial<Pick<ExperimentRow, 'round' | 'proposal'>>;
+> & Partial<Pick<ExperimentRow, 'round' | 'proposal' | 'contamination'>>;
 
 export function insertExperiment(db: DB, e: NewExperiment): ExperimentRow {
   const info = db.prepare(
-    `INSERT INTO experiments (run_id, seq, parent_commit, candidate_commit, proposer, hypothesis, meta, edits, diff, files_hash, round, proposal, status, started_at)
-     VALUES (@run_id, @seq, @parent_commit, @candidate_commit, @proposer, @hypothesis, @meta, @edits, @diff, @files_hash, @round, @proposal, 'pending', @t)`,
-  ).run({ round: null, proposal: null, ...e, t: now() });
+    `INSERT INTO experiments (run_id, seq, parent_commit, candidate_commit, proposer, hypothesis, meta, edits, diff, files_hash, round, proposal, contamination, status, started_at)
+     VALUES (@run_id, @seq, @parent_commit, @candidate_commit, @proposer, @hypothesis, @meta, @edits, @diff, @files_hash, @round, @proposal, @contamination, 'pending', @t)`,
+  ).run({ round: null, proposal: null, contamination: null, ...e, t: now() });
   return db.prepare('SELECT * FROM experiments WHERE id = ?').get(info.lastInsertRowid) as ExperimentRow;
 }
 

@@ -228,7 +228,7 @@ export function traceName(t: Pick<StoredTrace, 'benchmark' | 'task_id'>): string
 function traceLevelAttributes(t: StoredTrace, ctx: TraceContext): Attributes {
   const proposal = t.role === 'proposal';
   const seq = t.experiment_seq;
-  const stage = seq === null ? 'eval' : seq < 0 ? 'final' : `exp-${seq}`;
+  const stage = seq === null ? 'eval' : seq === -2 ? 'ablation' : seq < 0 ? 'final' : `exp-${seq}`;
   const metadata: Record<string, unknown> = {
     run_id: ctx.run.id,
     role: t.role ?? 'task',
@@ -497,8 +497,8 @@ function contextOf(db: DB, run: RunRow): (t: StoredTrace) => TraceContext {
   return (t) => {
     const seq = t.experiment_seq;
     const e = seq === null ? undefined : experiments.get(seq);
-    // seq -1: the final evaluation on the sealed test split (src/finalize.ts)
-    const decision = seq === null ? 'eval' : seq < 0 ? 'finalization' : seq === 0 ? 'baseline' : e?.decision ?? 'pending';
+    // seq -1: the final evaluation on the sealed test split (src/finalize.ts); -2: `finalize --ablate` (src/ablate.ts)
+    const decision = seq === null ? 'eval' : seq === -2 ? 'ablation' : seq < 0 ? 'finalization' : seq === 0 ? 'baseline' : e?.decision ?? 'pending';
     return { run, decision, experimentId: e?.id ?? null, hypothesis: e?.hypothesis ?? null };
   };
 }

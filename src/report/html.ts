@@ -7,7 +7,9 @@
  * Sections: header (run facts, noise, best, counts, spend; a red banner for self-reported or
  * unsandboxed runs), the progress chart, for harness runs a task × kept-experiment heatmap and
  * tokens / cost per experiment, the kept changes with their evidence and diffs, the final
- * validation vs sealed-test comparison (when a `finalizations` row exists), and the full ledger.
+ * validation vs sealed-test comparison (when a `finalizations` row exists), what each kept change did
+ * (src/edits-audit.ts: cited tasks, flips over repeats, a verdict, cost per task, the memorisation
+ * check, and validation Δ against test Δ from `finalize --ablate`), and the full ledger.
  * A Content-Security-Policy meta tag forbids scripts and every network fetch as a second line of
  * defence should anything ever slip past the escaping.
  */
@@ -20,6 +22,7 @@ import { ledgerData, runSpend } from '../views.ts';
 import { UNTRUSTED_SPLIT } from '../finalize.ts';
 import { fmtMetric, fmtDelta, fmtDuration } from '../format.ts';
 import { esc, n, linear, ticks, tickStep, tickLabel, niceDomain, quantile } from './svg.ts';
+import { auditEdits, type EditsAudit, type TaskFlip } from '../edits-audit.ts';
 
 /** Colours of the charts. The page's CSS uses none of them, so a screenshot can find the chart by colour. */
 export const CHART_COLORS = {
@@ -47,12 +50,14 @@ export function renderReport(db: DB, runOrId: string | RunRow): string {
   const evals = evaluationsOfRun(db, run.id);
   const spend = traceSpend(db, run.id);
   const harness = run.kind === 'harness' || spend.traces > 0;
+  const edits = auditEdits(db, run);
   const sections = [
     header(db, run, ledger, exps, spend),
     section('Progress', progressChart(run, exps, evals, ledger.baseline.mean, ledger.noise.sd), 'progress'),
     harness ? section('Task scores of the kept experiments', heatmap(db, run, exps), 'heatmap') : '',
     harness && spend.traces > 0 ? section('Tokens and cost per experiment', spendCharts(db, run, exps), 'spend') : '',
-    section('Kept changes', keptTable(run, exps, evals), 'kept'),
+    section('Kept changes', keptTable(run, exps, evals, edits), 'kept'),
+    edits.changes.length || edits.flagged.length ? section('What each kept change did', editsSection(run, edits), 'edits') : '',
     finalization(db, run, exps, evals),
     section('Ledger', ledgerTable(run, exps, evals), 'ledger'),
   ];
@@ -117,6 +122,7 @@ pre.diff .hunk { color: #6639ba; }
 .cites code { display: inline-block; background: #f0f2f5; border-radius: 3px; padding: 0 4px; margin: 1px 2px 1px 0; }
 .muted { color: #8a929e; }
 .cmp td, .cmp th { width: auto; }
+td.test-delta { white-space: normal; max-width: 190px; }
 footer { color: #8a929e; font-size: 12px; text-align: center; margin-top: 18px; }
 `;
 
@@ -555,8 +561,10 @@ function citedTraces(e: ExperimentRow): string[] {
   return proposalOf(e)?.cited.map(String) ?? [];
 }
 
-function keptTable(run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>): string {
+function keptTable(run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, edits: EditsAudit): string {
   const kept = exps.filter((e) => e.decision === 'kept');
+  const ablated = edits.ablation !== null;
+  const bySeq = new Map(edits.changes.map((c) => [c.seq, c]));
   if (!kept.length) return '<p class="muted">No change has been kept yet: every candidate so far was within the noise, worse, or failed.</p>';
   const rows = kept.map((e) => {
     const ev = evals.get(e.id) ?? [];
@@ -570,14 +578,60 @@ function keptTable(run: RunRow, exps: ExperimentRow[], evals: Map<number, Evalua
 <td class="num">${esc(fmtMetric(e.margin))}</td>
 <td class="num" title="${esc(ev.map((v) => `#${v.repeat + 1} seed ${v.seed}: ${v.status} ${fmtMetric(v.metric)}`).join('\n'))}">${ev.length}${ok.length ? `<div class="sub">${esc(ok.map(fmtMetric).join(', '))}</div>` : ''}</td>
 <td class="cites">${cites.length ? cites.map((c) => `<code>${esc(c)}</code>`).join(' ') : '<span class="muted">—</span>'}</td>
-</tr>`;
+${ablated ? testDeltaCell(run, e.seq, bySeq.get(e.seq)?.ablation ?? null) : ''}</tr>`;
   });
   return `<table id="kept-table">
-<thead><tr><th class="num">#</th><th>hypothesis and diff</th><th class="num">${esc(run.metric_name)}</th><th class="num">Δ</th><th class="num">margin</th><th class="num">evaluations</th><th>cited traces</th></tr></thead>
+<thead><tr><th class="num">#</th><th>hypothesis and diff</th><th class="num">${esc(run.metric_name)}</th><th class="num">${ablated ? 'validation Δ' : 'Δ'}</th><th class="num">margin</th><th class="num">evaluations</th><th>cited traces</th>${ablated ? '<th class="num">test Δ (leave-one-out)</th>' : ''}</tr></thead>
 <tbody>
 ${rows.join('\n')}
 </tbody>
 </table>`;
+}
+
+/** the kept change's contribution on the sealed test split (`finalize --ablate`), next to its validation Δ */
+function testDeltaCell(run: RunRow, seq: number, a: EditsAudit['changes'][number]['ablation']): string {
+  if (!a) return '<td class="num test-delta"><span class="muted">—</span></td>';
+  const color = a.verdict === 'helps on test' ? '#0c5a25' : a.verdict === 'hurts on test' ? '#8c1512' : '#7a4a00';
+  const value = a.test_improvement === null ? '—' : fmtDelta(a.test_improvement, run.direction);
+  return `<td class="num test-delta" data-seq="${seq}" data-verdict="${esc(a.verdict)}"><span style="color:${color}">${esc(value)}</span>`
+    + `${a.margin !== null ? `<div class="sub">margin ${esc(fmtMetric(a.margin))}</div>` : ''}<div class="sub">${esc(a.text)}</div></td>`;
+}
+
+function flipList(flips: TaskFlip[]): string {
+  return flips.map((f) => `<code title="${esc(`one-sided Fisher p ${f.p.toFixed(3)}${f.consistent ? '; every repeat agrees' : ''}`)}">${esc(f.task)}</code> <span class="sub">${f.before.passed}/${f.before.runs} → ${f.after.passed}/${f.after.runs}</span>${f.cited ? ' <span class="badge b-baseline">cited</span>' : ''}`).join('<br>');
+}
+
+/** What each kept change did: the claim against the tasks it flipped, its verdict, its cost, its test Δ. */
+function editsSection(run: RunRow, a: EditsAudit): string {
+  const notes = a.not_applicable.map((x) => `<p class="sub">${esc(x)}</p>`).join('\n');
+  const harness = a.kind === 'harness';
+  const rows = a.changes.map((c) => {
+    const claim = [
+      harness ? `<div>${c.cited_tasks.length ? `cited tasks: ${c.cited_tasks.map((t) => `<code>${esc(t)}</code>`).join(' ')}` : '<span class="muted">no cited traces</span>'}</div>` : '',
+      c.expected_effect ? `<div class="sub">expected: ${esc(c.expected_effect)}</div>` : '',
+    ].join('');
+    const flips = c.flips
+      ? `${c.flips.some((f) => f.to === 'pass') ? `<div><b>fail → pass</b><br>${flipList(c.flips.filter((f) => f.to === 'pass'))}</div>` : ''}`
+        + `${c.flips.some((f) => f.to === 'fail') ? `<div><b>pass → fail</b><br>${flipList(c.flips.filter((f) => f.to === 'fail'))}</div>` : ''}`
+        + `<div class="sub">${c.counts!.unchanged} of ${c.counts!.tasks} task(s) unchanged</div>`
+      : '<span class="muted">no tasks</span>';
+    const cost = c.cost
+      ? `${esc(fmtMetric(c.cost.tokens_per_task[0]))} → ${esc(fmtMetric(c.cost.tokens_per_task[1]))} tokens<div class="sub">$${c.cost.dollars_per_task[0].toFixed(6)} → $${c.cost.dollars_per_task[1].toFixed(6)}</div>`
+      : '<span class="muted">—</span>';
+    const mem = c.contamination ? `<div class="badge b-crash contamination">memorisation check: ${esc(c.contamination.verdict)}</div><div class="sub">${esc(c.contamination.summary)}</div>` : '';
+    return `<tr class="edit-row" data-seq="${c.seq}"><td class="num"><a href="#kept-${c.seq}">${c.seq}</a></td><td class="text">${esc(c.hypothesis)}${claim}</td>`
+      + `<td class="text">${flips}</td><td class="text verdict">${esc(c.verdict)}${mem}</td><td class="num">${cost}</td></tr>`;
+  });
+  const flagged = a.flagged.length
+    ? `<p class="sub">flagged by the memorisation check, not kept: ${a.flagged.map((f) => `<a href="#exp-${f.seq}">#${f.seq}</a> ${esc(f.decision ?? 'pending')} (${esc(f.verdict)}): ${esc(f.summary)}`).join('; ')}</p>`
+    : '';
+  const table = a.changes.length ? `<table id="edits-table">
+<thead><tr><th class="num">#</th><th>claim</th><th>tasks flipped (passed / repeats: incumbent → change)</th><th>verdict</th><th class="num">per task run</th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody>
+</table>` : '';
+  return `${notes}${table}${flagged}`;
 }
 
 function ledgerTable(run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>): string {
