@@ -269,12 +269,23 @@ export async function startUiServer(opts: UiOptions): Promise<UiServer> {
       await stream.writeSSE({ event: 'hello', data: JSON.stringify({ retry_ms: 2000 }), retry: 2000 });
       await send();
       const off = hub.subscribe(send);
+      // a comment line every 15 s; an abort (the client left, or the server closes) ends the wait at once
+      let wake: (() => void) | null = null;
       stream.onAbort(() => {
         off();
         streams.delete(stream);
+        wake?.();
       });
       while (!stream.aborted && !stream.closed) {
-        await stream.sleep(15_000);
+        await new Promise<void>((done) => {
+          const t = setTimeout(done, 15_000);
+          t.unref();
+          wake = () => {
+            clearTimeout(t);
+            done();
+          };
+        });
+        wake = null;
         if (!stream.aborted && !stream.closed) await stream.write(': keep-alive\n\n');
       }
       off();

@@ -290,8 +290,14 @@ async function runView(main: HTMLElement, id: string, tab: string): Promise<void
   };
   renderPick();
   renderList();
-  const chart = d.experiments.length ? progressChart(chartBox, d) : null;
-  if (!chart) chartBox.append(h('p', { class: 'sub' }, 'no experiment yet'));
+  let chart: ReturnType<typeof progressChart> | null = null;
+  const drawChart = () => {
+    if (chart) return chart.update(d);
+    clear(chartBox);
+    if (d.experiments.length) chart = progressChart(chartBox, d);
+    else chartBox.append(h('p', { class: 'sub' }, 'no experiment yet'));
+  };
+  drawChart();
   cleanups.push(() => chart?.destroy());
   let lastCount = -1;
   cleanups.push(watch(`/api/runs/${encodeURIComponent(d.run.id)}/events`, 'run', async (s) => {
@@ -308,7 +314,7 @@ async function runView(main: HTMLElement, id: string, tab: string): Promise<void
     }
     clear(head);
     head.append(runHeader(d, dot.el));
-    chart?.update(d);
+    drawChart();
     renderList();
     dot.set(true, new Date().toLocaleTimeString());
   }, (live) => dot.set(live)));
