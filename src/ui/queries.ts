@@ -371,12 +371,13 @@ export function runState(db: DB, ref: string) {
   };
 }
 
-/** What changes the runs list: one row per run. */
+/** What changes the runs list: one entry per run (the `runs` event's data). */
 export function storeState(db: DB): string {
-  const rows = db.prepare(
-    `SELECT r.id, r.status, r.updated_at, r.label, r.tags, r.notes, (SELECT count(*) FROM experiments e WHERE e.run_id = r.id AND e.status = 'decided') AS decided FROM runs r ORDER BY r.id`,
-  ).all();
-  return JSON.stringify(rows);
+  const decided = db.prepare("SELECT count(*) AS n FROM experiments WHERE run_id = ? AND status = 'decided'");
+  const runs = listRuns(db).map((r) => ({
+    id: r.id, status: effectiveStatus(r), decided: (decided.get(r.id) as { n: number }).n, updated_at: r.updated_at, ...runAnnotations(r),
+  }));
+  return JSON.stringify({ runs });
 }
 
 // ---------------------------------------------------------------------------------------------

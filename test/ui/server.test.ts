@@ -353,3 +353,30 @@ test('autoagent ui: prints the URL (with the token off loopback), serves until S
   assert.equal(busy.code, 1);
   assert.match(busy.err, new RegExp(`^autoagent: port ${server.port} on 127\\.0\\.0\\.1 is in use \\(another autoagent ui\\?\\): pass --port N\\n$`));
 });
+
+test('every curl line of the README\'s dashboard section works as written (port, run and trace filled in)', { skip: !hasCurl && 'no curl' }, async () => {
+  const readme = readFileSync(join(import.meta.dirname, '../../README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('## Dashboard'), readme.indexOf('\n## ', readme.indexOf('## Dashboard') + 5));
+  const block = /```sh\n([\s\S]*?)```/.exec(section)![1]!;
+  const lines = block.split('\n').filter((l) => l.startsWith('curl '));
+  assert.ok(lines.length >= 9, `${lines.length} curl lines`);
+  const paths = new Set<string>();
+  for (const line of lines) {
+    const cmd = line.replace(/\s+#.*$/, '').replaceAll('127.0.0.1:4873', `127.0.0.1:${server.port}`).replaceAll('RUN', runId).replaceAll('TRACE', traceId);
+    const stream = / -sN /.test(cmd);
+    const res = await new Promise<{ code: number; out: string }>((done) => {
+      execFile('sh', ['-c', stream ? cmd.replace('curl -sN', 'curl -sN --max-time 2') : cmd], { encoding: 'utf8' }, (e, out) => done({ code: e ? ((e as { code?: number }).code ?? 1) : 0, out }));
+    });
+    paths.add(/http:\/\/[^/]+(\/[^\s'?]*)/.exec(cmd)![1]!);
+    if (stream) {
+      assert.equal(res.code, 28, `${line}: a stream runs until curl's --max-time`);
+      assert.match(res.out, /^event: hello\n[\s\S]*\nevent: (run|runs)\ndata: \{/, line);
+    } else {
+      assert.equal(res.code, 0, line);
+      if (cmd.includes('export.csv')) assert.match(res.out, /^run,seq,/, line);
+      else assert.doesNotThrow(() => JSON.parse(res.out), `${line}: ${res.out.slice(0, 200)}`);
+      assert.doesNotMatch(res.out, /^\{"error"/, `${line}: ${res.out.slice(0, 200)}`);
+    }
+  }
+  for (const p of ['/api/runs', `/api/runs/${runId}`, `/api/runs/${runId}/events`, '/api/events']) assert.ok(paths.has(p), `the README shows ${p}`);
+});
