@@ -7,6 +7,7 @@
  */
 import { build } from 'esbuild';
 import { mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -42,12 +43,27 @@ export async function buildClient(out = BUNDLE): Promise<string> {
   return out;
 }
 
-/** The bundle's path, built first when it is missing or older than the client's sources. */
+/**
+ * The bundle's path, built first when it is missing or older than the client's sources. Where the
+ * package's folder is not writable (installed by root, run by a user) a stale bundle is built into
+ * a private temporary folder instead.
+ */
 export async function ensureBundle(out = BUNDLE): Promise<string> {
-  const have = statSync(out, { throwIfNoEntry: false });
   const sources = existsDir(CLIENT_DIR) ? newestSource(CLIENT_DIR) : 0;
-  if (!have || have.mtimeMs < sources || have.size === 0) await buildClient(out);
-  return out;
+  const fresh = (p: string) => {
+    const have = statSync(p, { throwIfNoEntry: false });
+    return Boolean(have && have.size > 0 && have.mtimeMs >= sources);
+  };
+  if (fresh(out)) return out;
+  try {
+    return await buildClient(out);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const denied = code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || /EACCES|EPERM|EROFS|permission denied|read-only/i.test(String((e as Error).message));
+    if (!denied) throw e;
+    const alt = join(tmpdir(), `autoagent-ui-${process.getuid?.() ?? 'user'}`, 'app.js');
+    return fresh(alt) ? alt : buildClient(alt);
+  }
 }
 
 function existsDir(p: string): boolean {

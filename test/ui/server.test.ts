@@ -7,13 +7,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDb, ledgerHead, insertExperiment, getRun } from '../../traces/index.ts';
 import { startUiServer, openReadOnly, isLoopback, type UiServer } from '../../src/ui/server.ts';
 import { knobImportance, knobView, type KnobAxis, type KnobTrial } from '../../src/ui/queries.ts';
+import { ensureBundle } from '../../src/ui/build.ts';
 import { makeHarnessRun, TASKS } from '../report/fixtures.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'autoagent-ui-test-'));
@@ -379,4 +380,19 @@ test('every curl line of the README\'s dashboard section works as written (port,
     }
   }
   for (const p of ['/api/runs', `/api/runs/${runId}`, `/api/runs/${runId}/events`, '/api/events']) assert.ok(paths.has(p), `the README shows ${p}`);
+});
+
+test('the client bundle is built when missing or older than its sources, and kept otherwise', async () => {
+  const out = join(tmp, 'bundle', 'app.js');
+  assert.equal(await ensureBundle(out), out);
+  const js = readFileSync(out, 'utf8');
+  assert.ok(js.length > 30_000 && js.includes('uplot'), 'uPlot bundled in');
+  assert.doesNotMatch(js, /https?:\/\/(?!www\.w3\.org)[a-z0-9.-]+\.(com|net|org|io|dev)\//i, 'no CDN or other remote URL');
+  const built = statSync(out).mtimeMs;
+  await ensureBundle(out);
+  assert.equal(statSync(out).mtimeMs, built, 'a fresh bundle is not rebuilt');
+  writeFileSync(out, 'stale');
+  utimesSync(out, new Date(0), new Date(0));
+  await ensureBundle(out);
+  assert.ok(readFileSync(out, 'utf8').length > 30_000, 'a stale bundle is rebuilt');
 });

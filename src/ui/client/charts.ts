@@ -173,7 +173,7 @@ export function compareChart(el: HTMLElement, runs: RunDetail[]): { destroy(): v
   });
   const plot = new uPlot({
     width: width(el), height: 300, scales: { x: { time: false } },
-    axes: [{ label: 'experiment' }, { label: runs[0]?.run.metric ?? '', size: 70, values: (_u, vals) => vals.map((v) => fmtMetric(v)) }],
+    axes: [{ label: 'experiment', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500], values: (_u, vals) => vals.map((v) => (Number.isInteger(v) ? String(v) : '')) }, { label: runs[0]?.run.metric ?? '', size: 70, values: (_u, vals) => vals.map((v) => fmtMetric(v)) }],
     series,
   }, [xs, ...cols] as uPlot.AlignedData, el);
   return { destroy: () => plot.destroy() };

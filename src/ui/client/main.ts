@@ -266,6 +266,7 @@ async function runView(main: HTMLElement, id: string, tab: string): Promise<void
   main.append(nav(link(`#/run/${encodeURIComponent(d.run.id)}`, runTitle(d.run))), head, tabBar, content);
   head.append(runHeader(d, dot.el));
 
+  if (tab !== 'progress') dot.el.style.display = 'none'; // only the progress tab follows the run live
   if (tab === 'knobs') return knobsTab(content, d);
   if (tab === 'traces') return tracesTab(content, d);
 
