@@ -47,6 +47,8 @@ export interface UiServer {
   host: string;
   port: number;
   token: string | null;
+  /** event streams open now */
+  streams(): number;
   close(): Promise<void>;
 }
 
@@ -321,6 +323,7 @@ export async function startUiServer(opts: UiOptions): Promise<UiServer> {
   const url = `http://${shown}:${port}/${token ? `?token=${token}` : ''}`;
   return {
     url, host, port, token,
+    streams: () => streams.size,
     close: async () => {
       for (const s of streams) void s.abort?.();
       hub.close();

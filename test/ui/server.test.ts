@@ -120,6 +120,10 @@ test('the event stream: curl -N prints the run\'s state at once, and a new event
     const second = JSON.parse(/data: (.*)/.exec(runEvents()[1]!)![1]!);
     assert.equal(second.experiments, 6);
     assert.equal(second.last_seq, 5);
+    assert.equal(server.streams(), 1);
+    child.kill();
+    for (let i = 0; i < 50 && server.streams() > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(server.streams(), 0, 'a client that leaves is unsubscribed');
   } finally {
     child.kill();
     const w = openDb(store);
