@@ -62,6 +62,7 @@ test('a run page in Chromium shows new experiments as the run records them, with
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => void (m.type() === 'error' && errors.push(`console: ${m.text()}`)));
   let loads = 0;
   page.on('load', () => loads++);
 
@@ -89,16 +90,18 @@ test('a run page in Chromium shows new experiments as the run records them, with
   // label and tags from the page; the runs list shows them (with a harness run added to the store)
   await page.locator('details.annot summary').click();
   await page.locator('input[aria-label="label"]').fill('slow sweep');
-  await page.locator('input[aria-label="tags"]').fill('cpu, demo');
+  await page.locator('input[aria-label="tags"]').fill('cpu, demo, <img src=x onerror=window.pwned=1>');
   await page.locator('button.save').click();
-  await page.waitForFunction(() => /saved \(2 tag/.test(document.querySelector('details.annot')?.textContent ?? ''));
+  await page.waitForFunction(() => /saved \(3 tag/.test(document.querySelector('details.annot')?.textContent ?? ''));
   const fx = makeHarnessRun(dbPath);
   const traceId = fx.traces.find((t) => t.seq === 0 && t.task === TASKS[3] && t.repeat === 1)!.id;
   fx.db.close();
   await page.goto(`${server.url}#/`);
   await page.waitForFunction(() => document.querySelectorAll('tr.run').length === 2);
   const listed = await page.locator(`tr.run[data-run="${runId}"]`).innerText();
-  assert.match(listed, /slow sweep[\s\S]*cpu[\s\S]*demo[\s\S]*finished/);
+  assert.match(listed, /slow sweep[\s\S]*cpu[\s\S]*demo[\s\S]*<img src=x onerror=window\.pwned=1>[\s\S]*finished/, 'markup in a tag is shown as text');
+  assert.equal(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned), undefined, 'and never runs');
+  assert.equal(await page.locator('tr.run img').count(), 0);
   await page.screenshot({ path: '/tmp/autoagent-ui-runs.png', fullPage: true });
 
   // the knob view of the search run: importances, parallel coordinates, one slice per knob
