@@ -216,6 +216,7 @@ async function cliAgreement(): Promise<string> {
     const viaCli = summarize(fn, repo, join(repo, '.autoagent/autoagent.db'), runId, 0);
     const inProcess = await ours(fn, 'search', seed, level, { experiments });
     const same = JSON.stringify(viaCli.ledger!.map(([d, v]) => [d, v.map((x) => x.toPrecision(12))])) === JSON.stringify(inProcess.ledger!.map(([d, v]) => [d, v.map((x) => x.toPrecision(12))]));
+    if (!same && process.env.PEERS_DEBUG_CLI) console.error(JSON.stringify({ viaCli: viaCli.ledger, inProcess: inProcess.ledger }, null, 1));
     return `${fn.name}, noise ${level}, seed ${seed}, ${experiments} experiments with \`search\`: through the CLI (bubblewrap, \`node evaluate.mjs\`) regret ${viaCli.regret.toFixed(4)}, in process ${inProcess.regret.toFixed(4)}; the two ledgers (every decision and evaluation) are ${same ? '**identical**' : '**different**'}.`;
   } finally {
     rmSync(repo, { recursive: true, force: true });
@@ -287,7 +288,9 @@ ${cli ? `- ${cli}` : ''}
   if (!args['no-write']) writeSection('peers', body);
 }
 
-if (process.env.PEERS_DEBUG) {
+if (process.env.PEERS_DEBUG_CLI) {
+  console.log(await cliAgreement());
+} else if (process.env.PEERS_DEBUG) {
   const [fnName, method, seed, level] = process.env.PEERS_DEBUG.split(',');
   const o = await ours(FUNCTIONS.find((f) => f.name === fnName)!, method!, Number(seed), Number(level));
   console.log(JSON.stringify(o.ledger), o.regret);

@@ -1,6 +1,8 @@
-"""EDITABLE: a small byte-level GPT trained for a fixed wall-clock budget (the ratchet loop edits this).
+"""EDITABLE: a small byte-level GPT trained for a fixed budget (the ratchet loop edits this).
 
-Reads  $AUTOAGENT_DATA_DIR/train.bin (uint8 bytes), $AUTOAGENT_TIME_BUDGET (seconds), $AUTOAGENT_SEED.
+Reads  $AUTOAGENT_DATA_DIR/train.bin (uint8 bytes), $AUTOAGENT_SEED, and the budget: $AUTOAGENT_STEPS (exactly that
+       many optimizer steps), else $AUTOAGENT_TOKENS (exactly ceil(tokens / (BATCH_SIZE * BLOCK_SIZE)) steps), else
+       $AUTOAGENT_TIME_BUDGET (seconds of wall clock).
 Writes $AUTOAGENT_OUTPUT_DIR/{model.pt (TorchScript: idx[B,T<=BLOCK_SIZE] -> logits[B,T,256]),
        model_meta.json, telemetry.json}. The locked prepare.py scores model.pt; nothing printed here is trusted.
 """
@@ -16,9 +18,9 @@ N_HEAD = 4  # attention heads per block
 N_EMBD = 64  # model width
 BLOCK_SIZE = 64  # context length in bytes
 BATCH_SIZE = 8  # sequences per step
-LEARNING_RATE = 3e-3  # peak AdamW learning rate
+LEARNING_RATE = 6e-4  # peak AdamW learning rate (nanoGPT's GPT-2 setting)
 MIN_LR_FRAC = 0.1  # final learning rate as a fraction of the peak
-WARMUP_FRAC = 0.05  # fraction of the time budget spent warming up linearly
+WARMUP_FRAC = 0.05  # fraction of the budget (steps or seconds) spent warming up linearly
 WEIGHT_DECAY = 0.1  # AdamW weight decay on matrices
 BETA1 = 0.9  # AdamW beta1
 BETA2 = 0.99  # AdamW beta2
@@ -34,13 +36,22 @@ VOCAB_SIZE = 2**8  # bytes: fixed by the locked prepare.py, not a hyperparameter
 def env(name, default=None):
     value = os.environ.get(name, default)
     if value is None:
-        sys.exit(f"train.py: set {name} (the autoagent loop sets AUTOAGENT_DATA_DIR, AUTOAGENT_TIME_BUDGET, "
-                 "AUTOAGENT_SEED, AUTOAGENT_OUTPUT_DIR)")
+        sys.exit(f"train.py: set {name} (the autoagent loop sets AUTOAGENT_DATA_DIR, AUTOAGENT_TIME_BUDGET or "
+                 "AUTOAGENT_STEPS or AUTOAGENT_TOKENS, AUTOAGENT_SEED, AUTOAGENT_OUTPUT_DIR)")
     return value
 
 
 DATA_DIR = env("AUTOAGENT_DATA_DIR")
 TIME_BUDGET = float(env("AUTOAGENT_TIME_BUDGET", "20"))
+if os.environ.get("AUTOAGENT_STEPS"):  # a deterministic budget: the same work whatever the machine's load
+    TOTAL_STEPS, BUDGET = int(env("AUTOAGENT_STEPS")), f"{env('AUTOAGENT_STEPS')} steps"
+elif os.environ.get("AUTOAGENT_TOKENS"):
+    TOTAL_STEPS = -(-int(env("AUTOAGENT_TOKENS")) // (BATCH_SIZE * BLOCK_SIZE))
+    BUDGET = f"{env('AUTOAGENT_TOKENS')} tokens = {TOTAL_STEPS} steps"
+else:
+    TOTAL_STEPS, BUDGET = None, f"{TIME_BUDGET:g}s"
+if TOTAL_STEPS is not None and TOTAL_STEPS < 1:
+    sys.exit(f"train.py: the budget ({BUDGET}) must allow at least one step")
 SEED = int(env("AUTOAGENT_SEED", "0"))
 OUT_DIR = env("AUTOAGENT_OUTPUT_DIR", ".")
 
@@ -134,10 +145,10 @@ optimizer = torch.optim.AdamW(groups, lr=LEARNING_RATE, betas=(BETA1, BETA2), **
 train_model = torch.compile(model) if DEVICE == "cuda" and COMPILE and hasattr(torch, "compile") else model
 autocast = torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=DEVICE == "cuda")
 print(f"device {DEVICE} | torch {torch.__version__} | {n_params / 1e6:.2f}M params | sdpa {SDPA} | "
-      f"compiled {train_model is not model} | budget {TIME_BUDGET:.0f}s", flush=True)
+      f"compiled {train_model is not model} | budget {BUDGET}", flush=True)
 
 
-def lr_at(progress):  # progress = elapsed / budget in [0, 1]
+def lr_at(progress):  # progress = step / steps (or elapsed / seconds) in [0, 1]
     if progress < WARMUP_FRAC:
         return LEARNING_RATE * min(1.0, (progress + 1e-3) / WARMUP_FRAC)
     decay_progress = min(1.0, (progress - WARMUP_FRAC) / max(1e-9, 1 - WARMUP_FRAC))
@@ -159,30 +170,38 @@ def train_step(lr):
     return loss.item()  # also synchronizes CUDA, so the clock below is honest
 
 
+def progress(step, elapsed):
+    return step / TOTAL_STEPS if TOTAL_STEPS else elapsed / TIME_BUDGET
+
+
 model.train()
 try:
-    train_step(lr_at(0.0))  # warmup / compilation step: not timed, not counted
+    first_loss = train_step(lr_at(0.0))  # also warms up / compiles: not timed (counted only in a steps budget)
 except Exception as e:  # torch.compile can fail on some setups: fall back to eager mode
     if train_model is model:
         raise
     print(f"torch.compile failed ({type(e).__name__}: {e}); training in eager mode", file=sys.stderr)
     train_model = model
-    train_step(lr_at(0.0))
+    first_loss = train_step(lr_at(0.0))
 if DEVICE == "cuda":
     torch.cuda.reset_peak_memory_stats()
 history, step, elapsed, next_print = [], 0, 0.0, 0.0
+if TOTAL_STEPS:
+    step = 1
+    history.append((1, 0.0, first_loss))
 t0 = time.time()
-while elapsed < TIME_BUDGET:
-    lr = lr_at(elapsed / TIME_BUDGET)
+while step < TOTAL_STEPS if TOTAL_STEPS else elapsed < TIME_BUDGET:
+    lr = lr_at(progress(step, elapsed))
     loss = train_step(lr)
     step += 1
     elapsed = time.time() - t0
     if not math.isfinite(loss):
         sys.exit(f"train.py: loss is {loss} at step {step}; lower LEARNING_RATE?")
     history.append((step, elapsed, loss))
-    if elapsed >= next_print:
-        next_print += TIME_BUDGET / 20
+    if progress(step, elapsed) >= next_print:
+        next_print += 1 / 20
         print(f"step {step} | loss {loss:.3f} | lr {lr:.1e} | {step * BATCH_SIZE * BLOCK_SIZE / elapsed / 1e3:.1f}k tok/s", flush=True)
+elapsed = max(elapsed, 1e-9)
 
 # ---- telemetry: average the per-step losses into at most 200 points ----
 tokens = step * BATCH_SIZE * BLOCK_SIZE
@@ -193,7 +212,7 @@ peak_flops = next((f for k, f in [("H100", 989e12), ("H200", 989e12), ("A100", 3
                    if DEVICE == "cuda" and k in torch.cuda.get_device_name()), None)
 telemetry = {
     "device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
-    "torch_version": torch.__version__, "steps": step, "tokens": tokens, "train_seconds": round(elapsed, 3),
+    "torch_version": torch.__version__, "budget": BUDGET, "steps": step, "tokens": tokens, "train_seconds": round(elapsed, 3),
     "tokens_per_s": tokens / elapsed, "steps_per_s": step / elapsed,
     "peak_mem_mb": (torch.cuda.max_memory_allocated() if DEVICE == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**20,
     "mfu": 6 * n_params * tokens / elapsed / peak_flops if peak_flops else None,

@@ -22,6 +22,7 @@ import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
 import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, LockViolation, type Manifest } from './lock.ts';
 import { judge, pooledNoise, noiseMargin, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
+import { runSummary, zeroNoiseNote } from './summary.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
 import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
@@ -341,6 +342,8 @@ async function drive(
   checkpoint(ctx);
   setRunStatus(db, runId, status, reason);
   await finishLiveExport(ctx);
+  const found = runSummary(db, runId);
+  if (found) opts.reporter.event(found);
   const head = ledgerHead(db, runId)!.head.slice(0, 16);
   opts.reporter.event(`ledger head: ${head} (keep it: \`autoagent audit ${runId} --expect-head ${head}\` later proves the ledger was not rewritten since)`);
   return { runId, dbPath, status, stopReason: reason, ...(stopCause ? { stopCause } : {}) };
@@ -718,6 +721,8 @@ async function runBaseline(ctx: RunCtx, exp: ExperimentRow, started: number): Pr
     metric: mean(m), incumbent_metric: null, improvement: null, margin: null, wall_ms: Date.now() - started, inside_ms: insideMs(evals),
   });
   ctx.reporter.event(`baseline ${name} = ${fmtMetric(mean(m))} ± ${fmtMetric(sd)} (sd over ${m.length} seeds: the noise floor)`);
+  const note = zeroNoiseNote(m, name, ctx.study.acceptance.min_delta);
+  if (note) ctx.reporter.event(note);
 }
 
 interface Passed {

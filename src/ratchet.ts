@@ -14,6 +14,11 @@
  * (df = 2) t is 4.30, so early decisions are strict; as df grows t falls towards 1.96.
  * On a metric that is pure noise each test lets through at most α of candidates, and a keep
  * needs both to pass, so false keeps stay under α.
+ *
+ * The comparison "improvement > margin" is made with a tolerance of 1e-9 of the metric's scale
+ * (see `beats`), so that an improvement exactly equal to the margin is never decided by
+ * floating-point rounding (0.80 − 0.78 is 0.020000000000000018 in binary, 0.82 − 0.80 is
+ * 0.019999999999999907; against min_delta 0.02 both are equal, so neither is kept).
  */
 
 /** improvement in the "higher is better" sense */
@@ -28,8 +33,13 @@ export function mean(xs: number[]): number {
   return s / xs.length;
 }
 
+/** all values identical: their spread is exactly 0 (a mean that does not round-trip must not invent noise) */
+function constant(xs: number[]): boolean {
+  return xs.every((x) => x === xs[0]);
+}
+
 export function stddev(xs: number[]): number {
-  if (xs.length < 2) return 0;
+  if (xs.length < 2 || constant(xs)) return 0;
   const m = mean(xs);
   let ss = 0;
   for (const x of xs) ss += (x - m) ** 2;
@@ -49,9 +59,10 @@ export function pooledNoise(groups: number[][]): Noise {
   let df = 0;
   for (const g of groups) {
     if (g.length < 2) continue;
+    df += g.length - 1;
+    if (constant(g)) continue;
     const m = mean(g);
     for (const x of g) ss += (x - m) ** 2;
-    df += g.length - 1;
   }
   return { sd: df > 0 ? Math.sqrt(ss / df) : 0, df };
 }
@@ -143,6 +154,20 @@ export interface Judgement {
   margin: number;
 }
 
+/** relative tolerance of the margin comparison */
+export const TOLERANCE = 1e-9;
+
+/**
+ * Does `improvement` exceed `margin` by more than rounding? The tolerance is 1e-9 of the largest
+ * metric value compared: far above the error of subtracting two of them (about 1e-16 of it) and
+ * far below any difference a metric means, at any scale (no absolute floor, so a metric of order
+ * 1e-6 keeps its resolution).
+ */
+export function beats(improvement: number, margin: number, ...values: number[]): boolean {
+  const scale = Math.max(0, ...values.map((v) => (Number.isFinite(v) ? Math.abs(v) : 0)));
+  return improvement > margin + TOLERANCE * scale;
+}
+
 export function judge(
   direction: 'minimize' | 'maximize',
   incumbent: number[],
@@ -154,5 +179,5 @@ export function judge(
   const candidateMean = mean(candidate);
   const improvement = improvementOf(direction, incumbentMean, candidateMean);
   const margin = noiseMargin(noise, candidate.length, incumbent.length, rule);
-  return { pass: improvement > margin, candidateMean, incumbentMean, improvement, margin };
+  return { pass: beats(improvement, margin, incumbentMean, candidateMean), candidateMean, incumbentMean, improvement, margin };
 }

@@ -112,6 +112,18 @@ export const TrainerSchema = z.strictObject({
   corpus: z.string().default('brown'),
   eval_tokens: z.number().int().positive().default(65536),
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  /**
+   * the training budget: `seconds` (default) trains for budget.experiment_seconds of wall clock
+   * (AUTOAGENT_TIME_BUDGET), as autoresearch does on a GPU; `steps` trains exactly trainer.steps
+   * optimizer steps (AUTOAGENT_STEPS) and `tokens` exactly trainer.tokens training tokens
+   * (AUTOAGENT_TOKENS), whatever the clock: the same work on a loaded machine, so the noise left
+   * is the seed's. experiment_seconds + grace_seconds stays the deadline.
+   */
+  budget: z.enum(['seconds', 'steps', 'tokens']).default('seconds'),
+  /** optimizer steps per training run (budget: steps) */
+  steps: z.number().int().positive().optional(),
+  /** training tokens per run (budget: tokens); train.py takes ceil(tokens / tokens per step) steps */
+  tokens: z.number().int().positive().optional(),
 });
 
 export const HarnessStudySchema = z.strictObject({
@@ -187,6 +199,17 @@ export const StudySchema = z.strictObject({
   }
   if (s.proposer.sampler !== undefined && s.proposer.type !== 'optuna') {
     ctx.addIssue({ code: 'custom', path: ['proposer', 'sampler'], message: `applies to proposer type optuna only (this proposer is ${s.proposer.type})` });
+  }
+  if (s.trainer) {
+    const t = s.trainer;
+    for (const k of ['steps', 'tokens'] as const) {
+      if (t.budget === k && t[k] === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['trainer', k], message: `a positive integer (trainer.budget is ${k}: how many ${k} each training run takes)` });
+      }
+      if (t.budget !== k && t[k] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['trainer', 'budget'], message: `${k} (trainer.${k} is set, but the budget is ${t.budget}: set trainer.budget: ${k}, or remove trainer.${k})` });
+      }
+    }
   }
   if (s.kind === 'harness' && !s.harness) {
     ctx.addIssue({ code: 'custom', path: ['harness'], message: 'a harness section with dir and benchmark (kind: harness)' });

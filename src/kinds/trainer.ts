@@ -1,6 +1,7 @@
 /**
  * kind: trainer — the Karpathy loop. prepare.py (locked) builds a byte-level dataset cache
- * once, outside any worktree; train.py (editable) trains for a wall-clock budget in sandbox 1,
+ * once, outside any worktree; train.py (editable) trains for a budget (wall-clock seconds, or
+ * exactly N steps or tokens: trainer.budget) in sandbox 1,
  * seeing only the train split, and exports a TorchScript model; prepare.py's evaluator scores
  * that export in sandbox 2 (val bits per byte, causality probe, NaN checks). Nothing train.py
  * prints is trusted.
@@ -133,6 +134,7 @@ export class TrainerKind implements KindAdapter {
       env: sandboxEnv(req, {
         AUTOAGENT_DATA_DIR: trainData,
         AUTOAGENT_TIME_BUDGET: String(budget),
+        ...trainingBudgetEnv(this.settings),
         AUTOAGENT_OUTPUT_DIR: out,
         AUTOAGENT_DEVICE: env.device,
         ...(env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}),
@@ -153,7 +155,8 @@ export class TrainerKind implements KindAdapter {
     const limit = limitReason(train, req);
     if (limit) return { ...base, status: 'crash', reason: limit };
     if (train.timedOut) {
-      return { ...base, status: 'timeout', reason: `train.py ran past its ${budget} s budget plus ${study.budget.grace_seconds} s grace and was killed` };
+      const what = this.settings.budget === 'seconds' ? `ran past its ${budget} s budget` : `did not finish its ${this.settings[this.settings.budget]} ${this.settings.budget} within experiment_seconds ${budget} s`;
+      return { ...base, status: 'timeout', reason: `train.py ${what} plus ${study.budget.grace_seconds} s grace and was killed` };
     }
     if (train.exitCode !== 0) {
       return { ...base, status: 'crash', reason: `train.py ${train.signal ? `killed by ${train.signal}` : `exited with code ${train.exitCode}`}: ${lastLine(train.stderr || train.stdout)}` };
@@ -188,6 +191,13 @@ export class TrainerKind implements KindAdapter {
     if (!Number.isFinite(bpb)) return { ...base, status: 'crash', reason: `val_bpb is not finite (${result.val_bpb})` };
     return { ...base, metric: bpb };
   }
+}
+
+/** A deterministic training budget (trainer.budget steps or tokens) for train.py, beside AUTOAGENT_TIME_BUDGET. */
+export function trainingBudgetEnv(t: NonNullable<Study['trainer']>): Record<string, string> {
+  if (t.budget === 'steps') return { AUTOAGENT_STEPS: String(t.steps) };
+  if (t.budget === 'tokens') return { AUTOAGENT_TOKENS: String(t.tokens) };
+  return {};
 }
 
 /** The evaluator's final `RESULT {json}` line. */

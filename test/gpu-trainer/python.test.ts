@@ -165,6 +165,33 @@ test('train.py (3 s) exports a model, evaluate scores it below 8 bits/byte', { s
   assert.equal(res.tokens, Math.min(65536, valBytes - 1), 'scores the first 65536 bytes of val (or all of it)');
 });
 
+test('train.py with AUTOAGENT_STEPS trains exactly that many steps whatever the clock; AUTOAGENT_TOKENS in whole steps', { skip }, () => {
+  const src = fs.readFileSync(TRAIN, 'utf8');
+  const perStep = Number(/^BATCH_SIZE = (\d+)/m.exec(src)![1]) * Number(/^BLOCK_SIZE = (\d+)/m.exec(src)![1]);
+  const run = (name: string, budget: Record<string, string>) => {
+    const out = path.join(tmp, name);
+    const r = py([TRAIN], {
+      AUTOAGENT_DATA_DIR: path.join(brownCache(), 'train'), AUTOAGENT_SEED: '1', AUTOAGENT_OUTPUT_DIR: out,
+      AUTOAGENT_TIME_BUDGET: '0.001', ...budget, // a clock budget that would stop after one step: the steps win
+    }, 120_000);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    return { r, tel: JSON.parse(fs.readFileSync(path.join(out, 'telemetry.json'), 'utf8')) };
+  };
+  const { r, tel } = run('steps-out', { AUTOAGENT_STEPS: '23' });
+  assert.equal(tel.steps, 23);
+  assert.equal(tel.budget, '23 steps');
+  assert.equal(tel.tokens, 23 * perStep);
+  assert.equal(tel.loss_curve[tel.loss_curve.length - 1][0], 23, 'the loss curve ends at step 23');
+  assert.match(r.stdout, /budget 23 steps/);
+  assert.match(r.stdout, /^done: 23 steps/m);
+  const tokens = run('tokens-out', { AUTOAGENT_TOKENS: String(2 * perStep + 1) }).tel;
+  assert.equal(tokens.steps, 3, 'ceil(tokens / tokens per step)');
+  assert.equal(tokens.budget, `${2 * perStep + 1} tokens = 3 steps`);
+  const bad = py([TRAIN], { AUTOAGENT_DATA_DIR: path.join(brownCache(), 'train'), AUTOAGENT_OUTPUT_DIR: path.join(tmp, 'bad-out'), AUTOAGENT_STEPS: '0' });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr.trim(), /^train\.py: the budget \(0 steps\) must allow at least one step$/);
+});
+
 // ---- evaluate: hostile and broken exports ---------------------------------------------------
 
 const MODELS = String.raw`

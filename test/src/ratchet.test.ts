@@ -99,3 +99,30 @@ test('single baseline repeat: no noise estimate, margin falls back to min_delta'
   const noise = pooledNoise([[5]]);
   assert.equal(noiseMargin(noise, 1, 1, { alpha: 0.025, minDelta: 0.1 }), 0.1);
 });
+
+test('the margin comparison is not decided by floating-point rounding: equal is not an improvement, beyond is', () => {
+  const rule = { alpha: 0.025, minDelta: 0.02 };
+  const none = pooledNoise([[0.8, 0.8, 0.8]]);
+  // in binary 0.82 − 0.80 < 0.02 and 0.80 − 0.78 > 0.02: both are equal to min_delta, so neither passes
+  assert.ok(0.82 - 0.8 < 0.02 && 0.8 - 0.78 > 0.02, 'the two rounding directions this test is about');
+  assert.equal(judge('maximize', [0.8, 0.8, 0.8], [0.82], none, rule).pass, false);
+  assert.equal(judge('maximize', [0.78, 0.78, 0.78], [0.8], pooledNoise([[0.78, 0.78, 0.78]]), rule).pass, false);
+  assert.equal(judge('minimize', [0.82, 0.82, 0.82], [0.8], pooledNoise([[0.82, 0.82, 0.82]]), rule).pass, false);
+  assert.equal(judge('minimize', [0.8, 0.8, 0.8], [0.78], none, rule).pass, false);
+  assert.equal(judge('maximize', [1.0], [1.1], none, { alpha: 0.025, minDelta: 0.1 }).pass, false, '1.1 − 1.0 = 0.10000000000000009');
+  // beyond it, even by little, passes
+  assert.equal(judge('maximize', [0.8, 0.8, 0.8], [0.8201], none, rule).pass, true);
+  assert.equal(judge('minimize', [0.8, 0.8, 0.8], [0.7799], none, rule).pass, true);
+  assert.equal(judge('maximize', [0.78, 0.78, 0.78], [0.8000001], pooledNoise([[0.78, 0.78, 0.78]]), rule).pass, true);
+  // with min_delta 0, a difference below rounding is no improvement, a real one at any scale is
+  assert.equal(judge('minimize', [0.3], [0.1 + 0.2], none, { alpha: 0.025, minDelta: 0 }).pass, false, '0.1 + 0.2 = 0.30000000000000004');
+  assert.equal(judge('maximize', [0.1 + 0.2], [0.3], none, { alpha: 0.025, minDelta: 0 }).pass, false);
+  assert.equal(judge('minimize', [3e-6, 3e-6], [2.9e-6], pooledNoise([[3e-6, 3e-6]]), { alpha: 0.025, minDelta: 0 }).pass, true, 'a tiny metric keeps its resolution');
+});
+
+test('identical repeats are exactly zero noise, even when their mean does not round-trip', () => {
+  const g = [0.1, 0.1, 0.1];
+  assert.notEqual(g.reduce((a, b) => a + b) / 3, 0.1, 'the mean of three 0.1 is not 0.1 in binary');
+  assert.deepEqual(pooledNoise([g]), { sd: 0, df: 2 });
+  assert.deepEqual(pooledNoise([g, [7, 7]]), { sd: 0, df: 3 });
+});

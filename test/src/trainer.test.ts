@@ -170,6 +170,31 @@ test('trainer: a real baseline is scored by locked code, and every cheating trai
   }
 });
 
+test('trainer: budget steps trains exactly trainer.steps steps in the sandbox, whatever experiment_seconds says', { timeout: 300_000 }, async (t) => {
+  const why = torchAvailable();
+  if (why) return t.skip(why);
+  const study = STUDY
+    .replace(/^budget: .*$/m, 'budget: { experiment_seconds: 0.001, grace_seconds: 60, evaluate_seconds: 60, experiments: 0 }')
+    .replace(/^trainer: \{ (.*) \}$/m, 'trainer: { $1, budget: steps, steps: 13 }');
+  assert.match(study, /budget: steps, steps: 13/);
+  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': study });
+  try {
+    const res = await startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter() });
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const db = openDb(res.dbPath);
+    const base = listExperiments(db, res.runId)[0]!;
+    assert.equal(base.decision, 'baseline');
+    const tel = JSON.parse(evaluationsOf(db, base.id)[0]!.telemetry!);
+    // a 0.001 s clock budget would stop after the first step: the steps budget decides
+    assert.equal(tel.train.steps, 13);
+    assert.equal(tel.train.budget, '13 steps');
+    assert.equal(tel.eval.status, 'ok');
+    db.close();
+  } finally {
+    cleanup(repo);
+  }
+});
+
 test('trainer: editing the prepared data during a run stops it (locked manifest)', { timeout: 300_000 }, async (t) => {
   const why = torchAvailable();
   if (why) return t.skip(why);
