@@ -12,6 +12,7 @@ import { studyJsonSchema } from './study.ts';
 import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } from './audit-cli.ts';
 import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
+import { uiCommand } from './ui/cli.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -135,7 +136,8 @@ Examples:
   autoagent blame h/prompts/system.md                  which kept experiment wrote each line, and why
   autoagent report -o report.html --png progress.png   a report to look at
   autoagent finalize                                   score the final incumbent on the sealed test split once
-  autoagent finalize --ablate                          each kept change's contribution on the test split (leave-one-out)`);
+  autoagent finalize --ablate                          each kept change's contribution on the test split (leave-one-out)
+  autoagent ui                                         a live dashboard at http://127.0.0.1:4873/`);
 
   addRunOptions(program.command('run <study>').description('start a run of a study file')).action(async (study: string, o: RunOpts) => {
     exit.code = await withInterrupts(io, (lo) => startRun(study, lo), o);
@@ -228,6 +230,13 @@ Examples:
     .option('--json', 'machine-readable output')
     .action(async (study: string, o: { json?: boolean }) => {
       exit.code = await knobsCommand(study, o, io);
+    });
+  program.command('ui').description('a live dashboard of the store in the browser: runs, experiments as they land, traces, knobs, comparisons')
+    .option('--port <n>', 'the port (0: any free one)', intArg('--port'), 4873)
+    .option('--host <addr>', 'the address to listen on; any but loopback requires the printed token', '127.0.0.1')
+    .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
+    .action(async (o: { port: number; host: string; db?: string }) => {
+      exit.code = await uiCommand(o, io);
     });
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')

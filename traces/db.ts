@@ -204,6 +204,13 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX ablations_run ON ablations(run_id, id);
   `,
+  // 9: what a person says about a run (the dashboard, src/ui/): a label (the run's name; its id keeps its
+  // form), tags (a JSON array of strings) and notes. Outside the ledger chain: editing them changes no evidence.
+  `
+  ALTER TABLE runs ADD COLUMN label TEXT;
+  ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE runs ADD COLUMN notes TEXT NOT NULL DEFAULT '';
+  `,
 ];
 
 let lastStore: string | null = null;

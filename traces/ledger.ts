@@ -31,6 +31,12 @@ export interface RunRow {
   owner_pid: number | null;
   created_at: string;
   updated_at: string;
+  /** a person's name for the run (schema 8; undefined on an older store) */
+  label?: string | null;
+  /** JSON array of strings (schema 8) */
+  tags?: string;
+  /** free text (schema 8) */
+  notes?: string;
 }
 
 export interface ExperimentRow {
@@ -108,7 +114,36 @@ export interface EvaluationRow {
   created_at: string;
 }
 
-export type NewRun = Omit<RunRow, 'status' | 'stop_reason' | 'elapsed_ms' | 'owner_pid' | 'created_at' | 'updated_at'>;
+export type NewRun = Omit<RunRow, 'status' | 'stop_reason' | 'elapsed_ms' | 'owner_pid' | 'created_at' | 'updated_at' | 'label' | 'tags' | 'notes'>;
+
+/** A run's label, tags and notes: what a person may change about a run (the dashboard's only writes). */
+export interface RunAnnotations {
+  label: string | null;
+  tags: string[];
+  notes: string;
+}
+
+export function runAnnotations(run: Pick<RunRow, 'label' | 'tags' | 'notes'>): RunAnnotations {
+  let tags: string[] = [];
+  try {
+    const t = JSON.parse(run.tags ?? '[]');
+    if (Array.isArray(t)) tags = t.filter((x): x is string => typeof x === 'string');
+  } catch {
+    // an unreadable tags column reads as no tags
+  }
+  return { label: run.label ?? null, tags, notes: run.notes ?? '' };
+}
+
+/** Sets the given annotation fields of a run (label, tags, notes); the ledger and its chain are not touched. */
+export function setRunAnnotations(db: DB, id: string, a: Partial<RunAnnotations>): boolean {
+  const sets: string[] = [];
+  const params: Record<string, unknown> = { id };
+  if (a.label !== undefined) (sets.push('label = @label'), (params.label = a.label));
+  if (a.tags !== undefined) (sets.push('tags = @tags'), (params.tags = JSON.stringify(a.tags)));
+  if (a.notes !== undefined) (sets.push('notes = @notes'), (params.notes = a.notes));
+  if (!sets.length) return Boolean(getRun(db, id));
+  return db.prepare(`UPDATE runs SET ${sets.join(', ')} WHERE id = @id`).run(params).changes > 0;
+}
 
 export function insertRun(db: DB, run: NewRun): void {
   const t = now();

@@ -1,26 +1,22 @@
 /**
- * A PNG of an HTML report, taken by headless Chromium (`--screenshot`). Without a height the
- * picture is the whole page: Chromium draws a tall window (`maxHeight`, default 12 000 px) and
- * the empty background below the content is cut off. Chromium is found at
+ * A PNG of an HTML report, taken by headless Chromium driven by playwright-core (no browser is
+ * downloaded: the system's Chromium is used). Without a height the picture is the whole page
+ * (Chromium's full-page screenshot: exactly as tall as the document). Chromium is found at
  * `opts.chromium`, `$AUTOAGENT_CHROMIUM`, or the first of chromium, chromium-browser,
  * google-chrome, google-chrome-stable on PATH (and /usr/bin/chromium). It runs with a fresh
- * profile folder, no network features, and a deadline; the folder is removed afterwards.
+ * profile, no network features, and a deadline.
  */
-import { execFile } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { accessSync, constants, existsSync, statSync, unlinkSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { chromium, type Browser } from 'playwright-core';
 import { UserError } from '../errors.ts';
-import { decodePng, encodePng, trimBottom } from './pngcodec.ts';
 
 export interface PngOptions {
   /** viewport width in CSS pixels (default 1400) */
   width?: number;
-  /** viewport height in CSS pixels: the picture is exactly this tall; default: the whole page, up to maxHeight */
+  /** viewport height in CSS pixels: the picture is exactly this tall; default: the whole page */
   height?: number;
-  /** the tallest whole-page picture (default 12 000) */
-  maxHeight?: number;
   /** path of the Chromium / Chrome binary */
   chromium?: string;
   /** deadline in ms (default 60 000) */
@@ -57,45 +53,53 @@ export function findChromium(explicit?: string, searchPath = process.env.PATH ??
   return null;
 }
 
-export async function renderPng(htmlPath: string, pngPath: string, opts: PngOptions = {}): Promise<void> {
-  const bin = findChromium(opts.chromium);
+/** The flags every headless Chromium of ours runs with: nothing reaches the network on its own. */
+export const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--no-default-browser-check',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-extensions',
+  '--disable-default-apps', '--mute-audio', '--hide-scrollbars',
+];
+
+/** The Chromium binary to run: found and executable, else a UserError naming the install command. */
+export function chromiumPath(explicit?: string): string {
+  const bin = findChromium(explicit);
   if (!bin) throw new UserError(`no Chromium found (looked for ${NAMES.join(', ')} on PATH): install it with \`${INSTALL}\`, or set AUTOAGENT_CHROMIUM to its path`);
   if (!executable(bin)) throw new UserError(`${bin}: not an executable Chromium binary: install Chromium with \`${INSTALL}\`, or pass the path of one`);
+  return bin;
+}
+
+/** Starts the system's headless Chromium under playwright-core; a missing or broken one is a UserError of one line. */
+export async function launchChromium(opts: { chromium?: string; timeoutMs?: number } = {}): Promise<Browser> {
+  const bin = chromiumPath(opts.chromium);
+  try {
+    return await chromium.launch({ executablePath: bin, headless: true, args: CHROMIUM_ARGS, timeout: opts.timeoutMs ?? 60_000 });
+  } catch (e) {
+    const first = String((e as Error).message ?? e).split('\n').map((l) => l.trim()).find((l) => l && !/^=+/.test(l)) ?? 'unknown error';
+    throw new UserError(`${bin} failed to start: ${first.replace(/^browserType\.launch: /, '')}`);
+  }
+}
+
+export async function renderPng(htmlPath: string, pngPath: string, opts: PngOptions = {}): Promise<void> {
   const html = resolve(htmlPath);
+  chromiumPath(opts.chromium);
   if (!existsSync(html)) throw new UserError(`${htmlPath}: no such file (write the report first)`);
+  const browser = await launchChromium(opts);
   const out = resolve(pngPath);
   const width = Math.max(200, Math.round(opts.width ?? 1400));
   const fullPage = opts.height === undefined;
-  const height = fullPage ? Math.max(400, Math.min(16_000, Math.round(opts.maxHeight ?? 12_000))) : Math.max(100, Math.round(opts.height!));
-  const profile = mkdtempSync(join(tmpdir(), 'autoagent-chromium-'));
+  const height = fullPage ? 900 : Math.max(100, Math.round(opts.height!));
+  const timeout = opts.timeoutMs ?? 60_000;
   if (existsSync(out)) unlinkSync(out);
-  const args = [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--no-default-browser-check',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-extensions',
-    '--disable-default-apps', '--mute-audio', '--hide-scrollbars', '--force-device-scale-factor=1',
-    `--user-data-dir=${profile}`, `--window-size=${width},${height}`, `--screenshot=${out}`,
-    pathToFileURL(html).href,
-  ];
   try {
-    await new Promise<void>((done, fail) => {
-      execFile(bin, args, { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 8 << 20, killSignal: 'SIGKILL' }, (err, _stdout, stderr) => {
-        if (err && !existsSync(out)) {
-          const e = err as NodeJS.ErrnoException & { killed?: boolean };
-          if (e.code === 'ENOENT') return fail(new UserError(`${bin}: not found: install Chromium with \`${INSTALL}\``));
-          if (e.killed) return fail(new UserError(`${bin} took longer than ${Math.round((opts.timeoutMs ?? 60_000) / 1000)} s to take the screenshot`));
-          const last = String(stderr).split('\n').map((l) => l.trim()).filter((l) => l && !/dbus|Fontconfig/i.test(l)).pop() ?? err.message;
-          return fail(new UserError(`${bin} failed to take the screenshot: ${last}`));
-        }
-        done();
-      });
-    });
+    const page = await browser.newPage({ viewport: { width, height }, deviceScaleFactor: 1 });
+    await page.goto(pathToFileURL(html).href, { waitUntil: 'load', timeout });
+    await page.screenshot({ path: out, fullPage, timeout, animations: 'disabled' });
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    const msg = String((e as Error).message ?? e).split('\n')[0];
+    throw new UserError(`Chromium failed to take the screenshot of ${htmlPath}: ${msg}`);
   } finally {
-    rmSync(profile, { recursive: true, force: true });
+    await browser.close();
   }
-  if (!existsSync(out) || statSync(out).size === 0) throw new UserError(`${bin} wrote no screenshot to ${pngPath}`);
-  if (fullPage) {
-    const full = decodePng(readFileSync(out));
-    const trimmed = trimBottom(full);
-    if (trimmed !== full) writeFileSync(out, encodePng(trimmed));
-  }
+  if (!existsSync(out) || statSync(out).size === 0) throw new UserError(`Chromium wrote no screenshot to ${pngPath}`);
 }

@@ -1,0 +1,5 @@
+/** esbuild loads .css files as text (src/ui/build.ts) */
+declare module '*.css' {
+  const text: string;
+  export default text;
+}
