@@ -29,13 +29,13 @@ import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
-  findRun, listExperiments, evaluationsOfRun, tracesOf, ledgerGenesis, ledgerLink,
+  findRun, listExperiments, evaluationsOfRun, tracesOf, ledgerGenesis, ledgerLink, roundRepeatsOf,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { StudySchema, type Study } from './study.ts';
 import { globMatcher, sha256File, type Manifest } from './lock.ts';
 import { judge, mean, pooledNoise, type Judgement, type AcceptanceRule } from './ratchet.ts';
-import { incumbentBefore, roundAlpha } from './rounds.ts';
+import { incumbentBefore, incumbentMetrics, keptMessageLines, noiseGroupsBefore, okMetrics, ownEvaluations, roundAlpha } from './acceptance.ts';
 import { fmtMetric } from './format.ts';
 import { UsageError } from './errors.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
@@ -109,15 +109,11 @@ export function runStudyDir(run: RunRow): string {
   return relative(run.repo, dirname(run.study_path)).split('\\').join('/');
 }
 
-/** A run by id, or by a unique prefix of its id (the store's one lookup). */
-export { findRun } from '../traces/index.ts';
-
-export function okMetrics(evals: EvaluationRow[] | undefined): number[] {
-  return (evals ?? []).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
-}
 
 /** The incumbent before experiment `seq`: the last kept experiment before it, else the baseline. */
-export { incumbentBefore } from './rounds.ts';
+/** A run by id, or by a unique prefix of its id (the store's one lookup). */
+export { findRun } from '../traces/index.ts';
+export { incumbentBefore, okMetrics } from './acceptance.ts';
 
 /** The run's final incumbent: the last kept experiment, else the baseline. */
 export function finalIncumbent(exps: ExperimentRow[]): ExperimentRow | undefined {
@@ -378,20 +374,6 @@ interface Variant {
 }
 
 /**
- * The noise groups the loop had when it judged experiment `seq`: every earlier experiment with
- * at least two ok evaluations that did not crash or time out (src/loop.ts noiseGroups).
- */
-export function noiseGroupsBefore(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, seq: number): number[][] {
-  const groups: number[][] = [];
-  for (const e of exps) {
-    if (e.seq >= seq) continue;
-    const m = okMetrics(evals.get(e.id));
-    if (m.length >= 2 && e.decision !== 'crash' && e.decision !== 'timeout') groups.push(m);
-  }
-  return groups;
-}
-
-/**
  * Re-derive one experiment's judgements as the loop computed them (src/loop.ts judgeCandidate):
  *  - screen: the first evaluation against the incumbent's evaluations, noise from the earlier groups;
  *  - final (confirm_repeats > 0): the mean of all evaluations, noise from the earlier groups plus
@@ -405,16 +387,6 @@ export function rejudge(
   const screenV: Variant[] = [{ name: 'loop', judgement: j([screen], before) }];
   if (confirmRepeats === 0) return { screen: screenV, final: screenV };
   return { screen: screenV, final: [{ name: 'loop', judgement: j(candidate, candidate.length >= 2 ? [...before, candidate] : before) }] };
-}
-
-/** the commit message lines the loop writes for a keep (src/loop.ts runCandidate) */
-export function keptMessageLines(metricName: string, runId: string, seq: number, j: Judgement, m: number[], inc: number[]): { title: string; run: string; experiment: string; evidence: string } {
-  return {
-    title: `autoagent #${seq}: ${metricName} ${fmtMetric(j.incumbentMean)} → ${fmtMetric(j.candidateMean)}`,
-    run: `Run: ${runId}`,
-    experiment: `Experiment: ${seq}`,
-    evidence: `Evidence: ${m.length} evaluation(s) ${m.map(fmtMetric).join(', ')} vs incumbent ${inc.map(fmtMetric).join(', ')}; margin ${fmtMetric(j.margin)}`,
-  };
 }
 
 function storedMatches(e: ExperimentRow, j: Judgement): boolean {
@@ -434,9 +406,9 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
   if (!base) {
     P.push('the run has no baseline experiment (#0)');
   } else if (base.decision === 'baseline') {
-    const m = okMetrics(evals.get(base.id));
+    const all = ownEvaluations(evals.get(base.id), base);
+    const m = okMetrics(all);
     nEvals += m.length;
-    const all = evals.get(base.id) ?? [];
     if (all.some((v) => v.status !== 'ok')) P.push(`baseline #0 has a non-ok evaluation (repeat ${all.find((v) => v.status !== 'ok')!.repeat})`);
     if (m.length < study.acceptance.baseline_repeats) P.push(`baseline #0 has ${m.length} ok evaluation(s), the study asks for ${study.acceptance.baseline_repeats}`);
     if (!close(base.metric, mean(m))) P.push(`baseline #0: stored metric ${fmtMetric(base.metric)} is not the mean ${fmtMetric(mean(m))} of its evaluations`);
@@ -444,10 +416,10 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
 
   for (const e of exps) {
     if (e.seq === 0 || (e.decision !== 'kept' && e.decision !== 'discarded')) continue;
-    const vs = evals.get(e.id) ?? [];
+    const vs = ownEvaluations(evals.get(e.id), e);
     const who = `experiment #${e.seq}${e.kept_commit ? ` (commit ${short(e.kept_commit)})` : ''}`;
-    const inc = incumbentBefore(exps, e.seq);
-    const incM = okMetrics(inc ? evals.get(inc.id) : undefined);
+    // the incumbent as of this experiment's round (it may have had fresh repeats in later rounds)
+    const { inc, metrics: incM } = incumbentMetrics(exps, evals, e);
     const m = okMetrics(vs);
     const screenEval = vs.find((v) => v.repeat === 0);
     const telemetry = screenEval?.telemetry ? (JSON.parse(screenEval.telemetry) as Record<string, unknown>) : {};
@@ -473,7 +445,7 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
       continue;
     }
     judged++;
-    const before = noiseGroupsBefore(exps, evals, e.seq);
+    const before = noiseGroupsBefore(exps, evals, e);
     // several candidates per round: each is tested at α / k (src/loop.ts roundAlpha)
     const v = rejudge(dir, { ...rule, alpha: roundAlpha(rule.alpha, exps, e) }, c, incM, m, screenEval.metric, before);
     const screenPass = v.screen.find((x) => x.judgement.pass);
@@ -701,7 +673,7 @@ async function checkLedger(ctx: Ctx, expectHead: string | undefined): Promise<Pa
   let prev = genesis;
   let broken = false;
   chained.forEach((e, i) => {
-    const link = ledgerLink(prev, e, evals.get(e.id) ?? []);
+    const link = ledgerLink(prev, e, evals.get(e.id) ?? [], roundRepeatsOf(exps, evals, e));
     links.push(link);
     if (!broken && link !== e.chain) {
       broken = true;

@@ -11,7 +11,7 @@ import { isAbsolute, relative, resolve } from 'node:path';
 import { listExperiments, evaluationsOfRun, getTrace, proposalOf, type DB, type RunRow, type ExperimentRow } from '../traces/index.ts';
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
-import { incumbentBefore } from './rounds.ts';
+import { incumbentMetrics, ownEvaluations } from './acceptance.ts';
 import { fmtDelta, fmtMetric } from './format.ts';
 import { placedRun, store, type IOLike } from './audit-cli.ts';
 
@@ -65,13 +65,13 @@ async function gitBlame(repo: string, base: string, head: string, path: string):
 }
 
 function experimentOf(db: DB, exps: ExperimentRow[], e: ExperimentRow, evals: ReturnType<typeof evaluationsOfRun>): BlameExperiment {
-  const inc = incumbentBefore(exps, e.seq);
-  const ok = (id: number | undefined) => (id === undefined ? 0 : (evals.get(id) ?? []).filter((v) => v.status === 'ok').length);
+  const { inc, metrics } = incumbentMetrics(exps, evals, e);
+  const ok = ownEvaluations(evals.get(e.id), e).filter((v) => v.status === 'ok').length;
   const p = proposalOf(e);
   return {
     seq: e.seq, commit: e.kept_commit!, hypothesis: e.hypothesis, expected_effect: p?.expected_effect ?? null,
     metric: e.metric, incumbent_metric: e.incumbent_metric, improvement: e.improvement, margin: e.margin,
-    evaluations: ok(e.id), incumbent_evaluations: ok(inc?.id),
+    evaluations: ok, incumbent_evaluations: inc ? metrics.length : 0,
     cited: (p?.cited ?? []).map((id) => ({ id: String(id), task_id: getTrace(db, String(id))?.trace.task_id ?? null })),
   };
 }

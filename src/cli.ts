@@ -29,6 +29,12 @@ function fractionArg(name: string) {
     return n;
   };
 }
+function positiveIntArg(name: string) {
+  return (v: string) => {
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > 64) throw new InvalidArgumentError(`${name} must be a whole number from 1 to 64`);
+    return Number(v);
+  };
+}
 function secondsArg(name: string) {
   return (v: string) => {
     const n = Number(v);
@@ -39,7 +45,7 @@ function secondsArg(name: string) {
 
 interface CommonOpts { db?: string; json?: boolean }
 interface RunOpts extends CommonOpts {
-  experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean;
+  experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean; parallel?: number;
 }
 
 async function storePath(opts: CommonOpts): Promise<string> {
@@ -49,7 +55,7 @@ async function storePath(opts: CommonOpts): Promise<string> {
 }
 
 function overridesOf(o: RunOpts): Overrides {
-  return { experiments: o.experiments, experimentSeconds: o.experimentSeconds, wallSeconds: o.wallSeconds, corpus: o.corpus };
+  return { experiments: o.experiments, experimentSeconds: o.experimentSeconds, wallSeconds: o.wallSeconds, corpus: o.corpus, parallel: o.parallel };
 }
 
 /** Run or resume with Ctrl-C handling: finish recording, remove worktrees, exit 130. */
@@ -95,6 +101,7 @@ function addRunOptions(c: Command): Command {
     .option('--experiments <n>', 'experiments to run (0: measure the baseline only)', intArg('--experiments'))
     .option('--experiment-seconds <s>', 'time budget of one experiment', secondsArg('--experiment-seconds'))
     .option('--wall-seconds <s>', 'time budget of the whole run', secondsArg('--wall-seconds'))
+    .option('--parallel <n>', 'evaluations at once (slots); a round then has max(candidates, n) candidates', positiveIntArg('--parallel'))
     .option('--corpus <path>', 'trainer studies: a UTF-8 file or folder to train on instead of the study\'s corpus')
     .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (recorded on the run)')
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')

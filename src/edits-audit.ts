@@ -16,9 +16,9 @@
  */
 import {
   listExperiments, evaluationsOfRun, getTrace, proposalOf, tracesOf,
-  type DB, type RunRow, type ExperimentRow, type EvaluationRow,
+  type DB, type RunRow, type ExperimentRow,
 } from '../traces/index.ts';
-import { incumbentBefore } from './rounds.ts';
+import { incumbentMetrics, okMetrics, ownEvaluations } from './acceptance.ts';
 import { mean } from './ratchet.ts';
 import { fmtDelta, fmtMetric } from './format.ts';
 import { latestAblation, type AblationChange } from './ablate.ts';
@@ -140,10 +140,6 @@ function taskRuns(db: DB, runId: string, seq: number): TaskRuns {
 const countOf = (runs: Array<{ pass: boolean }> | undefined): PassCount | null => (runs?.length ? { passed: runs.filter((r) => r.pass).length, runs: runs.length } : null);
 const state = (c: PassCount): 'pass' | 'fail' | 'mixed' => (2 * c.passed > c.runs ? 'pass' : 2 * c.passed < c.runs ? 'fail' : 'mixed');
 
-function okMetrics(evals: EvaluationRow[] | undefined): number[] {
-  return (evals ?? []).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
-}
-
 function contaminationOf(e: ExperimentRow): Contamination | null {
   if (!e.contamination) return null;
   try {
@@ -191,7 +187,8 @@ export function auditEdits(db: DB, run: RunRow): EditsAudit {
   };
 
   const changes: ChangeAudit[] = exps.filter((e) => e.decision === 'kept').map((e) => {
-    const inc = incumbentBefore(exps, e.seq)!;
+    const { inc: incumbent, metrics: incumbentValues } = incumbentMetrics(exps, evals, e);
+    const inc = incumbent!;
     const p = proposalOf(e);
     const citedTraces = (p?.cited ?? []).map((id) => {
       const t = getTrace(db, String(id))?.trace;
@@ -200,7 +197,7 @@ export function auditEdits(db: DB, run: RunRow): EditsAudit {
     const citedTasks = [...new Set(citedTraces.map((c) => c.task_id).filter((x): x is string => x !== null))];
     const evidence = {
       incumbent_metric: e.incumbent_metric, metric: e.metric, improvement: e.improvement, margin: e.margin,
-      values: okMetrics(evals.get(e.id)), incumbent_values: okMetrics(evals.get(inc.id)),
+      values: okMetrics(ownEvaluations(evals.get(e.id), e)), incumbent_values: incumbentValues,
     };
     const a = ablated.get(e.seq);
     const base = {

@@ -10,6 +10,7 @@ import type { SpendGuard } from '../task-agent/evaluate.ts';
 import type { EvalOutcome, KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
 import { verifyManifest, globMatcher, type Manifest } from './lock.ts';
 import { openWorkspace } from './workspace.ts';
+import type { Lease } from './slots.ts';
 
 export interface EvalContext {
   db: DB;
@@ -38,6 +39,8 @@ export interface EvalTarget {
   repeat: number;
   screenAgainst?: Map<string, number>;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: string) => void;
+  /** what the evaluation's slot holds (a GPU, a CPU share) */
+  lease?: Lease;
 }
 
 /** Throws LockViolation (naming the file) when a locked file changed; else the kind's outcome. */
@@ -55,7 +58,7 @@ export async function evaluateCommit(ctx: EvalContext, t: EvalTarget): Promise<E
     const out = await ctx.adapter.evaluate({
       study: ctx.study, paths: ctx.paths, worktree: ws.cand, scratch: ws.scratch, ws, seed: t.seed, repeat: t.repeat,
       policy: ctx.policy, prepared: ctx.prepared, onOutput: t.onOutput,
-      run: { db: ctx.db, id: ctx.runId, seq: t.seq }, guard: ctx.guard, screenAgainst: t.screenAgainst, signal: ctx.signal,
+      run: { db: ctx.db, id: ctx.runId, seq: t.seq }, guard: ctx.guard, screenAgainst: t.screenAgainst, signal: ctx.signal, lease: t.lease,
     });
     // how disk_mb was enforced for this evaluation (a loop-mounted image, or the polling watcher)
     if (ws.disk !== 'none') out.telemetry = { ...out.telemetry, disk_limit: ws.disk };

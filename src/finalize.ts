@@ -42,7 +42,8 @@ import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
 import { StudySchema, type Study } from './study.ts';
 import { liveExportFor } from './export/langfuse.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
-import { auditRun, findRun, finalIncumbent, incumbentBefore, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
+import { incumbentMetrics, ownEvaluations } from './acceptance.ts';
+import { auditRun, findRun, finalIncumbent, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
 import { effectiveStatus } from './loop.ts';
 import type { Reporter } from './report.ts';
 import { fmtDelta, fmtDuration, fmtMetric } from './format.ts';
@@ -171,8 +172,8 @@ interface KeptEvidence {
 
 function evidenceOf(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>): KeptEvidence[] {
   return exps.filter((e) => e.decision === 'kept').map((exp) => {
-    const inc = incumbentBefore(exps, exp.seq)!;
-    return { exp, inc, m: okMetrics(evals.get(exp.id)), incM: okMetrics(evals.get(inc.id)) };
+    const { inc, metrics } = incumbentMetrics(exps, evals, exp);
+    return { exp, inc: inc as ExperimentRow, m: okMetrics(ownEvaluations(evals.get(exp.id), exp)), incM: metrics };
   });
 }
 

@@ -14,14 +14,16 @@ import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
   openDb, insertRun, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
-  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead,
+  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead, recordPromotionIntent, finishPromotion, promotionsOf,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
 import { loadStudy, StudySchema, type Study } from './study.ts';
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
 import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, LockViolation, type Manifest } from './lock.ts';
-import { judge, pooledNoise, noiseMargin, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
+import { pooledNoise, noiseMargin, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
+import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf } from './acceptance.ts';
+import { SlotPool, planSlots } from './slots.ts';
 import { runSummary, zeroNoiseNote } from './summary.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
@@ -38,8 +40,7 @@ import { createProvider, loadPrices, ProviderError, type Env } from '../task-age
 import type { Provider } from '../task-agent/types.ts';
 import { ProposalFailed, type Proposal } from '../meta-agent/types.ts';
 import { StoreHistory } from '../meta-agent/history.ts';
-import { incumbentBefore, roundAlpha } from './rounds.ts';
-export { roundAlpha } from './rounds.ts';
+export { roundAlpha } from './acceptance.ts';
 import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } from './proposal.ts';
 import { fmtMetric, fmtDuration, fmtDelta, fmtTokens } from './format.ts';
 import { liveExportFor, type LangfuseLiveExporter } from './export/langfuse.ts';
@@ -47,6 +48,7 @@ import { resolveRunPaths } from './run-paths.ts';
 import { ContaminationGuard } from './contamination.ts';
 
 export interface Overrides {
+  parallel?: number;
   experiments?: number;
   experimentSeconds?: number;
   wallSeconds?: number;
@@ -104,6 +106,8 @@ interface RunCtx {
   evalCtx: EvalContext;
   /** the memorisation check of each proposal (src/contamination.ts) */
   contamination: ContaminationGuard;
+  /** the run's evaluation slots (src/slots.ts): how many evaluations at once, and what each holds */
+  slots: SlotPool;
 }
 
 class Interrupted extends Error {}
@@ -121,6 +125,7 @@ function applyOverrides(study: Study, o: Overrides): Study {
   if (o.experiments !== undefined) s.budget.experiments = o.experiments;
   if (o.experimentSeconds !== undefined) s.budget.experiment_seconds = o.experimentSeconds;
   if (o.wallSeconds !== undefined) s.budget.wall_seconds = o.wallSeconds;
+  if (o.parallel !== undefined) s.parallel = o.parallel;
   if (o.corpus !== undefined) {
     if (s.kind !== 'trainer') throw new UsageError(`--corpus applies to trainer studies only (this study is kind: ${s.kind})`);
     s.trainer = { ...(s.trainer ?? StudySchema.shape.trainer.unwrap().parse({})), corpus: resolve(o.corpus) };
@@ -285,6 +290,9 @@ async function drive(
     read: readPaths(study, dirname(paths.studyPath)),
   };
   const guard = runGuard(db, runId, study);
+  const plan = planSlots(study, study.parallel);
+  if (plan.note) opts.reporter.event(`note: ${plan.note}`);
+  if (plan.size > 1) opts.reporter.event(`${plan.size} evaluation slots${plan.leases.some((l) => l.gpu) ? ` (GPUs ${plan.leases.map((l) => l.gpu!.uuid).join(', ')})` : ''}; rounds of ${Math.max(study.proposer.candidates, plan.size)} candidates, each tested at α / k`);
   const ctx: RunCtx = {
     db, dbPath, run: getRun(db, runId)!, study, paths, adapter, prepared, manifest,
     isEditable: r.isEditable, isLocked: r.isLocked,
@@ -304,9 +312,11 @@ async function drive(
       policy, guard, signal: opts.signal,
     },
     contamination: new ContaminationGuard(study, paths, (note) => opts.reporter.event(note)),
+    slots: new SlotPool(plan),
   };
   if (live) opts.reporter.event(`langfuse: live export to ${live.host} (session ${runId}); each experiment is sent once decided`);
   cleanStale(ctx);
+  reconcilePromotions(ctx);
   let status: RunRow['status'] = 'finished';
   let reason: string | null = null;
   let stopCause: RunResult['stopCause'];
@@ -386,6 +396,20 @@ function elapsedMs(ctx: RunCtx): number {
   return getRun(ctx.db, ctx.run.id)!.elapsed_ms + (Date.now() - ctx.lastCheckpoint);
 }
 
+/**
+ * A keep cut short by a crash: its intent row says which kept commit was to become the branch head.
+ * Decided since (the keep was recorded): done. Otherwise the round is still pending and is decided
+ * again on this resume — from the store, finishing the keep when the branch already moved to it.
+ */
+function reconcilePromotions(ctx: RunCtx): void {
+  const exps = listExperiments(ctx.db, ctx.run.id);
+  for (const p of promotionsOf(ctx.db, ctx.run.id, 'intent')) {
+    const e = exps.find((x) => x.seq === p.experiment_seq);
+    if (e && e.decision !== null) finishPromotion(ctx.db, ctx.run.id, p.experiment_seq);
+    else ctx.reporter.event(`resume: experiment #${p.experiment_seq} was being kept (commit ${p.kept_commit.slice(0, 10)}) when the run stopped; its round is decided again`);
+  }
+}
+
 /** What a killed run left: its evaluations' folders (and disk images), and git worktrees of runs made before workspaces. */
 function cleanStale(ctx: RunCtx): void {
   cleanWork(ctx.paths.stateDir, ctx.run.id);
@@ -441,7 +465,7 @@ async function loop(ctx: RunCtx): Promise<string> {
     }
     // a new round: propose up to k candidates from the incumbent, then evaluate them
     const round = Math.max(0, ...exps.map((e) => e.round ?? e.seq)) + 1;
-    const k = Math.min(study.proposer.candidates, study.budget.experiments - done);
+    const k = Math.min(Math.max(study.proposer.candidates, ctx.slots.size), study.budget.experiments - done);
     let made = 0;
     while (made < k) {
       if (ctx.signal.aborted) throw new Interrupted();
@@ -559,9 +583,7 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
       knobs: ctx.study.knobs.map((k) => ({ ...k, file: pre + k.file.replace(/^\.\//, '') })), metric: ctx.study.metric,
       ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed, seq), seen,
       baseFiles: inc.seq === 0 ? files : await editableFiles(ctx, ctx.run.base_commit),
-      screenMargin: noiseMargin(pooledNoise(noiseGroups(ctx.db, ctx.run.id, seq)), 1, Math.max(1, okMetrics(evaluationsOf(ctx.db, inc.id)).length), {
-        alpha: ctx.study.acceptance.alpha / Math.max(1, ctx.study.proposer.candidates), minDelta: ctx.study.acceptance.min_delta,
-      }),
+      screenMargin: screenMarginFor(ctx, exps, seq, round),
       seq, runId: ctx.run.id, kind: ctx.study.kind, command: ctx.study.command, incumbent: { seq: inc.seq, commit: parent, metric: inc.metric ?? undefined },
       repo: ctx.paths.repo, program: ctx.program,
       round: exps.filter((e) => e.round === round).map((e) => ({ hypothesis: e.hypothesis })), notes,
@@ -633,6 +655,16 @@ ${proposal.hypothesis}`);
 }
 
 /** ` (meta-agent 12.3k tokens, $0.0412, 21s)`, or nothing for a proposer that spent nothing */
+/** The margin the screen of a candidate proposed now (experiment `seq` of `round`) will have to beat, as of now. */
+function screenMarginFor(ctx: RunCtx, exps: ExperimentRow[], seq: number, round: number): number {
+  const evals = evaluationsOfRun(ctx.db, ctx.run.id);
+  const at = { seq, round };
+  const inc = incumbentMetrics([...exps, { id: -1, seq, round, decision: null, candidate_commit: null }] as ExperimentRow[], evals, at).metrics;
+  return noiseMargin(pooledNoise(noiseGroupsBefore(exps, evals, at)), 1, Math.max(1, inc.length), {
+    alpha: ctx.study.acceptance.alpha / Math.max(1, ctx.study.proposer.candidates, ctx.slots.size), minDelta: ctx.study.acceptance.min_delta,
+  });
+}
+
 function spendNote(session: ProposalSession): string {
   const s = session.spent();
   if (!session.hasTrace) return '';
@@ -643,59 +675,75 @@ function seedFor(seq: number, repeat: number): number {
   return seq * 1000 + repeat + 1;
 }
 
-function okMetrics(evals: EvaluationRow[]): number[] {
-  return evals.filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
+/** The run's noise as `log` shows it: the groups the next decision would pool. */
+export function runNoise(db: DB, runId: string): Noise {
+  return pooledNoise(noiseGroupsBefore(listExperiments(db, runId), evaluationsOfRun(db, runId), { seq: Infinity, round: Infinity }));
 }
+
+/** Thrown into the evaluations still running when one of a batch stops the run (the others are cut short, not recorded). */
+class Aborted extends Error {}
 
 /**
- * Groups of repeated evaluations of identical files, for the pooled noise estimate: every
- * experiment (before `beforeSeq`, when given) with at least two ok evaluations that did not
- * crash or time out. A candidate being decided is added by the caller, once.
+ * Run `tasks` (each gets an abort signal), at most the run's slots at once (the pool limits that).
+ * When one fails, the others are aborted and awaited, and the first failure is thrown: nothing is
+ * left running, and only evaluations that completed were recorded.
  */
-export function noiseGroups(db: DB, runId: string, beforeSeq = Infinity): number[][] {
-  const all = evaluationsOfRun(db, runId);
-  const groups: number[][] = [];
-  for (const e of listExperiments(db, runId)) {
-    if (e.seq >= beforeSeq) continue;
-    const m = okMetrics(all.get(e.id) ?? []);
-    if (m.length >= 2 && e.decision !== 'crash' && e.decision !== 'timeout') groups.push(m);
-  }
-  return groups;
-}
-
-/** The run's noise as `log` shows it: the same groups the decisions use. */
-export function runNoise(db: DB, runId: string): Noise {
-  return pooledNoise(noiseGroups(db, runId));
-}
-
-/** The acceptance test of a candidate with evaluations `m`, as of its own decision. */
-function judgeCandidate(ctx: RunCtx, exp: ExperimentRow, incMetrics: number[], m: number[]): Judgement {
-  const rule = { alpha: roundAlpha(ctx.study.acceptance.alpha, listExperiments(ctx.db, ctx.run.id), exp), minDelta: ctx.study.acceptance.min_delta };
-  const groups = noiseGroups(ctx.db, ctx.run.id, exp.seq);
-  if (m.length >= 2) groups.push(m);
-  return judge(ctx.study.metric.direction, incMetrics, m, pooledNoise(groups), rule);
-}
-
-async function evaluateOnce(ctx: RunCtx, exp: ExperimentRow, repeat: number, label: string, screenAgainst?: Map<string, number>): Promise<EvaluationRow> {
-  const seed = seedFor(exp.seq, repeat);
-  const started = Date.now();
-  const timer = setInterval(() => ctx.reporter.live(`${label} running ${fmtDuration(Date.now() - started)}`), 1000);
+async function together<T>(ctx: RunCtx, tasks: Array<(signal: AbortSignal) => Promise<T>>): Promise<T[]> {
+  const ac = new AbortController();
+  const onAbort = () => ac.abort();
+  ctx.signal.addEventListener('abort', onAbort, { once: true });
+  let first: unknown = null;
   try {
-    const out = await evaluateCommit(ctx.evalCtx, { commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, screenAgainst });
+    const results = await Promise.allSettled(tasks.map(async (t) => {
+      try {
+        return await t(ac.signal);
+      } catch (e) {
+        if (first === null && !(e instanceof Aborted)) first = e;
+        ac.abort();
+        throw e;
+      }
+    }));
     if (ctx.signal.aborted) throw new Interrupted();
-    if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
-    if (out.providerFailed) throw new ProviderStop(out.providerFailed);
-    insertEvaluation(ctx.db, {
-      experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
-      command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,
-      stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail,
-      telemetry: out.telemetry || out.screenedOut ? JSON.stringify({ ...out.telemetry, ...(out.screenedOut ? { screened_out: out.screenedOut } : {}) }) : null,
-    });
-    return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
+    if (first !== null) throw first;
+    return results.map((r) => (r as PromiseFulfilledResult<T>).value);
   } finally {
-    clearInterval(timer);
-    ctx.reporter.live(null);
+    ctx.signal.removeEventListener('abort', onAbort);
   }
+}
+
+/** One evaluation of `exp` as repeat `repeat`, in a free slot; recorded when it completes (not when it is cut short). */
+async function evaluateOnce(
+  ctx: RunCtx, exp: ExperimentRow, repeat: number, label: string,
+  o: { round?: number; screenAgainst?: Map<string, number>; signal?: AbortSignal } = {},
+): Promise<EvaluationRow> {
+  const seed = seedFor(exp.seq, repeat);
+  return ctx.slots.run(async (slot) => {
+    if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
+    const started = Date.now();
+    const tag = ctx.slots.size > 1 ? ` [slot ${slot + 1}]` : '';
+    const timer = setInterval(() => ctx.reporter.live(`${label}${tag} running ${fmtDuration(Date.now() - started)}`), 1000);
+    try {
+      const signal = o.signal ? AbortSignal.any([ctx.signal, o.signal]) : ctx.signal;
+      const out = await evaluateCommit({ ...ctx.evalCtx, signal }, {
+        commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, screenAgainst: o.screenAgainst, lease: ctx.slots.lease(slot),
+      });
+      if (ctx.signal.aborted) throw new Interrupted();
+      if (o.signal?.aborted) throw new Aborted();
+      if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
+      if (out.providerFailed) throw new ProviderStop(out.providerFailed);
+      insertEvaluation(ctx.db, {
+        experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
+        command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,
+        stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail,
+        telemetry: out.telemetry || out.screenedOut ? JSON.stringify({ ...out.telemetry, ...(out.screenedOut ? { screened_out: out.screenedOut } : {}) }) : null,
+        round: o.round ?? null, slot: ctx.slots.size > 1 ? slot : null, hardware: ctx.slots.lease(slot)?.hardware ?? null,
+      });
+      return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
+    } finally {
+      clearInterval(timer);
+      ctx.reporter.live(null);
+    }
+  });
 }
 
 async function processExperiment(ctx: RunCtx, exp: ExperimentRow): Promise<void> {
@@ -706,12 +754,14 @@ function insideMs(evals: EvaluationRow[]): number {
   return evals.reduce((s, v) => s + v.command_ms + v.evaluator_ms, 0);
 }
 
+/** The baseline's repeats, in parallel when the run has slots; one that fails fails the baseline. */
 async function runBaseline(ctx: RunCtx, exp: ExperimentRow, started: number): Promise<void> {
   const n = ctx.study.acceptance.baseline_repeats;
   const name = ctx.study.metric.name;
-  let evals = evaluationsOf(ctx.db, exp.id);
-  for (let r = evals.length; r < n; r++) {
-    const v = await evaluateOnce(ctx, exp, r, `[baseline ${r + 1}/${n}]`);
+  const done = new Set(evaluationsOf(ctx.db, exp.id).map((v) => v.repeat));
+  const todo = Array.from({ length: n }, (_, r) => r).filter((r) => !done.has(r));
+  await together(ctx, todo.map((r) => async (signal: AbortSignal) => {
+    const v = await evaluateOnce(ctx, exp, r, `[baseline ${r + 1}/${n}]`, { signal });
     if (v.status !== 'ok') {
       decideExperiment(ctx.db, exp.id, {
         decision: v.status === 'timeout' ? 'timeout' : 'crash', reason: `baseline repeat ${r + 1} ${v.status}: ${v.reason}`,
@@ -719,9 +769,9 @@ async function runBaseline(ctx: RunCtx, exp: ExperimentRow, started: number): Pr
       });
       throw new BaselineFailed(`the baseline failed (${v.status}: ${v.reason}); fix the starting commit and start a new run`);
     }
-    ctx.reporter.event(`[baseline ${r + 1}/${n}] ${name}=${fmtMetric(v.metric!)} (${fmtDuration(v.command_ms + v.evaluator_ms)}, seed ${v.seed})`);
-  }
-  evals = evaluationsOf(ctx.db, exp.id);
+    ctx.reporter.event(`[baseline ${r + 1}/${n}] ${name}=${fmtMetric(v.metric!)} (${fmtDuration(v.command_ms + v.evaluator_ms)}, seed ${v.seed}${v.slot !== null ? `, slot ${v.slot + 1}` : ''})`);
+  }));
+  const evals = evaluationsOf(ctx.db, exp.id);
   const m = okMetrics(evals);
   const sd = stddev(m);
   decideExperiment(ctx.db, exp.id, {
@@ -741,30 +791,57 @@ interface Passed {
   started: number;
 }
 
+/** The acceptance test of candidate `exp` on its evaluations `m` (src/acceptance.ts: the same rule `audit` re-derives). */
+function judgeOf(ctx: RunCtx, exp: ExperimentRow, m: number[]): Judgement & { incumbent: number[] } {
+  return judgeCandidate(listExperiments(ctx.db, ctx.run.id), evaluationsOfRun(ctx.db, ctx.run.id), exp, m, ctx.study.metric.direction, {
+    alpha: ctx.study.acceptance.alpha, minDelta: ctx.study.acceptance.min_delta,
+  });
+}
+
 /**
- * Evaluate the pending candidates of one round (each fully: screen, then confirmations), record
- * those that fail as they fail, then keep the best of those that passed and discard the others.
- * Passed candidates stay pending until then, with all their evaluations stored, so a run killed
- * in between re-judges them from the store on resume without evaluating again.
+ * Evaluate the pending candidates of one round and decide it. With several slots the round runs
+ * at once: the incumbent gets fresh repeats (interleaved, so its noise is measured under the same
+ * load), the candidates' screens run beside them, each screen is judged once the incumbent's
+ * repeats of this round are in, and a candidate that passes starts its confirmations at once.
+ * Failures are recorded as they fail; then the best of those that passed is kept and the others
+ * discarded. Passed candidates stay pending until then, with all their evaluations stored, so a run
+ * killed in between re-judges them from the store on resume without evaluating again.
  */
 async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void> {
   const parent = pending[0]!.parent_commit;
+  const r = roundOf(pending[0]!);
   // A keep interrupted after the branch moved: the head must be one member's kept commit
   // (its parent, its tree and its message say so); finish recording that round.
   const head = await g.revParse(ctx.paths.repo, `refs/heads/${ctx.run.branch}`);
   const moved = head && head !== parent;
   const passed: Passed[] = [];
-  for (const exp of pending) {
-    if (ctx.signal.aborted) throw new Interrupted();
-    const started = Date.now();
-    if (moved) {
-      const p = await judgeStored(ctx, exp, started);
+  if (moved) {
+    for (const exp of pending) {
+      const started = Date.now();
+      const p = judgeStored(ctx, exp, started);
       if (p) passed.push(p);
       else record(ctx, exp, 'discarded', 'its stored evaluations do not pass the acceptance rule', null, started);
-      continue;
     }
-    const p = await evaluateCandidate(ctx, exp, started);
-    if (p) passed.push(p);
+  } else {
+    const inc = incumbentBefore(listExperiments(ctx.db, ctx.run.id), pending[0]!.seq)!;
+    const screenAgainst = taskMeans(ctx.db, ctx.run.id, inc.seq);
+    const incRepeats = incumbentRepeats(ctx, inc, r);
+    const results = await together(ctx, [
+      // the incumbent's fresh repeats of this round, first in the queue
+      async (signal: AbortSignal) => {
+        await Promise.all(incRepeats.map((rep) => evaluateOnce(ctx, inc, rep, `[incumbent #${inc.seq} repeat ${rep + 1}]`, { round: r, signal })));
+        return null;
+      },
+      ...pending.map((exp) => async (signal: AbortSignal) => {
+        const started = Date.now();
+        ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${exp.hypothesis}`);
+        const screen = evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, `[exp ${exp.seq}/${ctx.study.budget.experiments}]`, { round: r, screenAgainst, signal }));
+        return { exp, screen, started };
+      }),
+    ]);
+    // every screen of the round and the incumbent's repeats are in: judge, then confirm those that pass
+    const confirmed = await together(ctx, results.filter((x): x is { exp: ExperimentRow; screen: EvaluationRow; started: number } => x !== null).map((x) => (signal: AbortSignal) => confirmCandidate(ctx, x.exp, x.screen, x.started, r, signal)));
+    for (const p of confirmed) if (p) passed.push(p);
   }
   const better = (a: Passed, b: Passed) => b.j.improvement - a.j.improvement || a.exp.seq - b.exp.seq;
   passed.sort(better);
@@ -779,6 +856,21 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
   }
 }
 
+/**
+ * The repeat numbers of the incumbent's fresh evaluations in round `r` still to run: with several
+ * slots, one per round (the noise under the same load); none with one slot, as before.
+ */
+function incumbentRepeats(ctx: RunCtx, inc: ExperimentRow, r: number): number[] {
+  if (ctx.slots.size <= 1 || inc.decision === 'crash' || inc.decision === 'timeout') return [];
+  const evals = evaluationsOf(ctx.db, inc.id);
+  const have = evals.filter((v) => v.round === r).length;
+  const next = Math.max(-1, ...evals.map((v) => v.repeat)) + 1;
+  return Array.from({ length: Math.max(0, INCUMBENT_REPEATS_PER_ROUND - have) }, (_, i) => next + i);
+}
+
+/** fresh evaluations of the incumbent in each round of a run with several slots */
+const INCUMBENT_REPEATS_PER_ROUND = 1;
+
 async function isKeptCommitOf(ctx: RunCtx, head: string, p: Passed): Promise<boolean> {
   const repo = ctx.paths.repo;
   return (await g.parentOf(repo, head)) === p.exp.parent_commit
@@ -786,30 +878,18 @@ async function isKeptCommitOf(ctx: RunCtx, head: string, p: Passed): Promise<boo
     && (await g.commitMessage(repo, head)).includes(`\nExperiment: ${p.exp.seq}\n`);
 }
 
-function incumbentMetricsFor(ctx: RunCtx, exp: ExperimentRow): number[] {
-  const inc = incumbentBefore(listExperiments(ctx.db, ctx.run.id), exp.seq)!;
-  return okMetrics(evaluationsOf(ctx.db, inc.id));
-}
-
 /** A round member whose keep was interrupted after the branch moved: its stored evaluations, judged again. */
-async function judgeStored(ctx: RunCtx, exp: ExperimentRow, started: number): Promise<Passed | null> {
-  const incMetrics = incumbentMetricsFor(ctx, exp);
+function judgeStored(ctx: RunCtx, exp: ExperimentRow, started: number): Passed | null {
   const m = okMetrics(evaluationsOf(ctx.db, exp.id));
   if (m.length !== 1 + ctx.study.acceptance.confirm_repeats) return null;
-  const j = judgeCandidate(ctx, exp, incMetrics, m);
-  return j.pass ? { exp, j, m, incMetrics, started } : null;
+  const j = judgeOf(ctx, exp, m);
+  return j.pass ? { exp, j, m, incMetrics: j.incumbent, started } : null;
 }
 
-/** Screen and confirm one candidate. Returns it when it passed; a candidate that failed is recorded here. */
-async function evaluateCandidate(ctx: RunCtx, exp: ExperimentRow, started: number): Promise<Passed | null> {
+/** Judge a candidate's screen; if it passes, run its confirmations and judge them. Returns it when it passed; a failure is recorded here. */
+async function confirmCandidate(ctx: RunCtx, exp: ExperimentRow, screen: EvaluationRow, started: number, r: number, signal: AbortSignal): Promise<Passed | null> {
   const { study, db } = ctx;
-  const inc = incumbentBefore(listExperiments(db, ctx.run.id), exp.seq)!;
-  const incMetrics = okMetrics(evaluationsOf(db, inc.id));
   const label = `[exp ${exp.seq}/${study.budget.experiments}]`;
-
-  ctx.reporter.event(`${label} ${exp.hypothesis}`);
-  const evals = evaluationsOf(db, exp.id);
-  const screen = evals.find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, label, taskMeans(db, ctx.run.id, inc.seq)));
   if (screen.status !== 'ok') {
     record(ctx, exp, screen.status as Decision, screen.reason ?? screen.status, null, started);
     return null;
@@ -819,50 +899,48 @@ async function evaluateCandidate(ctx: RunCtx, exp: ExperimentRow, started: numbe
     record(ctx, exp, 'discarded', screenedOut, null, started);
     return null;
   }
-  let j = judgeCandidate(ctx, exp, incMetrics, [screen.metric!]);
+  let j = judgeOf(ctx, exp, [screen.metric!]);
   if (!j.pass) {
     record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
     return null;
   }
   const c = study.acceptance.confirm_repeats;
-  for (let r = 1; r <= c; r++) {
-    const v = evaluationsOf(db, exp.id).find((x) => x.repeat === r) ?? (await evaluateOnce(ctx, exp, r, `${label} confirm ${r}/${c}`));
-    if (v.status !== 'ok') {
-      record(ctx, exp, v.status as Decision, `confirmation repeat ${r}: ${v.reason ?? v.status}`, null, started);
-      return null;
-    }
+  const have = new Set(evaluationsOf(db, exp.id).map((v) => v.repeat));
+  const confirmations = await Promise.all(Array.from({ length: c }, (_, i) => i + 1).map((rep) => (have.has(rep)
+    ? Promise.resolve(evaluationsOf(db, exp.id).find((x) => x.repeat === rep)!)
+    : evaluateOnce(ctx, exp, rep, `${label} confirm ${rep}/${c}`, { round: r, signal }))));
+  const failedRep = confirmations.find((v) => v.status !== 'ok');
+  if (failedRep) {
+    record(ctx, exp, failedRep.status as Decision, `confirmation repeat ${failedRep.repeat}: ${failedRep.reason ?? failedRep.status}`, null, started);
+    return null;
   }
   const m = okMetrics(evaluationsOf(db, exp.id));
   if (c > 0) {
-    j = judgeCandidate(ctx, exp, incMetrics, m);
+    j = judgeOf(ctx, exp, m);
     if (!j.pass) {
       record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction)} ≤ margin ${fmtMetric(j.margin)}`, j, started);
       return null;
     }
   }
-  return { exp, j, m, incMetrics, started };
+  return { exp, j, m, incMetrics: j.incumbent, started };
 }
 
-/** Commit the winner on the run branch (or finish recording a keep whose branch already moved). */
+/**
+ * Commit the winner on the run branch (or finish recording a keep whose branch already moved):
+ * the kept commit, an intent row, one compare-and-swap of the branch, then the decision.
+ */
 async function keepCandidate(ctx: RunCtx, p: Passed, passedInRound: number, alreadyKept?: string): Promise<void> {
   const { exp, j, m, incMetrics } = p;
   let kept = alreadyKept;
   if (!kept) {
-    const message = [
-      `autoagent #${exp.seq}: ${ctx.study.metric.name} ${fmtMetric(j.incumbentMean)} → ${fmtMetric(j.candidateMean)}`,
-      '',
-      exp.hypothesis,
-      '',
-      `Run: ${ctx.run.id}`,
-      `Experiment: ${exp.seq}`,
-      `Evidence: ${m.length} evaluation(s) ${m.map(fmtMetric).join(', ')} vs incumbent ${incMetrics.map(fmtMetric).join(', ')}; margin ${fmtMetric(j.margin)}`,
-      `Ledger: ${ledgerHead(ctx.db, ctx.run.id)!.head}`,
-    ].join('\n');
+    const message = keptMessage(ctx.study.metric.name, ctx.run.id, exp.seq, exp.hypothesis, j, m, incMetrics, ledgerHead(ctx.db, ctx.run.id)!.head);
     kept = await g.commitTree(ctx.paths.repo, exp.candidate_commit!, exp.parent_commit, message);
+    recordPromotionIntent(ctx.db, { run_id: ctx.run.id, experiment_seq: exp.seq, kept_commit: kept, expected_parent: exp.parent_commit });
     await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);
   }
   const reason = keptReason(j, m.length) + (passedInRound > 1 ? ` (the best of ${passedInRound} that passed in its round)` : '');
   record(ctx, exp, 'kept', reason, j, p.started, kept);
+  finishPromotion(ctx.db, ctx.run.id, exp.seq);
 }
 
 function keptReason(j: { improvement: number; margin: number }, n: number): string {

@@ -114,6 +114,10 @@ export const TrainerSchema = z.strictObject({
   corpus: z.string().default('brown'),
   eval_tokens: z.number().int().positive().default(65536),
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+  /** GPUs the run's slots lease, one each: `auto` (every GPU nvidia-smi lists) or a list of GPU UUIDs */
+  gpus: z.union([z.literal('auto'), z.array(z.string().min(1)).min(1)]).optional(),
+  /** without GPUs: CPU threads per trainer slot (parallel slots are capped at cpus / cpus_per_slot) */
+  cpus_per_slot: z.number().int().positive().default(1),
   /**
    * the training budget: `seconds` (default) trains for budget.experiment_seconds of wall clock
    * (AUTOAGENT_TIME_BUDGET), as autoresearch does on a GPU; `steps` trains exactly trainer.steps
@@ -167,6 +171,8 @@ export const StudySchema = z.strictObject({
   evaluate: z.string().min(1).optional(),
   /** globs (relative to the study file) of files the command writes that the evaluator reads in its folder */
   outputs: z.array(Glob).default([]),
+  /** evaluations run at once (slots); a round then has max(proposer.candidates, parallel) candidates */
+  parallel: z.number().int().min(1).max(64).default(1),
   metric: MetricSchema,
   budget: BudgetSchema.default(BudgetSchema.parse({})),
   proposer: ProposerSchema.default(ProposerSchema.parse({ type: 'search' })),

@@ -1,6 +1,6 @@
 /** What `log`, `show` and `status` print, as data (for --json) and as text. */
 import {
-  listExperiments, evaluationsOfRun, evaluationsOf, listRuns, getExperiment, pickRun, getTrace, proposalOf, renderTranscript, ledgerHead,
+  listExperiments, evaluationsOfRun, ownEvaluations, evaluationsOf, listRuns, getExperiment, pickRun, getTrace, proposalOf, renderTranscript, ledgerHead,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { UsageError } from './errors.ts';
@@ -33,6 +33,9 @@ export interface LedgerRow {
   proposal_cost_usd: number | null;
   /** the memorisation check flagged its diff (src/contamination.ts): warn or reject, with one line for people */
   contamination: { verdict: string; summary: string } | null;
+  /** its round (the candidates proposed from one incumbent) and the slots its evaluations ran in */
+  round: number | null;
+  slots: number[];
 }
 
 function contaminationRecord(e: ExperimentRow): unknown {
@@ -59,15 +62,16 @@ export function ledgerData(db: DB, run: RunRow) {
   const evals = evaluationsOfRun(db, run.id);
   const noise = runNoise(db, run.id);
   const base = exps.find((e) => e.seq === 0);
-  const baseMetrics = (evals.get(base?.id ?? -1) ?? []).filter((v) => v.status === 'ok').map((v) => v.metric!);
+  const baseMetrics = (base ? ownEvaluations(evals.get(base.id), base) : []).filter((v) => v.status === 'ok').map((v) => v.metric!);
   const rows: LedgerRow[] = [];
   for (const e of exps) {
     if (e.seq === 0) {
       for (const v of evals.get(e.id) ?? []) {
         rows.push({
           id: `0.${v.repeat + 1}`, seq: 0, repeat: v.repeat + 1, commit: e.parent_commit.slice(0, 8), metric: v.metric, delta: null,
-          status: v.status === 'ok' ? 'baseline' : v.status, description: `baseline repeat ${v.repeat + 1} (seed ${v.seed})${v.reason ? ': ' + v.reason : ''}`,
-          proposal_tokens: null, proposal_cost_usd: null, contamination: null,
+          status: v.status === 'ok' ? (v.round !== null ? 'repeat' : 'baseline') : v.status,
+          description: v.round !== null ? `fresh repeat of the incumbent in round ${v.round} (seed ${v.seed})` : `baseline repeat ${v.repeat + 1} (seed ${v.seed})${v.reason ? ': ' + v.reason : ''}`,
+          proposal_tokens: null, proposal_cost_usd: null, contamination: null, round: v.round, slots: v.slot === null ? [] : [v.slot + 1],
         });
       }
       continue;
@@ -78,7 +82,16 @@ export function ledgerData(db: DB, run: RunRow) {
       metric: e.metric, delta, status: e.decision ?? 'running', description: e.hypothesis,
       proposal_tokens: proposalOf(e)?.tokens ?? null, proposal_cost_usd: proposalOf(e)?.cost_usd ?? null,
       contamination: contaminationOf(e),
+      round: e.round, slots: [...new Set((evals.get(e.id) ?? []).filter((v) => v.round === null || v.round === (e.round ?? e.seq)).flatMap((v) => (v.slot === null ? [] : [v.slot + 1])))],
     });
+    // an incumbent evaluated again in later rounds (parallel runs: its noise under the same load)
+    for (const v of (evals.get(e.id) ?? []).filter((x) => x.round !== null && x.round !== (e.round ?? e.seq))) {
+      rows.push({
+        id: `${e.seq}.${v.repeat + 1}`, seq: e.seq, repeat: v.repeat + 1, commit: (e.kept_commit ?? e.candidate_commit)?.slice(0, 8) ?? null, metric: v.metric, delta: null,
+        status: v.status === 'ok' ? 'repeat' : v.status, description: `fresh repeat of incumbent #${e.seq} in round ${v.round} (seed ${v.seed})`,
+        proposal_tokens: null, proposal_cost_usd: null, contamination: null, round: v.round, slots: v.slot === null ? [] : [v.slot + 1],
+      });
+    }
   }
   const kept = exps.filter((e) => e.decision === 'kept');
   const best = kept.length ? kept[kept.length - 1]!.metric : base?.metric ?? null;
@@ -164,10 +177,13 @@ export function ledgerText(db: DB, run: RunRow): string {
   }
   lines.push('');
   const withSpend = d.rows.some((r) => r.proposal_tokens !== null);
+  // rounds and slots, when the run had several candidates per round or several slots
+  const withRounds = d.rows.some((r) => r.seq > 0 && r.round !== null && r.round !== r.seq) || d.rows.some((r) => r.slots.length > 0);
   lines.push(table(
-    ['#', 'commit', run.metric_name, 'Δ', 'status', ...(withSpend ? ['proposal'] : []), 'description'],
+    ['#', 'commit', run.metric_name, 'Δ', 'status', ...(withRounds ? ['round', 'slot'] : []), ...(withSpend ? ['proposal'] : []), 'description'],
     d.rows.map((r) => [
       r.id, r.commit ?? '', fmtMetric(r.metric), r.delta === null ? '' : (r.delta > 0 ? '+' : '') + fmtMetric(r.delta), r.status,
+      ...(withRounds ? [r.round === null ? '' : String(r.round), r.slots.join(',')] : []),
       ...(withSpend ? [r.proposal_tokens === null ? '' : `${fmtTokens(r.proposal_tokens)} $${(r.proposal_cost_usd ?? 0).toFixed(3)}`] : []),
       (r.contamination ? '!! benchmark data · ' : '') + r.description,
     ]),
@@ -230,7 +246,7 @@ export function showData(db: DB, run: RunRow, exp: ExperimentRow) {
     conversation,
     diff: exp.diff,
     evaluations: evals.map((v) => ({
-      repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric, reason: v.reason,
+      repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric, reason: v.reason, round: v.round, slot: v.slot, hardware: v.hardware,
       command_ms: v.command_ms, evaluator_ms: v.evaluator_ms, exit_code: v.exit_code,
       telemetry: v.telemetry ? JSON.parse(v.telemetry) : null, stdout_tail: v.stdout_tail, stderr_tail: v.stderr_tail,
     })),
@@ -281,7 +297,7 @@ export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?:
   lines.push('');
   lines.push(`evaluations (${d.evaluations.length}):`);
   for (const v of d.evaluations) {
-    lines.push(`  #${v.repeat + 1} seed ${v.seed}: ${v.status} ${run.metric_name}=${fmtMetric(v.metric)} · command ${fmtDuration(v.command_ms)} · evaluator ${fmtDuration(v.evaluator_ms)}${v.reason ? ` · ${v.reason}` : ''}`);
+    lines.push(`  #${v.repeat + 1} seed ${v.seed}: ${v.status} ${run.metric_name}=${fmtMetric(v.metric)} · command ${fmtDuration(v.command_ms)} · evaluator ${fmtDuration(v.evaluator_ms)}${v.slot !== null ? ` · slot ${v.slot + 1}` : ''}${v.round !== null && v.round !== (exp.round ?? exp.seq) ? ` · fresh repeat in round ${v.round}` : ''}${v.hardware ? ` · ${v.hardware}` : ''}${v.reason ? ` · ${v.reason}` : ''}`);
     lines.push(...telemetryText(v.telemetry));
   }
   lines.push('');

@@ -211,6 +211,24 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
   ALTER TABLE runs ADD COLUMN notes TEXT NOT NULL DEFAULT '';
   `,
+  // 10: parallel slots (src/loop.ts): the round an evaluation was made in (an incumbent gets fresh
+  // repeats during later rounds; a judgement sees those of its round and earlier), the slot that ran
+  // it, the hardware it ran on (noise is pooled within one hardware class); promotions: the intent of
+  // a keep, written before the run branch moves, so a crash mid-promotion is reconciled on resume
+  `
+  ALTER TABLE evaluations ADD COLUMN round INTEGER;
+  ALTER TABLE evaluations ADD COLUMN slot INTEGER;
+  ALTER TABLE evaluations ADD COLUMN hardware TEXT;
+  CREATE TABLE promotions (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    experiment_seq INTEGER NOT NULL,
+    kept_commit TEXT NOT NULL,
+    expected_parent TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, experiment_seq)
+  );
+  `,
 ];
 
 let lastStore: string | null = null;

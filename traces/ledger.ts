@@ -112,6 +112,12 @@ export interface EvaluationRow {
   stderr_tail: string;
   telemetry: string | null;
   created_at: string;
+  /** the round it was made in (null: the round of its experiment) */
+  round: number | null;
+  /** the evaluation slot that ran it (parallel runs; null: sequential) */
+  slot: number | null;
+  /** the hardware class it ran on (a GPU model), when known */
+  hardware: string | null;
 }
 
 export type NewRun = Omit<RunRow, 'status' | 'stop_reason' | 'elapsed_ms' | 'owner_pid' | 'created_at' | 'updated_at' | 'label' | 'tags' | 'notes'>;
@@ -251,8 +257,13 @@ export function decideExperiment(db: DB, id: number, d: DecisionFields): void {
     if (!e || !run) return;
     const prev = db.prepare('SELECT chain, chain_pos FROM experiments WHERE run_id = ? AND id != ? AND chain IS NOT NULL ORDER BY chain_pos DESC LIMIT 1')
       .get(e.run_id, id) as { chain: string; chain_pos: number } | undefined;
+    // the same rows as roundRepeatsOf (what the audit recomputes), read by one query
+    const roundRepeats = e.round === null ? [] : db.prepare(
+      `SELECT x.seq AS experiment, v.repeat, v.seed, v.status, v.metric FROM evaluations v JOIN experiments x ON x.id = v.experiment_id
+       WHERE x.run_id = ? AND v.round = ? AND COALESCE(x.round, x.seq) < ?`,
+    ).all(e.run_id, e.round, e.round) as RoundRepeat[];
     db.prepare('UPDATE experiments SET chain = ?, chain_pos = ? WHERE id = ?')
-      .run(ledgerLink(prev?.chain ?? ledgerGenesis(run), e, evaluationsOf(db, id)), (prev?.chain_pos ?? 0) + 1, id);
+      .run(ledgerLink(prev?.chain ?? ledgerGenesis(run), e, evaluationsOf(db, id), roundRepeats), (prev?.chain_pos ?? 0) + 1, id);
   })();
 }
 
@@ -274,19 +285,54 @@ export function ledgerGenesis(run: Pick<RunRow, 'id' | 'base_commit' | 'lock_man
   return sha256(canonicalJson({ run: run.id, base_commit: run.base_commit, lock_manifest: run.lock_manifest, config_hash: run.config_hash }));
 }
 
-/** What a link covers: the experiment's decision-relevant fields (no free text) and its evaluations. */
-export function ledgerRecord(e: ExperimentRow, evals: Array<Pick<EvaluationRow, 'repeat' | 'seed' | 'status' | 'metric'>>): Record<string, unknown> {
+/** the round of an experiment (experiments made before rounds existed: their own seq) */
+export function roundOf(e: Pick<ExperimentRow, 'seq' | 'round'>): number {
+  return e.round ?? e.seq;
+}
+
+/**
+ * An experiment's own evaluations: those of its round. An incumbent can get fresh repeats in later
+ * rounds (with parallel slots, noise measured under the same load); those are evidence of the later
+ * round's judgements, not of the incumbent's own decision, its stored metric or its kept commit.
+ */
+export function ownEvaluations<T extends Pick<EvaluationRow, 'round'>>(evals: T[] | undefined, e: Pick<ExperimentRow, 'seq' | 'round'>): T[] {
+  const r = roundOf(e);
+  return (evals ?? []).filter((v) => (v.round ?? r) <= r);
+}
+
+/** A fresh repeat of an earlier round's experiment (the incumbent) made during a round, as a ledger link covers it. */
+export interface RoundRepeat { experiment: number; repeat: number; seed: number; status: string; metric: number | null }
+
+/** The fresh repeats of earlier experiments made in `e`'s round: evidence its judgement saw besides its own evaluations. */
+export function roundRepeatsOf(exps: Array<Pick<ExperimentRow, 'id' | 'seq' | 'round'>>, evals: Map<number, EvaluationRow[]>, e: Pick<ExperimentRow, 'seq' | 'round'>): RoundRepeat[] {
+  if (e.round === null) return [];
+  const out: RoundRepeat[] = [];
+  for (const x of exps) {
+    if (roundOf(x) >= e.round) continue;
+    for (const v of evals.get(x.id) ?? []) if (v.round === e.round) out.push({ experiment: x.seq, repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric });
+  }
+  return out;
+}
+
+/**
+ * What a link covers: the experiment's decision-relevant fields (no free text), its own
+ * evaluations and, in a round, the fresh incumbent repeats of that round its judgement saw.
+ */
+export function ledgerRecord(e: ExperimentRow, evals: Array<Pick<EvaluationRow, 'repeat' | 'seed' | 'status' | 'metric' | 'round'>>, roundRepeats: RoundRepeat[] = []): Record<string, unknown> {
   return {
     seq: e.seq, parent_commit: e.parent_commit, candidate_commit: e.candidate_commit, kept_commit: e.kept_commit,
     diff_sha256: sha256(e.diff), files_hash: e.files_hash, decision: e.decision,
     metric: e.metric, incumbent_metric: e.incumbent_metric, improvement: e.improvement, margin: e.margin,
-    evaluations: [...evals].sort((a, b) => a.repeat - b.repeat).map((v) => ({ repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric })),
+    evaluations: ownEvaluations(evals, e).sort((a, b) => a.repeat - b.repeat).map((v) => ({ repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric })),
+    round_repeats: roundRepeats.length
+      ? [...roundRepeats].sort((a, b) => a.experiment - b.experiment || a.repeat - b.repeat).map((v) => ({ experiment: v.experiment, repeat: v.repeat, seed: v.seed, status: v.status, metric: v.metric }))
+      : undefined,
   };
 }
 
 /** sha256(previous link ‖ newline ‖ canonical JSON of the record), hex */
-export function ledgerLink(prev: string, e: ExperimentRow, evals: Array<Pick<EvaluationRow, 'repeat' | 'seed' | 'status' | 'metric'>>): string {
-  return sha256(`${prev}\n${canonicalJson(ledgerRecord(e, evals))}`);
+export function ledgerLink(prev: string, e: ExperimentRow, evals: Array<Pick<EvaluationRow, 'repeat' | 'seed' | 'status' | 'metric' | 'round'>>, roundRepeats: RoundRepeat[] = []): string {
+  return sha256(`${prev}\n${canonicalJson(ledgerRecord(e, evals, roundRepeats))}`);
 }
 
 /** The run's chain as stored: its last link (the genesis when nothing is chained yet) and how many links it has. */
@@ -307,15 +353,40 @@ export function getExperiment(db: DB, runId: string, seq: number): ExperimentRow
   return db.prepare('SELECT * FROM experiments WHERE run_id = ? AND seq = ?').get(runId, seq) as ExperimentRow | undefined;
 }
 
-export type NewEvaluation = Omit<EvaluationRow, 'id' | 'created_at'>;
+export type NewEvaluation = Omit<EvaluationRow, 'id' | 'created_at' | 'round' | 'slot' | 'hardware'> & Partial<Pick<EvaluationRow, 'round' | 'slot' | 'hardware'>>;
 
 export function insertEvaluation(db: DB, e: NewEvaluation): void {
   db.prepare(
     `INSERT INTO evaluations (experiment_id, repeat, seed, status, metric, reason, command_ms, evaluator_ms, exit_code,
-       stdout_tail, stderr_tail, telemetry, created_at)
+       stdout_tail, stderr_tail, telemetry, created_at, round, slot, hardware)
      VALUES (@experiment_id, @repeat, @seed, @status, @metric, @reason, @command_ms, @evaluator_ms, @exit_code,
-       @stdout_tail, @stderr_tail, @telemetry, @t)`,
-  ).run({ ...e, t: now() });
+       @stdout_tail, @stderr_tail, @telemetry, @t, @round, @slot, @hardware)`,
+  ).run({ round: null, slot: null, hardware: null, ...e, t: now() });
+}
+
+export interface PromotionRow {
+  run_id: string;
+  experiment_seq: number;
+  kept_commit: string;
+  expected_parent: string;
+  state: 'intent' | 'done';
+  created_at: string;
+}
+
+/** The intent of a keep, written before the run branch moves (a crash after it is reconciled on resume). */
+export function recordPromotionIntent(db: DB, p: Omit<PromotionRow, 'state' | 'created_at'>): void {
+  db.prepare(
+    `INSERT INTO promotions (run_id, experiment_seq, kept_commit, expected_parent, state, created_at) VALUES (?, ?, ?, ?, 'intent', ?)
+     ON CONFLICT (run_id, experiment_seq) DO UPDATE SET kept_commit = excluded.kept_commit, expected_parent = excluded.expected_parent, state = 'intent'`,
+  ).run(p.run_id, p.experiment_seq, p.kept_commit, p.expected_parent, now());
+}
+
+export function promotionsOf(db: DB, runId: string, state?: PromotionRow['state']): PromotionRow[] {
+  return db.prepare(`SELECT * FROM promotions WHERE run_id = ?${state ? ' AND state = ?' : ''} ORDER BY experiment_seq`).all(...(state ? [runId, state] : [runId])) as PromotionRow[];
+}
+
+export function finishPromotion(db: DB, runId: string, seq: number): void {
+  db.prepare(`UPDATE promotions SET state = 'done' WHERE run_id = ? AND experiment_seq = ?`).run(runId, seq);
 }
 
 export function evaluationsOf(db: DB, experimentId: number): EvaluationRow[] {

@@ -43,6 +43,7 @@ export class CommandKind implements KindAdapter {
       maxProcesses: req.policy.maxProcesses,
       unsafeNoSandbox: req.policy.unsafeNoSandbox,
       onOutput: req.onOutput,
+      signal: req.signal,
     });
     const base: EvalOutcome = {
       status: 'ok', metric: null, reason: null, commandMs: cmd.durationMs, evaluatorMs: 0,
@@ -76,6 +77,7 @@ export class CommandKind implements KindAdapter {
         memoryMB: req.policy.memoryMB,
         maxProcesses: req.policy.maxProcesses,
         unsafeNoSandbox: req.policy.unsafeNoSandbox,
+        signal: req.signal,
       });
       base.evaluatorMs = ev.durationMs;
       base.stdoutTail = tail(`${cmd.stdout}\n--- evaluator ---\n${ev.stdout}`);

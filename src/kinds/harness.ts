@@ -11,6 +11,7 @@ import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths } f
 import { loadHarness, type Harness } from '../../task-agent/harness.ts';
 import { evaluateHarness } from '../../task-agent/evaluate.ts';
 import { createProvider, loadPrices } from '../../task-agent/providers/index.ts';
+import { sharedLimit } from '../../task-agent/providers/limit.ts';
 import { loadBenchmark } from '../../benchmarks/index.ts';
 import type { Benchmark, Task } from '../../benchmarks/types.ts';
 import { mean } from '../ratchet.ts';
@@ -97,7 +98,8 @@ export class HarnessKind implements KindAdapter {
     }
     let provider;
     try {
-      provider = createProvider(harness.config.provider, { prices: loadPrices(s.prices ? resolve(join(req.paths.repo, req.paths.studyDir), s.prices) : undefined), retry: harness.config.retry });
+      // every slot of the run shares one limit of `concurrency` calls to this endpoint (and backs off together on 429)
+      provider = sharedLimit(createProvider(harness.config.provider, { prices: loadPrices(s.prices ? resolve(join(req.paths.repo, req.paths.studyDir), s.prices) : undefined), retry: harness.config.retry }), s.concurrency);
     } catch (e) {
       if (e instanceof UserError) throw e;
       return fail((e as Error).message);

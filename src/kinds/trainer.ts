@@ -122,7 +122,11 @@ export class TrainerKind implements KindAdapter {
     const cwd = join(req.worktree, req.paths.studyDir);
     const out = join(req.scratch, 'out');
     const trainData = join(env.cache, 'train');
-    const devices = env.device === 'cuda' ? nvidiaDevices() : [];
+    // a slot's GPU lease: only that device (and the driver's control nodes), named by UUID
+    const gpu = req.lease?.gpu;
+    const devices = env.device === 'cuda' ? (gpu ? gpu.devices : nvidiaDevices()) : [];
+    const deviceEnv: Record<string, string> = env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : gpu ? { CUDA_VISIBLE_DEVICES: gpu.uuid } : {};
+    if (req.lease?.cpus) for (const k of ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'AUTOAGENT_CPUS']) deviceEnv[k] = String(req.lease.cpus);
     const budget = study.budget.experiment_seconds;
     const train = await runSandboxed({
       command: `mkdir -p "$AUTOAGENT_OUTPUT_DIR" && exec "${env.python}" "${this.settings.train}"`,
@@ -137,7 +141,7 @@ export class TrainerKind implements KindAdapter {
         ...trainingBudgetEnv(this.settings),
         AUTOAGENT_OUTPUT_DIR: out,
         AUTOAGENT_DEVICE: env.device,
-        ...(env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}),
+        ...deviceEnv,
       }, [env.python]),
       timeoutMs: (budget + study.budget.grace_seconds) * 1000,
       // an address-space limit breaks CUDA's allocator; the GPU's own memory is the limit there
@@ -145,6 +149,7 @@ export class TrainerKind implements KindAdapter {
       maxProcesses: req.policy.maxProcesses,
       unsafeNoSandbox: req.policy.unsafeNoSandbox,
       onOutput: req.onOutput,
+      signal: req.signal,
     });
     const base: EvalOutcome = {
       status: 'ok', metric: null, reason: null, commandMs: train.durationMs, evaluatorMs: 0, exitCode: train.exitCode,
@@ -172,11 +177,12 @@ export class TrainerKind implements KindAdapter {
       readonly: [...mounts.readonly!, env.cache],
       executables: [env.python],
       devices,
-      env: evaluatorEnv(req, env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : {}, [env.python]),
+      env: evaluatorEnv(req, deviceEnv, [env.python]),
       timeoutMs: study.budget.evaluate_seconds * 1000,
       memoryMB: env.device === 'cuda' ? 0 : req.policy.memoryMB,
       maxProcesses: req.policy.maxProcesses,
       unsafeNoSandbox: req.policy.unsafeNoSandbox,
+      signal: req.signal,
     });
     base.evaluatorMs = ev.durationMs;
     base.stdoutTail = tail(`${train.stdout}\n--- locked evaluator ---\n${ev.stdout}`);

@@ -3,6 +3,7 @@ import type { Study } from '../study.ts';
 import type { EvalStatus, DB } from '../../traces/index.ts';
 import type { SpendGuard } from '../../task-agent/evaluate.ts';
 import type { Workspace } from '../workspace.ts';
+import type { Lease } from '../slots.ts';
 
 export interface SandboxPolicy {
   unsafeNoSandbox: boolean;
@@ -49,6 +50,8 @@ export interface EvalRequest {
   run: { db: DB; id: string; seq: number };
   /** the run's token and dollar budget */
   guard: SpendGuard;
+  /** what the evaluation's slot holds: a GPU (trainer: only that device, CUDA_VISIBLE_DEVICES), a CPU share */
+  lease?: Lease;
   /** per-task mean scores of the incumbent: a kind with a screen compares a minibatch against them */
   screenAgainst?: Map<string, number>;
   signal?: AbortSignal;

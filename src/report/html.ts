@@ -14,7 +14,7 @@
  * defence should anything ever slip past the escaping.
  */
 import {
-  getRun, listExperiments, evaluationsOfRun, tracesOf, proposalOf,
+  getRun, listExperiments, evaluationsOfRun, ownEvaluations, tracesOf, proposalOf,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../../traces/index.ts';
 import { UsageError } from '../errors.ts';
@@ -47,7 +47,9 @@ export function renderReport(db: DB, runOrId: string | RunRow): string {
   if (!run) throw new UsageError(`no run ${runOrId} in this store (see \`autoagent status\`)`);
   const ledger = ledgerData(db, run);
   const exps = listExperiments(db, run.id);
-  const evals = evaluationsOfRun(db, run.id);
+  // each experiment's own evaluations (an incumbent's fresh repeats in later rounds belong to those rounds' evidence; `log` lists them)
+  const all = evaluationsOfRun(db, run.id);
+  const evals = new Map(exps.map((e) => [e.id, ownEvaluations(all.get(e.id), e)]));
   const spend = traceSpend(db, run.id);
   const harness = run.kind === 'harness' || spend.traces > 0;
   const edits = auditEdits(db, run);

@@ -1,0 +1,216 @@
+// Parallel evaluation slots, with the in-process fake kind (milliseconds, no sandbox): rounds of
+// max(candidates, parallel) candidates from one incumbent, screens and confirmations in parallel,
+// fresh incumbent repeats interleaved, one keep per round at α / k, the same ledger whatever the
+// timing, GPU leases never shared, a stop in one slot stops the others.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join, resolve } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { startRun } from '../../src/loop.ts';
+import { MemoryReporter } from '../../src/report.ts';
+import { auditRun } from '../../src/audit.ts';
+import { ledgerText } from '../../src/views.ts';
+import { openDb, listExperiments, evaluationsOfRun, evaluationsOf, getRun, latestRun } from '../../traces/index.ts';
+import { planSlots } from '../../src/slots.ts';
+import { StudySchema } from '../../src/study.ts';
+import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
+
+const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
+import { FakeKind } from '../helpers/fake-kind.ts';
+
+function study(extra = '', kind = 'command'): string {
+  return `name: par
+kind: ${kind}
+editable: [params.py]
+${kind === 'command' ? 'command: "true"\nevaluate: "true"\n' : ''}metric: { name: loss, direction: minimize }
+budget: { experiment_seconds: 20, experiments: 8 }
+acceptance: { baseline_repeats: 3, confirm_repeats: 1 }
+${extra}`;
+}
+
+const opts = (kind: FakeKind, extra: Partial<Parameters<typeof startRun>[1]> = {}) => ({
+  overrides: {}, unsafeNoSandbox: true, reporter: new MemoryReporter(), kind, ...extra,
+});
+
+function summary(dbPath: string, runId: string) {
+  const db = openDb(dbPath);
+  const exps = listExperiments(db, runId);
+  const evals = evaluationsOfRun(db, runId);
+  const out = exps.map((e) => ({ seq: e.seq, round: e.round, decision: e.decision, hypothesis: e.hypothesis, evals: (evals.get(e.id) ?? []).map((v) => [v.repeat, v.seed, v.round, v.metric]) }));
+  db.close();
+  return out;
+}
+
+test('parallel 4: rounds of 4 candidates evaluated at once, one fresh incumbent repeat per round, one keep per round; audit passes', async () => {
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 4\n') });
+  try {
+    const kind = new FakeKind({ noise: 0.05, delayMs: (seed) => 20 + (seed * 7919) % 40 });
+    const res = await startRun(join(repo, 'study.yaml'), opts(kind));
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    assert.equal(kind.maxRunning, 4, 'four evaluations ran at once');
+    const db = openDb(res.dbPath);
+    const exps = listExperiments(db, res.runId);
+    const evals = evaluationsOfRun(db, res.runId);
+    const rounds = new Map<number, typeof exps>();
+    for (const e of exps.filter((x) => x.seq > 0)) rounds.set(e.round!, [...(rounds.get(e.round!) ?? []), e]);
+    assert.deepEqual([...rounds.values()].map((r) => r.length), [4, 4], 'two rounds of four candidates');
+    for (const r of rounds.values()) assert.ok(r.filter((e) => e.decision === 'kept').length <= 1, 'at most one keep per round');
+    assert.ok(exps.some((e) => e.decision === 'kept'), 'the quadratic improves');
+    // the incumbent of each round got one fresh repeat in that round, recorded with its round and slot
+    for (const [r, members] of rounds) {
+      const incSeq = Math.max(0, ...exps.filter((e) => e.decision === 'kept' && e.round! < r).map((e) => e.seq));
+      const inc = exps.find((e) => e.seq === incSeq)!;
+      assert.equal((evals.get(inc.id) ?? []).filter((v) => v.round === r).length, 1, `incumbent #${inc.seq} repeated once in round ${r}`);
+      for (const e of members) for (const v of evals.get(e.id) ?? []) assert.ok(v.slot !== null && v.slot >= 0 && v.slot < 4);
+    }
+    const text = ledgerText(db, getRun(db, res.runId)!);
+    assert.match(text, /round\s+slot/);
+    assert.match(text, /fresh repeat of (the incumbent|incumbent #\d+) in round \d+/);
+    db.close();
+    const audit = await auditRun(openDb(res.dbPath), res.runId, { rescore: false });
+    assert.ok(audit.ok, audit.problems.join('\n'));
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('the same seeds give the same ledger whatever the timing of the slots', async () => {
+  const runs = [];
+  for (const jitter of [(s: number) => (s * 31) % 50, (s: number) => 50 - ((s * 17) % 50)]) {
+    const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 3\n') });
+    try {
+      const res = await startRun(join(repo, 'study.yaml'), opts(new FakeKind({ noise: 0.3, delayMs: jitter })));
+      runs.push(summary(res.dbPath, res.runId).map((e) => ({ ...e, hypothesis: e.hypothesis })));
+    } finally {
+      cleanup(repo);
+    }
+  }
+  assert.deepEqual(runs[1], runs[0]);
+});
+
+test('a pure-noise study with parallel 4 keeps at most 5% of its candidates (α / k holds)', async () => {
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 4\nproposer: { type: random }\n').replace('experiments: 8', 'experiments: 80') });
+  try {
+    const res = await startRun(join(repo, 'study.yaml'), opts(new FakeKind({ pureNoise: true, noise: 1 })));
+    const exps = summary(res.dbPath, res.runId).filter((e) => e.seq > 0 && e.decision !== 'rejected');
+    const kept = exps.filter((e) => e.decision === 'kept').length;
+    console.log(`  pure noise, parallel 4: kept ${kept} of ${exps.length} candidates`);
+    assert.ok(exps.length >= 70);
+    assert.ok(kept <= 0.05 * exps.length, `kept ${kept} of ${exps.length}`);
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('GPU leases: N+1 trainer slots asked on N GPUs get N slots, and no GPU ever runs two evaluations', async () => {
+  const env = { AUTOAGENT_FAKE_GPUS: 'GPU-aaaa=NVIDIA H200,GPU-bbbb=NVIDIA H200' };
+  const s = StudySchema.parse({ name: 't', kind: 'trainer', editable: ['params.py'], metric: { name: 'loss', direction: 'minimize' }, trainer: { gpus: 'auto', device: 'cuda' } });
+  const plan = planSlots(s, 3, env);
+  assert.equal(plan.size, 2);
+  assert.deepEqual(plan.leases.map((l) => [l.gpu!.uuid, l.hardware]), [['GPU-aaaa', 'NVIDIA H200'], ['GPU-bbbb', 'NVIDIA H200']]);
+  assert.match(plan.note!, /parallel 3 asked, 2 GPU\(s\) leased/);
+  // without GPUs: capped by cpus_per_slot
+  const cpu = planSlots(StudySchema.parse({ ...s, trainer: { cpus_per_slot: 2 } }), 8, {}, 4);
+  assert.equal(cpu.size, 2);
+  assert.deepEqual(cpu.leases.map((l) => l.cpus), [2, 2]);
+  // a run: every evaluation holds one of the two GPUs, never one that is busy
+  const old = process.env.AUTOAGENT_FAKE_GPUS;
+  process.env.AUTOAGENT_FAKE_GPUS = env.AUTOAGENT_FAKE_GPUS;
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 3\ntrainer: { gpus: auto, device: cuda }\n', 'trainer') });
+  try {
+    const kind = new FakeKind({ noise: 0.1, delayMs: 15 });
+    const res = await startRun(join(repo, 'study.yaml'), opts(kind));
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    assert.equal(kind.gpuOverlap, 0, 'two evaluations on one GPU');
+    assert.equal(kind.maxRunning, 2);
+    assert.deepEqual([...new Set(kind.leases)].sort(), ['GPU-aaaa', 'GPU-bbbb']);
+    const db = openDb(res.dbPath);
+    const hw = [...evaluationsOfRun(db, res.runId).values()].flat().map((v) => v.hardware);
+    assert.ok(hw.every((h) => h === 'NVIDIA H200'), 'each evaluation records its hardware class');
+    db.close();
+  } finally {
+    if (old === undefined) delete process.env.AUTOAGENT_FAKE_GPUS;
+    else process.env.AUTOAGENT_FAKE_GPUS = old;
+    cleanup(repo);
+  }
+});
+
+test('kill -9 at seeded moments of a --parallel 3 run, resumed each time: it completes with every experiment once, every repeat once, and audit passes', async () => {
+  // each evaluation sleeps ~0.4 s, so kills land in screens, confirmations, incumbent repeats and keeps
+  const yaml = studyYaml().replace(/^command: .*$/m, 'command: python3 -c "import time; time.sleep(0.4)"');
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': yaml });
+  const dbPath = join(repo, '.autoagent', 'autoagent.db');
+  let rng = 7;
+  const next = () => (rng = (rng * 48271) % 2147483647) / 2147483647;
+  try {
+    let runId: string | null = null;
+    let kills = 0;
+    let inFlight = 0;
+    let finished = false;
+    for (let attempt = 0; attempt < 12 && !finished; attempt++) {
+      const args = runId ? ['resume', runId, '--parallel', '3'] : ['run', 'study.yaml', '--experiments', '9', '--parallel', '3'];
+      const child = spawn(process.execPath, [BIN, ...args], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      // the first 8 starts are killed once they have recorded a new evaluation, 0–0.8 s later (inside screens,
+      // confirmations, incumbent repeats, keeps); the last ones run to the end
+      let code: number | null | undefined;
+      void exited.then((c) => (code = c));
+      if (attempt < 8) {
+        const count = () => {
+          if (!existsSync(dbPath)) return -1;
+          const db = openDb(dbPath);
+          try {
+            return (db.prepare('SELECT count(*) AS n FROM evaluations').get() as { n: number }).n;
+          } finally {
+            db.close();
+          }
+        };
+        const start = count();
+        const deadline = Date.now() + 60_000;
+        while (code === undefined && Date.now() < deadline && count() <= Math.max(start, 0)) await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, next() * 800));
+        if (code === undefined) {
+          child.kill('SIGKILL');
+          kills++;
+        }
+      }
+      await exited;
+      if (!runId && existsSync(dbPath)) {
+        const db = openDb(dbPath);
+        runId = latestRun(db)?.id ?? null;
+        db.close();
+      }
+      if (attempt < 8 && code === null && runId) {
+        const db = openDb(dbPath);
+        inFlight += listExperiments(db, runId).some((e) => e.status === 'pending') ? 1 : 0;
+        db.close();
+      }
+      if (code === 0) finished = true;
+      else assert.equal(code, null, `a run ended by itself with exit ${code}: ${err.slice(-600)}`);
+    }
+    assert.ok(finished, 'the run finished within 12 starts');
+    console.log(`  ${kills} kills, ${inFlight} with an experiment in flight`);
+    assert.ok(kills >= 4 && inFlight >= 2, `killed ${kills} times, ${inFlight} in flight`);
+    const db = openDb(dbPath);
+    const run = getRun(db, runId!)!;
+    const exps = listExperiments(db, run.id);
+    assert.equal(run.status, 'finished');
+    assert.deepEqual(exps.map((e) => e.seq), Array.from({ length: 10 }, (_, i) => i));
+    for (const e of exps) {
+      assert.equal(e.status, 'decided', `#${e.seq} decided`);
+      const reps = evaluationsOf(db, e.id).map((v) => v.repeat);
+      assert.deepEqual(reps, [...new Set(reps)].sort((a, b) => a - b), `#${e.seq}: no repeat recorded twice`);
+    }
+    const commits = sh(repo, 'git', ['rev-list', '--reverse', `${run.base_commit}..${run.branch}`]).split('\n').filter(Boolean);
+    assert.deepEqual(commits, exps.filter((e) => e.decision === 'kept').map((e) => e.kept_commit));
+    db.close();
+    const audit = spawnSync(process.execPath, [BIN, 'audit', run.id], { cwd: repo, encoding: 'utf8' });
+    assert.equal(audit.status, 0, audit.stdout + audit.stderr);
+    assert.equal(sh(repo, 'git', ['worktree', 'list']).trim().split('\n').length, 1, 'no stale worktrees');
+  } finally {
+    cleanup(repo);
+  }
+});
