@@ -1,11 +1,13 @@
 /**
- * The trainer study under the same budget for three proposers, side by side in one run:
- * `search`, `random`, and `noop` (edits that change nothing but a comment: the baseline
- * repeated, so every keep it makes is a false keep). Each arm runs with several proposer
- * seeds; every kept change is then re-evaluated against its parent with fresh seeds to count
- * false keeps (kept changes that do not reproduce).
+ * The trainer study under the same budget for four proposers, side by side in one run:
+ * `search` (ours, model-based), `random`, `optuna` (Optuna's TPE through the real library) and
+ * `noop` (edits that change nothing but a comment: the baseline repeated, so every keep it makes is
+ * a false keep). Every experiment trains exactly --steps optimizer steps (trainer.budget: steps, as
+ * the shipped gpu-trainer/study.yaml), so a busy machine is slower, not noisier. Each arm runs with
+ * several proposer seeds; every kept change is then re-evaluated against its parent with fresh seeds
+ * to count false keeps (kept changes that do not reproduce).
  *
- *   node --import tsx bench/trainer.ts [--experiments 8] [--seconds 10] [--seeds 2] [--recheck 2]
+ *   node --import tsx bench/trainer.ts [--experiments 6] [--steps 400] [--seeds 3] [--recheck 2] [--arms search,random,optuna,noop]
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,37 +24,33 @@ import { writeSection, machine } from './markdown.ts';
 
 const { values } = parseArgs({
   options: {
-    experiments: { type: 'string', default: '8' },
-    seconds: { type: 'string', default: '10' },
-    seeds: { type: 'string', default: '2' },
+    experiments: { type: 'string', default: '6' },
+    steps: { type: 'string', default: '400' },
+    seeds: { type: 'string', default: '3' },
     recheck: { type: 'string', default: '2' },
+    arms: { type: 'string', default: 'search,random,optuna,noop' },
   },
 });
 const E = Number(values.experiments);
-const S = Number(values.seconds);
+const STEPS = Number(values.steps);
 const SEEDS = Number(values.seeds);
 const RECHECK = Number(values.recheck);
+const ARMS = values.arms!.split(',');
 const ROOT = resolve(import.meta.dirname, '..');
 
 const git = (cwd: string, ...args: string[]) => execFileSync('git', args, { cwd, encoding: 'utf8' }).trim();
 
-/** a fresh repo holding the shipped gpu-trainer folder, with a study for this bench */
-function makeRepo(proposer: string, seed: number): string {
+/** a fresh repo holding the shipped gpu-trainer folder and its study, with this arm's proposer */
+function makeRepo(arm: string, seed: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'autoagent-bench-'));
   for (const f of ['prepare.py', 'train.py']) cpSync(join(ROOT, 'gpu-trainer', f), join(dir, f));
-  writeFileSync(join(dir, 'study.yaml'), `name: bench
-kind: trainer
-editable: [train.py]
-locked: [prepare.py]
-metric: { name: val_bpb, direction: minimize }
-budget: { experiment_seconds: ${S}, grace_seconds: 60, experiments: ${E} }
-proposer: { type: ${proposer === 'noop' ? 'search' : proposer}, seed: ${seed} }
-acceptance: { baseline_repeats: 3, min_delta: 0.002, confirm_repeats: 1 }
-knobs:
-  - { file: train.py, name: N_HEAD, choices: [1, 2, 4, 8] }
-  - { file: train.py, name: COMPILE, search: false }
-trainer: { corpus: brown }
-`);
+  const proposer = arm === 'noop' ? `{ type: search, seed: ${seed} }` : arm === 'optuna' ? `{ type: optuna, sampler: tpe, seed: ${seed} }` : `{ type: ${arm}, seed: ${seed} }`;
+  const study = readFileSync(join(ROOT, 'gpu-trainer', 'study.yaml'), 'utf8')
+    .replace(/^proposer: .*$/m, `proposer: ${proposer}`)
+    .replace(/experiments: \d+/, `experiments: ${E}`)
+    .replace(/steps: \d+/, `steps: ${STEPS}`);
+  if (!study.includes(`proposer: ${proposer}`)) throw new Error('gpu-trainer/study.yaml changed shape: update bench/trainer.ts');
+  writeFileSync(join(dir, 'study.yaml'), study);
   git(dir, 'init', '-q', '-b', 'main');
   git(dir, 'add', '-A');
   git(dir, '-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-q', '-m', 'bench');
@@ -93,7 +91,7 @@ function summarize(db: DB, runId: string) {
 
 const results: ArmResult[] = [];
 for (let seed = 1; seed <= SEEDS; seed++) {
-  for (const arm of ['search', 'random', 'noop']) {
+  for (const arm of ARMS) {
     const repo = makeRepo(arm, seed);
     try {
       const t0 = performance.now();
@@ -108,7 +106,7 @@ for (let seed = 1; seed <= SEEDS; seed++) {
       db.close();
       // re-evaluate each kept train.py and its parent's with seeds the decision did not use
       const study = readFileSync(join(repo, 'study.yaml'), 'utf8');
-      writeFileSync(join(repo, 'study.yaml'), study.replace('baseline_repeats: 3', `baseline_repeats: ${RECHECK}`));
+      writeFileSync(join(repo, 'study.yaml'), study.replace(/baseline_repeats: \d+/, `baseline_repeats: ${RECHECK}`));
       let falseKeeps = 0;
       for (const k of s.kept) {
         const keptMean = await measureTrain(repo, git(repo, 'show', `${k.kept_commit}:train.py`) + '\n');
@@ -126,8 +124,7 @@ for (let seed = 1; seed <= SEEDS; seed++) {
   }
 }
 
-const arms = ['search', 'random', 'noop'];
-const lines = arms.map((arm) => {
+const lines = ARMS.map((arm) => {
   const rs = results.filter((r) => r.arm === arm);
   const rel = mean(rs.map((r) => r.final / r.baseline));
   const kept = rs.reduce((s, r) => s + r.kept, 0);
@@ -136,21 +133,22 @@ const lines = arms.map((arm) => {
   const noise = mean(rs.map((r) => r.noiseSd));
   return `| ${arm} | ${rel.toFixed(4)} (${((rel - 1) * 100).toFixed(2)}%) | ${kept} of ${rs.reduce((s, r) => s + r.evaluated, 0)} | ${fk} | ${noise.toFixed(4)} | ${ov.toFixed(1)}% |`;
 });
-const body = `## Trainer study: search vs random vs no change (\`node --import tsx bench/trainer.ts\`)
+const body = `## Trainer study: search vs random vs Optuna TPE vs no change (\`node --import tsx bench/trainer.ts\`)
 
-Same budget for each arm: ${E} experiments × ${S} s of training on CPU after 3 baseline repeats
-(confirmations as the ratchet asks), ${SEEDS} proposer seeds each, the Brown corpus, measured
-${new Date().toISOString().slice(0, 10)} on ${machine()}. *noop* proposes an edit that only adds a comment: every keep
-it makes is a false keep. *False keeps*: kept changes whose kept tree did not beat its parent's tree again
-when both were re-evaluated ${RECHECK}× with fresh seeds. *Overhead*: run wall time minus the time inside
-train.py and the locked evaluator, as a share of the run (sandbox start, dataset check, git, SQLite).
+The shipped study (\`gpu-trainer/study.yaml\`: 4 baseline repeats, knobs found in train.py, confirmations as the ratchet
+asks) for each arm with the same budget: ${E} experiments of exactly ${STEPS} optimizer steps each on CPU, ${SEEDS} proposer
+seeds, the Brown corpus; measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. *optuna* is Optuna's TPE through the real
+library (ask/tell, rebuilt from the ledger). *noop* proposes an edit that only adds a comment: every keep it makes is a
+false keep. *False keeps*: kept changes whose kept tree did not beat its parent's tree again when both were re-evaluated
+${RECHECK}× with fresh seeds. *Overhead*: run wall time minus the time inside train.py and the locked evaluator, as a share
+of the run (sandbox start, dataset check, git, SQLite, the proposer).
 
 | proposer | final val_bpb / baseline (mean over seeds) | kept | false keeps | noise sd (pooled, per run) | overhead |
 | --- | --- | --- | --- | --- | --- |
 ${lines.join('\n')}
 
-Load average of the machine when the run ended: ${loadavg().map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min; a wall-clock
-training budget turns other load into metric noise). Per seed: ${results.map((r) => `${r.arm}#${r.seed} ${r.baseline.toFixed(3)}→${r.final.toFixed(3)}`).join(', ')}.
+Load average of the machine when the run ended: ${loadavg().map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min; with a steps
+budget, load makes runs slower, not noisier). Per seed: ${results.map((r) => `${r.arm}#${r.seed} ${r.baseline.toFixed(3)}→${r.final.toFixed(3)}`).join(', ')}.
 `;
 writeSection('trainer', body);
 process.stdout.write(body);

@@ -230,11 +230,14 @@ test('PATCH and PUT change only label, tags and notes; the ledger chain is untou
   d.close();
 });
 
-test('a store from before schema 8 is read as it is (no label yet), and the first edit adds the fields', async () => {
+test('a store from before schema 9 is read as it is (no label yet), and the first edit adds the fields', async () => {
   const old = join(tmp, 'old.db');
   const fx = makeHarnessRun(old);
-  fx.db.exec('ALTER TABLE runs DROP COLUMN label; ALTER TABLE runs DROP COLUMN tags; ALTER TABLE runs DROP COLUMN notes;');
-  fx.db.pragma('user_version = 7');
+  // schema 8's store: without runs.label/tags/notes (9) and the parallel slots' columns (10)
+  fx.db.exec(`ALTER TABLE runs DROP COLUMN label; ALTER TABLE runs DROP COLUMN tags; ALTER TABLE runs DROP COLUMN notes;
+    ALTER TABLE evaluations DROP COLUMN round; ALTER TABLE evaluations DROP COLUMN slot; ALTER TABLE evaluations DROP COLUMN hardware;
+    DROP TABLE promotions;`);
+  fx.db.pragma('user_version = 8');
   fx.db.close();
   const s = await startUiServer({ dbPath: old, port: 0 });
   try {
