@@ -389,8 +389,13 @@ export function finishPromotion(db: DB, runId: string, seq: number): void {
   db.prepare(`UPDATE promotions SET state = 'done' WHERE run_id = ? AND experiment_seq = ?`).run(runId, seq);
 }
 
+/** a row as read; a store opened read-only before schema 10 (the dashboard) has no round, slot or hardware: null */
+function evaluationRow(r: EvaluationRow): EvaluationRow {
+  return r.round === undefined ? { ...r, round: null, slot: null, hardware: null } : r;
+}
+
 export function evaluationsOf(db: DB, experimentId: number): EvaluationRow[] {
-  return db.prepare('SELECT * FROM evaluations WHERE experiment_id = ? ORDER BY repeat').all(experimentId) as EvaluationRow[];
+  return (db.prepare('SELECT * FROM evaluations WHERE experiment_id = ? ORDER BY repeat').all(experimentId) as EvaluationRow[]).map(evaluationRow);
 }
 
 export function evaluationsOfRun(db: DB, runId: string): Map<number, EvaluationRow[]> {
@@ -400,7 +405,7 @@ export function evaluationsOfRun(db: DB, runId: string): Map<number, EvaluationR
   const out = new Map<number, EvaluationRow[]>();
   for (const r of rows) {
     const list = out.get(r.experiment_id) ?? [];
-    list.push(r);
+    list.push(evaluationRow(r));
     out.set(r.experiment_id, list);
   }
   return out;

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDb, ledgerHead, insertExperiment, getRun } from '../../traces/index.ts';
 import { startUiServer, openReadOnly, isLoopback, type UiServer } from '../../src/ui/server.ts';
+import { ledgerData } from '../../src/views.ts';
 import { knobImportance, knobView, type KnobAxis, type KnobTrial } from '../../src/ui/queries.ts';
 import { ensureBundle } from '../../src/ui/build.ts';
 import { makeHarnessRun, TASKS } from '../report/fixtures.ts';
@@ -245,6 +246,15 @@ test('a store from before schema 9 is read as it is (no label yet), and the firs
     const before = sha(old);
     const r = (await (await fetch(`${base}/api/runs`)).json()).runs[0];
     assert.deepEqual([r.label, r.tags, r.notes], [null, [], '']);
+    // its baseline repeats read as baseline repeats (no round column yet), not as fresh repeats of a round
+    const ro = openReadOnly(old);
+    try {
+      const rows = ledgerData(ro, getRun(ro, fx.runId)!).rows;
+      assert.ok(rows.some((x) => x.status === 'baseline' && x.description.startsWith('baseline repeat 1')), 'the baseline repeats are listed as such');
+      assert.ok(!rows.some((x) => x.description.includes('fresh repeat')), 'no fresh repeat in a run without rounds');
+    } finally {
+      ro.close();
+    }
     assert.equal(sha(old), before, 'reading did not migrate it');
     const p = await fetch(`${base}/api/runs/${fx.runId}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: '{"tags":["old"]}' });
     assert.deepEqual(await p.json(), { label: null, tags: ['old'], notes: '' });
