@@ -47,9 +47,9 @@ function makeRepo(arm: string, seed: number): string {
   const proposer = arm === 'noop' ? `{ type: search, seed: ${seed} }` : arm === 'optuna' ? `{ type: optuna, sampler: tpe, seed: ${seed} }` : `{ type: ${arm}, seed: ${seed} }`;
   const study = readFileSync(join(ROOT, 'gpu-trainer', 'study.yaml'), 'utf8')
     .replace(/^proposer: .*$/m, `proposer: ${proposer}`)
-    .replace(/experiments: \d+/, `experiments: ${E}`)
-    .replace(/steps: \d+/, `steps: ${STEPS}`);
-  if (!study.includes(`proposer: ${proposer}`)) throw new Error('gpu-trainer/study.yaml changed shape: update bench/trainer.ts');
+    .replace(/^(budget: .*experiments: )\d+/m, `$1${E}`)
+    .replace(/^(trainer: .*steps: )\d+/m, `$1${STEPS}`);
+  if (!study.includes(`proposer: ${proposer}`) || !study.includes(`experiments: ${E}`) || !new RegExp(`^trainer: .*steps: ${STEPS} `, 'm').test(study)) throw new Error('gpu-trainer/study.yaml changed shape: update bench/trainer.ts');
   writeFileSync(join(dir, 'study.yaml'), study);
   git(dir, 'init', '-q', '-b', 'main');
   git(dir, 'add', '-A');
