@@ -207,7 +207,7 @@ export class SearchProposer implements Proposer {
         let best = start;
         for (const scale of [0.1, 0.03, 0.01]) {
           for (let i = 0; i < REFINE_STEPS; i++) {
-            const c = consider(best.x.map((v) => reflect(v + scale * region * normal(rand))));
+            const c = consider(best.x.map((v) => Math.min(1, Math.max(0, v + scale * region * normal(rand)))));
             if (c && c.score > best.score) best = c;
           }
         }
@@ -234,13 +234,6 @@ export class SearchProposer implements Proposer {
     }
     return null;
   }
-}
-
-/** a coordinate moved past an edge of the unit interval, folded back in */
-function reflect(v: number): number {
-  let x = v;
-  for (let i = 0; i < 4 && (x < 0 || x > 1); i++) x = x < 0 ? -x : 2 - x;
-  return Math.min(1, Math.max(0, x));
 }
 
 function fmt(v: number): string {
@@ -286,9 +279,7 @@ export function trustRegion(ledger: LedgerEntry[], d: number): number {
 function candidates(dims: Dim[], xInc: number[], obs: Observations, rand: Uniform, region: number): number[][] {
   const withModel = region > 0;
   const d = dims.length;
-  // reflect at the edges rather than clip: clipping piles candidates onto the bounds, where a GP's
-  // uncertainty (and so its expected improvement) is largest for no reason but the edge
-  const clamp = reflect;
+  const clamp = (v: number) => Math.min(1, Math.max(0, v));
   const out: number[][] = [];
   if (!withModel) {
     // an initial step: every knob moved by about a quarter of its range, in a random direction
