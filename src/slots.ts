@@ -8,7 +8,8 @@
  *     holds GPU i for every evaluation it runs (`CUDA_VISIBLE_DEVICES=<uuid>`, and the sandbox shows
  *     only that GPU's device node beside nvidiactl and nvidia-uvm).
  *   - Trainer studies without GPUs: at most ⌊cpus / cpus_per_slot⌋ slots, each told to use
- *     cpus_per_slot threads (OMP_NUM_THREADS and friends).
+ *     cpus_per_slot threads (OMP_NUM_THREADS and friends); without cpus_per_slot the CPUs are shared
+ *     evenly among N slots, and one slot is left the trainer's own default (all of them).
  *   - Command and harness studies: N slots, uncapped (harness slots share one model-call limit,
  *     task-agent/providers/limit.ts).
  * Each evaluation records its slot and its hardware class (the GPU model, or `cpu`): noise is
@@ -92,7 +93,10 @@ export function planSlots(study: Study, requested: number, env: NodeJS.ProcessEn
       note: size < n ? `parallel ${n} asked, ${size} GPU(s) leased: ${size} slot(s), one GPU each` : null,
     };
   }
-  const per = Math.max(1, study.trainer?.cpus_per_slot ?? 1);
+  // one slot keeps the whole machine (the trainer's own thread default); several share it evenly
+  const asked = study.trainer?.cpus_per_slot;
+  if (n === 1 && asked === undefined) return { size: 1, leases: [{ hardware: 'cpu' }], note: null };
+  const per = Math.max(1, asked ?? Math.floor(cpus / n));
   const size = Math.max(1, Math.min(n, Math.floor(cpus / per)));
   return {
     size,

@@ -116,8 +116,8 @@ export const TrainerSchema = z.strictObject({
   device: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
   /** GPUs the run's slots lease, one each: `auto` (every GPU nvidia-smi lists) or a list of GPU UUIDs */
   gpus: z.union([z.literal('auto'), z.array(z.string().min(1)).min(1)]).optional(),
-  /** without GPUs: CPU threads per trainer slot (parallel slots are capped at cpus / cpus_per_slot) */
-  cpus_per_slot: z.number().int().positive().default(1),
+  /** without GPUs: CPU threads per trainer slot (parallel slots are capped at cpus / cpus_per_slot); default: the CPUs shared evenly among the slots */
+  cpus_per_slot: z.number().int().positive().optional(),
   /**
    * the training budget: `seconds` (default) trains for budget.experiment_seconds of wall clock
    * (AUTOAGENT_TIME_BUDGET), as autoresearch does on a GPU; `steps` trains exactly trainer.steps

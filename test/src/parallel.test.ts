@@ -114,6 +114,11 @@ test('GPU leases: N+1 trainer slots asked on N GPUs get N slots, and no GPU ever
   const cpu = planSlots(StudySchema.parse({ ...s, trainer: { cpus_per_slot: 2 } }), 8, {}, 4);
   assert.equal(cpu.size, 2);
   assert.deepEqual(cpu.leases.map((l) => l.cpus), [2, 2]);
+  // without cpus_per_slot: the CPUs shared evenly; one slot keeps the trainer's own thread default
+  const even = planSlots(StudySchema.parse({ ...s, trainer: {} }), 3, {}, 8);
+  assert.deepEqual([even.size, even.leases.map((l) => l.cpus)], [3, [2, 2, 2]]);
+  const one = planSlots(StudySchema.parse({ ...s, trainer: {} }), 1, {}, 8);
+  assert.deepEqual([one.size, one.leases[0]!.cpus, one.leases[0]!.hardware], [1, undefined, 'cpu']);
   // a run: every evaluation holds one of the two GPUs, never one that is busy
   const old = process.env.AUTOAGENT_FAKE_GPUS;
   process.env.AUTOAGENT_FAKE_GPUS = env.AUTOAGENT_FAKE_GPUS;
