@@ -17,6 +17,7 @@ import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { auditRun } from '../../src/audit.ts';
 import { queueStatus } from '../../src/queue/cli.ts';
+import { main } from '../../src/cli.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY } from '../helpers/repo.ts';
 import { QUEUE_NAME, jobStudy, sha256, type JobData } from '../../src/queue/common.ts';
 import { evaluateJob } from '../../src/queue/worker.ts';
@@ -123,7 +124,7 @@ function startProc(args: string[], cwd: string): Proc {
 
 async function startWorker(cwd: string, extra: string[] = []): Promise<Proc> {
   const w = startProc(['worker', '--queue', url, '--unsafe-no-sandbox', '--lock-ms', '3000', '--stalled-ms', '1000', ...extra], cwd);
-  await until('the worker to start', () => /slot\(s\)/.test(w.log()));
+  await until('the worker to start', () => /slot\(s\)/.test(w.log()), 90_000);
   return w;
 }
 
@@ -143,18 +144,6 @@ function ledger(dbPath: string, runId: string) {
   return out;
 }
 
-/** the CLI, without blocking this process (the workers' output keeps coming in) */
-async function runCli(args: string[], cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  const status = await new Promise<number | null>((ok) => child.on('close', (code) => ok(code)));
-  return { status, stdout, stderr };
-}
-
 /** The coordinator, in this process (the workers are real processes). */
 function run(repo: string, queue?: { url: string; waitSeconds?: number }) {
   const reporter = new MemoryReporter();
@@ -171,10 +160,9 @@ async function audited(dbPath: string, runId: string): Promise<void> {
 test('two workers: the run completes, audit passes, and the ledger equals the local run of the same study', async () => {
   await flush();
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
-  const w1 = await startWorker(repo, ['--slots', '1']);
-  const w2 = await startWorker(repo, ['--slots', '1']);
+  // the workers start while the local run goes
+  const [w1, w2, local] = await Promise.all([startWorker(repo, ['--slots', '1']), startWorker(repo, ['--slots', '1']), run(repo).result]);
   try {
-    const local = await run(repo).result;
     assert.equal(local.status, 'finished', local.stopReason ?? '');
     const q = run(repo, { url });
     const queued = await q.result;
@@ -220,14 +208,16 @@ test('a worker SIGKILLed mid-job: the job is delivered again to another worker a
   await flush();
   // the command sleeps so a job is surely in flight when the worker is killed
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1, parallel: 1, command: 'sleep 1', baseline: 1 }) });
-  const doomed = await startWorker(repo);
+  const pair = await Promise.all([startWorker(repo), startWorker(repo)]);
   try {
     const coordinator = run(repo, { url });
-    await until('the first job to start', () => /started/.test(doomed.log()));
+    await until('the first job to start', () => pair.some((w) => /started/.test(w.log())));
+    // the worker that took it is killed mid-job; the other one gets it once its lock expires
+    const doomed = pair.find((w) => /started/.test(w.log()))!;
+    const rescuer = pair.find((w) => w !== doomed)!;
     const jobId = /job (\S+) #0 repeat 0: started/.exec(doomed.log())![1]!;
     doomed.child.kill('SIGKILL');
     await doomed.exited;
-    const rescuer = await startWorker(repo);
     try {
       const res = await coordinator.result;
       assert.equal(res.status, 'finished', res.stopReason ?? '');
@@ -258,10 +248,14 @@ test('no worker connected: the run says so once, waits up to --queue-wait, and s
     assert.match(res.stopReason ?? '', /^no worker took an evaluation .* within 2 s; start a worker and resume/);
     assert.deepEqual(await queueStatus(url).then((s) => s.jobs), { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0 }, 'the job is not left behind');
     // a password: never printed, in any line
-    const [p, bad] = await Promise.all([
-      runCli(['queue', 'status', '--queue', 'redis://:hunter2@127.0.0.1:1'], repo),
-      runCli(['worker', '--queue', 'http://127.0.0.1:1'], repo),
-    ]);
+    const cli = async (args: string[]) => {
+      let stdout = '';
+      let stderr = '';
+      const status = await main(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t), errIsTTY: false });
+      return { status, stdout, stderr };
+    };
+    const p = await cli(['queue', 'status', '--queue', 'redis://:hunter2@127.0.0.1:1']);
+    const bad = await cli(['worker', '--queue', 'http://127.0.0.1:1']);
     assert.equal(p.status, 1);
     assert.match(p.stderr, /^autoagent: cannot reach queue redis:\/\/:\*\*\*@127\.0\.0\.1:1/);
     assert.doesNotMatch(p.stderr + p.stdout, /hunter2/);
