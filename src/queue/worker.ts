@@ -133,7 +133,13 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     // a job whose worker died is handed out again (not failed) this many times
     maxStalledCount: 5,
   });
-  worker.on('error', () => undefined);
+  // a job whose lock this worker lost (stalled past it: the job went to another worker): its result is refused
+  worker.on('error', (e: Error) => {
+    if (/lock/i.test(e.message)) o.log(`result refused by the queue: ${e.message}`);
+  });
+  worker.on('failed', (job, e: Error) => {
+    if (/lock/i.test(e.message)) o.log(`job ${job?.id?.slice(0, 15) ?? '?'}: result refused by the queue: ${e.message}`);
+  });
   const started = Date.now();
   const beat = async () => {
     const b: WorkerBeat = { id, host: hostname(), pid: process.pid, slots: o.slots, hardware, active, started, seen: Date.now() };

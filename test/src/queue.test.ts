@@ -235,6 +235,39 @@ test('a worker SIGKILLed mid-job: the job is delivered again to another worker a
   }
 });
 
+test('a worker stopped (SIGSTOP) past its lock: the job runs on another worker, the late result is refused, one evaluation recorded', async () => {
+  await flush();
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 0, parallel: 1, command: 'sleep 2', baseline: 1 }) });
+  const pair = await Promise.all([startWorker(repo), startWorker(repo)]);
+  try {
+    const coordinator = run(repo, { url });
+    await until('the job to start', () => pair.some((w) => /started/.test(w.log())));
+    const stalled = pair.find((w) => /started/.test(w.log()))!;
+    const other = pair.find((w) => w !== stalled)!;
+    const otherId = /worker (\S+) on/.exec(other.log())![1]!;
+    stalled.child.kill('SIGSTOP');
+    const res = await coordinator.result;
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    assert.match(other.log(), /#0 repeat 0: ok 13/, 'the other worker ran it once the lock expired');
+    const db = openDb(res.dbPath);
+    const evals = [...evaluationsOfRun(db, res.runId).values()].flat();
+    db.close();
+    assert.equal(evals.length, 1);
+    assert.equal(JSON.parse(evals[0]!.telemetry!).worker, otherId, 'the result recorded is the live worker\'s');
+    // woken up, the stalled worker finishes its evaluation; the queue refuses its result
+    stalled.child.kill('SIGCONT');
+    await until('the stalled worker to finish', () => /#0 repeat 0: ok/.test(stalled.log()), 60_000);
+    await until('its result to be refused', () => /refused by the queue/.test(stalled.log()), 30_000);
+    const s = await queueStatus(url);
+    assert.deepEqual(s.jobs, { waiting: 0, active: 0, completed: 1, failed: 0, delayed: 0 });
+    await audited(res.dbPath, res.runId);
+  } finally {
+    for (const w of pair) w.child.kill('SIGCONT');
+    await Promise.all(pair.map(stopWorker));
+    cleanup(repo);
+  }
+});
+
 test('no worker connected: the run says so once, waits up to --queue-wait, and stops resumable; the password is never printed', async () => {
   await flush();
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1 }) });
