@@ -268,6 +268,31 @@ test('a worker stopped (SIGSTOP) past its lock: the job runs on another worker, 
   }
 });
 
+test('Redis restarted mid-run: the coordinator and the worker reconnect, the run completes, nothing recorded twice', async () => {
+  await flush();
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 2, parallel: 1, command: 'sleep 1', baseline: 2 }) });
+  const w = await startWorker(repo);
+  try {
+    const coordinator = run(repo, { url });
+    await until('a first result', () => /: ok/.test(w.log()), 60_000);
+    const down = new Promise((ok) => redis.once('exit', ok));
+    redis.kill('SIGTERM'); // AOF written on shutdown
+    await down;
+    await new Promise((r) => setTimeout(r, 1500));
+    await startRedis();
+    const res = await coordinator.result;
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const l = ledger(res.dbPath, res.runId);
+    assert.equal(l.length, 3, 'the baseline and two experiments');
+    assert.ok(l.every((e) => e.evals.every((v) => v[2] === 'ok')));
+    assert.ok(l.some((e) => e.decision === 'kept'));
+    await audited(res.dbPath, res.runId);
+  } finally {
+    await stopWorker(w);
+    cleanup(repo);
+  }
+});
+
 test('no worker connected: the run says so once, waits up to --queue-wait, and stops resumable; the password is never printed', async () => {
   await flush();
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1 }) });
