@@ -13,6 +13,7 @@ import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } f
 import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
 import { uiCommand } from './ui/cli.ts';
+import { workerCommand, queueStatus, queueStatusText, type WorkerCliOptions } from './queue/cli.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -46,6 +47,7 @@ function secondsArg(name: string) {
 interface CommonOpts { db?: string; json?: boolean }
 interface RunOpts extends CommonOpts {
   experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean; parallel?: number;
+  queue?: string; queueWait?: number;
 }
 
 async function storePath(opts: CommonOpts): Promise<string> {
@@ -74,7 +76,10 @@ async function withInterrupts(io: IO, fn: (o: LoopOptions) => Promise<RunResult>
   const reporter = new StreamReporter(io.err, io.errIsTTY);
   let result: RunResult;
   try {
-    result = await fn({ dbPath: o.db, overrides: overridesOf(o), unsafeNoSandbox: Boolean(o.unsafeNoSandbox), reporter, signal: controller.signal });
+    result = await fn({
+      dbPath: o.db, overrides: overridesOf(o), unsafeNoSandbox: Boolean(o.unsafeNoSandbox), reporter, signal: controller.signal,
+      queue: o.queue || o.queueWait ? { url: o.queue, waitSeconds: o.queueWait } : undefined,
+    });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -105,6 +110,8 @@ function addRunOptions(c: Command): Command {
     .option('--corpus <path>', 'trainer studies: a UTF-8 file or folder to train on instead of the study\'s corpus')
     .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (recorded on the run)')
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
+    .option('--queue <url>', 'evaluate on `autoagent worker` processes of this Redis (redis://HOST:PORT, rediss://:PASSWORD@HOST:PORT)')
+    .option('--queue-wait <s>', 'with --queue and no worker connected: wait this long for one, then stop resumable (default 600)', secondsArg('--queue-wait'))
     .option('--json', 'print the final ledger as JSON');
 }
 
@@ -244,6 +251,22 @@ Examples:
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
     .action(async (o: { port: number; host: string; db?: string }) => {
       exit.code = await uiCommand(o, io);
+    });
+  program.command('worker').description('evaluate jobs of `run --queue` runs from a Redis queue (stateless; any machine that reaches Redis)')
+    .requiredOption('--queue <url>', 'the Redis: redis://HOST:PORT or rediss://:PASSWORD@HOST:PORT')
+    .option('--slots <n>', 'jobs at once', positiveIntArg('--slots'), 1)
+    .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (only jobs of runs started so)')
+    .option('--lock-ms <ms>', 'BullMQ lock duration: a job is handed to another worker this long after this one stops renewing it', intArg('--lock-ms'), 30000)
+    .option('--stalled-ms <ms>', 'how often this worker looks for jobs whose worker died', intArg('--stalled-ms'), 30000)
+    .action(async (o: WorkerCliOptions) => {
+      exit.code = await workerCommand(o, io.err);
+    });
+  program.command('queue').description('the evaluation queue of `run --queue`').command('status')
+    .description('workers (heartbeat: host, slots, hardware, last seen), jobs waiting / active / completed / failed, the oldest waiting job')
+    .requiredOption('--queue <url>', 'the Redis: redis://HOST:PORT').option('--json', 'machine-readable output')
+    .action(async (o: { queue: string; json?: boolean }) => {
+      const s = await queueStatus(o.queue);
+      io.out((o.json ? JSON.stringify(s, null, 2) : queueStatusText(s)) + '\n');
     });
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')

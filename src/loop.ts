@@ -24,10 +24,12 @@ import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, Lock
 import { pooledNoise, noiseMargin, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
 import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf } from './acceptance.ts';
 import { SlotPool, planSlots } from './slots.ts';
+import { LocalDispatcher, type Dispatcher } from './dispatch.ts';
+import { QueueDispatcher, QueueWaitExpired } from './queue/dispatcher.ts';
 import { runSummary, zeroNoiseNote } from './summary.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
-import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
+import { readPaths, type EvalContext } from './evaluation.ts';
 import { cleanWork } from './workspace.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
 import { KNOB_PROPOSERS, makeProposer, checkProposer } from '../meta-agent/proposers.ts';
@@ -65,6 +67,8 @@ export interface LoopOptions {
   proposer?: Proposer;
   /** use this kind adapter instead of the study's (tests and benchmarks: a fake kind in milliseconds) */
   kind?: KindAdapter;
+  /** evaluate on queue workers (src/queue/): --queue / --queue-wait, over the study's `queue:` */
+  queue?: { url?: string; waitSeconds?: number };
 }
 
 export interface RunResult {
@@ -106,8 +110,8 @@ interface RunCtx {
   evalCtx: EvalContext;
   /** the memorisation check of each proposal (src/contamination.ts) */
   contamination: ContaminationGuard;
-  /** the run's evaluation slots (src/slots.ts): how many evaluations at once, and what each holds */
-  slots: SlotPool;
+  /** where evaluations run (src/dispatch.ts): this machine's slots, or a queue's workers */
+  dispatcher: Dispatcher;
 }
 
 class Interrupted extends Error {}
@@ -293,6 +297,10 @@ async function drive(
   const plan = planSlots(study, study.parallel);
   if (plan.note) opts.reporter.event(`note: ${plan.note}`);
   if (plan.size > 1) opts.reporter.event(`${plan.size} evaluation slots${plan.leases.some((l) => l.gpu) ? ` (GPUs ${plan.leases.map((l) => l.gpu!.uuid).join(', ')})` : ''}; rounds of ${Math.max(study.proposer.candidates, plan.size)} candidates, each tested at α / k`);
+  const evalCtx: EvalContext = {
+    db, runId, study, paths, adapter, prepared, manifest, baseTracked: r.tracked, isLocked: r.isLocked, hidden: r.hiddenFiles,
+    policy, guard, signal: opts.signal,
+  };
   const ctx: RunCtx = {
     db, dbPath, run: getRun(db, runId)!, study, paths, adapter, prepared, manifest,
     isEditable: r.isEditable, isLocked: r.isLocked,
@@ -307,12 +315,9 @@ async function drive(
     program: loadProgram(study, dirname(paths.studyPath)),
     isHidden: globMatcher(study.sandbox.hidden, paths.studyDir),
     live,
-    evalCtx: {
-      db, runId, study, paths, adapter, prepared, manifest, baseTracked: r.tracked, isLocked: r.isLocked, hidden: r.hiddenFiles,
-      policy, guard, signal: opts.signal,
-    },
+    evalCtx,
     contamination: new ContaminationGuard(study, paths, (note) => opts.reporter.event(note)),
-    slots: new SlotPool(plan),
+    dispatcher: dispatcherFor(study, plan, evalCtx, r, opts),
   };
   if (live) opts.reporter.event(`langfuse: live export to ${live.host} (session ${runId}); each experiment is sent once decided`);
   cleanStale(ctx);
@@ -336,6 +341,9 @@ async function drive(
     } else if (e instanceof BudgetStop) {
       status = 'stopped';
       reason = `${e.message}; raise budget.tokens / budget.dollars and resume to go on`;
+    } else if (e instanceof QueueWaitExpired) {
+      status = 'stopped';
+      reason = `${e.message}; start a worker and resume with \`autoagent resume ${runId} --queue …\``;
     } else if (e instanceof ProviderStop) {
       status = 'stopped';
       stopCause = 'provider';
@@ -347,6 +355,7 @@ async function drive(
       throw e;
     }
   } finally {
+    await ctx.dispatcher.close();
     try {
       cleanStale(ctx);
     } catch {
@@ -364,6 +373,17 @@ async function drive(
 }
 
 class BaselineFailed extends UserError {}
+
+/** This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`). */
+function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Dispatcher {
+  const url = opts.queue?.url ?? study.queue?.url;
+  if (!url) return new LocalDispatcher(evalCtx, new SlotPool(plan));
+  return new QueueDispatcher({
+    url, size: Math.max(1, study.parallel), waitSeconds: opts.queue?.waitSeconds ?? study.queue?.wait_seconds ?? 600,
+    runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,
+    baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, say: (line) => opts.reporter.event(line),
+  });
+}
 
 /** The meta-agent's provider for llm and hybrid proposers (a missing key is a UserError now, before the baseline runs). */
 function metaProvider(study: Study, paths: RunPaths): Provider | null {
@@ -465,7 +485,7 @@ async function loop(ctx: RunCtx): Promise<string> {
     }
     // a new round: propose up to k candidates from the incumbent, then evaluate them
     const round = Math.max(0, ...exps.map((e) => e.round ?? e.seq)) + 1;
-    const k = Math.min(Math.max(study.proposer.candidates, ctx.slots.size), study.budget.experiments - done);
+    const k = Math.min(Math.max(study.proposer.candidates, ctx.dispatcher.size), study.budget.experiments - done);
     let made = 0;
     while (made < k) {
       if (ctx.signal.aborted) throw new Interrupted();
@@ -661,7 +681,7 @@ function screenMarginFor(ctx: RunCtx, exps: ExperimentRow[], seq: number, round:
   const at = { seq, round };
   const inc = incumbentMetrics([...exps, { id: -1, seq, round, decision: null, candidate_commit: null }] as ExperimentRow[], evals, at).metrics;
   return noiseMargin(pooledNoise(noiseGroupsBefore(exps, evals, at)), 1, Math.max(1, inc.length), {
-    alpha: ctx.study.acceptance.alpha / Math.max(1, ctx.study.proposer.candidates, ctx.slots.size), minDelta: ctx.study.acceptance.min_delta,
+    alpha: ctx.study.acceptance.alpha / Math.max(1, ctx.study.proposer.candidates, ctx.dispatcher.size), minDelta: ctx.study.acceptance.min_delta,
   });
 }
 
@@ -717,33 +737,37 @@ async function evaluateOnce(
   o: { round?: number; screenAgainst?: Map<string, number>; signal?: AbortSignal } = {},
 ): Promise<EvaluationRow> {
   const seed = seedFor(exp.seq, repeat);
-  return ctx.slots.run(async (slot) => {
-    if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
-    const started = Date.now();
-    const tag = ctx.slots.size > 1 ? ` [slot ${slot + 1}]` : '';
-    const timer = setInterval(() => ctx.reporter.live(`${label}${tag} running ${fmtDuration(Date.now() - started)}`), 1000);
-    try {
-      const signal = o.signal ? AbortSignal.any([ctx.signal, o.signal]) : ctx.signal;
-      const out = await evaluateCommit({ ...ctx.evalCtx, signal }, {
-        commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, screenAgainst: o.screenAgainst, lease: ctx.slots.lease(slot),
-      });
-      if (ctx.signal.aborted) throw new Interrupted();
-      if (o.signal?.aborted) throw new Aborted();
-      if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
-      if (out.providerFailed) throw new ProviderStop(out.providerFailed);
-      insertEvaluation(ctx.db, {
-        experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
-        command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,
-        stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail,
-        telemetry: out.telemetry || out.screenedOut ? JSON.stringify({ ...out.telemetry, ...(out.screenedOut ? { screened_out: out.screenedOut } : {}) }) : null,
-        round: o.round ?? null, slot: ctx.slots.size > 1 ? slot : null, hardware: ctx.slots.lease(slot)?.hardware ?? null,
-      });
-      return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
-    } finally {
+  if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
+  const signal = o.signal ? AbortSignal.any([ctx.signal, o.signal]) : ctx.signal;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  const stage = exp.seq === 0 ? 'baseline' : o.round !== undefined && exp.round !== o.round ? 'incumbent' : repeat === 0 ? 'screen' : 'confirm';
+  try {
+    const { out, slot, hardware } = await ctx.dispatcher.evaluate({
+      commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, stage, screenAgainst: o.screenAgainst, signal,
+    }, (slot) => {
+      if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
+      const started = Date.now();
+      const tag = ctx.dispatcher.size > 1 ? ` [slot ${slot + 1}]` : '';
+      timer = setInterval(() => ctx.reporter.live(`${label}${tag} running ${fmtDuration(Date.now() - started)}`), 1000);
+    });
+    if (ctx.signal.aborted) throw new Interrupted();
+    if (o.signal?.aborted) throw new Aborted();
+    if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
+    if (out.providerFailed) throw new ProviderStop(out.providerFailed);
+    insertEvaluation(ctx.db, {
+      experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
+      command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,
+      stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail,
+      telemetry: out.telemetry || out.screenedOut ? JSON.stringify({ ...out.telemetry, ...(out.screenedOut ? { screened_out: out.screenedOut } : {}) }) : null,
+      round: o.round ?? null, slot, hardware,
+    });
+    return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
+  } finally {
+    if (timer) {
       clearInterval(timer);
       ctx.reporter.live(null);
     }
-  });
+  }
 }
 
 async function processExperiment(ctx: RunCtx, exp: ExperimentRow): Promise<void> {
@@ -861,7 +885,7 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
  * slots, one per round (the noise under the same load); none with one slot, as before.
  */
 function incumbentRepeats(ctx: RunCtx, inc: ExperimentRow, r: number): number[] {
-  if (ctx.slots.size <= 1 || inc.decision === 'crash' || inc.decision === 'timeout') return [];
+  if (ctx.dispatcher.size <= 1 || inc.decision === 'crash' || inc.decision === 'timeout') return [];
   const evals = evaluationsOf(ctx.db, inc.id);
   const have = evals.filter((v) => v.round === r).length;
   const next = Math.max(-1, ...evals.map((v) => v.repeat)) + 1;

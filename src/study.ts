@@ -161,6 +161,13 @@ export const ExportSchema = z.strictObject({
   langfuse: z.boolean().default(false),
 });
 
+export const QueueSettingsSchema = z.strictObject({
+  /** redis://HOST:PORT or rediss://:PASSWORD@HOST:PORT: evaluations go to workers on this queue (\`autoagent worker\`); --queue overrides it */
+  url: z.string().regex(/^rediss?:\/\//, 'a redis:// or rediss:// URL').optional(),
+  /** with no worker connected, how long the run waits for one before it stops (resumable) */
+  wait_seconds: z.number().positive().default(600),
+});
+
 export const StudySchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'a name of letters, digits, _ . - (used in branch names)'),
   kind: z.enum(['command', 'trainer', 'harness']),
@@ -183,6 +190,8 @@ export const StudySchema = z.strictObject({
   trainer: TrainerSchema.optional(),
   harness: HarnessStudySchema.optional(),
   export: ExportSchema.default(ExportSchema.parse({})),
+  /** evaluate on queue workers (BullMQ on Redis) instead of this machine's slots */
+  queue: QueueSettingsSchema.optional(),
 }).superRefine((s, ctx) => {
   if (s.kind === 'command' && !s.command) {
     ctx.addIssue({ code: 'custom', path: ['command'], message: 'a command to run for each candidate (kind: command)' });

@@ -1,0 +1,66 @@
+/**
+ * The seam between the engine and where an evaluation runs. The loop asks a Dispatcher to evaluate
+ * a commit (seed, repeat); it gets the kind's outcome back and records it itself: whatever the
+ * dispatcher, the coordinator is the only writer of git and SQLite.
+ *
+ *   - LocalDispatcher: the run's slots on this machine (src/slots.ts), evaluateCommit in each.
+ *   - QueueDispatcher (src/queue/dispatcher.ts): jobs on a BullMQ queue in Redis, run by
+ *     `autoagent worker` processes on any machine that reaches it.
+ */
+import type { EvalOutcome } from './kinds/types.ts';
+import { evaluateCommit, type EvalContext } from './evaluation.ts';
+import type { SlotPool } from './slots.ts';
+
+export interface DispatchTarget {
+  commit: string;
+  /** names the workspace folder: `<seq>-<repeat>` */
+  label: string;
+  seq: number;
+  seed: number;
+  repeat: number;
+  /** baseline | screen | confirm | incumbent: part of a queued job's identity */
+  stage: string;
+  screenAgainst?: Map<string, number>;
+  signal: AbortSignal;
+}
+
+export interface Dispatched {
+  out: EvalOutcome;
+  /** the slot it ran in (null with one slot) */
+  slot: number | null;
+  /** the hardware class it ran on (a GPU model, `cpu`, or null when not recorded) */
+  hardware: string | null;
+}
+
+export interface Dispatcher {
+  /** evaluations this run keeps going at once */
+  readonly size: number;
+  /**
+   * Evaluate one target. `start(slot)` is called when it begins (it may throw to give the slot back
+   * unused); its outcome is returned, never recorded here.
+   */
+  evaluate(t: DispatchTarget, start: (slot: number) => void): Promise<Dispatched>;
+  close(): Promise<void>;
+}
+
+/** The run's slots on this machine. */
+export class LocalDispatcher implements Dispatcher {
+  constructor(private readonly ctx: EvalContext, private readonly pool: SlotPool) {}
+
+  get size(): number {
+    return this.pool.size;
+  }
+
+  evaluate(t: DispatchTarget, start: (slot: number) => void): Promise<Dispatched> {
+    return this.pool.run(async (slot) => {
+      start(slot);
+      const lease = this.pool.lease(slot);
+      const out = await evaluateCommit({ ...this.ctx, signal: t.signal }, {
+        commit: t.commit, label: t.label, seq: t.seq, seed: t.seed, repeat: t.repeat, screenAgainst: t.screenAgainst, lease,
+      });
+      return { out, slot: this.pool.size > 1 ? slot : null, hardware: lease?.hardware ?? null };
+    });
+  }
+
+  async close(): Promise<void> {}
+}

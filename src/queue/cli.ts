@@ -1,0 +1,86 @@
+/** `autoagent worker` and `autoagent queue status`. */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { UserError } from '../errors.ts';
+import { runWorker } from './worker.ts';
+import { QUEUE_NAME, checkQueueUrl, liveWorkers, redactUrl, type WorkerBeat } from './common.ts';
+import { killAllSandboxes } from '../sandbox/index.ts';
+
+export interface WorkerCliOptions { queue: string; slots: number; unsafeNoSandbox?: boolean; lockMs: number; stalledMs: number }
+
+export async function workerCommand(o: WorkerCliOptions, err: (t: string) => void): Promise<number> {
+  checkQueueUrl(o.queue);
+  let stop!: () => void;
+  const stopped = new Promise<void>((ok) => (stop = ok));
+  let signals = 0;
+  const onSignal = () => {
+    if (++signals > 1) {
+      killAllSandboxes();
+      process.exit(130);
+    }
+    stop();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    await runWorker({
+      url: o.queue, slots: o.slots, unsafeNoSandbox: Boolean(o.unsafeNoSandbox), lockMs: o.lockMs, stalledMs: o.stalledMs,
+      log: (line) => err(`${line}\n`), stop: stopped,
+    });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  return 0;
+}
+
+export interface QueueStatus {
+  queue: string;
+  workers: Array<WorkerBeat & { seen_ago_s: number }>;
+  jobs: { waiting: number; active: number; completed: number; failed: number; delayed: number };
+  /** age of the oldest job still waiting (s), null when none waits */
+  oldest_waiting_s: number | null;
+}
+
+export async function queueStatus(url: string): Promise<QueueStatus> {
+  checkQueueUrl(url);
+  // fail fast: a status that cannot reach Redis says so instead of waiting for it
+  const conn = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 5000, retryStrategy: () => null, lazyConnect: true });
+  conn.on('error', () => undefined);
+  try {
+    await conn.connect();
+  } catch (e) {
+    conn.disconnect();
+    throw new UserError(`cannot reach queue ${redactUrl(url)}: ${(e as Error).message.replace(url, redactUrl(url))}`);
+  }
+  const queue = new Queue(QUEUE_NAME, { connection: conn });
+  queue.on('error', () => undefined);
+  try {
+    const now = Date.now();
+    const workers = (await liveWorkers(conn)).map((w) => ({ ...w, seen_ago_s: Math.round((now - w.seen) / 100) / 10 }));
+    const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed');
+    const oldest = await queue.getJobs(['waiting', 'prioritized'], 0, 0, true);
+    return {
+      queue: redactUrl(url), workers,
+      jobs: { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0 },
+      oldest_waiting_s: oldest[0] ? Math.round((now - oldest[0].timestamp) / 1000) : null,
+    };
+  } finally {
+    await queue.close().catch(() => undefined);
+    conn.disconnect();
+  }
+}
+
+export function queueStatusText(s: QueueStatus): string {
+  const lines = [`queue ${s.queue}`, ''];
+  if (s.workers.length === 0) lines.push('workers: none connected');
+  else {
+    lines.push(`workers: ${s.workers.length} (${s.workers.reduce((a, w) => a + w.slots, 0)} slots)`);
+    lines.push(`  ${'worker'.padEnd(36)} ${'host'.padEnd(20)} ${'slots'.padStart(5)} ${'busy'.padStart(4)}  ${'hardware'.padEnd(24)} last seen`);
+    for (const w of s.workers) lines.push(`  ${w.id.padEnd(36)} ${w.host.padEnd(20)} ${String(w.slots).padStart(5)} ${String(w.active).padStart(4)}  ${w.hardware.padEnd(24)} ${w.seen_ago_s} s ago`);
+  }
+  const j = s.jobs;
+  lines.push('', `jobs: ${j.waiting} waiting, ${j.active} active, ${j.completed} completed, ${j.failed} failed${j.delayed ? `, ${j.delayed} delayed` : ''}`);
+  lines.push(`oldest waiting job: ${s.oldest_waiting_s === null ? 'none' : `${s.oldest_waiting_s} s`}`);
+  return lines.join('\n');
+}

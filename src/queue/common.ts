@@ -1,0 +1,155 @@
+/**
+ * What the coordinator and the workers share: the queue's name, the Redis connection (a
+ * redis:// or rediss:// URL, maybe with a password that is never printed), a job's identity and
+ * contents, a result's shape, and the workers' heartbeat keys.
+ */
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { z } from 'zod';
+import { UsageError } from '../errors.ts';
+import type { Study } from '../study.ts';
+
+/** the BullMQ queue every coordinator and worker of one Redis share */
+export const QUEUE_NAME = 'autoagent-evals';
+/** a worker refreshes `${WORKER_KEY}<id>` (JSON, expiring) every HEARTBEAT_MS */
+export const WORKER_KEY = 'autoagent:workers:';
+export const HEARTBEAT_MS = 2000;
+export const HEARTBEAT_TTL_S = 10;
+
+/** Checks a --queue / `queue.url` value; returns it unchanged. */
+export function checkQueueUrl(url: string, where = '--queue'): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`${where}: not a URL; expected redis://HOST:PORT or rediss://[:PASSWORD@]HOST:PORT`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new UsageError(`${where}: ${u.protocol} is not redis: or rediss: (expected redis://HOST:PORT)`);
+  if (!u.hostname) throw new UsageError(`${where}: no host in the URL (expected redis://HOST:PORT)`);
+  return url;
+}
+
+/** The URL as it may be printed: the password (and a user name's secret) replaced by ***. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return 'redis://(unparsable URL)';
+  }
+}
+
+/**
+ * A connection for BullMQ (maxRetriesPerRequest: null, as BullMQ asks of workers: commands wait
+ * for Redis to come back instead of failing). Connection errors are reported once per outage
+ * through `onError`, never with the URL's password.
+ */
+export function connect(url: string, onError: (message: string) => void = () => undefined): Redis {
+  const r = new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, retryStrategy: (n) => Math.min(200 * n, 2000) });
+  let down = false;
+  r.on('error', (e: Error) => {
+    if (down) return;
+    down = true;
+    onError(`queue ${redactUrl(url)}: ${e.message.replace(url, redactUrl(url))} (retrying)`);
+  });
+  r.on('ready', () => {
+    if (down) onError(`queue ${redactUrl(url)}: connected again`);
+    down = false;
+  });
+  return r;
+}
+
+/** The study as a job carries it: without `queue` (its URL may hold a password). */
+export function jobStudy(study: Study): Record<string, unknown> {
+  const { queue: _queue, ...rest } = study as Study & { queue?: unknown };
+  return rest;
+}
+
+export function sha256(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * A job's id: sha256 of the run, candidate commit, study hash, stage, repeat and seed. Adding a job
+ * whose id exists is ignored by BullMQ (and a resumed coordinator finds its result there); the
+ * run id keeps two runs of one study from sharing results.
+ */
+export function jobId(p: { run: string; commit: string; studyHash: string; stage: string; repeat: number; seed: number }): string {
+  return 'ev-' + sha256([p.run, p.commit, p.studyHash, p.stage, String(p.repeat), String(p.seed)].join('\n'));
+}
+
+export const JobDataSchema = z.object({
+  v: z.literal(1),
+  run: z.string(),
+  /** the study (as jobStudy gives it) and sha256 of its JSON text */
+  study: z.string(),
+  study_hash: z.string(),
+  /** the study file's folder, repo-relative */
+  study_dir: z.string(),
+  commit: z.string().regex(/^[0-9a-f]{40,64}$/),
+  /** `git bundle` of the commit, base64; it holds refs/autoagent-bundle/<commit> */
+  bundle: z.string(),
+  /** the locked files' sha256 as hashed when the run started (repo-relative), and outside the repository */
+  manifest: z.object({ files: z.record(z.string(), z.string()), external: z.record(z.string(), z.string()) }),
+  /** repo-relative paths tracked at the run's base commit */
+  base_tracked: z.array(z.string()),
+  /** repo-relative files hidden from the candidate */
+  hidden: z.array(z.string()),
+  seq: z.number().int(),
+  seed: z.number().int(),
+  repeat: z.number().int(),
+  stage: z.string(),
+  /** the run was started with --unsafe-no-sandbox (a sandboxed worker still sandboxes) */
+  unsafe_no_sandbox: z.boolean(),
+});
+export type JobData = z.infer<typeof JobDataSchema>;
+
+export interface JobResult {
+  v: 1;
+  /** the worker would not evaluate this job (locked files differ, a kind it does not run): one line */
+  refused?: string;
+  outcome?: {
+    status: 'ok' | 'crash' | 'timeout';
+    metric: number | null;
+    reason: string | null;
+    commandMs: number;
+    evaluatorMs: number;
+    exitCode: number | null;
+    stdoutTail: string;
+    stderrTail: string;
+    telemetry: Record<string, unknown> | null;
+  };
+  hardware: string | null;
+  worker: string;
+  /** ms the worker spent unbundling and checking, and evaluating */
+  setupMs: number;
+  evalMs: number;
+}
+
+export interface WorkerBeat {
+  id: string;
+  host: string;
+  pid: number;
+  slots: number;
+  /** the GPU model, or `cpu` */
+  hardware: string;
+  active: number;
+  started: number;
+  seen: number;
+}
+
+/** The workers whose heartbeat has not expired. */
+export async function liveWorkers(r: Redis): Promise<WorkerBeat[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  for (let i = 0; i < 1000; i++) {
+    const [next, batch] = await r.scan(cursor, 'MATCH', `${WORKER_KEY}*`, 'COUNT', 200);
+    keys.push(...batch);
+    cursor = next;
+    if (cursor === '0') break;
+  }
+  if (keys.length === 0) return [];
+  const vals = await r.mget(...keys);
+  return vals.filter((v): v is string => v !== null).map((v) => JSON.parse(v) as WorkerBeat).sort((a, b) => a.id.localeCompare(b.id));
+}

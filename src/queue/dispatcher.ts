@@ -1,0 +1,211 @@
+/**
+ * Evaluations as BullMQ jobs (the coordinator's side of `run --queue`). Each evaluation becomes a
+ * job whose id is a hash of (run, candidate commit, study hash, stage, repeat, seed): adding it
+ * again is ignored by BullMQ, and a resumed coordinator finds the job still queued, running or
+ * done under the same id instead of starting it again. The result is read from the job once it
+ * is completed; the loop records it (the ledger's uniqueness on (experiment, repeat) makes a
+ * second delivery add nothing). Delivery is at-least-once: a worker that dies mid-job has its job
+ * handed to another once its lock expires; a worker stalled past its lock has its late result
+ * refused by BullMQ ("lock mismatch").
+ *
+ * No worker connected: the run says so once and waits up to `waitSeconds` for one, polling once a
+ * second; then it stops, resumable (QueueWaitExpired).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Queue, Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Dispatcher, DispatchTarget, Dispatched } from '../dispatch.ts';
+import { SlotPool } from '../slots.ts';
+import type { Manifest } from '../lock.ts';
+import { LockViolation } from '../lock.ts';
+import type { Study } from '../study.ts';
+import { UserError, UsageError } from '../errors.ts';
+import type { EvalOutcome } from '../kinds/types.ts';
+import { QUEUE_NAME, checkQueueUrl, connect, jobId, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
+
+const run = promisify(execFile);
+
+/** No worker took a job within the deadline: the run stops, resumable. */
+export class QueueWaitExpired extends UserError {}
+
+export interface QueueDispatcherOptions {
+  url: string;
+  /** evaluations kept queued or running at once */
+  size: number;
+  waitSeconds: number;
+  runId: string;
+  repo: string;
+  study: Study;
+  studyDir: string;
+  manifest: Manifest;
+  baseTracked: Set<string>;
+  hidden: string[];
+  unsafeNoSandbox: boolean;
+  say: (line: string) => void;
+  /** how often a queued job's state is read (ms) */
+  pollMs?: number;
+}
+
+export class QueueDispatcher implements Dispatcher {
+  readonly size: number;
+  private readonly pool: SlotPool;
+  private readonly conn: Redis;
+  private readonly queue: Queue<JobData, JobResult>;
+  private readonly studyText: string;
+  private readonly studyHash: string;
+  private readonly bundles = new Map<string, Promise<string>>();
+  private workersAt = 0;
+  private workers = -1;
+  private toldNoWorker = false;
+  private reachable: Promise<void> | null = null;
+
+  constructor(private readonly o: QueueDispatcherOptions) {
+    checkQueueUrl(o.url);
+    if (o.study.kind !== 'command') throw new UsageError(`--queue: kind ${o.study.kind} is not evaluated by queue workers yet (this version: kind command); run it without --queue`);
+    if (Object.keys(o.manifest.external).length > 0) throw new UsageError('--queue: locked resources outside the repository are not evaluated by queue workers yet');
+    this.size = o.size;
+    this.pool = new SlotPool({ size: o.size, leases: Array.from({ length: o.size }, () => ({ hardware: null })), note: null });
+    this.conn = connect(o.url, o.say);
+    this.queue = new Queue<JobData, JobResult>(QUEUE_NAME, { connection: this.conn });
+    this.queue.on('error', () => undefined);
+    this.studyText = JSON.stringify(jobStudy(o.study));
+    this.studyHash = sha256(this.studyText);
+    o.say(`evaluations go to queue ${redactUrl(o.url)} (${o.size} at once); start workers with \`autoagent worker --queue ${redactUrl(o.url)}\``);
+  }
+
+  /** `git bundle` of the commit (its whole history), base64; one per commit per run. */
+  private bundle(commit: string): Promise<string> {
+    let b = this.bundles.get(commit);
+    if (!b) {
+      b = (async () => {
+        const ref = `refs/autoagent-bundle/${commit}`;
+        const dir = mkdtempSync(join(tmpdir(), 'autoagent-bundle-'));
+        try {
+          await run('git', ['update-ref', ref, commit], { cwd: this.o.repo });
+          await run('git', ['bundle', 'create', '-q', join(dir, 'b'), ref], { cwd: this.o.repo });
+          return readFileSync(join(dir, 'b')).toString('base64');
+        } finally {
+          await run('git', ['update-ref', '-d', ref], { cwd: this.o.repo }).catch(() => undefined);
+          rmSync(dir, { recursive: true, force: true });
+        }
+      })();
+      b.catch(() => this.bundles.delete(commit));
+      this.bundles.set(commit, b);
+    }
+    return b;
+  }
+
+  evaluate(t: DispatchTarget, start: (slot: number) => void): Promise<Dispatched> {
+    return this.pool.run(async (slot) => {
+      start(slot);
+      await (this.reachable ??= this.ping());
+      const id = jobId({ run: this.o.runId, commit: t.commit, studyHash: this.studyHash, stage: t.stage, repeat: t.repeat, seed: t.seed });
+      const data: JobData = {
+        v: 1, run: this.o.runId, study: this.studyText, study_hash: this.studyHash, study_dir: this.o.studyDir, commit: t.commit,
+        bundle: await this.bundle(t.commit), manifest: this.o.manifest, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
+        seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, unsafe_no_sandbox: this.o.unsafeNoSandbox,
+      };
+      const res = await this.submit(id, data, t.signal);
+      if (!res) return { out: aborted(), slot: null, hardware: null };
+      if (res.refused) throw new LockViolation(`worker ${res.worker} refused experiment #${t.seq} repeat ${t.repeat}: ${res.refused}`);
+      return { out: { ...res.outcome!, telemetry: { ...res.outcome!.telemetry, worker: res.worker } }, slot: this.size > 1 ? slot : null, hardware: res.hardware };
+    });
+  }
+
+  /** Add the job (a no-op when its id exists) and wait for its result; null when `signal` aborts first. */
+  private async submit(id: string, data: JobData, signal: AbortSignal): Promise<JobResult | null> {
+    const add = () => this.queue.add('eval', data, {
+      jobId: id, attempts: 1,
+      // kept a week: a resumed coordinator reads results it did not see; failed ones tell why
+      removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 },
+    });
+    await add();
+    const pollMs = this.o.pollMs ?? 100;
+    let noWorkerSince: number | null = null;
+    for (;;) {
+      if (signal.aborted) {
+        await this.queue.remove(id).catch(() => undefined); // a waiting job is removed; an active one is locked and stays
+        return null;
+      }
+      const state = await this.queue.getJobState(id);
+      if (state === 'completed') {
+        const job = await Job.fromId<JobData, JobResult>(this.queue, id);
+        if (job?.returnvalue) return job.returnvalue;
+      } else if (state === 'failed') {
+        const job = await Job.fromId<JobData, JobResult>(this.queue, id);
+        throw new UserError(`queue job for experiment #${data.seq} repeat ${data.repeat} failed on a worker: ${job?.failedReason ?? 'no reason given'}`);
+      } else if (state === 'unknown') {
+        // gone (removed, or Redis lost it): add it again
+        await add();
+      }
+      if (state === 'waiting' || state === 'prioritized' || state === 'delayed' || state === 'unknown') {
+        if ((await this.workerCount()) === 0) {
+          noWorkerSince ??= Date.now();
+          if (!this.toldNoWorker) {
+            this.toldNoWorker = true;
+            this.o.say(`no worker is connected to queue ${redactUrl(this.o.url)}: waiting up to ${this.o.waitSeconds} s for one (\`autoagent worker --queue ${redactUrl(this.o.url)}\`)`);
+          }
+          if (Date.now() - noWorkerSince > this.o.waitSeconds * 1000) {
+            await this.queue.remove(id).catch(() => undefined); // not left for a worker that comes later (resume adds it again)
+            throw new QueueWaitExpired(`no worker took an evaluation from queue ${redactUrl(this.o.url)} within ${this.o.waitSeconds} s`);
+          }
+          await sleep(1000, signal);
+          continue;
+        }
+        if (noWorkerSince !== null && this.toldNoWorker) {
+          this.o.say('a worker connected: evaluations go on');
+          this.toldNoWorker = false;
+        }
+        noWorkerSince = null;
+      }
+      await sleep(pollMs, signal);
+    }
+  }
+
+  /** Redis answers within 10 s when the run starts (later outages are waited out) */
+  private async ping(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, fail) => {
+      timer = setTimeout(() => fail(new UserError(`cannot reach queue ${redactUrl(this.o.url)} (no answer in 10 s): start redis-server there, or check --queue`)), 10_000);
+    });
+    try {
+      await Promise.race([this.conn.ping(), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** live workers, read at most every 2 s */
+  private async workerCount(): Promise<number> {
+    if (Date.now() - this.workersAt > 2000 || this.workers < 0) {
+      this.workers = (await liveWorkers(this.conn)).length;
+      this.workersAt = Date.now();
+    }
+    return this.workers;
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close().catch(() => undefined);
+    this.conn.disconnect();
+  }
+}
+
+function aborted(): EvalOutcome {
+  return { status: 'crash', metric: null, reason: 'cut short', commandMs: 0, evaluatorMs: 0, exitCode: null, stdoutTail: '', stderrTail: '', telemetry: null };
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((ok) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      ok();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
