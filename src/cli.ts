@@ -1,6 +1,6 @@
 /** The autoagent command line. */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openDb, storeErrorMessage, lastStorePath } from '../traces/index.ts';
 import { UserError, UsageError } from './errors.ts';
@@ -46,6 +46,12 @@ function secondsArg(name: string) {
 interface CommonOpts { db?: string; json?: boolean }
 interface RunOpts extends CommonOpts {
   experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean; parallel?: number;
+  data?: string; prices?: string;
+}
+
+/** the version in autoagent's own package.json */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 async function storePath(opts: CommonOpts): Promise<string> {
@@ -55,7 +61,7 @@ async function storePath(opts: CommonOpts): Promise<string> {
 }
 
 function overridesOf(o: RunOpts): Overrides {
-  return { experiments: o.experiments, experimentSeconds: o.experimentSeconds, wallSeconds: o.wallSeconds, corpus: o.corpus, parallel: o.parallel };
+  return { experiments: o.experiments, experimentSeconds: o.experimentSeconds, wallSeconds: o.wallSeconds, corpus: o.corpus, parallel: o.parallel, data: o.data, prices: o.prices };
 }
 
 /** Run or resume with Ctrl-C handling: finish recording, remove worktrees, exit 130. */
@@ -103,6 +109,8 @@ function addRunOptions(c: Command): Command {
     .option('--wall-seconds <s>', 'time budget of the whole run', secondsArg('--wall-seconds'))
     .option('--parallel <n>', 'evaluations at once (slots); a round then has max(candidates, n) candidates', positiveIntArg('--parallel'))
     .option('--corpus <path>', 'trainer studies: a UTF-8 file or folder to train on instead of the study\'s corpus')
+    .option('--data <dir>', 'harness studies: the data root of the built-in benchmarks (instead of harness.data / AUTOAGENT_DATA)')
+    .option('--prices <file>', 'harness studies: a price table (JSON or YAML) over the defaults (instead of harness.prices)')
     .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (recorded on the run)')
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
     .option('--json', 'print the final ledger as JSON');
@@ -123,6 +131,7 @@ const processIO: IO = {
 export function buildProgram(io: IO, exit: { code: number } = { code: 0 }): Command {
   const program = new Command('autoagent')
     .description('Runs the ratchet loop unattended: propose an edit, score it with locked code in a sandbox, keep only real improvements in git.')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
@@ -177,7 +186,7 @@ Examples:
     .requiredOption('--harness <dir>', 'the harness folder (harness.yaml, prompts/, tools/)')
     .requiredOption('--bench <name>', 'a built-in benchmark (gsm8k, bbh, humaneval-x-js, tooluse) or a benchmark folder')
     .option('--split <split>', 'train | val | test', 'val')
-    .option('--limit <n>', 'only the first N tasks of the split', intArg('--limit'), 0)
+    .option('--limit <n>', 'only the first N tasks of the split (default: all)', intArg('--limit'))
     .option('--concurrency <n>', 'tasks at once', intArg('--concurrency'), 4)
     .option('--data <dir>', 'data root of the built-in suites (default: AUTOAGENT_DATA)')
     .option('--prices <file>', 'a price table (JSON or YAML) over the defaults')
@@ -189,8 +198,8 @@ Examples:
       if (!['train', 'val', 'test'].includes(o.split)) throw new UsageError(`--split: one of train, val, test (got ${o.split})`);
       exit.code = await evalCommand(o, io.out, io.err);
     });
-  program.command('traces <target> [query]').description('transcripts of an experiment (N or RUN/N) or an eval (eval-…); `traces search "text"` searches every trace')
-    .option('--task <id>', 'only this task').option('--failed', 'only failed or wrong tasks')
+  program.command('traces <target> [query]').description('transcripts of an experiment (N or RUN/N), an eval (eval-…) or one trace (its id, or its first 6+ characters, as `show`, `blame` and `traces search` print them); `traces search "text"` searches every trace')
+    .option('--task <id>', 'only this task').option('--failed', 'the transcripts of the failed or wrong tasks')
     .option('--run <id>', 'the run (default: the latest)').option('--limit <n>', 'search hits to show', intArg('--limit'), 20)
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
     .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
