@@ -2,6 +2,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { openDb, storeErrorMessage, lastStorePath } from '../traces/index.ts';
 import { UserError, UsageError } from './errors.ts';
 import { startRun, resumeRun, defaultDbPath, type LoopOptions, type Overrides, type RunResult } from './loop.ts';
@@ -13,6 +14,7 @@ import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } f
 import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
 import { uiCommand } from './ui/cli.ts';
+import { doctorCommand, thisMachine } from './doctor.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -253,6 +255,13 @@ Examples:
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
     .action(async (o: { port: number; host: string; db?: string }) => {
       exit.code = await uiCommand(o, io);
+    });
+  program.command('doctor').description('what this machine has of what autoagent needs (Node, git, bubblewrap, a Python with PyTorch, optuna, Chromium, the corpus): one line each, with the command that installs what is missing; exit 1 when something required is missing')
+    .option('--install', 'install every missing Debian package (apt-get as root or through sudo; otherwise print the command and exit 1)')
+    .option('--dry-run', 'with --install: print the commands instead of running them')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { install?: boolean; dryRun?: boolean; json?: boolean }) => {
+      exit.code = await doctorCommand(o, io, thisMachine(), fileURLToPath(new URL('..', import.meta.url)));
     });
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')

