@@ -15,6 +15,7 @@ import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
 import { uiCommand } from './ui/cli.ts';
 import { doctorCommand, thisMachine } from './doctor.ts';
+import { askOver, hasStudyFlags, initCommand, type InitOptions } from './init.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -139,6 +140,9 @@ export function buildProgram(io: IO, exit: { code: number } = { code: 0 }): Comm
     .configureOutput({ writeOut: io.out, writeErr: io.err });
   program.addHelpText('after', `
 Examples:
+  autoagent doctor --install                           check this machine, install what is missing
+  autoagent init --kind command --editable params.py --command "python3 train.py" --evaluate "python3 evaluate.py" --metric loss
+                                                       scaffold a study in your repository (no flags on a terminal: it asks)
   autoagent run gpu-trainer/study.yaml                 train a small GPT, ratchet its train.py
   autoagent run study.yaml --experiments 8             8 experiments after the baseline
   autoagent knobs study.yaml                           the knobs a search would turn, and what was skipped
@@ -255,6 +259,26 @@ Examples:
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
     .action(async (o: { port: number; host: string; db?: string }) => {
       exit.code = await uiCommand(o, io);
+    });
+  program.command('init').description('scaffold a study in this repository: study.yaml from the flags, or by asking on a terminal when none is given (never overwrites; copies autoagent\'s example train.py / prepare.py or harness when missing)')
+    .option('--kind <kind>', 'command | trainer | harness')
+    .option('--name <name>', 'the study\'s name (default: the folder\'s)')
+    .option('--editable <globs...>', 'the files a proposer may change (trainer: train.py; harness: the harness files)')
+    .option('--locked <globs...>', 'files hashed and verified (default: the files the --evaluate command names; trainer: prepare.py)')
+    .option('--metric <name>', 'the metric\'s name (trainer: val_bpb; harness: score)')
+    .option('--direction <dir>', 'minimize | maximize (default minimize; harness: maximize)')
+    .option('--command <cmd>', 'command studies: run for each candidate (e.g. "python3 train.py")')
+    .option('--evaluate <cmd>', 'command studies: the locked evaluator, printing METRIC name=value (e.g. "python3 evaluate.py")')
+    .option('--harness <dir>', 'harness studies: the harness folder (default harness)')
+    .option('--benchmark <name>', 'harness studies: gsm8k, bbh, humaneval-x-js, tooluse, or a benchmark folder')
+    .option('-o, --output <file>', 'the study file to write (default study.yaml)')
+    .action(async (o: InitOptions) => {
+      const asker = !hasStudyFlags(o) && process.stdin.isTTY ? askOver(process.stdin, process.stdout) : null;
+      try {
+        exit.code = await initCommand(o, io, asker?.ask ?? null);
+      } finally {
+        asker?.close();
+      }
     });
   program.command('doctor').description('what this machine has of what autoagent needs (Node, git, bubblewrap, a Python with PyTorch, optuna, Chromium, the corpus): one line each, with the command that installs what is missing; exit 1 when something required is missing')
     .option('--install', 'install every missing Debian package (apt-get as root or through sudo; otherwise print the command and exit 1)')

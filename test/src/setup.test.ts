@@ -8,10 +8,24 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { doctorCommand, installPlan, missingPackages, runChecks, thisMachine, type Machine } from '../../src/doctor.ts';
 import { main, type IO } from '../../src/cli.ts';
-import { cleanup } from '../helpers/repo.ts';
+import { askOver, initCommand } from '../../src/init.ts';
+import { loadStudy } from '../../src/study.ts';
+import { cleanup, makeRepo, sh, PARAMS_PY, EVALUATE_PY } from '../helpers/repo.ts';
+
+/** run fn with the process in dir */
+async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const prev = process.cwd();
+  process.chdir(dir);
+  try {
+    return await fn();
+  } finally {
+    process.chdir(prev);
+  }
+}
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/autoagent.js');
@@ -189,4 +203,98 @@ test('npm pack holds what the CLI needs (bin, sources, python helpers, schema, t
   assert.equal(pkg.private, undefined, 'installable');
   assert.equal(pkg.bin.autoagent, 'bin/autoagent.js');
   assert.ok(pkg.dependencies.tsx, 'tsx runs the sources: a runtime dependency');
+});
+
+test('init from flags: a command study the real schema accepts, locking what --evaluate names; it runs once committed; never overwrites', async () => {
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY });
+  try {
+    const io = capture();
+    const args = ['init', '--kind', 'command', '--editable', 'params.py', '--command', 'python3 params.py', '--evaluate', 'python3 evaluate.py', '--metric', 'loss'];
+    assert.equal(await inDir(repo, () => main(args, io)), 0, io.stderr());
+    assert.match(io.stdout(), /^wrote study\.yaml: kind command, editable params\.py, locked evaluate\.py, metric loss \(minimize\)$/m);
+    assert.match(io.stdout(), /^next: git add study\.yaml params\.py evaluate\.py && git commit/m);
+    const { study } = loadStudy(join(repo, 'study.yaml'));
+    assert.equal(study.name, basename(repo).replace(/[^A-Za-z0-9_.-]+/g, '-'));
+    assert.deepEqual([study.kind, study.editable, study.locked, study.command, study.evaluate, study.metric.name, study.metric.direction],
+      ['command', ['params.py'], ['evaluate.py'], 'python3 params.py', 'python3 evaluate.py', 'loss', 'minimize']);
+    const text = readFileSync(join(repo, 'study.yaml'), 'utf8');
+    const again = capture();
+    assert.equal(await inDir(repo, () => main(args, again)), 2);
+    assert.match(again.stderr(), /study\.yaml exists already: init never overwrites/);
+    assert.equal(readFileSync(join(repo, 'study.yaml'), 'utf8'), text, 'untouched');
+    // committed, it runs: baseline and one experiment
+    sh(repo, 'git', ['add', 'study.yaml']);
+    sh(repo, 'git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'study']);
+    const run = capture();
+    assert.equal(await inDir(repo, () => main(['run', 'study.yaml', '--experiments', '1', '--json'], run)), 0, run.stderr());
+    const ledger = JSON.parse(run.stdout());
+    assert.equal(ledger.run.status, 'finished');
+    assert.equal(ledger.baseline.repeats.length, 3);
+    assert.ok(ledger.rows.some((r: { seq: number }) => r.seq === 1), 'experiment 1 is in the ledger');
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('init: trainer and harness studies get autoagent\'s example files when theirs are missing; bad input is one line, nothing written', async () => {
+  const repo = makeRepo({ 'README': 'x\n' });
+  try {
+    const t = capture();
+    assert.equal(await inDir(repo, () => main(['init', '--kind', 'trainer', '-o', 'gpt/study.yaml'], t)), 0, t.stderr());
+    for (const f of ['train.py', 'prepare.py']) assert.equal(readFileSync(join(repo, 'gpt', f), 'utf8'), readFileSync(join(ROOT, 'gpu-trainer', f), 'utf8'));
+    assert.match(t.stdout(), /copied from autoagent: gpt\/train\.py, gpt\/prepare\.py/);
+    const trainer = loadStudy(join(repo, 'gpt/study.yaml')).study;
+    assert.deepEqual([trainer.kind, trainer.editable, trainer.locked, trainer.metric.name, trainer.trainer?.budget, trainer.trainer?.steps], ['trainer', ['train.py'], ['prepare.py'], 'val_bpb', 'steps', 400]);
+
+    const h = capture();
+    assert.equal(await inDir(repo, () => main(['init', '--kind', 'harness', '--benchmark', 'gsm8k', '--harness', 'h', '-o', 'h-study.yaml'], h)), 0, h.stderr());
+    assert.ok(existsSync(join(repo, 'h/harness.yaml')) && existsSync(join(repo, 'h/prompts/system.md')));
+    const harness = loadStudy(join(repo, 'h-study.yaml')).study;
+    assert.deepEqual([harness.editable, harness.metric.direction, harness.harness?.dir, harness.harness?.benchmark], [['h/harness.yaml', 'h/prompts/*.md'], 'maximize', 'h', 'gsm8k']);
+
+    const bad: Array<[string[], RegExp, number]> = [
+      [['init'], /init: --kind is needed/, 2],
+      [['init', '--kind', 'docker'], /init: --kind: one of command, trainer, harness \(got docker\)/, 2],
+      [['init', '--kind', 'command', '--editable', 'a.py', '--command', 'x', '--evaluate', 'y', '--metric', 'm', '--direction', 'down'], /field `metric\.direction`: one of "minimize", "maximize"/, 2],
+      [['init', '--kind', 'harness', '--benchmark', 'gsm8k', '--direction', 'minimize'], /field `metric\.direction`: maximize/, 2],
+      [['init', '--kind', 'command', '--editable', 'a.py'], /init: --command is needed/, 2],
+    ];
+    for (const [args, pattern, code] of bad) {
+      const io = capture();
+      assert.equal(await inDir(repo, () => main([...args, '-o', 'bad.yaml'], io)), code, args.join(' '));
+      assert.match(io.stderr(), pattern);
+      assert.equal(io.stderr().trim().split('\n').length, 1);
+      assert.equal(existsSync(join(repo, 'bad.yaml')), false, `${args.join(' ')}: nothing written`);
+    }
+    const outside = mkdtempSync(join(tmpdir(), 'autoagent-nogit-'));
+    const n = capture();
+    assert.equal(await inDir(outside, () => main(['init', '--kind', 'trainer'], n)), 1);
+    assert.match(n.stderr(), /is not in a git repository .*run `git init` there first/);
+    cleanup(outside);
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('init asks on a terminal: each question with its default, answered line by line', async () => {
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY });
+  try {
+    const answers = Readable.from(['\n', 'mystudy\n', 'params.py\n', 'python3 params.py\n', 'python3 evaluate.py\n', 'loss\n', 'maximize\n'].join(''));
+    const prompts = new PassThrough();
+    let shown = '';
+    prompts.on('data', (d) => (shown += d));
+    const { ask, close } = askOver(answers, prompts);
+    const io = capture();
+    assert.equal(await initCommand({}, io, ask, repo), 0, io.stderr());
+    close();
+    assert.match(shown, /Kind of study: command, trainer or harness \[command\]: /);
+    assert.match(shown, /Direction: minimize or maximize \[minimize\]: /);
+    const s = loadStudy(join(repo, 'study.yaml')).study;
+    assert.deepEqual([s.name, s.kind, s.editable, s.locked, s.command, s.metric.direction], ['mystudy', 'command', ['params.py'], ['evaluate.py'], 'python3 params.py', 'maximize']);
+    // input that ends before the questions do
+    const { ask: short } = askOver(Readable.from(['trainer\n']), new PassThrough());
+    await assert.rejects(initCommand({ output: 'other.yaml' }, capture(), short, repo), /init: no answer to "Name/);
+  } finally {
+    cleanup(repo);
+  }
 });
