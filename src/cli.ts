@@ -1,7 +1,8 @@
 /** The autoagent command line. */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { openDb, storeErrorMessage, lastStorePath } from '../traces/index.ts';
 import { UserError, UsageError } from './errors.ts';
 import { startRun, resumeRun, defaultDbPath, type LoopOptions, type Overrides, type RunResult } from './loop.ts';
@@ -14,6 +15,8 @@ import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
 import { uiCommand } from './ui/cli.ts';
 import { workerCommand, queueStatus, queueStatusText, type WorkerCliOptions } from './queue/cli.ts';
+import { doctorCommand, thisMachine } from './doctor.ts';
+import { askOver, hasStudyFlags, initCommand, type InitOptions } from './init.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
@@ -48,6 +51,12 @@ interface CommonOpts { db?: string; json?: boolean }
 interface RunOpts extends CommonOpts {
   experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean; parallel?: number;
   queue?: string; queueWait?: number;
+  data?: string; prices?: string;
+}
+
+/** the version in autoagent's own package.json */
+export function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
 async function storePath(opts: CommonOpts): Promise<string> {
@@ -57,7 +66,7 @@ async function storePath(opts: CommonOpts): Promise<string> {
 }
 
 function overridesOf(o: RunOpts): Overrides {
-  return { experiments: o.experiments, experimentSeconds: o.experimentSeconds, wallSeconds: o.wallSeconds, corpus: o.corpus, parallel: o.parallel };
+  return { experiments: o.experiments, experimentSeconds: o.experimentSeconds, wallSeconds: o.wallSeconds, corpus: o.corpus, parallel: o.parallel, data: o.data, prices: o.prices };
 }
 
 /** Run or resume with Ctrl-C handling: finish recording, remove worktrees, exit 130. */
@@ -108,6 +117,8 @@ function addRunOptions(c: Command): Command {
     .option('--wall-seconds <s>', 'time budget of the whole run', secondsArg('--wall-seconds'))
     .option('--parallel <n>', 'evaluations at once (slots); a round then has max(candidates, n) candidates', positiveIntArg('--parallel'))
     .option('--corpus <path>', 'trainer studies: a UTF-8 file or folder to train on instead of the study\'s corpus')
+    .option('--data <dir>', 'harness studies: the data root of the built-in benchmarks (instead of harness.data / AUTOAGENT_DATA)')
+    .option('--prices <file>', 'harness studies: a price table (JSON or YAML) over the defaults (instead of harness.prices)')
     .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (recorded on the run)')
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
     .option('--queue <url>', 'evaluate on `autoagent worker` processes of this Redis (redis://HOST:PORT, rediss://:PASSWORD@HOST:PORT)')
@@ -130,11 +141,15 @@ const processIO: IO = {
 export function buildProgram(io: IO, exit: { code: number } = { code: 0 }): Command {
   const program = new Command('autoagent')
     .description('Runs the ratchet loop unattended: propose an edit, score it with locked code in a sandbox, keep only real improvements in git.')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err });
   program.addHelpText('after', `
 Examples:
+  autoagent doctor --install                           check this machine, install what is missing
+  autoagent init --kind command --editable params.py --command "python3 train.py" --evaluate "python3 evaluate.py" --metric loss
+                                                       scaffold a study in your repository (no flags on a terminal: it asks)
   autoagent run gpu-trainer/study.yaml                 train a small GPT, ratchet its train.py
   autoagent run study.yaml --experiments 8             8 experiments after the baseline
   autoagent knobs study.yaml                           the knobs a search would turn, and what was skipped
@@ -184,7 +199,7 @@ Examples:
     .requiredOption('--harness <dir>', 'the harness folder (harness.yaml, prompts/, tools/)')
     .requiredOption('--bench <name>', 'a built-in benchmark (gsm8k, bbh, humaneval-x-js, tooluse) or a benchmark folder')
     .option('--split <split>', 'train | val | test', 'val')
-    .option('--limit <n>', 'only the first N tasks of the split', intArg('--limit'), 0)
+    .option('--limit <n>', 'only the first N tasks of the split (default: all)', intArg('--limit'))
     .option('--concurrency <n>', 'tasks at once', intArg('--concurrency'), 4)
     .option('--data <dir>', 'data root of the built-in suites (default: AUTOAGENT_DATA)')
     .option('--prices <file>', 'a price table (JSON or YAML) over the defaults')
@@ -196,8 +211,8 @@ Examples:
       if (!['train', 'val', 'test'].includes(o.split)) throw new UsageError(`--split: one of train, val, test (got ${o.split})`);
       exit.code = await evalCommand(o, io.out, io.err);
     });
-  program.command('traces <target> [query]').description('transcripts of an experiment (N or RUN/N) or an eval (eval-…); `traces search "text"` searches every trace')
-    .option('--task <id>', 'only this task').option('--failed', 'only failed or wrong tasks')
+  program.command('traces <target> [query]').description('transcripts of an experiment (N or RUN/N), an eval (eval-…) or one trace (its id, or its first 6+ characters, as `show`, `blame` and `traces search` print them); `traces search "text"` searches every trace')
+    .option('--task <id>', 'only this task').option('--failed', 'the transcripts of the failed or wrong tasks')
     .option('--run <id>', 'the run (default: the latest)').option('--limit <n>', 'search hits to show', intArg('--limit'), 20)
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
     .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
@@ -267,6 +282,33 @@ Examples:
     .action(async (o: { queue: string; json?: boolean }) => {
       const s = await queueStatus(o.queue);
       io.out((o.json ? JSON.stringify(s, null, 2) : queueStatusText(s)) + '\n');
+    });
+  program.command('init').description('scaffold a study in this repository: study.yaml from the flags, or by asking on a terminal when none is given (never overwrites; copies autoagent\'s example train.py / prepare.py or harness when missing)')
+    .option('--kind <kind>', 'command | trainer | harness')
+    .option('--name <name>', 'the study\'s name (default: the folder\'s)')
+    .option('--editable <globs...>', 'the files a proposer may change (trainer: train.py; harness: the harness files)')
+    .option('--locked <globs...>', 'files hashed and verified (default: the files the --evaluate command names; trainer: prepare.py)')
+    .option('--metric <name>', 'the metric\'s name (trainer: val_bpb; harness: score)')
+    .option('--direction <dir>', 'minimize | maximize (default minimize; harness: maximize)')
+    .option('--command <cmd>', 'command studies: run for each candidate (e.g. "python3 train.py")')
+    .option('--evaluate <cmd>', 'command studies: the locked evaluator, printing METRIC name=value (e.g. "python3 evaluate.py")')
+    .option('--harness <dir>', 'harness studies: the harness folder (default harness)')
+    .option('--benchmark <name>', 'harness studies: gsm8k, bbh, humaneval-x-js, tooluse, or a benchmark folder')
+    .option('-o, --output <file>', 'the study file to write (default study.yaml)')
+    .action(async (o: InitOptions) => {
+      const asker = !hasStudyFlags(o) && process.stdin.isTTY ? askOver(process.stdin, process.stdout) : null;
+      try {
+        exit.code = await initCommand(o, io, asker?.ask ?? null);
+      } finally {
+        asker?.close();
+      }
+    });
+  program.command('doctor').description('what this machine has of what autoagent needs (Node, git, bubblewrap, a Python with PyTorch, optuna, Chromium, the corpus): one line each, with the command that installs what is missing; exit 1 when something required is missing')
+    .option('--install', 'install every missing Debian package (apt-get as root or through sudo; otherwise print the command and exit 1)')
+    .option('--dry-run', 'with --install: print the commands instead of running them')
+    .option('--json', 'machine-readable output')
+    .action(async (o: { install?: boolean; dryRun?: boolean; json?: boolean }) => {
+      exit.code = await doctorCommand(o, io, thisMachine(), fileURLToPath(new URL('..', import.meta.url)));
     });
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')

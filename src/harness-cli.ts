@@ -19,7 +19,8 @@ export interface EvalCliOptions {
   harness: string;
   bench: string;
   split: 'train' | 'val' | 'test';
-  limit: number;
+  /** only the first N tasks (absent or 0: all) */
+  limit?: number;
   concurrency: number;
   data?: string;
   prices?: string;
@@ -51,7 +52,7 @@ export async function evalCommand(o: EvalCliOptions, out: (t: string) => void, e
   const data = dataRoot(o.data, process.cwd());
   const local = resolve(o.bench);
   const bench = await loadBenchmark(existsSync(join(local, 'benchmark.yaml')) ? local : o.bench, { dataRoot: data });
-  const tasks = studyTasks(bench, o.split, o.limit);
+  const tasks = studyTasks(bench, o.split, o.limit ?? 0);
   if (tasks.length === 0) throw new UsageError(`benchmark ${bench.name} has no ${o.split} tasks`);
   const provider = createProvider(harness.config.provider, { prices: loadPrices(o.prices), retry: harness.config.retry });
   const groupId = `eval-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '')}-${Math.random().toString(36).slice(2, 6)}`;
@@ -114,7 +115,8 @@ export async function tracesCommand(target: string, query: string | undefined, o
       out('no traces match\n');
       return 0;
     }
-    if (!o.task && traces.length > 1) {
+    // several traces: a list, unless one task or the failed ones were asked for (their transcripts)
+    if (!o.task && !o.failed && traces.length > 1) {
       out(renderTraceList(traces) + '\n\none transcript: add --task ID\n');
       return 0;
     }

@@ -55,6 +55,9 @@ export interface Overrides {
   experimentSeconds?: number;
   wallSeconds?: number;
   corpus?: string;
+  /** harness studies: the data root (--data) and a price table (--prices), over harness.data / harness.prices */
+  data?: string;
+  prices?: string;
 }
 
 export interface LoopOptions {
@@ -133,6 +136,11 @@ function applyOverrides(study: Study, o: Overrides): Study {
   if (o.corpus !== undefined) {
     if (s.kind !== 'trainer') throw new UsageError(`--corpus applies to trainer studies only (this study is kind: ${s.kind})`);
     s.trainer = { ...(s.trainer ?? StudySchema.shape.trainer.unwrap().parse({})), corpus: resolve(o.corpus) };
+  }
+  for (const [flag, key] of [['--data', 'data'], ['--prices', 'prices']] as const) {
+    if (o[key] === undefined) continue;
+    if (s.kind !== 'harness' || !s.harness) throw new UsageError(`${flag} applies to harness studies only (this study is kind: ${s.kind})`);
+    s.harness[key] = resolve(o[key]);
   }
   return StudySchema.parse(s);
 }

@@ -72,5 +72,5 @@ function existsDir(p: string): boolean {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
   const out = await buildClient();
-  process.stdout.write(`dashboard client: ${out} (${Math.round(statSync(out).size / 1024)} KiB)\n`);
+  process.stderr.write(`dashboard client: ${out} (${Math.round(statSync(out).size / 1024)} KiB)\n`);
 }
