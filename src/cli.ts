@@ -14,6 +14,7 @@ import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
 import { uiCommand } from './ui/cli.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
+import { evalsData, evalsText } from './evals-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
 function intArg(name: string) {
@@ -173,6 +174,9 @@ Examples:
       const db = openDb(await storePath(o));
       io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
     });
+  program.command('evals').description('evaluations `autoagent eval` stored, newest first: id, benchmark, harness, tasks, score, date')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (o: CommonOpts) => io.out((o.json ? JSON.stringify(evalsData(openDb(await storePath(o))), null, 2) : evalsText(openDb(await storePath(o)))) + '\n'));
   program.command('eval').description('evaluate a harness on a benchmark split, outside any run: per-task results and the aggregate')
     .requiredOption('--harness <dir>', 'the harness folder (harness.yaml, prompts/, tools/)')
     .requiredOption('--bench <name>', 'a built-in benchmark (gsm8k, bbh, humaneval-x-js, tooluse) or a benchmark folder')
@@ -191,7 +195,7 @@ Examples:
     });
   program.command('traces <target> [query]').description('transcripts of an experiment (N or RUN/N) or an eval (eval-…); `traces search "text"` searches every trace')
     .option('--task <id>', 'only this task').option('--failed', 'only failed or wrong tasks')
-    .option('--run <id>', 'the run (default: the latest)').option('--limit <n>', 'search hits to show', intArg('--limit'), 20)
+    .option('--run <id>', 'the run (default: the latest; search: only its traces)').option('--limit <n>', 'traces to show (search)', intArg('--limit'), 20)
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
     .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
       exit.code = await tracesCommand(target, query, o, io.out);
