@@ -116,7 +116,7 @@ A store of ${traces.toLocaleString('en')} traces × ${SPANS} spans = ${total.toL
 span text; built ${buildS === null ? 'earlier and reused' : `in ${buildS.toFixed(0)} s`}), measured ${new Date().toISOString().slice(0, 10)} on ${machine()};
 median of ${runs} runs after one warm-up, the top 20 each. *Before*: bm25 over every match, one row per span. *Now*: one row per
 trace (its best match, its matching rows counted); a query with more than ${RANK_CAP.toLocaleString('en')} matches in a part of the
-index (spans; answers and errors) ranks its newest ${RANK_CAP.toLocaleString('en')}, each OR alternative with fewer ranked in full.
+index (spans; answers and errors) shows its newest ${RANK_CAP.toLocaleString('en')} first, unranked; an OR alternative with fewer is still ranked by bm25, ahead of them.
 *Matches* counts index rows (spans and trace answers). The machine is shared: the ratios hold, the absolute figures vary with its load.
 
 | query | text | matches | before | now | speed-up | now returns |
