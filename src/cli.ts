@@ -18,6 +18,7 @@ import { workerCommand, queueStatus, queueStatusText, type WorkerCliOptions } fr
 import { doctorCommand, thisMachine } from './doctor.ts';
 import { askOver, hasStudyFlags, initCommand, type InitOptions } from './init.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
+import { evalsData, evalsText } from './evals-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
 
 function intArg(name: string) {
@@ -195,6 +196,9 @@ Examples:
       const db = openDb(await storePath(o));
       io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
     });
+  program.command('evals').description('evaluations `autoagent eval` stored, newest first: id, benchmark, harness, tasks, score, date')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (o: CommonOpts) => io.out((o.json ? JSON.stringify(evalsData(openDb(await storePath(o))), null, 2) : evalsText(openDb(await storePath(o)))) + '\n'));
   program.command('eval').description('evaluate a harness on a benchmark split, outside any run: per-task results and the aggregate')
     .requiredOption('--harness <dir>', 'the harness folder (harness.yaml, prompts/, tools/)')
     .requiredOption('--bench <name>', 'a built-in benchmark (gsm8k, bbh, humaneval-x-js, tooluse) or a benchmark folder')
@@ -213,7 +217,7 @@ Examples:
     });
   program.command('traces <target> [query]').description('transcripts of an experiment (N or RUN/N), an eval (eval-…) or one trace (its id, or its first 6+ characters, as `show`, `blame` and `traces search` print them); `traces search "text"` searches every trace')
     .option('--task <id>', 'only this task').option('--failed', 'the transcripts of the failed or wrong tasks')
-    .option('--run <id>', 'the run (default: the latest)').option('--limit <n>', 'search hits to show', intArg('--limit'), 20)
+    .option('--run <id>', 'the run (default: the latest; search: only its traces)').option('--limit <n>', 'traces to show (search)', intArg('--limit'), 20)
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
     .action(async (target: string, query: string | undefined, o: TracesCliOptions) => {
       exit.code = await tracesCommand(target, query, o, io.out);

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openDb, type DB } from '../traces/index.ts';
-import { tracesOf, getTrace, searchTraces } from '../traces/traces.ts';
+import { tracesOf, getTrace, searchTraceHits, type TraceHit } from '../traces/traces.ts';
 import { renderTranscript, renderTraceList } from '../traces/transcript.ts';
 import { loadHarness } from '../task-agent/harness.ts';
 import { evaluateHarness, SpendGuard } from '../task-agent/evaluate.ts';
@@ -101,9 +101,10 @@ export async function tracesCommand(target: string, query: string | undefined, o
   try {
     if (target === 'search') {
       if (!query) throw new UsageError('traces search: give the text to look for, e.g. autoagent traces search "timeout"');
-      const hits = searchTraces(db, query, { limit: o.limit });
+      if (o.run !== undefined && !db.prepare('SELECT 1 FROM runs WHERE id = ?').get(o.run)) throw new UsageError(`--run: no run ${o.run} in ${dbPath}`);
+      const hits = searchTraceHits(db, query, { limit: o.limit, runId: o.run });
       if (o.json) out(JSON.stringify(hits, null, 2) + '\n');
-      else out((hits.length ? table(['trace', 'task', 'span', 'match'], hits.map((h) => [h.trace_id.slice(0, 8), h.task_id, h.span_name ?? '', h.snippet.replace(/\s+/g, ' ')])) : `no trace mentions "${query}"`) + '\n');
+      else out((hits.length ? searchTable(hits) : `no trace mentions "${query}"`) + '\n');
       return 0;
     }
     const traces = findTraces(db, target, o);
@@ -128,6 +129,20 @@ export async function tracesCommand(target: string, query: string | undefined, o
   } finally {
     db.close();
   }
+}
+
+/** one row per trace: where it ran (RUN/N, as `traces` takes it, or the eval's id), its result, its matching rows, its best match */
+function searchTable(hits: TraceHit[]): string {
+  return table(['trace', 'run / eval', 'task', 'rep', 'status', 'score', 'matches', 'best match'], hits.map((h) => [
+    h.trace_id.slice(0, 8),
+    h.run_id !== null ? `${h.run_id}/${h.experiment_seq ?? '?'}${h.role === 'proposal' ? ' (meta-agent)' : ''}` : h.group_id,
+    h.task_id,
+    String(h.repeat),
+    !h.finalized ? 'unfinished' : h.pass === false && h.status === 'ok' ? 'wrong' : h.status,
+    fmtMetric(h.score),
+    String(h.matches),
+    `${h.span_kind ? `${h.span_kind} ${h.span_name}` : 'answer / error'}: ${h.snippet.replace(/\s+/g, ' ')}`,
+  ]));
 }
 
 function findTraces(db: DB, target: string, o: TracesCliOptions) {

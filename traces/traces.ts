@@ -70,6 +70,8 @@ export interface SearchOptions {
   snippetTokens?: number;
   /** only traces of this role (default: all) */
   role?: TraceRole;
+  /** rank every match, however many (default: see RANK_CAP) */
+  exact?: boolean;
 }
 
 export interface SearchHit {
@@ -82,7 +84,33 @@ export interface SearchHit {
   group_id: string;
   /** FTS5 snippet() of the best matching column, matches marked «like this» */
   snippet: string;
-  /** bm25 score: lower is better; hits come sorted by it */
+  /** bm25 score: lower is better; hits come sorted by it (0: not ranked, see RANK_CAP) */
+  rank: number;
+}
+
+/** A hit of `searchTraceHits`: one trace, its best match and where it ran. */
+export interface TraceHit {
+  trace_id: string;
+  role: TraceRole;
+  /** null for an `autoagent eval` (its id is group_id, eval-…) */
+  run_id: string | null;
+  experiment_seq: number | null;
+  group_id: string;
+  task_id: string;
+  repeat: number;
+  status: SpanStatus;
+  score: number | null;
+  pass: boolean | null;
+  finalized: boolean;
+  /** the trace's index rows that match: its spans, and its answer / error */
+  matches: number;
+  /** the best match: a span, or null (with span_kind and span_name) for the trace's answer / error */
+  span_id: string | null;
+  span_kind: SpanRecord['kind'] | null;
+  span_name: string | null;
+  /** FTS5 snippet() of the best match, matches marked «like this» */
+  snippet: string;
+  /** bm25 score of the best match: lower is better (0: not ranked, see RANK_CAP) */
   rank: number;
 }
 
@@ -581,12 +609,11 @@ export function getTrace(db: DB, id: string): TraceDetail | undefined {
 }
 
 /**
- * Turns what a person typed into an FTS5 query that cannot be a syntax error: each word and each
+ * Turns what a person typed into FTS5 terms that cannot be a syntax error: each word and each
  * "quoted phrase" becomes a quoted FTS5 string (all must match); `OR` between two terms is kept;
  * a trailing `*` on a word makes it a prefix search; terms without a letter or digit are dropped.
- * Returns null when nothing searchable is left.
  */
-export function ftsQuery(text: string): string | null {
+function ftsTerms(text: string): string[] {
   const terms: string[] = [];
   const quote = (s: string) => `"${s.replace(/"/g, '""')}"`;
   const searchable = (s: string) => /[\p{L}\p{N}]/u.test(s);
@@ -611,45 +638,235 @@ export function ftsQuery(text: string): string | null {
       if (searchable(base)) add(prefix ? `${quote(base)}*` : quote(base));
     }
   }
+  return terms;
+}
+
+/**
+ * `ftsTerms` as one FTS5 query (see there); null when nothing searchable is left.
+ */
+export function ftsQuery(text: string): string | null {
+  const terms = ftsTerms(text);
   return terms.length ? terms.join(' ') : null;
 }
 
-/** Full-text search over spans and traces; best hits first. */
-export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): SearchHit[] {
-  const q = ftsQuery(query);
-  if (!q) return [];
-  const limit = Math.max(1, Math.floor(opts.limit ?? 20));
-  const tokens = Math.min(64, Math.max(1, Math.floor(opts.snippetTokens ?? 12)));
-  const where: string[] = ['trace_fts MATCH @q'];
-  const params: Record<string, unknown> = { q, limit };
-  const filtered = opts.groupId !== undefined || opts.runId !== undefined || opts.role !== undefined;
+/** The alternatives of a query: FTS5 binds AND tighter than OR, so `a b OR c` is `(a b) OR c`. */
+function ftsAlternatives(text: string): string[] {
+  const alts: string[][] = [[]];
+  for (const t of ftsTerms(text)) {
+    if (t === 'OR') alts.push([]);
+    else alts[alts.length - 1]!.push(t);
+  }
+  return alts.filter((a) => a.length).map((a) => a.join(' '));
+}
+
+/**
+ * The most matching index rows a query (or one of its OR alternatives) gets ranked by bm25, per part of the index
+ * (spans; the traces' answers and errors). A query with more matches shows its newest `RANK_CAP` newest first,
+ * unranked (rank 0, after the ranked hits): bm25 must count every row that holds a word before it can score one
+ * (the whole cost of a search for a common word, whose weight is near zero anyway). A rarer OR alternative is
+ * still ranked by bm25, ahead of them.
+ */
+export const RANK_CAP = 2_000;
+
+const BM25 = 'bm25(trace_fts, 0.5, 2.0, 1.0, 1.5)';
+const MAX_ROWID = Number.MAX_SAFE_INTEGER;
+
+interface Plan {
+  /** the union of index rows to rank, each `SELECT rowid AS r, bm25 AS bm` (parameters inline by name) */
+  parts: string[];
+  params: Record<string, unknown>;
+  /** some matches were left unranked */
+  capped: boolean;
+}
+
+/**
+ * What to rank: per part of the index (span rows have rowid = spans.seq > 0, newest highest; trace rows have
+ * rowid = -traces.seq < 0, newest lowest), every match when there are at most `cap`, else the newest `cap`
+ * matches of the whole query unranked (score 0) plus every match of each OR alternative that has at most `cap`.
+ */
+function plan(db: DB, text: string, q: string, ranges: { spans: [number, number] | null; traces: [number, number] | null }, cap: number): Plan {
+  const alts = ftsAlternatives(text);
+  const out: Plan = { parts: [], params: { q }, capped: false };
+  const segments: Array<{ key: string; range: [number, number] | null; newest: 'DESC' | 'ASC' }> = [
+    { key: 's', range: ranges.spans, newest: 'DESC' },
+    { key: 't', range: ranges.traces, newest: 'ASC' },
+  ];
+  const nth = (dir: 'DESC' | 'ASC') => db.prepare(`SELECT rowid AS r FROM trace_fts WHERE trace_fts MATCH ? AND rowid BETWEEN CAST(? AS INTEGER) AND CAST(? AS INTEGER) ORDER BY rowid ${dir} LIMIT 1 OFFSET ?`);
+  for (const { key, range, newest } of segments) {
+    if (!range) continue;
+    let [lo, hi] = range;
+    const cut = Number.isFinite(cap) ? (nth(newest).get(q, lo, hi, cap) as { r: number } | undefined) : undefined;
+    if (cut) {
+      out.capped = true;
+      if (newest === 'DESC') lo = cut.r + 1;
+      else hi = cut.r - 1;
+      if (alts.length > 1) {
+        // each alternative on its own (FTS5 seeks a rowid range well in one, not in an OR): a rare one ranked in
+        // full, a common one's newest `cap` unranked
+        out.params[`${key}lo`] = range[0];
+        out.params[`${key}hi`] = range[1];
+        alts.forEach((alt, i) => {
+          out.params[`${key}a${i}`] = alt;
+          const c = nth(newest).get(alt, range[0], range[1], cap) as { r: number } | undefined;
+          if (!c) {
+            out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @${key}a${i} AND rowid BETWEEN CAST(@${key}lo AS INTEGER) AND CAST(@${key}hi AS INTEGER)`);
+            return;
+          }
+          out.params[`${key}c${i}`] = c.r;
+          out.parts.push(newest === 'DESC'
+            ? `SELECT rowid AS r, 0.0 AS bm FROM trace_fts WHERE trace_fts MATCH @${key}a${i} AND rowid BETWEEN CAST(@${key}c${i} AS INTEGER) + 1 AND CAST(@${key}hi AS INTEGER)`
+            : `SELECT rowid AS r, 0.0 AS bm FROM trace_fts WHERE trace_fts MATCH @${key}a${i} AND rowid BETWEEN CAST(@${key}lo AS INTEGER) AND CAST(@${key}c${i} AS INTEGER) - 1`);
+        });
+        continue;
+      }
+    }
+    out.parts.push(`SELECT rowid AS r, ${cut ? '0.0' : BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @q AND rowid BETWEEN CAST(@${key}wlo AS INTEGER) AND CAST(@${key}whi AS INTEGER)`);
+    out.params[`${key}wlo`] = lo;
+    out.params[`${key}whi`] = hi;
+  }
+  return out;
+}
+
+/** The index rows of the traces a filter keeps (spans; trace rows), or null when it keeps none; every row without one. */
+function rangesOf(db: DB, opts: SearchOptions): { spans: [number, number] | null; traces: [number, number] | null } | null {
+  const where: string[] = [];
+  const params: Record<string, unknown> = {};
   if (opts.groupId !== undefined) (where.push('t.group_id = @groupId'), (params.groupId = opts.groupId));
   if (opts.runId !== undefined) (where.push('t.run_id = @runId'), (params.runId = opts.runId));
-  if (opts.role !== undefined) (where.push('t.role = @role'), (params.role = opts.role));
-  // pass 1: the best rowids (joins only when filtering); pass 2: a snippet for each of them
-  const top = db.prepare(
-    filtered
-      ? `SELECT f.rowid AS r, bm25(trace_fts, 0.5, 2.0, 1.0, 1.5) AS bm FROM trace_fts f
-           LEFT JOIN spans s ON s.seq = f.rowid
-           JOIN traces t ON t.seq = -f.rowid OR t.id = s.trace_id
-         WHERE ${where.join(' AND ')} ORDER BY bm LIMIT @limit`
-      : `SELECT rowid AS r, bm25(trace_fts, 0.5, 2.0, 1.0, 1.5) AS bm FROM trace_fts WHERE trace_fts MATCH @q ORDER BY bm LIMIT @limit`,
-  ).all(params) as Array<{ r: number; bm: number }>;
-  const snip = db.prepare(`SELECT snippet(trace_fts, -1, '«', '»', '…', ${tokens}) AS s FROM trace_fts WHERE trace_fts MATCH ? AND rowid = ?`);
-  const spanAt = db.prepare('SELECT s.id, s.kind, s.name, t.id AS trace_id, t.task_id, t.group_id FROM spans s JOIN traces t ON t.id = s.trace_id WHERE s.seq = ?');
-  const traceAt = db.prepare('SELECT id AS trace_id, task_id, group_id FROM traces WHERE seq = ?');
-  const hits: SearchHit[] = [];
-  for (const { r, bm: rank } of top) {
-    const snippet = (snip.get(q, r) as { s: string } | undefined)?.s ?? '';
-    if (r > 0) {
-      const s = spanAt.get(r) as { id: string; kind: SpanRecord['kind']; name: string; trace_id: string; task_id: string; group_id: string } | undefined;
-      if (s) hits.push({ trace_id: s.trace_id, span_id: s.id, span_kind: s.kind, span_name: s.name, task_id: s.task_id, group_id: s.group_id, snippet, rank });
-    } else {
-      const t = traceAt.get(-r) as { trace_id: string; task_id: string; group_id: string } | undefined;
-      if (t) hits.push({ trace_id: t.trace_id, span_id: null, span_kind: null, span_name: null, task_id: t.task_id, group_id: t.group_id, snippet, rank });
+  if (!where.length) return { spans: [1, MAX_ROWID], traces: [-MAX_ROWID, -1] };
+  const t = db.prepare(`SELECT min(t.seq) AS lo, max(t.seq) AS hi FROM traces t WHERE ${where.join(' AND ')}`).get(params) as { lo: number | null; hi: number | null };
+  if (t.lo === null || t.hi === null) return null;
+  const s = db.prepare(`SELECT min(s.seq) AS lo, max(s.seq) AS hi FROM traces t JOIN spans s ON s.trace_id = t.id WHERE ${where.join(' AND ')}`).get(params) as { lo: number | null; hi: number | null };
+  return { spans: s.lo === null || s.hi === null ? null : [s.lo, s.hi], traces: [-t.hi, -t.lo] };
+}
+
+/** a ranked index row with the trace it belongs to */
+interface RankedRow {
+  r: number;
+  bm: number;
+  trace: TraceRow;
+}
+
+/**
+ * Walks the planned rows best first (ties: newest first), each with its trace, keeping those the filters keep,
+ * until `want` says enough. Only the rows walked are looked up: the top 20 traces of a common word cost 20-odd
+ * lookups, not one per match.
+ */
+function walk(db: DB, p: Plan, opts: SearchOptions, want: (row: RankedRow) => boolean): void {
+  const sql = p.parts.length === 1
+    ? `${p.parts[0]} ORDER BY bm, r DESC`
+    : `SELECT r, min(bm) AS bm FROM (${p.parts.join(' UNION ALL ')}) GROUP BY r ORDER BY bm, r DESC`;
+  const spanTrace = db.prepare('SELECT trace_id FROM spans WHERE seq = ?').pluck();
+  const traceBySeq = db.prepare('SELECT * FROM traces WHERE seq = ?');
+  const traceById = db.prepare('SELECT * FROM traces WHERE id = ?');
+  const cache = new Map<string, TraceRow | undefined>();
+  for (const row of db.prepare(sql).iterate(p.params) as IterableIterator<{ r: number; bm: number }>) {
+    let trace: TraceRow | undefined;
+    if (row.r < 0) trace = traceBySeq.get(-row.r) as TraceRow | undefined;
+    else {
+      const id = spanTrace.get(row.r) as string | undefined;
+      if (id === undefined) continue;
+      if (!cache.has(id)) cache.set(id, traceById.get(id) as TraceRow | undefined);
+      trace = cache.get(id);
     }
+    if (!trace) continue;
+    if (opts.groupId !== undefined && trace.group_id !== opts.groupId) continue;
+    if (opts.runId !== undefined && trace.run_id !== opts.runId) continue;
+    if (opts.role !== undefined && (trace.role ?? 'task') !== opts.role) continue;
+    if (!want({ r: row.r, bm: row.bm, trace })) break;
   }
-  return hits;
+}
+
+/**
+ * Collects ranked rows: first with matches beyond `RANK_CAP` left unranked; again ranking every match when that
+ * left out so many that fewer than `limit` results came back (a filter that keeps few of the newest matches).
+ */
+function ranked<T>(db: DB, query: string, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean } {
+  const q = ftsQuery(query);
+  if (!q) return { items: [], capped: false };
+  const ranges = rangesOf(db, opts);
+  if (!ranges) return { items: [], capped: false };
+  const p = plan(db, query, q, ranges, opts.exact ? Infinity : RANK_CAP);
+  const first = collect(p);
+  if (first.length >= limit || !p.capped) return { items: first, capped: p.capped };
+  return { items: collect(plan(db, query, q, ranges, Infinity)), capped: false };
+}
+
+const clampLimit = (n: number | undefined, dflt: number) => Math.max(1, Math.floor(n !== undefined && Number.isFinite(n) ? n : dflt));
+const snippetSql = (opts: SearchOptions) =>
+  `SELECT snippet(trace_fts, -1, '«', '»', '…', ${Math.min(64, Math.max(1, Math.floor(opts.snippetTokens ?? 12)))}) AS s FROM trace_fts WHERE trace_fts MATCH ? AND rowid = CAST(? AS INTEGER)`;
+
+/** A row's snippet: with the whole query, or with the first OR alternative it matches (FTS5 finds one row of an OR slowly). */
+function snippetOf(snip: Statement<unknown[]>, text: string, q: string, r: number): string {
+  const alts = ftsAlternatives(text);
+  for (const a of alts.length > 1 ? alts : [q]) {
+    const s = (snip.get(a, r) as { s: string } | undefined)?.s;
+    if (s !== undefined) return s;
+  }
+  return '';
+}
+
+/**
+ * Full-text search over spans and traces, one hit per matching span (or trace answer / error); best first.
+ * Ranking: bm25 (a span's name weighs 2, its text 1, its error 1.5, its kind 0.5), ties newest first; a query
+ * with more than `RANK_CAP` matches in a part of the index shows its newest, unranked (see `RANK_CAP`).
+ */
+export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): SearchHit[] {
+  const limit = clampLimit(opts.limit, 20);
+  const q = ftsQuery(query) ?? '';
+  const { items } = ranked(db, query, opts, limit, (p) => {
+    const rows: RankedRow[] = [];
+    walk(db, p, opts, (row) => rows.push(row) < limit);
+    return rows;
+  });
+  const snip = db.prepare(snippetSql(opts));
+  const spanAt = db.prepare('SELECT id, kind, name FROM spans WHERE seq = ?');
+  return items.map(({ r, bm, trace }) => {
+    const s = r > 0 ? (spanAt.get(r) as { id: string; kind: SpanRecord['kind']; name: string }) : undefined;
+    return {
+      trace_id: trace.id, span_id: s?.id ?? null, span_kind: s?.kind ?? null, span_name: s?.name ?? null, task_id: trace.task_id, group_id: trace.group_id,
+      snippet: snippetOf(snip, query, q, r), rank: bm,
+    };
+  });
+}
+
+/**
+ * Full-text search, one hit per trace: its best-ranked match (span or answer / error, ranked as in
+ * `searchTraces`), how many of its rows match, and where it ran; best first.
+ */
+export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {}): TraceHit[] {
+  const limit = clampLimit(opts.limit, 20);
+  const q = ftsQuery(query) ?? '';
+  const { items } = ranked(db, query, opts, limit, (p) => {
+    const best = new Map<string, RankedRow>();
+    walk(db, p, opts, (row) => {
+      if (!best.has(row.trace.id)) best.set(row.trace.id, row);
+      return best.size < limit;
+    });
+    return [...best.values()];
+  });
+  const snip = db.prepare(snippetSql(opts));
+  const spanAt = db.prepare('SELECT id, kind, name FROM spans WHERE seq = ?');
+  // a trace's matching rows, counted in its own rows of the index only
+  const spanRange = db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM spans WHERE trace_id = ?');
+  // each OR alternative on its own: FTS5 seeks a rowid range well in one, not in an OR of a common and a rare word
+  const alts = ftsAlternatives(query);
+  const inRange = alts.map((_, i) => `SELECT rowid FROM trace_fts WHERE trace_fts MATCH @a${i} AND rowid BETWEEN CAST(@lo AS INTEGER) AND CAST(@hi AS INTEGER)`);
+  const countSpans = db.prepare(`SELECT count(*) AS n FROM spans WHERE trace_id = @id AND seq IN (${inRange.join(' UNION ')})`).pluck();
+  const altParams = Object.fromEntries(alts.map((a, i) => [`a${i}`, a]));
+  const countTrace = db.prepare('SELECT count(*) AS n FROM trace_fts WHERE trace_fts MATCH ? AND rowid = CAST(? AS INTEGER)').pluck();
+  return items.map(({ r, bm, trace: row }) => {
+    const t = toTrace(row);
+    const s = r > 0 ? (spanAt.get(r) as { id: string; kind: SpanRecord['kind']; name: string }) : undefined;
+    const range = spanRange.get(t.id) as { lo: number | null; hi: number | null };
+    const matches = (countTrace.get(q, -row.seq) as number) + (range.lo === null ? 0 : (countSpans.get({ ...altParams, id: t.id, lo: range.lo, hi: range.hi }) as number));
+    return {
+      trace_id: t.id, role: t.role ?? 'task', run_id: t.run_id, experiment_seq: t.experiment_seq, group_id: t.group_id, task_id: t.task_id, repeat: t.repeat,
+      status: t.status, score: t.score, pass: t.pass, finalized: t.finalized, matches,
+      span_id: s?.id ?? null, span_kind: s?.kind ?? null, span_name: s?.name ?? null,
+      snippet: snippetOf(snip, query, q, r), rank: bm,
+    };
+  });
 }
 
 /** One row per task of one evaluation (group), tasks in id order. */

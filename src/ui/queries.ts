@@ -4,7 +4,7 @@
  * write is `annotate` (a run's label, tags and notes).
  */
 import {
-  listRuns, listExperiments, evaluationsOfRun, evaluationsOf, getExperiment, getTrace, tracesOf, searchTraces, proposalOf, findRun,
+  listRuns, listExperiments, evaluationsOfRun, evaluationsOf, getExperiment, getTrace, tracesOf, searchTraceHits, proposalOf, findRun,
   runAnnotations, setRunAnnotations, renderTranscript,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type RunAnnotations,
 } from '../../traces/index.ts';
@@ -186,14 +186,9 @@ export function traceDetail(db: DB, id: string) {
   return { trace: t.trace, spans: t.spans, roots: t.roots, transcript: renderTranscript(t.trace, t.spans, { maxTextChars: 20_000, maxValueChars: 4000 }) };
 }
 
-/** Full-text search over traces (optionally of one run): the hits with their trace's run and experiment. */
+/** Full-text search over traces (optionally of one run): one hit per trace, its best match, its run and experiment. */
 export function traceSearch(db: DB, query: string, opts: { runId?: string; limit?: number } = {}) {
-  const hits = searchTraces(db, query, { runId: opts.runId, limit: Math.min(200, Math.max(1, opts.limit ?? 50)) });
-  const at = db.prepare('SELECT run_id, experiment_seq, role, score, pass FROM traces WHERE id = ?');
-  return hits.map((h) => {
-    const t = at.get(h.trace_id) as { run_id: string | null; experiment_seq: number | null; role: string; score: number | null; pass: number | null } | undefined;
-    return { ...h, run_id: t?.run_id ?? null, experiment_seq: t?.experiment_seq ?? null, role: t?.role ?? null, score: t?.score ?? null, pass: t?.pass === null || t?.pass === undefined ? null : t.pass === 1 };
-  });
+  return searchTraceHits(db, query, { runId: opts.runId, limit: Math.min(200, Math.max(1, opts.limit ?? 50)) });
 }
 
 // ---------------------------------------------------------------------------------------------
