@@ -969,7 +969,10 @@ function bestLine(ctx: RunCtx): string {
   const base = exps.find((e) => e.seq === 0);
   const kept = exps.filter((e) => e.decision === 'kept');
   const best = kept.length ? kept[kept.length - 1]! : base;
-  if (!base?.metric || !best?.metric) return 'no baseline yet';
-  const rel = ((best.metric - base.metric) / Math.abs(base.metric)) * 100;
-  return `best ${fmtMetric(best.metric)} (${rel >= 0 ? '+' : ''}${rel.toFixed(2)}% vs baseline, ${kept.length} kept)`;
+  // a baseline of 0 is a baseline (`!base.metric` took it for none): only a missing one is none
+  if (base?.metric === null || base?.metric === undefined || best?.metric === null || best?.metric === undefined) return 'no baseline yet';
+  const d = best.metric - base.metric;
+  // relative to a baseline of 0 is undefined: the absolute change then
+  const vs = base.metric === 0 ? `${d > 0 ? '+' : d < 0 ? '' : '±'}${fmtMetric(d)}` : `${d >= 0 ? '+' : ''}${((d / Math.abs(base.metric)) * 100).toFixed(2)}%`;
+  return `best ${fmtMetric(best.metric)} (${vs} vs baseline, ${kept.length} kept)`;
 }
