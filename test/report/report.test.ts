@@ -14,7 +14,6 @@ import { renderReport, CHART_COLORS } from '../../src/report/html.ts';
 import { renderPng, findChromium } from '../../src/report/png.ts';
 import { openDb, listExperiments, insertRun, insertExperiment, proposalOf, ledgerHead, type DB, type ExperimentRow } from '../../traces/index.ts';
 import { auditRun } from '../../src/audit.ts';
-import { ledgerData } from '../../src/views.ts';
 import { fmtMetric } from '../../src/format.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import { makeRepo, cleanup, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
