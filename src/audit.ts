@@ -188,7 +188,9 @@ async function checkChain(ctx: Ctx): Promise<Part> {
   const P: string[] = [];
   const { run, repo, kept } = ctx;
   if (!ctx.tip) {
-    P.push(`the run branch ${run.branch} is missing from ${repo}${kept.length ? ` (${kept.length} kept experiment(s) have no commits there)` : ''}`);
+    // a run that ran no experiment, or failed before its baseline, ends without a branch (src/loop.ts dropEmptyBranch)
+    const endsEmpty = !ctx.exps.some((e) => e.seq > 0) || !ctx.exps.some((e) => e.seq === 0 && e.decision === 'baseline');
+    if (kept.length || !endsEmpty) P.push(`the run branch ${run.branch} is missing from ${repo}${kept.length ? ` (${kept.length} kept experiment(s) have no commits there)` : ''}`);
   } else if (!(await gitOk(repo, ['merge-base', '--is-ancestor', run.base_commit, ctx.tip]))) {
     P.push(`the run branch ${run.branch} (at ${short(ctx.tip)}) does not descend from the run's base commit ${short(run.base_commit)}: it was rewritten`);
   }

@@ -20,6 +20,10 @@ import { askOver, hasStudyFlags, initCommand, type InitOptions } from './init.ts
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
 import { evalsData, evalsText } from './evals-cli.ts';
 import { ledgerData, ledgerText, pickRun, parseExperimentRef, showData, showText, statusData, statusText } from './views.ts';
+// --- runs: name, tag, note, rm, prune (issue 15, item 8) ---
+import { annotateRun, runsData, runsText, runsRm, runsPrune, runsTag } from './runs-cli.ts';
+import { parseAnnotations } from './ui/queries.ts';
+import { runAnnotations, type RunRow } from '../traces/index.ts';
 
 function intArg(name: string) {
   return (v: string) => {
@@ -53,6 +57,8 @@ interface RunOpts extends CommonOpts {
   experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean; parallel?: number;
   queue?: string; queueWait?: number;
   data?: string; prices?: string;
+  /** run only: the run's label and tags (runs.label / runs.tags) */
+  name?: string; tag?: string[];
 }
 
 /** the version in autoagent's own package.json */
@@ -86,8 +92,9 @@ async function withInterrupts(io: IO, fn: (o: LoopOptions) => Promise<RunResult>
   const reporter = new StreamReporter(io.err, io.errIsTTY);
   let result: RunResult;
   try {
+    const annotations = o.name !== undefined || o.tag?.length ? parseAnnotations({ ...(o.name !== undefined ? { label: o.name } : {}), ...(o.tag?.length ? { tags: o.tag } : {}) }) : undefined;
     result = await fn({
-      dbPath: o.db, overrides: overridesOf(o), unsafeNoSandbox: Boolean(o.unsafeNoSandbox), reporter, signal: controller.signal,
+      dbPath: o.db, overrides: overridesOf(o), unsafeNoSandbox: Boolean(o.unsafeNoSandbox), reporter, signal: controller.signal, annotations,
       queue: o.queue || o.queueWait ? { url: o.queue, waitSeconds: o.queueWait } : undefined,
     });
   } finally {
@@ -100,7 +107,8 @@ async function withInterrupts(io: IO, fn: (o: LoopOptions) => Promise<RunResult>
     io.out(JSON.stringify(ledgerData(db, run), null, 2) + '\n');
   } else {
     io.out(`\n${summaryLine(result)}\n\n${ledgerText(db, run)}\n`);
-    io.out(`\nshow an experiment: autoagent show N   ·   kept commits: git log ${run.branch}\n`);
+    const kept = ledgerData(db, run).rows.some((r) => r.status === 'kept');
+    io.out(`\nshow an experiment: autoagent show N${kept ? `   ·   kept commits: git log ${run.branch}` : ''}\n`);
   }
   db.close();
   // a provider that failed stopped the run (resumable), but the run did not do its job: exit 1, not 130
@@ -169,7 +177,10 @@ Examples:
   autoagent finalize --ablate                          each kept change's contribution on the test split (leave-one-out)
   autoagent ui                                         a live dashboard at http://127.0.0.1:4873/`);
 
-  addRunOptions(program.command('run <study>').description('start a run of a study file')).action(async (study: string, o: RunOpts) => {
+  addRunOptions(program.command('run <study>').description('start a run of a study file'))
+    .option('--name <label>', 'a label for the run (shown by `runs`, the dashboard and the report; `runs rename` changes it)')
+    .option('--tag <tag>', 'a tag for the run (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .action(async (study: string, o: RunOpts) => {
     exit.code = await withInterrupts(io, (lo) => startRun(study, lo), o);
   });
   addRunOptions(program.command('resume <run-id>').description('continue a stopped or killed run where it stopped')).action(async (runId: string, o: RunOpts) => {
@@ -314,6 +325,44 @@ Examples:
     .action(async (o: { install?: boolean; dryRun?: boolean; json?: boolean }) => {
       exit.code = await doctorCommand(o, io, thisMachine(), fileURLToPath(new URL('..', import.meta.url)));
     });
+  // --- runs: name, tag, note, rm, prune (issue 15, item 8) ---
+  const runs = program.command('runs').description('list, name, tag, annotate, delete and prune runs');
+  runs.command('list', { isDefault: true }).description('the runs with their label and tags')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (o: CommonOpts) => {
+      const db = openDb(await storePath(o));
+      io.out((o.json ? JSON.stringify(runsData(db), null, 2) : runsText(db)) + '\n');
+    });
+  const annotated = (run: RunRow, json?: boolean) => {
+    const a = runAnnotations(run);
+    io.out(json ? JSON.stringify({ id: run.id, ...a }, null, 2) + '\n' : `${run.id}: label ${a.label === null ? '(none)' : JSON.stringify(a.label)} · tags ${a.tags.length ? a.tags.join(', ') : '(none)'}${a.notes ? ` · notes ${a.notes.length} chars` : ''}\n`);
+  };
+  runs.command('rename <run> <label>').description('set the run\'s label ("" clears it; the id stays)')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (ref: string, label: string, o: CommonOpts) => {
+      annotated(annotateRun(openDb(await storePath(o)), ref, { label }), o.json);
+    });
+  runs.command('tag <run> <tags...>').description('add tags to a run (--remove: take them off)')
+    .option('--remove', 'remove these tags').option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (ref: string, tags: string[], o: CommonOpts & { remove?: boolean }) => {
+      annotated(runsTag(openDb(await storePath(o)), ref, tags, Boolean(o.remove)), o.json);
+    });
+  runs.command('note <run> <text>').description('set the run\'s notes ("" clears them)')
+    .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (ref: string, text: string, o: CommonOpts) => {
+      annotated(annotateRun(openDb(await storePath(o)), ref, { notes: text }), o.json);
+    });
+  runs.command('rm <run>').description('delete a run: its branch, candidate refs, work folder and rows (needs --yes; never a running run)')
+    .option('--yes', 'really delete it').option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (ref: string, o: CommonOpts & { yes?: boolean }) => {
+      exit.code = await runsRm(openDb(await storePath(o)), ref, o, io);
+    });
+  runs.command('prune').description('delete the runs that hold nothing: failed, or no experiment run (a dry run without --yes)')
+    .option('--yes', 'really delete them').option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
+    .action(async (o: CommonOpts & { yes?: boolean }) => {
+      exit.code = await runsPrune(openDb(await storePath(o)), o, io);
+    });
+  // --- end runs ---
   program.command('schema').description('print the JSON Schema of study files (for editors)')
     .option('-o, --output <file>', 'write it to a file')
     .action((o: { output?: string }) => {

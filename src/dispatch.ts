@@ -7,7 +7,7 @@
  *   - QueueDispatcher (src/queue/dispatcher.ts): jobs on a BullMQ queue in Redis, run by
  *     `autoagent worker` processes on any machine that reaches it.
  */
-import type { EvalOutcome } from './kinds/types.ts';
+import type { EvalOutcome, EvalProgress } from './kinds/types.ts';
 import { evaluateCommit, type EvalContext } from './evaluation.ts';
 import type { SlotPool } from './slots.ts';
 
@@ -22,6 +22,8 @@ export interface DispatchTarget {
   stage: string;
   screenAgainst?: Map<string, number>;
   signal: AbortSignal;
+  /** how far it is (tasks, steps, loss, spend), as the kind reports it; local slots only for now */
+  onProgress?: (p: EvalProgress) => void;
 }
 
 export interface Dispatched {
@@ -56,7 +58,7 @@ export class LocalDispatcher implements Dispatcher {
       start(slot);
       const lease = this.pool.lease(slot);
       const out = await evaluateCommit({ ...this.ctx, signal: t.signal }, {
-        commit: t.commit, label: t.label, seq: t.seq, seed: t.seed, repeat: t.repeat, screenAgainst: t.screenAgainst, lease,
+        commit: t.commit, label: t.label, seq: t.seq, seed: t.seed, repeat: t.repeat, screenAgainst: t.screenAgainst, lease, onProgress: t.onProgress,
       });
       return { out, slot: this.pool.size > 1 ? slot : null, hardware: lease?.hardware ?? null };
     });

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Study } from './study.ts';
 import type { DB } from '../traces/index.ts';
 import type { SpendGuard } from '../task-agent/evaluate.ts';
-import type { EvalOutcome, KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
+import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
 import { verifyManifest, globMatcher, type Manifest } from './lock.ts';
 import { openWorkspace } from './workspace.ts';
 import type { Lease } from './slots.ts';
@@ -39,6 +39,8 @@ export interface EvalTarget {
   repeat: number;
   screenAgainst?: Map<string, number>;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: string) => void;
+  /** how far the evaluation has come (src/kinds/types.ts EvalProgress) */
+  onProgress?: EvalRequest['onProgress'];
   /** what the evaluation's slot holds (a GPU, a CPU share) */
   lease?: Lease;
 }
@@ -57,7 +59,7 @@ export async function evaluateCommit(ctx: EvalContext, t: EvalTarget): Promise<E
     verifyManifest(ctx.manifest, ctx.paths.repo, ws.cand, new Set(ws.lockedInCand.map((p) => p.slice(ws.cand.length + 1)).filter((p) => !hidden.has(p))));
     const out = await ctx.adapter.evaluate({
       study: ctx.study, paths: ctx.paths, worktree: ws.cand, scratch: ws.scratch, ws, seed: t.seed, repeat: t.repeat,
-      policy: ctx.policy, prepared: ctx.prepared, onOutput: t.onOutput,
+      policy: ctx.policy, prepared: ctx.prepared, onOutput: t.onOutput, onProgress: t.onProgress,
       run: { db: ctx.db, id: ctx.runId, seq: t.seq }, guard: ctx.guard, screenAgainst: t.screenAgainst, signal: ctx.signal, lease: t.lease,
     });
     // how disk_mb was enforced for this evaluation (a loop-mounted image, or the polling watcher)

@@ -9,10 +9,36 @@ export function fmtMetric(x: number | null | undefined): string {
 }
 
 /** Δ of the metric itself (candidate − incumbent), from an improvement in the higher-is-better sense. */
-export function fmtDelta(improvement: number | null | undefined, direction: 'minimize' | 'maximize'): string {
+export function fmtDelta(improvement: number | null | undefined, direction: 'minimize' | 'maximize', fmt: MetricFmt = fmtMetric): string {
   if (improvement === null || improvement === undefined) return '—';
   const d = direction === 'minimize' ? -improvement : improvement;
-  return (d > 0 ? '+' : d < 0 ? '' : '±') + fmtMetric(d);
+  return (d > 0 ? '+' : d < 0 ? '' : '±') + fmt(d);
+}
+
+export type MetricFmt = (x: number | null | undefined) => string;
+
+/**
+ * Decimals that show a noise sd's first two significant digits (sd 0.0123 → 3: 0.012), or null
+ * without a noise to go by (no sd, or 0): then fmtMetric's five significant digits.
+ */
+export function metricDecimals(sd: number | null | undefined): number | null {
+  if (sd === null || sd === undefined || !Number.isFinite(sd) || sd <= 0) return null;
+  return Math.min(12, Math.max(0, 1 - Math.floor(Math.log10(sd))));
+}
+
+/**
+ * One format for one run's metric, wherever the CLI prints it (progress lines, log, show,
+ * status, the summary): fixed decimals from the run's baseline noise (metricDecimals).
+ */
+export function metricFormat(sd: number | null | undefined): MetricFmt {
+  const d = metricDecimals(sd);
+  if (d === null) return fmtMetric;
+  return (x) => {
+    if (x === null || x === undefined || Number.isNaN(x)) return '—';
+    if (!Number.isFinite(x) || Math.abs(x) >= 1e9) return fmtMetric(x);
+    const t = x.toFixed(d);
+    return /^-0(\.0*)?$/.test(t) ? t.slice(1) : t;
+  };
 }
 
 /** one duration format everywhere (the transcript renderer owns it) */

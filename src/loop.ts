@@ -13,7 +13,7 @@
 import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
-  openDb, insertRun, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
+  openDb, insertRun, setRunAnnotations, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
   listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead, recordPromotionIntent, finishPromotion, promotionsOf,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
@@ -26,7 +26,8 @@ import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGr
 import { SlotPool, planSlots } from './slots.ts';
 import { LocalDispatcher, type Dispatcher } from './dispatch.ts';
 import { QueueDispatcher, QueueWaitExpired } from './queue/dispatcher.ts';
-import { runSummary, zeroNoiseNote } from './summary.ts';
+import { slotLine, runEtaMs, type SlotState } from './progress.ts';
+import { runSummary, runMetricFmt, zeroNoiseNote } from './summary.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
 import { readPaths, type EvalContext } from './evaluation.ts';
@@ -36,7 +37,7 @@ import { KNOB_PROPOSERS, makeProposer, checkProposer } from '../meta-agent/propo
 import { requireKnobs } from './knobs-cli.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
 import { seededRandom } from '../meta-agent/search/rng.ts';
-import type { Reporter } from './report.ts';
+import { toneOf, type Reporter } from './report.ts';
 import { SpendGuard, BudgetExceeded } from '../task-agent/evaluate.ts';
 import { createProvider, loadPrices, ProviderError, type Env } from '../task-agent/providers/index.ts';
 import type { Provider } from '../task-agent/types.ts';
@@ -44,7 +45,7 @@ import { ProposalFailed, type Proposal } from '../meta-agent/types.ts';
 import { StoreHistory } from '../meta-agent/history.ts';
 export { roundAlpha } from './acceptance.ts';
 import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } from './proposal.ts';
-import { fmtMetric, fmtDuration, fmtDelta, fmtTokens } from './format.ts';
+import { fmtMetric, fmtDuration, fmtDelta, fmtTokens, metricFormat, type MetricFmt } from './format.ts';
 import { liveExportFor, type LangfuseLiveExporter } from './export/langfuse.ts';
 import { resolveRunPaths } from './run-paths.ts';
 import { ContaminationGuard } from './contamination.ts';
@@ -72,6 +73,8 @@ export interface LoopOptions {
   kind?: KindAdapter;
   /** evaluate on queue workers (src/queue/): --queue / --queue-wait, over the study's `queue:` */
   queue?: { url?: string; waitSeconds?: number };
+  /** a new run's label and tags (`run --name --tag`) */
+  annotations?: { label?: string | null; tags?: string[] };
 }
 
 export interface RunResult {
@@ -115,6 +118,10 @@ interface RunCtx {
   contamination: ContaminationGuard;
   /** where evaluations run (src/dispatch.ts): this machine's slots, or a queue's workers */
   dispatcher: Dispatcher;
+  /** the run's ETA as last computed (src/progress.ts) */
+  etaCache: { at: number; ms: number | null } | null;
+  /** the run's metric format, once its baseline is decided (fm) */
+  metricFmt: MetricFmt | null;
 }
 
 class Interrupted extends Error {}
@@ -237,6 +244,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
     self_reported: adapter.selfReported ? 1 : 0, unsafe_no_sandbox: opts.unsafeNoSandbox ? 1 : 0,
     environment: JSON.stringify({ ...prepared, node: process.version, platform: process.platform }),
   });
+  if (opts.annotations) setRunAnnotations(db, runId, opts.annotations);
   await g.createBranch(repo, branch, base);
   claimRun(db, runId, process.pid);
   opts.reporter.event(`run ${runId} on branch ${branch} (store ${relative(process.cwd(), dbPath) || dbPath})`);
@@ -326,6 +334,8 @@ async function drive(
     evalCtx,
     contamination: new ContaminationGuard(study, paths, (note) => opts.reporter.event(note)),
     dispatcher: dispatcherFor(study, plan, evalCtx, r, opts),
+    etaCache: null,
+    metricFmt: null,
   };
   if (live) opts.reporter.event(`langfuse: live export to ${live.host} (session ${runId}); each experiment is sent once decided`);
   cleanStale(ctx);
@@ -372,6 +382,7 @@ async function drive(
   }
   checkpoint(ctx);
   setRunStatus(db, runId, status, reason);
+  await dropEmptyBranch(ctx);
   await finishLiveExport(ctx);
   const found = runSummary(db, runId);
   if (found) opts.reporter.event(found);
@@ -391,6 +402,24 @@ function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx
     runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,
     baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, say: (line) => opts.reporter.event(line),
   });
+}
+
+/**
+ * A run that failed before its baseline was measured, or ended having run no experiment, leaves no
+ * branch: it would only point at the base commit (resume makes it again). Only while the branch is
+ * still at the base commit (a compare-and-swap delete).
+ */
+async function dropEmptyBranch(ctx: RunCtx): Promise<void> {
+  const exps = listExperiments(ctx.db, ctx.run.id);
+  const baselineDone = exps.some((e) => e.seq === 0 && e.decision === 'baseline');
+  const ran = exps.some((e) => e.seq > 0);
+  if (ran && baselineDone) return;
+  try {
+    await g.git(ctx.paths.repo).raw(['update-ref', '-d', `refs/heads/${ctx.run.branch}`, ctx.run.base_commit]);
+    ctx.reporter.event(`no experiment ran: branch ${ctx.run.branch} removed (it held only the base commit; \`autoagent runs prune\` removes such runs from the store)`);
+  } catch {
+    /* moved or gone: left as it is */
+  }
 }
 
 /** The meta-agent's provider for llm and hybrid proposers (a missing key is a UserError now, before the baseline runs). */
@@ -747,16 +776,33 @@ async function evaluateOnce(
   const seed = seedFor(exp.seq, repeat);
   if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
   const signal = o.signal ? AbortSignal.any([ctx.signal, o.signal]) : ctx.signal;
-  let timer: ReturnType<typeof setInterval> | undefined;
   const stage = exp.seq === 0 ? 'baseline' : o.round !== undefined && exp.round !== o.round ? 'incumbent' : repeat === 0 ? 'screen' : 'confirm';
+  // the slot's live status line: what it evaluates, how far, what it spent, ETAs (src/progress.ts)
+  let timer: ReturnType<typeof setInterval> | undefined;
+  let state: SlotState | undefined;
+  let show: (t: (() => string) | null) => void = () => {};
+  const tick = () => {
+    const st = state;
+    if (st) show(() => slotLine(st, Date.now(), runEta(ctx)));
+  };
   try {
     const { out, slot, hardware } = await ctx.dispatcher.evaluate({
       commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, stage, screenAgainst: o.screenAgainst, signal,
+      onProgress: (p) => {
+        if (!state) return;
+        state.progress = { ...state.progress, ...p };
+        tick();
+      },
     }, (slot) => {
       if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
-      const started = Date.now();
-      const tag = ctx.dispatcher.size > 1 ? ` [slot ${slot + 1}]` : '';
-      timer = setInterval(() => ctx.reporter.live(`${label}${tag} running ${fmtDuration(Date.now() - started)}`), 1000);
+      state = { label, slot: ctx.dispatcher.size > 1 ? slot + 1 : null, started: Date.now(), progress: {}, typicalMs: typicalEvalMs(ctx) };
+      show = (t) => (ctx.reporter.progress ? ctx.reporter.progress(slot, t) : ctx.reporter.live(t && t()));
+      tick();
+      timer = setInterval(() => {
+        tick();
+        // the elapsed time is recorded as it goes: a killed run keeps all but the last seconds
+        if (Date.now() - ctx.lastCheckpoint >= HEARTBEAT_MS) checkpoint(ctx);
+      }, 1000);
     });
     if (ctx.signal.aborted) throw new Interrupted();
     if (o.signal?.aborted) throw new Aborted();
@@ -769,13 +815,44 @@ async function evaluateOnce(
       telemetry: out.telemetry || out.screenedOut ? JSON.stringify({ ...out.telemetry, ...(out.screenedOut ? { screened_out: out.screenedOut } : {}) }) : null,
       round: o.round ?? null, slot, hardware,
     });
+    checkpoint(ctx);
+    ctx.etaCache = null;
     return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
   } finally {
     if (timer) {
       clearInterval(timer);
-      ctx.reporter.live(null);
+      show(null);
     }
   }
+}
+
+/** seconds between elapsed-time checkpoints while an evaluation runs */
+const HEARTBEAT_MS = 5000;
+
+/** the mean duration of this run's completed evaluations, else null */
+function typicalEvalMs(ctx: RunCtx): number | null {
+  const row = ctx.db.prepare(`SELECT AVG(v.command_ms + v.evaluator_ms) ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
+    WHERE e.run_id = ? AND v.status = 'ok'`).get(ctx.run.id) as { ms: number | null };
+  return row.ms;
+}
+
+/** The run's ETA (src/progress.ts runEtaMs), from the store at most every 5 s. */
+function runEta(ctx: RunCtx): number | null {
+  const now = Date.now();
+  if (ctx.etaCache && now - ctx.etaCache.at < 5000) return ctx.etaCache.ms === null ? null : Math.max(0, ctx.etaCache.ms - (now - ctx.etaCache.at));
+  const exps = listExperiments(ctx.db, ctx.run.id);
+  const evalMs = (ctx.db.prepare(`SELECT v.command_ms + v.evaluator_ms ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
+    WHERE e.run_id = ? AND v.status = 'ok'`).all(ctx.run.id) as Array<{ ms: number }>).map((r) => r.ms);
+  const decided = exps.filter((e) => e.seq > 0 && e.decision !== null && e.decision !== 'rejected' && e.wall_ms !== null);
+  const base = exps.find((e) => e.seq === 0);
+  const baselineLeft = base?.decision ? 0 : ctx.study.acceptance.baseline_repeats - (base ? evaluationsOf(ctx.db, base.id).length : 0);
+  const ms = runEtaMs({
+    experimentsLeft: Math.max(0, ctx.study.budget.experiments - decided.length - exps.filter((e) => e.decision === 'rejected').length),
+    experimentMs: decided.map((e) => e.wall_ms!), baselineLeft, evaluationMs: evalMs, slots: ctx.dispatcher.size,
+    wallLeftMs: Math.max(0, ctx.study.budget.wall_seconds * 1000 - elapsedMs(ctx)),
+  });
+  ctx.etaCache = { at: now, ms };
+  return ms;
 }
 
 async function processExperiment(ctx: RunCtx, exp: ExperimentRow): Promise<void> {
@@ -807,10 +884,10 @@ async function runBaseline(ctx: RunCtx, exp: ExperimentRow, started: number): Pr
   const m = okMetrics(evals);
   const sd = stddev(m);
   decideExperiment(ctx.db, exp.id, {
-    decision: 'baseline', reason: `${m.length} repeats: mean ${fmtMetric(mean(m))}, sd ${fmtMetric(sd)}`,
+    decision: 'baseline', reason: `${m.length} repeats: mean ${metricFormat(sd)(mean(m))}, sd ${metricFormat(sd)(sd)}`,
     metric: mean(m), incumbent_metric: null, improvement: null, margin: null, wall_ms: Date.now() - started, inside_ms: insideMs(evals),
   });
-  ctx.reporter.event(`baseline ${name} = ${fmtMetric(mean(m))} ± ${fmtMetric(sd)} (sd over ${m.length} seeds: the noise floor)`);
+  ctx.reporter.event(`baseline ${name} = ${metricFormat(sd)(mean(m))} ± ${metricFormat(sd)(sd)} (sd over ${m.length} seeds: the noise floor)`);
   const note = zeroNoiseNote(m, name, ctx.study.acceptance.min_delta);
   if (note) ctx.reporter.event(note);
 }
@@ -884,7 +961,7 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
   }
   if (winner) await keepCandidate(ctx, winner, passed.length, moved ? head : undefined);
   for (const p of passed.slice(1)) {
-    record(ctx, p.exp, 'discarded', `passed (Δ ${fmtDelta(p.j.improvement, ctx.study.metric.direction)} > margin ${fmtMetric(p.j.margin)}), but #${winner!.exp.seq} of the same round did better (Δ ${fmtDelta(winner!.j.improvement, ctx.study.metric.direction)})`, p.j, p.started);
+    record(ctx, p.exp, 'discarded', `passed (Δ ${fmtDelta(p.j.improvement, ctx.study.metric.direction, fm(ctx))} > margin ${fm(ctx)(p.j.margin)}), but #${winner!.exp.seq} of the same round did better (Δ ${fmtDelta(winner!.j.improvement, ctx.study.metric.direction, fm(ctx))})`, p.j, p.started);
   }
 }
 
@@ -933,7 +1010,7 @@ async function confirmCandidate(ctx: RunCtx, exp: ExperimentRow, screen: Evaluat
   }
   let j = judgeOf(ctx, exp, [screen.metric!]);
   if (!j.pass) {
-    record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction)} does not beat the margin ${fmtMetric(j.margin)}`, j, started);
+    record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction, fm(ctx))} does not beat the margin ${fm(ctx)(j.margin)}`, j, started);
     return null;
   }
   const c = study.acceptance.confirm_repeats;
@@ -950,7 +1027,7 @@ async function confirmCandidate(ctx: RunCtx, exp: ExperimentRow, screen: Evaluat
   if (c > 0) {
     j = judgeOf(ctx, exp, m);
     if (!j.pass) {
-      record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction)} ≤ margin ${fmtMetric(j.margin)}`, j, started);
+      record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction, fm(ctx))} ≤ margin ${fm(ctx)(j.margin)}`, j, started);
       return null;
     }
   }
@@ -970,13 +1047,13 @@ async function keepCandidate(ctx: RunCtx, p: Passed, passedInRound: number, alre
     recordPromotionIntent(ctx.db, { run_id: ctx.run.id, experiment_seq: exp.seq, kept_commit: kept, expected_parent: exp.parent_commit });
     await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);
   }
-  const reason = keptReason(j, m.length) + (passedInRound > 1 ? ` (the best of ${passedInRound} that passed in its round)` : '');
+  const reason = keptReason(j, m.length, fm(ctx)) + (passedInRound > 1 ? ` (the best of ${passedInRound} that passed in its round)` : '');
   record(ctx, exp, 'kept', reason, j, p.started, kept);
   finishPromotion(ctx.db, ctx.run.id, exp.seq);
 }
 
-function keptReason(j: { improvement: number; margin: number }, n: number): string {
-  return `improvement ${fmtMetric(j.improvement)} > margin ${fmtMetric(j.margin)} over ${n} evaluation(s)`;
+function keptReason(j: { improvement: number; margin: number }, n: number, fmt: MetricFmt): string {
+  return `improvement ${fmt(j.improvement)} > margin ${fmt(j.margin)} over ${n} evaluation(s)`;
 }
 
 function record(
@@ -991,9 +1068,17 @@ function record(
     wall_ms: Date.now() - started, inside_ms: insideMs(evals),
   });
   const name = ctx.study.metric.name;
-  const metricText = m.length ? `${name}=${fmtMetric(mean(m))}` : '';
+  const metricText = m.length ? `${name}=${fm(ctx)(mean(m))}` : '';
   const left = Math.max(0, ctx.study.budget.wall_seconds * 1000 - elapsedMs(ctx));
-  ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${decision.padEnd(9)} ${metricText} ${reason} · ${bestLine(ctx)} · ${fmtDuration(left)} wall left`);
+  ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${decision.padEnd(9)} ${metricText} ${reason} · ${bestLine(ctx)} · ${fmtDuration(left)} wall left`, toneOf(decision));
+}
+
+/** The run's metric format (decimals from the baseline's noise), fixed once the baseline is decided. */
+function fm(ctx: RunCtx): MetricFmt {
+  if (ctx.metricFmt) return ctx.metricFmt;
+  const f = runMetricFmt(ctx.db, ctx.run.id);
+  if (listExperiments(ctx.db, ctx.run.id).some((e) => e.seq === 0 && e.decision === 'baseline')) ctx.metricFmt = f;
+  return f;
 }
 
 function bestLine(ctx: RunCtx): string {
@@ -1001,7 +1086,10 @@ function bestLine(ctx: RunCtx): string {
   const base = exps.find((e) => e.seq === 0);
   const kept = exps.filter((e) => e.decision === 'kept');
   const best = kept.length ? kept[kept.length - 1]! : base;
-  if (!base?.metric || !best?.metric) return 'no baseline yet';
-  const rel = ((best.metric - base.metric) / Math.abs(base.metric)) * 100;
-  return `best ${fmtMetric(best.metric)} (${rel >= 0 ? '+' : ''}${rel.toFixed(2)}% vs baseline, ${kept.length} kept)`;
+  // a baseline of 0 is a baseline (`!base.metric` took it for none): only a missing one is none
+  if (base?.metric === null || base?.metric === undefined || best?.metric === null || best?.metric === undefined) return 'no baseline yet';
+  const d = best.metric - base.metric;
+  // relative to a baseline of 0 is undefined: the absolute change then
+  const vs = base.metric === 0 ? `${d > 0 ? '+' : d < 0 ? '' : '±'}${fm(ctx)(d)}` : `${d >= 0 ? '+' : ''}${((d / Math.abs(base.metric)) * 100).toFixed(2)}%`;
+  return `best ${fm(ctx)(best.metric)} (${vs} vs baseline, ${kept.length} kept)`;
 }

@@ -253,13 +253,73 @@ function describePath(path: PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : (i ? '.' : '') + String(p))).join('');
 }
 
-/** Turn the first zod issue into "FILE: field `x.y`: expected …". */
+/** The object schema's keys at `path` inside `schema` (through optional, default, array), else []. */
+function keysAt(schema: z.ZodType, path: PropertyKey[]): string[] {
+  let t = schema as unknown as { _zod: { def: Record<string, unknown> } };
+  const unwrap = () => {
+    for (let i = 0; i < 20; i++) {
+      const def = t._zod.def;
+      if (def.innerType) t = def.innerType as typeof t;
+      else if (def.type === 'pipe') t = def.in as typeof t;
+      else break;
+    }
+  };
+  unwrap();
+  for (const p of path) {
+    const def = t._zod.def;
+    if (typeof p === 'number' && def.type === 'array') t = def.element as typeof t;
+    else if (def.type === 'object' && typeof p === 'string' && (def.shape as Record<string, typeof t>)[p]) t = (def.shape as Record<string, typeof t>)[p]!;
+    else return [];
+    unwrap();
+  }
+  return t._zod.def.type === 'object' ? Object.keys(t._zod.def.shape as object) : [];
+}
+
+/** Damerau–Levenshtein distance (adjacent swaps count 1: editabel → editable is 1). */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known key nearest to `key` (a missing one first on a tie), when it is near enough to be a misspelling. */
+export function nearestKey(key: string, known: string[], missing: Set<string> = new Set()): string | null {
+  const lower = key.toLowerCase();
+  let best: { k: string; d: number } | null = null;
+  for (const k of known) {
+    const d = editDistance(lower, k.toLowerCase()) - (missing.has(k) ? 0.5 : 0);
+    if (!best || d < best.d) best = { k, d };
+  }
+  return best && best.d <= Math.max(2, Math.floor(key.length / 3)) ? best.k : null;
+}
+
+/**
+ * Turn the first zod issue into "FILE: field `x.y`: expected …". An unknown key comes first (a
+ * misspelled required field is both unknown and missing: the unknown one is the cause), with the
+ * nearest known key at its place.
+ */
 export function formatStudyError(file: string, error: z.ZodError): string {
-  const issue = error.issues[0]!;
+  const issue = error.issues.find((i) => i.code === 'unrecognized_keys') ?? error.issues[0]!;
   const field = describePath(issue.path);
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') {
-    return `${file}: unknown field ${issue.keys.map((k) => `\`${[...issue.path, k].join('.')}\``).join(', ')} (check the spelling; see schema/study.schema.json)`;
+    const at = (k: string) => describePath([...issue.path, k]);
+    // required fields of that object the file lacks (zod reported them as received undefined)
+    const missing = new Set(error.issues
+      .filter((i) => i.code === 'invalid_type' && i.path.length === issue.path.length + 1 && issue.path.every((p, n) => i.path[n] === p) && /received undefined/.test(i.message))
+      .map((i) => String(i.path[i.path.length - 1])));
+    const known = keysAt(StudySchema, issue.path);
+    const parts = issue.keys.map((k) => {
+      const near = nearestKey(k, known.filter((x) => !issue.keys.includes(x)), missing);
+      return `\`${at(k)}\`${near ? ` (did you mean \`${at(near)}\`?)` : ''}`;
+    });
+    return `${file}: unknown field ${parts.join(', ')}; \`npx autoagent schema\` prints every field`;
   }
   if (issue.code === 'invalid_value' && 'values' in issue) {
     message = `one of ${(issue.values as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`;
@@ -278,7 +338,7 @@ export function parseStudy(text: string, file: string): Study {
   }
   const data = doc.toJS();
   if (data === null || typeof data !== 'object' || Array.isArray(data)) {
-    throw new UsageError(`${file}: expected a YAML mapping with name, kind, editable, metric (see schema/study.schema.json)`);
+    throw new UsageError(`${file}: expected a YAML mapping with name, kind, editable, metric (\`npx autoagent schema\` prints every field)`);
   }
   const result = StudySchema.safeParse(data);
   if (!result.success) throw new UsageError(formatStudyError(file, result.error));

@@ -4,7 +4,7 @@
  */
 import type { DB } from '../traces/index.ts';
 import { evaluationsOf, getRun, listExperiments, type ExperimentRow } from '../traces/index.ts';
-import { fmtDelta, fmtMetric } from './format.ts';
+import { fmtDelta, fmtMetric as fmtPlain, metricFormat, type MetricFmt } from './format.ts';
 import { stddev } from './ratchet.ts';
 
 /**
@@ -14,8 +14,8 @@ import { stddev } from './ratchet.ts';
  */
 export function zeroNoiseNote(values: number[], metricName: string, minDelta: number): string | null {
   if (values.length < 2 || !values.every((v) => v === values[0])) return null;
-  return `note: the ${values.length} baseline repeats gave the same ${metricName} (${fmtMetric(values[0])}): the metric shows no noise, `
-    + `so any improvement larger than min_delta (now ${fmtMetric(minDelta)}) is kept; if the command is meant to vary with AUTOAGENT_SEED, `
+  return `note: the ${values.length} baseline repeats gave the same ${metricName} (${fmtPlain(values[0])}): the metric shows no noise, `
+    + `so any improvement larger than min_delta (now ${fmtPlain(minDelta)}) is kept; if the command is meant to vary with AUTOAGENT_SEED, `
     + 'it does not — set acceptance.min_delta to the smallest change that matters';
 }
 
@@ -40,9 +40,18 @@ function plural(n: number, one: string, many = `${one}s`): string {
  * 3.21 → 3.05 (-5.0%, beyond the noise margin 0.04); …`, or, when nothing was kept, the closest
  * change and why it was not kept. Null when the run has no baseline (it failed before one).
  */
+/** The run's metric format (src/format.ts metricFormat): decimals from its baseline repeats' sd. */
+export function runMetricFmt(db: DB, runId: string): MetricFmt {
+  const base = listExperiments(db, runId).find((e) => e.seq === 0);
+  if (!base) return fmtPlain;
+  return metricFormat(stddev(evaluationsOf(db, base.id).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!)));
+}
+
 export function runSummary(db: DB, runId: string): string | null {
   const run = getRun(db, runId);
   if (!run) return null;
+  const fmtMetric = runMetricFmt(db, runId);
+  const fmtDeltaRun = (x: number | null, d: 'minimize' | 'maximize') => fmtDelta(x, d, fmtMetric);
   const exps = listExperiments(db, runId);
   const base = exps.find((e) => e.seq === 0);
   if (!base || base.decision !== 'baseline' || base.metric === null) return null;
@@ -81,7 +90,7 @@ export function runSummary(db: DB, runId: string): string | null {
   const judged = tried.filter((e) => e.improvement !== null && e.metric !== null && e.incumbent_metric !== null);
   if (judged.length === 0) return `${head}: none was scored, so nothing could beat the baseline (${baseText})`;
   const best = judged.reduce((a, b) => (b.improvement! > a.improvement! ? b : a));
-  const measured = `#${best.seq} ${what(best)} gave ${name} ${fmtMetric(best.metric)} against ${fmtMetric(best.incumbent_metric)} (Δ ${fmtDelta(best.improvement, dir)})`;
+  const measured = `#${best.seq} ${what(best)} gave ${name} ${fmtMetric(best.metric)} against ${fmtMetric(best.incumbent_metric)} (Δ ${fmtDeltaRun(best.improvement, dir)})`;
   if (best.improvement! <= 0) {
     return `${head}: none measured better than the baseline (${baseText}); the closest, ${measured}; \`autoagent show ${best.seq}\` for the evidence`;
   }

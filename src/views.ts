@@ -6,6 +6,7 @@ import {
 import { UsageError } from './errors.ts';
 import { runNoise, effectiveStatus } from './loop.ts';
 import { fmtMetric, fmtDelta, fmtDuration, fmtTokens, table, telemetryText } from './format.ts';
+import { runMetricFmt } from './summary.ts';
 import { mean, stddev } from './ratchet.ts';
 import { UNTRUSTED_SPLIT } from './finalize.ts';
 
@@ -157,6 +158,8 @@ function countDecisions(exps: ExperimentRow[]): Record<string, number> {
 
 export function ledgerText(db: DB, run: RunRow): string {
   const d = ledgerData(db, run);
+  // one format for this run's metric (decimals from its baseline noise), as the run's progress lines print it
+  const fmtMetric = runMetricFmt(db, run.id);
   const lines: string[] = [];
   lines.push(`run ${run.id} · ${run.kind} · ${effectiveStatus(run)}${run.stop_reason ? ` (${run.stop_reason})` : ''}`);
   lines.push(`branch ${run.branch} · metric ${run.metric_name} (${run.direction})`);
@@ -271,6 +274,7 @@ function proposerWhy(meta: unknown, metric: string): string[] {
 }
 
 export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?: boolean } = {}): string {
+  const fmtMetric = runMetricFmt(db, run.id);
   const d = showData(db, run, exp);
   const lines: string[] = [];
   lines.push(`experiment ${exp.seq} of run ${run.id}`);
@@ -290,7 +294,7 @@ export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?:
   if (c) lines.push(`!! memorisation check (${c.verdict === 'reject' ? 'rejected' : 'warning'}): ${c.summary}`);
   lines.push(`decision:   ${d.decision ?? 'running'}${d.reason ? ` — ${d.reason}` : ''}`);
   if (d.incumbent_metric !== null || d.metric !== null) {
-    lines.push(`metric:     ${run.metric_name} ${fmtMetric(d.incumbent_metric)} (incumbent) → ${fmtMetric(d.metric)} (this), Δ ${fmtDelta(d.improvement, run.direction)}, margin ${fmtMetric(d.margin)}`);
+    lines.push(`metric:     ${run.metric_name} ${fmtMetric(d.incumbent_metric)} (incumbent) → ${fmtMetric(d.metric)} (this), Δ ${fmtDelta(d.improvement, run.direction, fmtMetric)}, margin ${fmtMetric(d.margin)}`);
   }
   lines.push(`commits:    parent ${d.parent_commit.slice(0, 10)} · candidate ${d.candidate_commit?.slice(0, 10) ?? '—'}${d.kept_commit ? ` · kept ${d.kept_commit.slice(0, 10)} on ${run.branch}` : ''}`);
   if (d.wall_ms !== null) lines.push(`time:       ${fmtDuration(d.wall_ms)} wall, ${fmtDuration(d.inside_ms ?? 0)} inside command and evaluator`);

@@ -106,11 +106,20 @@ export class HarnessKind implements KindAdapter {
     }
     const tasks = studyTasks(b, s.split, s.limit);
     const hide = hiddenPaths(b, [req.paths.repo, req.paths.stateDir, ...(this.data ? [this.data] : [])]);
+    // progress: tasks scored of the whole evaluation (screen and rest), tokens and dollars so far
+    const spent = { tasks: 0, tokens: 0, dollars: 0 };
+    const onTask = req.onProgress ? (r: { tokens: number; cost_usd: number }) => {
+      spent.tasks++;
+      spent.tokens += r.tokens;
+      spent.dollars += r.cost_usd;
+      req.onProgress!({ tasksDone: spent.tasks, tasksTotal: tasks.length, tokens: spent.tokens, dollars: spent.dollars });
+    } : undefined;
+    req.onProgress?.({ tasksDone: 0, tasksTotal: tasks.length, tokens: 0, dollars: 0 });
     const common = {
       db: req.run.db, harness, harnessName: s.dir, benchmark: b, provider, runId: req.run.id, experimentSeq: req.run.seq,
       repeat: req.repeat, concurrency: s.concurrency, hide, unsafeNoSandbox: req.policy.unsafeNoSandbox,
       memoryMB: req.policy.memoryMB, maxProcesses: req.policy.maxProcesses, guard: req.guard, cache: s.cache, signal: req.signal,
-      readable: workerReadable(harness.dir),
+      readable: workerReadable(harness.dir), onTask,
     };
     const maxRate = s.max_provider_error_rate;
     const group = (part: string) => `${req.run.id}/${req.run.seq}/${req.repeat}${part}`;

@@ -128,6 +128,7 @@ export class TrainerKind implements KindAdapter {
     const deviceEnv: Record<string, string> = env.device === 'cpu' ? { CUDA_VISIBLE_DEVICES: '' } : gpu ? { CUDA_VISIBLE_DEVICES: gpu.uuid } : {};
     if (req.lease?.cpus) for (const k of ['OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'AUTOAGENT_CPUS']) deviceEnv[k] = String(req.lease.cpus);
     const budget = study.budget.experiment_seconds;
+    const onOutput = trainProgress(req, this.settings.budget === 'steps' ? this.settings.steps : undefined, budget);
     const train = await runSandboxed({
       command: `mkdir -p "$AUTOAGENT_OUTPUT_DIR" && exec "${env.python}" "${this.settings.train}"`,
       cwd,
@@ -148,7 +149,7 @@ export class TrainerKind implements KindAdapter {
       memoryMB: env.device === 'cuda' ? 0 : req.policy.memoryMB,
       maxProcesses: req.policy.maxProcesses,
       unsafeNoSandbox: req.policy.unsafeNoSandbox,
-      onOutput: req.onOutput,
+      onOutput,
       signal: req.signal,
     });
     const base: EvalOutcome = {
@@ -240,4 +241,30 @@ function nvidiaDevices(): string[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * The training's progress from its output: `step N | loss X` lines (gpu-trainer/train.py prints
+ * them) give the step and the current train loss; the fraction is step / steps with a step budget,
+ * else the time used of the seconds budget. Lines split across chunks are joined first.
+ */
+export function trainProgress(req: Pick<EvalRequest, 'onOutput' | 'onProgress'>, steps: number | undefined, budgetSeconds: number): EvalRequest['onOutput'] {
+  if (!req.onProgress) return req.onOutput;
+  const started = Date.now();
+  let rest = '';
+  return (stream, chunk) => {
+    req.onOutput?.(stream, chunk);
+    if (stream !== 'stdout') return;
+    const text = rest + chunk;
+    const lines = text.split('\n');
+    rest = lines.pop()!.slice(-1000);
+    for (let i = lines.length - 1; i >= 0; i--) {
+      const m = /\bstep (\d+)\s*\|\s*loss ([-+\d.eE]+|nan|inf)/.exec(lines[i]!);
+      if (!m) continue;
+      const step = Number(m[1]);
+      const fraction = steps ? Math.min(1, step / steps) : Math.min(1, (Date.now() - started) / 1000 / budgetSeconds);
+      req.onProgress!({ step, ...(steps ? { steps } : {}), loss: Number(m[2]), fraction });
+      break;
+    }
+  };
 }

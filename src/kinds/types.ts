@@ -31,6 +31,22 @@ export interface PrepareResult {
   environment: Record<string, unknown>;
 }
 
+/** How far an evaluation has come, as its kind knows it (every field optional: a kind says what it can). */
+export interface EvalProgress {
+  /** harness kinds: tasks scored so far, of tasksTotal */
+  tasksDone?: number;
+  tasksTotal?: number;
+  /** trainer: the training step reached, of steps (when the budget is in steps), and the current train loss */
+  step?: number;
+  steps?: number;
+  loss?: number;
+  /** 0..1 when the kind knows its fraction otherwise (a trainer with a seconds budget) */
+  fraction?: number;
+  /** model tokens and dollars this evaluation spent so far */
+  tokens?: number;
+  dollars?: number;
+}
+
 export interface EvalRequest {
   study: Study;
   paths: RunPaths;
@@ -46,6 +62,8 @@ export interface EvalRequest {
   /** what prepare() returned for this run */
   prepared: PrepareResult;
   onOutput?: (stream: 'stdout' | 'stderr', chunk: string) => void;
+  /** how far the evaluation has come (the loop's live status line); called as the kind learns more */
+  onProgress?: (p: EvalProgress) => void;
   /** where this evaluation belongs (harness kinds write traces under it) */
   run: { db: DB; id: string; seq: number };
   /** the run's token and dollar budget */

@@ -55,7 +55,7 @@ export function renderReport(db: DB, runOrId: string | RunRow): string {
   const edits = auditEdits(db, run);
   const sections = [
     header(db, run, ledger, exps, spend),
-    section('Progress', progressChart(run, exps, evals, ledger.baseline.mean, ledger.noise.sd), 'progress'),
+    section('Progress', progressChart(run, exps, evals, ledger.baseline.mean), 'progress'),
     harness ? section('Task scores of the kept experiments', heatmap(db, run, exps), 'heatmap') : '',
     harness && spend.traces > 0 ? section('Tokens and cost per experiment', spendCharts(db, run, exps), 'spend') : '',
     section('Kept changes', keptTable(run, exps, evals, edits), 'kept'),
@@ -233,7 +233,18 @@ function colorOf(d: string): string {
   }
 }
 
-function progressChart(run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, baseMean: number | null, sd: number): string {
+/**
+ * The acceptance threshold each decision used: the incumbent mean it was judged against, moved by
+ * the margin it had to beat (below it when minimizing, above when maximizing), as stored on the
+ * experiment. Experiments decided without a judgement (crash, rejected, screened out) have none.
+ */
+export function acceptanceThresholds(exps: ExperimentRow[], direction: string): Array<{ seq: number; incumbent: number; margin: number; threshold: number }> {
+  return exps
+    .filter((e) => e.seq > 0 && e.incumbent_metric !== null && e.margin !== null && Number.isFinite(e.incumbent_metric) && Number.isFinite(e.margin))
+    .map((e) => ({ seq: e.seq, incumbent: e.incumbent_metric!, margin: e.margin!, threshold: direction === 'minimize' ? e.incumbent_metric! - e.margin! : e.incumbent_metric! + e.margin! }));
+}
+
+function progressChart(run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, baseMean: number | null): string {
   const W = 1000;
   const H = 420;
   const m = { l: 78, r: 24, t: 44, b: 78 };
@@ -244,11 +255,13 @@ function progressChart(run: RunRow, exps: ExperimentRow[], evals: Map<number, Ev
   const maxSeq = Math.max(1, ...cands.map((e) => e.seq));
   const kept = cands.filter((e) => e.decision === 'kept' && e.metric !== null);
   const valued = cands.filter((e) => !AT_AXIS.has(e.decision) && e.metric !== null && Number.isFinite(e.metric));
-  const band = baseMean !== null && sd > 0 ? [baseMean - 2 * sd, baseMean + 2 * sd] : null;
+  // what each decision had to beat (not a band around the baseline: the rule judges against the incumbent of the moment)
+  const thresholds = acceptanceThresholds(cands, run.direction);
+  const band = thresholds.flatMap((t) => [t.incumbent, t.threshold]);
 
   // y domain: what must be visible (baseline, band, kept line) plus the points, without letting one
   // diverged candidate (loss = 1e9) flatten the rest: points far outside are drawn clipped at the edge
-  const core = [...baseRepeats, ...kept.map((e) => e.metric!), ...(band ?? []), ...(baseMean !== null ? [baseMean] : [])];
+  const core = [...baseRepeats, ...kept.map((e) => e.metric!), ...band, ...(baseMean !== null ? [baseMean] : [])];
   const pts = valued.map((e) => e.metric!);
   const all = [...core, ...pts];
   let lo = Math.min(...all);
@@ -278,11 +291,14 @@ function progressChart(run: RunRow, exps: ExperimentRow[], evals: Map<number, Ev
   const yt = ticks(y0, y1, 8);
   const ystep = tickStep(y0, y1, 8);
   out.push('<g class="grid">' + yt.map((v) => `<line x1="${m.l}" x2="${W - m.r}" y1="${n(y(v))}" y2="${n(y(v))}"/>`).join('') + '</g>');
-  // the noise band and the baseline mean
-  if (band) {
-    const top = clampY(band[1]!);
-    const bot = clampY(band[0]!);
-    out.push(`<rect id="noise-band" class="noise-band" x="${m.l}" y="${n(top)}" width="${W - m.r - m.l}" height="${n(Math.max(1, bot - top))}" fill="${CHART_COLORS.band}"><title>${esc(`baseline ± 2 pooled sd: ${fmtMetric(band[0])} … ${fmtMetric(band[1])}`)}</title></rect>`);
+  // the acceptance zone of each decision: from the incumbent it was judged against to the threshold it had to pass
+  const half = (x(1) - x(0)) / 2;
+  const xl = (seq: number) => n(Math.max(m.l, x(seq) - half));
+  const xr = (seq: number) => n(Math.min(W - m.r, x(seq) + half));
+  if (thresholds.length) {
+    const zone = thresholds.map((t) => `M${xl(t.seq)} ${n(clampY(t.incumbent))} H${xr(t.seq)} V${n(clampY(t.threshold))} H${xl(t.seq)} Z`).join(' ');
+    out.push(`<path id="acceptance-zone" class="acceptance-zone" d="${zone}" fill="${CHART_COLORS.band}"/>`);
+    out.push('<g id="acceptance-threshold">' + thresholds.map((t) => `<path class="threshold" data-seq="${t.seq}" data-threshold="${t.threshold}" d="M${xl(t.seq)} ${n(clampY(t.threshold))} H${xr(t.seq)}" stroke="${CHART_COLORS.baseline}" stroke-width="1.5" fill="none"><title>${esc(`#${t.seq} had to pass ${fmtMetric(t.threshold)}: incumbent ${fmtMetric(t.incumbent)} ${run.direction === 'minimize' ? '−' : '+'} margin ${fmtMetric(t.margin)}`)}</title></path>`).join('') + '</g>');
   }
   if (baseMean !== null) {
     out.push(`<line id="baseline-mean" x1="${m.l}" x2="${W - m.r}" y1="${n(y(baseMean))}" y2="${n(y(baseMean))}" stroke="${CHART_COLORS.baseline}" stroke-width="1.5" stroke-dasharray="6 4"><title>${esc(`baseline mean ${fmtMetric(baseMean)}`)}</title></line>`);
@@ -358,7 +374,8 @@ function progressChart(run: RunRow, exps: ExperimentRow[], evals: Map<number, Ev
     [`<path d="M2 -8 L10 0 M10 -8 L2 0" stroke="${CHART_COLORS.crash}" stroke-width="2.5"/>`, 'crash / timeout'],
     [`<path d="M6 -9 L11 0 L1 0 Z" fill="${CHART_COLORS.rejected}"/>`, 'rejected'],
     [`<path d="M0 -2 H6 V-8 H14" fill="none" stroke="${CHART_COLORS.incumbent}" stroke-width="2.5"/>`, 'kept incumbent'],
-    [`<rect x="0" y="-10" width="14" height="12" fill="${CHART_COLORS.band}"/><line x1="0" x2="14" y1="-4" y2="-4" stroke="${CHART_COLORS.baseline}" stroke-dasharray="4 2" stroke-width="1.5"/>`, 'baseline mean ± 2 pooled sd'],
+    [`<rect x="0" y="-10" width="14" height="12" fill="${CHART_COLORS.band}"/><line x1="0" x2="14" y1="-10" y2="-10" stroke="${CHART_COLORS.baseline}" stroke-width="1.5"/>`, `threshold to pass (incumbent ${run.direction === 'minimize' ? '−' : '+'} margin)`],
+    [`<line x1="0" x2="14" y1="-4" y2="-4" stroke="${CHART_COLORS.baseline}" stroke-dasharray="4 2" stroke-width="1.5"/>`, 'baseline mean'],
   ];
   out.push(`<g class="legend" transform="translate(${m.l} 22)">`);
   let lx = 0;
@@ -369,7 +386,7 @@ function progressChart(run: RunRow, exps: ExperimentRow[], evals: Map<number, Ev
   out.push('</g>');
   out.push('</svg>');
   const noteParts = [`${cands.length} experiment${cands.length === 1 ? '' : 's'}`, `${kept.length} kept`];
-  if (band) noteParts.push(`band = baseline ${fmtMetric(baseMean)} ± 2 × ${fmtMetric(sd)}`);
+  if (thresholds.length) noteParts.push(`shaded: from the incumbent each experiment was judged against to the threshold it had to pass (incumbent ${run.direction === 'minimize' ? '−' : '+'} the margin the acceptance rule used)`);
   return out.join('\n') + `\n<div class="sub">${esc(noteParts.join(' · '))}. Hover a point for its hypothesis; crashes, timeouts and rejections sit on the axis.</div>`;
 }
 

@@ -14,7 +14,6 @@ import { renderReport, CHART_COLORS } from '../../src/report/html.ts';
 import { renderPng, findChromium } from '../../src/report/png.ts';
 import { openDb, listExperiments, insertRun, insertExperiment, proposalOf, ledgerHead, type DB, type ExperimentRow } from '../../traces/index.ts';
 import { auditRun } from '../../src/audit.ts';
-import { ledgerData } from '../../src/views.ts';
 import { fmtMetric } from '../../src/format.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import { makeRepo, cleanup, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
@@ -102,7 +101,7 @@ test('the report is one self-contained file: no external URL, script, stylesheet
   assert.ok(urls.every((u) => u === 'http://www.w3.org/2000/svg'), urls.join(', '));
 });
 
-test('the progress chart has one marker per experiment, coloured by decision, the kept step line and the noise band', () => {
+test('the progress chart has one marker per experiment, coloured by decision, the kept step line and the acceptance threshold each decision used', () => {
   const exps = listExperiments(db, runId).filter((e) => e.seq > 0);
   const svg = element(html, 'svg', 'progress-chart');
   const dots = [...svg.matchAll(/<g class="dot [^"]*" data-seq="(\d+)" data-decision="([a-z]+)">[\s\S]*?<\/g>/g)];
@@ -132,14 +131,21 @@ test('the progress chart has one marker per experiment, coloured by decision, th
   const path = /<path id="incumbent-line"[^>]* d="([^"]+)"/.exec(svg);
   assert.ok(path, 'the kept incumbent line');
   assert.equal((path[1]!.match(/V/g) ?? []).length, kept.length);
-  // the noise band: baseline mean ± 2 pooled sd, and the baseline repeats
-  const ledger = ledgerData(db, db.prepare('SELECT * FROM runs WHERE id = ?').get(runId) as never);
-  assert.ok(ledger.noise.sd > 0);
-  const band = /<rect id="noise-band"[^>]* y="([\d.]+)" width="[\d.]+" height="([\d.]+)"[^>]*><title>([^<]*)<\/title>/.exec(svg);
-  assert.ok(band, 'the noise band');
-  assert.ok(Number(band[2]) > 0);
-  assert.ok(band[3]!.includes(fmtMetric(ledger.baseline.mean! - 2 * ledger.noise.sd)), band[3]);
-  assert.ok(band[3]!.includes(fmtMetric(ledger.baseline.mean! + 2 * ledger.noise.sd)), band[3]);
+  // the acceptance threshold the rule used at each decision (incumbent − margin, minimizing), not a band around the baseline
+  assert.doesNotMatch(svg, /noise-band|± 2 pooled sd/);
+  const judged = exps.filter((e) => e.incumbent_metric !== null && e.margin !== null);
+  assert.ok(judged.length >= 2, 'experiments decided by the rule');
+  const thr = [...svg.matchAll(/<path class="threshold" data-seq="(\d+)" data-threshold="([^"]+)" d="M[\d.]+ ([\d.]+) H[\d.]+"/g)];
+  assert.deepEqual(thr.map((t) => Number(t[1])), judged.map((e) => e.seq));
+  for (const e of judged) {
+    const t = thr.find((x) => Number(x[1]) === e.seq)!;
+    assert.equal(Number(t[2]), e.incumbent_metric! - e.margin!, `#${e.seq}: threshold = incumbent ${e.incumbent_metric} − margin ${e.margin}`);
+    // drawn where the rule put it: a kept point lies past it (lower loss = lower on the chart), a discarded one short of it
+    const ty = Number(t[3]);
+    if (e.decision === 'kept') assert.ok(yOf(e.seq) > ty, `kept #${e.seq} is below its threshold line`);
+    if (e.decision === 'discarded' && e.metric! >= e.incumbent_metric! - e.margin!) assert.ok(yOf(e.seq) <= ty + 0.5, `discarded #${e.seq} is not past its threshold line`);
+  }
+  assert.match(svg, /<path id="acceptance-zone"[^>]* d="M/);
   assert.equal((svg.match(/class="baseline-dot"/g) ?? []).length, 3);
   // axes with ticks and a legend
   assert.match(svg, /experiment \(0 = baseline\)/);
@@ -317,7 +323,7 @@ test('a harness run that costs almost nothing still gets readable axes: distinct
 
 const chromium = findChromium();
 
-test('headless Chromium draws the chart: the screenshot has the band, kept points and incumbent line, and none without the chart', { skip: !chromium && 'no Chromium installed (apt-get install chromium)' }, async () => {
+test('headless Chromium draws the chart: the screenshot has the acceptance zones, kept points and incumbent line, and none without the chart', { skip: !chromium && 'no Chromium installed (apt-get install chromium)' }, async () => {
   const page = join(tmp, 'report.html');
   const png = join(tmp, 'report.png');
   writeFileSync(page, html);
@@ -330,9 +336,9 @@ test('headless Chromium draws the chart: the screenshot has the band, kept point
   const kept = colourStats(img, CHART_COLORS.kept);
   const line = colourStats(img, CHART_COLORS.incumbent);
   const discarded = colourStats(img, CHART_COLORS.discarded);
-  // the band is a wide horizontal strip across the plot; the dots and the line are there
-  assert.ok(band.longestRun > 700, `noise band drawn across the plot (longest run ${band.longestRun} px)`);
-  assert.ok(band.count > 2000, `noise band area ${band.count} px`);
+  // the acceptance zones: one per judged experiment, an experiment's width each; the dots and the line are there
+  assert.ok(band.longestRun > 100, `acceptance zones drawn (longest run ${band.longestRun} px)`);
+  assert.ok(band.count > 2000, `acceptance zone area ${band.count} px`);
   assert.ok(kept.count > 60, `kept points ${kept.count} px`);
   assert.ok(line.count > 100, `incumbent line ${line.count} px`);
   assert.ok(discarded.count > 20, `discarded point ${discarded.count} px`);
