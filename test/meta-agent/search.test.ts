@@ -664,3 +664,22 @@ test('a knob declared with search: false is never proposed', async () => {
     assert.doesNotMatch(prop.hypothesis, /COMPILE/);
   }
 });
+
+test('search never proposes an inferred bound itself (Adam betas at 1.0 crash the script), even after crashes push it to the edges', async () => {
+  const src = 'BETA1 = 0.9\nBETA2 = 0.99\nDROPOUT = 0.1\nLEARNING_RATE = 6e-4\nN_LAYER = 2\n';
+  let files: Record<string, string> = { 't.py': src };
+  const ledger: LedgerEntry[] = [{ seq: 0, hypothesis: 'baseline', decision: 'baseline', metric: 3.7 }];
+  const seen = new Set([filesHash(files)]);
+  let atBound = 0;
+  for (let i = 1; i <= 12; i++) {
+    const prop = await new SearchProposer().propose(ctxFor(files, { ledger: structuredClone(ledger), random: seededRandom(1, i), seen: new Set(seen), screenMargin: 0.02 }));
+    if (!prop) break;
+    const cand = applyEdits(files, prop.edits);
+    seen.add(filesHash(cand));
+    const v = Object.fromEntries(findKnobs('t.py', cand['t.py']!, []).map((k) => [k.name, k.value as number]));
+    if (v.BETA1 === 1 || v.BETA2 === 1) atBound++;
+    // every other proposal "crashes", as a script with a bad knob does
+    ledger.push({ seq: i, hypothesis: prop.hypothesis, decision: i % 2 ? 'crash' : 'discarded', metric: i % 2 ? null : 3.8, meta: JSON.parse(JSON.stringify(prop.meta)) });
+  }
+  assert.equal(atBound, 0, 'a beta proposed at exactly 1.0');
+});
