@@ -14,7 +14,7 @@ import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } f
 import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
 import { uiCommand } from './ui/cli.ts';
-import { workerCommand, queueStatus, queueStatusText, type WorkerCliOptions } from './queue/cli.ts';
+import type { WorkerCliOptions } from './queue/cli.ts';
 import { doctorCommand, thisMachine } from './doctor.ts';
 import { askOver, hasStudyFlags, initCommand, type InitOptions } from './init.ts';
 import { evalCommand, tracesCommand, type EvalCliOptions, type TracesCliOptions } from './harness-cli.ts';
@@ -289,12 +289,14 @@ Examples:
     .option('--lock-ms <ms>', 'BullMQ lock duration: a job is handed to another worker this long after this one stops renewing it', intArg('--lock-ms'), 30000)
     .option('--stalled-ms <ms>', 'how often this worker looks for jobs whose worker died', intArg('--stalled-ms'), 30000)
     .action(async (o: WorkerCliOptions) => {
+      const { workerCommand } = await import('./queue/cli.ts'); // BullMQ and ioredis only when used
       exit.code = await workerCommand(o, io.err);
     });
   program.command('queue').description('the evaluation queue of `run --queue`').command('status')
     .description('workers (heartbeat: host, slots, hardware, last seen), jobs waiting / active / completed / failed, the oldest waiting job')
     .requiredOption('--queue <url>', 'the Redis: redis://HOST:PORT').option('--json', 'machine-readable output')
     .action(async (o: { queue: string; json?: boolean }) => {
+      const { queueStatus, queueStatusText } = await import('./queue/cli.ts');
       const s = await queueStatus(o.queue);
       io.out((o.json ? JSON.stringify(s, null, 2) : queueStatusText(s)) + '\n');
     });

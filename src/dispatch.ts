@@ -9,6 +9,10 @@
  */
 import type { EvalOutcome, EvalProgress } from './kinds/types.ts';
 import { evaluateCommit, type EvalContext } from './evaluation.ts';
+import { UserError } from './errors.ts';
+
+/** No queue worker took a job within the deadline: the run stops, resumable. */
+export class QueueWaitExpired extends UserError {}
 import type { SlotPool } from './slots.ts';
 
 export interface DispatchTarget {

@@ -24,8 +24,7 @@ import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, Lock
 import { pooledNoise, noiseMargin, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
 import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf } from './acceptance.ts';
 import { SlotPool, planSlots } from './slots.ts';
-import { LocalDispatcher, type Dispatcher } from './dispatch.ts';
-import { QueueDispatcher, QueueWaitExpired } from './queue/dispatcher.ts';
+import { LocalDispatcher, QueueWaitExpired, type Dispatcher } from './dispatch.ts';
 import { slotLine, runEtaMs, type SlotState } from './progress.ts';
 import { runSummary, runMetricFmt, zeroNoiseNote } from './summary.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
@@ -333,7 +332,7 @@ async function drive(
     live,
     evalCtx,
     contamination: new ContaminationGuard(study, paths, (note) => opts.reporter.event(note)),
-    dispatcher: dispatcherFor(study, plan, evalCtx, r, opts),
+    dispatcher: await dispatcherFor(study, plan, evalCtx, r, opts),
     etaCache: null,
     metricFmt: null,
   };
@@ -394,9 +393,11 @@ async function drive(
 class BaselineFailed extends UserError {}
 
 /** This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`). */
-function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Dispatcher {
+async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Promise<Dispatcher> {
   const url = opts.queue?.url ?? study.queue?.url;
   if (!url) return new LocalDispatcher(evalCtx, new SlotPool(plan));
+  // BullMQ and ioredis are loaded only by runs that use a queue
+  const { QueueDispatcher } = await import('./queue/dispatcher.ts');
   return new QueueDispatcher({
     url, size: Math.max(1, study.parallel), waitSeconds: opts.queue?.waitSeconds ?? study.queue?.wait_seconds ?? 600,
     runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,

@@ -29,8 +29,8 @@ import { QUEUE_NAME, checkQueueUrl, connect, jobId, jobStudy, liveWorkers, redac
 
 const run = promisify(execFile);
 
-/** No worker took a job within the deadline: the run stops, resumable. */
-export class QueueWaitExpired extends UserError {}
+export { QueueWaitExpired } from '../dispatch.ts';
+import { QueueWaitExpired } from '../dispatch.ts';
 
 export interface QueueDispatcherOptions {
   url: string;

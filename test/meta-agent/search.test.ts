@@ -679,7 +679,7 @@ test('search never proposes an inferred bound itself (Adam betas at 1.0 crash th
     const v = Object.fromEntries(findKnobs('t.py', cand['t.py']!, []).map((k) => [k.name, k.value as number]));
     if (v.BETA1 === 1 || v.BETA2 === 1) atBound++;
     // every other proposal "crashes", as a script with a bad knob does
-    ledger.push({ seq: i, hypothesis: prop.hypothesis, decision: i % 2 ? 'crash' : 'discarded', metric: i % 2 ? null : 3.8, meta: JSON.parse(JSON.stringify(prop.meta)) });
+    ledger.push({ seq: i, hypothesis: prop.hypothesis, decision: i % 2 ? 'crash' : 'discarded', ...(i % 2 ? {} : { metric: 3.8 }), meta: JSON.parse(JSON.stringify(prop.meta)) });
   }
   assert.equal(atBound, 0, 'a beta proposed at exactly 1.0');
 });
