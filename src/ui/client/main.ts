@@ -189,7 +189,7 @@ function knobChanges(meta: unknown): HTMLElement | null {
 function evaluationsTable(e: ExperimentView, metric: string): HTMLElement {
   if (!e.evaluations.length) return h('p', { class: 'sub' }, e.decision === 'rejected' ? 'never evaluated (rejected)' : 'no evaluation yet');
   return h('table', { class: 'evals' },
-    h('thead', null, h('tr', null, ...['#', 'seed', 'status', metric, 'command', 'evaluator', 'reason'].map((t) => h('th', null, t)))),
+    h('thead', null, h('tr', null, ...['#', 'seed', 'status', metric, 'command', 'evaluator', 'reason'].map((t, i) => h('th', i >= 3 && i <= 5 ? { class: 'num' } : null, t)))),
     h('tbody', null, ...e.evaluations.map((v) => h('tr', null,
       h('td', null, String(v.repeat + 1)), h('td', null, String(v.seed)), h('td', null, v.status), h('td', { class: 'num' }, fmtMetric(v.metric)),
       h('td', { class: 'num' }, fmtDuration(v.command_ms)), h('td', { class: 'num' }, fmtDuration(v.evaluator_ms)), h('td', null, v.reason ?? ''),
