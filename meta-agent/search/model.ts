@@ -207,7 +207,7 @@ export class SearchProposer implements Proposer {
         let best = start;
         for (const scale of [0.1, 0.03, 0.01]) {
           for (let i = 0; i < REFINE_STEPS; i++) {
-            const c = consider(best.x.map((v) => inRange(v + scale * region * normal(rand))));
+            const c = consider(best.x.map((v) => Math.min(1, Math.max(0, v + scale * region * normal(rand)))));
             if (c && c.score > best.score) best = c;
           }
         }
@@ -234,16 +234,6 @@ export class SearchProposer implements Proposer {
     }
     return null;
   }
-}
-
-/**
- * A coordinate of a new candidate, kept a little inside the unit interval: an inferred bound is
- * often a value the script cannot take (Adam's betas at 1.0, a fraction at 0), and a move that lands
- * exactly on it crashes; the incumbent's own values, on an edge or not, are kept as they are.
- */
-const EDGE = 0.01;
-function inRange(v: number): number {
-  return Math.min(1 - EDGE, Math.max(EDGE, v));
 }
 
 function fmt(v: number): string {
@@ -289,14 +279,14 @@ export function trustRegion(ledger: LedgerEntry[], d: number): number {
 function candidates(dims: Dim[], xInc: number[], obs: Observations, rand: Uniform, region: number): number[][] {
   const withModel = region > 0;
   const d = dims.length;
-  const clamp = inRange;
+  const clamp = (v: number) => Math.min(1, Math.max(0, v));
   const out: number[][] = [];
   if (!withModel) {
     // an initial step: every knob moved by about a quarter of its range, in a random direction
     // (a bool or a choice changes half of the time); then anything, should those all be taken
     const step = (d: Dim, v: number) => (d.type === 'bool' || d.type === 'choice' ? (rand() < 0.5 ? v : rand()) : clamp(v + (rand() < 0.5 ? -1 : 1) * (0.15 + 0.2 * rand())));
     for (let i = 0; i < 64; i++) out.push(xInc.map((v, j) => step(dims[j]!, v)));
-    for (let j = 0; j < d; j++) for (let s = 0; s <= 16; s++) out.push(xInc.map((v, i) => (i === j ? inRange(s / 16) : v)));
+    for (let j = 0; j < d; j++) for (let s = 0; s <= 16; s++) out.push(xInc.map((v, i) => (i === j ? s / 16 : v)));
     for (let i = 0; i < RANDOM_CANDIDATES; i++) out.push(dims.map(() => rand()));
     return out;
   }
@@ -316,7 +306,7 @@ function candidates(dims: Dim[], xInc: number[], obs: Observations, rand: Unifor
   }
   // one knob at a time from the incumbent, over its whole range
   for (let j = 0; j < d; j++) {
-    for (let s = 0; s <= 16; s++) out.push(xInc.map((v, i) => (i === j ? inRange(s / 16) : v)));
+    for (let s = 0; s <= 16; s++) out.push(xInc.map((v, i) => (i === j ? s / 16 : v)));
   }
   return out;
 }

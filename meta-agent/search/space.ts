@@ -22,6 +22,8 @@ export type Dim =
   | { key: string; type: 'choice'; choices: KnobValue[] };
 
 const FLOAT_EPS = 1e-12;
+/** how far short of an inferred upper bound a float's range stops (a share of the bound, or of the range) */
+const INFERRED_EDGE = 0.02;
 
 /** The dimension of one knob, with `start` the knob's value when the run began. */
 export function dimOf(k: Knob, start: KnobValue = k.value): Dim {
@@ -48,6 +50,9 @@ export function dimOf(k: Knob, start: KnobValue = k.value): Dim {
     if (k.min !== undefined) low = Math.max(low, k.minExclusive ? k.min + FLOAT_EPS : k.min);
     if (k.max !== undefined) high = Math.min(high, k.max);
     if (k.log) low = Math.max(low, FLOAT_EPS);
+    // an upper bound inferred from the value (a fraction's 1) is a guess, often a value the script
+    // cannot take (Adam's beta at 1.0): the space stops a little short of it; a declared one is kept
+    if (k.max !== undefined && !k.maxDeclared && high >= k.max) high = k.log ? k.max * (1 - INFERRED_EDGE) : k.max - INFERRED_EDGE * (k.max - low);
     return { key, type: 'float', low: Math.min(low, v), high: Math.max(high, v), log: k.log && low > 0 };
   }
   let low: number;

@@ -535,7 +535,10 @@ test('the search space: declared bounds as declared, others a window around the 
   assert.deepEqual(dims.BATCH_SIZE, { key: 't.py:BATCH_SIZE', type: 'int', low: 16, high: 256, log: true });
   const lr = dims.LEARNING_RATE as { low: number; high: number; log: boolean };
   assert.ok(Math.abs(lr.low - 6e-5) < 1e-12 && Math.abs(lr.high - 6e-3) < 1e-12 && lr.log);
-  assert.deepEqual(dims.DROPOUT, { key: 't.py:DROPOUT', type: 'float', low: 0, high: 1, log: false });
+  // an inferred upper bound (a fraction's 1) is stopped short of; a declared one is not
+  assert.deepEqual(dims.DROPOUT, { key: 't.py:DROPOUT', type: 'float', low: 0, high: 0.98, log: false });
+  const betas = Object.fromEntries(searchSpace(findKnobs('t.py', 'BETA2 = 0.99\nFRAC = 0.5\n', [{ file: 't.py', name: 'FRAC', min: 0, max: 1 }])).map((d) => [d.key.split(':')[1], d as { high: number }]));
+  assert.ok(betas.BETA2!.high === 0.99 && betas.FRAC!.high === 1, JSON.stringify(betas));
   assert.deepEqual(dims.USE_BIAS, { key: 't.py:USE_BIAS', type: 'bool' });
   // the window stays centred on the run's start, not on where the incumbent has moved to
   const moved = findKnobs('t.py', src.replace('6e-4', '5e-3'), []);
