@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRun } from '../src/loop.ts';
@@ -65,6 +65,7 @@ interface Row { kind: string; parallel: number; wall: number; evals: number; kep
 
 const rows: Row[] = [];
 const t0 = Date.now();
+const loadAtStart = loadavg()[0]!;
 for (const [kind, command] of Object.entries(COMMANDS)) {
   for (const parallel of SLOTS) {
     const repo = makeRepo(command);
@@ -93,7 +94,7 @@ const lines = [
   `bubblewrap sandbox, with \`parallel\` 1, 2 and 4, side by side in one run. Each evaluation's command takes ${S} s: *wait-bound* sleeps`,
   '(a harness waiting on its model, a trainer on its own GPU), *CPU-bound* spins one core. With slots, each round also runs a fresh',
   'repeat of the incumbent, so a run does more evaluations; evaluations per minute is the throughput.',
-  `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()} (${cpus().length} cores), ${((Date.now() - t0) / 60000).toFixed(1)} min.`,
+  `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()} (${cpus().length} cores), ${((Date.now() - t0) / 60000).toFixed(1)} min; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (other work on the machine slows every arm alike, but CPU-bound slots gain less).`,
   '',
   '| command | parallel | wall | speed-up (wall) | evaluations | evaluations / min | throughput × | kept / experiments |',
   '| --- | --- | --- | --- | --- | --- | --- | --- |',
