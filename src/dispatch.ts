@@ -38,14 +38,19 @@ export interface Dispatched {
   hardware: string | null;
 }
 
+/** Called when an evaluation takes its slot; returns what to do when it gives the slot back. */
+export type SlotStart = (slot: number) => (() => void) | void;
+
 export interface Dispatcher {
   /** evaluations this run keeps going at once */
   readonly size: number;
   /**
    * Evaluate one target. `start(slot)` is called when it begins (it may throw to give the slot back
-   * unused); its outcome is returned, never recorded here.
+   * unused); what it returns is called when it ends, before the slot goes to the next evaluation
+   * (a slot's status line is cleared by its own evaluation, never by the next one's). Its outcome is
+   * returned, never recorded here.
    */
-  evaluate(t: DispatchTarget, start: (slot: number) => void): Promise<Dispatched>;
+  evaluate(t: DispatchTarget, start: SlotStart): Promise<Dispatched>;
   close(): Promise<void>;
 }
 
@@ -57,14 +62,18 @@ export class LocalDispatcher implements Dispatcher {
     return this.pool.size;
   }
 
-  evaluate(t: DispatchTarget, start: (slot: number) => void): Promise<Dispatched> {
+  evaluate(t: DispatchTarget, start: SlotStart): Promise<Dispatched> {
     return this.pool.run(async (slot) => {
-      start(slot);
-      const lease = this.pool.lease(slot);
-      const out = await evaluateCommit({ ...this.ctx, signal: t.signal }, {
-        commit: t.commit, label: t.label, seq: t.seq, seed: t.seed, repeat: t.repeat, screenAgainst: t.screenAgainst, lease, onProgress: t.onProgress,
-      });
-      return { out, slot: this.pool.size > 1 ? slot : null, hardware: lease?.hardware ?? null };
+      const end = start(slot);
+      try {
+        const lease = this.pool.lease(slot);
+        const out = await evaluateCommit({ ...this.ctx, signal: t.signal }, {
+          commit: t.commit, label: t.label, seq: t.seq, seed: t.seed, repeat: t.repeat, screenAgainst: t.screenAgainst, lease, onProgress: t.onProgress,
+        });
+        return { out, slot: this.pool.size > 1 ? slot : null, hardware: lease?.hardware ?? null };
+      } finally {
+        end?.();
+      }
     });
   }
 

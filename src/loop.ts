@@ -784,7 +784,12 @@ async function evaluateOnce(
   let show: (t: (() => string) | null) => void = () => {};
   const tick = () => {
     const st = state;
-    if (st) show(() => slotLine(st, Date.now(), runEta(ctx)));
+    if (!st) return;
+    show(() => {
+      // an evaluation that took its slot just before the previous one was recorded learns its typical time when drawn
+      if (st.typicalMs === null) st.typicalMs = typicalEvalMs(ctx);
+      return slotLine(st, Date.now(), runEta(ctx));
+    });
   };
   try {
     const { out, slot, hardware } = await ctx.dispatcher.evaluate({
@@ -804,6 +809,12 @@ async function evaluateOnce(
         // the elapsed time is recorded as it goes: a killed run keeps all but the last seconds
         if (Date.now() - ctx.lastCheckpoint >= HEARTBEAT_MS) checkpoint(ctx);
       }, 1000);
+      // cleared while this evaluation still holds the slot: the next one's line is its own
+      return () => {
+        clearInterval(timer);
+        timer = undefined;
+        show(null);
+      };
     });
     if (ctx.signal.aborted) throw new Interrupted();
     if (o.signal?.aborted) throw new Aborted();

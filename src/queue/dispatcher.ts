@@ -30,7 +30,7 @@ import { QUEUE_NAME, checkQueueUrl, connect, jobId, jobStudy, liveWorkers, redac
 const run = promisify(execFile);
 
 export { QueueWaitExpired } from '../dispatch.ts';
-import { QueueWaitExpired } from '../dispatch.ts';
+import { QueueWaitExpired, type SlotStart } from '../dispatch.ts';
 
 export interface QueueDispatcherOptions {
   url: string;
@@ -99,20 +99,24 @@ export class QueueDispatcher implements Dispatcher {
     return b;
   }
 
-  evaluate(t: DispatchTarget, start: (slot: number) => void): Promise<Dispatched> {
+  evaluate(t: DispatchTarget, start: SlotStart): Promise<Dispatched> {
     return this.pool.run(async (slot) => {
-      start(slot);
-      await (this.reachable ??= this.ping());
-      const id = jobId({ run: this.o.runId, commit: t.commit, studyHash: this.studyHash, stage: t.stage, repeat: t.repeat, seed: t.seed });
-      const data: JobData = {
-        v: 1, run: this.o.runId, study: this.studyText, study_hash: this.studyHash, study_dir: this.o.studyDir, commit: t.commit,
-        bundle: await this.bundle(t.commit), manifest: this.o.manifest, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
-        seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, unsafe_no_sandbox: this.o.unsafeNoSandbox,
-      };
-      const res = await this.submit(id, data, t.signal);
-      if (!res) return { out: aborted(), slot: null, hardware: null };
-      if (res.refused) throw new LockViolation(`worker ${res.worker} refused experiment #${t.seq} repeat ${t.repeat}: ${res.refused}`);
-      return { out: { ...res.outcome!, telemetry: { ...res.outcome!.telemetry, worker: res.worker } }, slot: this.size > 1 ? slot : null, hardware: res.hardware };
+      const end = start(slot);
+      try {
+        await (this.reachable ??= this.ping());
+        const id = jobId({ run: this.o.runId, commit: t.commit, studyHash: this.studyHash, stage: t.stage, repeat: t.repeat, seed: t.seed });
+        const data: JobData = {
+          v: 1, run: this.o.runId, study: this.studyText, study_hash: this.studyHash, study_dir: this.o.studyDir, commit: t.commit,
+          bundle: await this.bundle(t.commit), manifest: this.o.manifest, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
+          seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, unsafe_no_sandbox: this.o.unsafeNoSandbox,
+        };
+        const res = await this.submit(id, data, t.signal);
+        if (!res) return { out: aborted(), slot: null, hardware: null };
+        if (res.refused) throw new LockViolation(`worker ${res.worker} refused experiment #${t.seq} repeat ${t.repeat}: ${res.refused}`);
+        return { out: { ...res.outcome!, telemetry: { ...res.outcome!.telemetry, worker: res.worker } }, slot: this.size > 1 ? slot : null, hardware: res.hardware };
+      } finally {
+        end?.();
+      }
     });
   }
 
