@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import Database from 'better-sqlite3';
 import { openDb, MIGRATIONS, type DB } from '../../traces/db.ts';
-import { insertRun, insertEvaluation, getRun, listExperiments, evaluationsOf } from '../../traces/ledger.ts';
+import { insertRun, getRun, listExperiments, evaluationsOf } from '../../traces/ledger.ts';
 import {
   insertTrace, finishTrace, insertSpan, TraceWriter, tracesOf, getTrace, searchTraces, taskScores, ftsQuery, rebuildSearchIndex,
   type SpanNode,
@@ -134,10 +134,11 @@ test('a v1 store (ledger only) migrates to v2: ledger rows survive, trace tables
        VALUES ('run-a', 0, 'abc', NULL, 'baseline', 'baseline', NULL, '[]', '', 'f', 'pending', '2026-01-01T00:00:00Z')`,
     ).run().lastInsertRowid;
     const e = { id: Number(id) };
-    insertEvaluation(v1, {
-      experiment_id: e.id, repeat: 0, seed: 1, status: 'ok', metric: 0.5, reason: null, command_ms: 10, evaluator_ms: 5, exit_code: 0, stdout_tail: 'out',
-      stderr_tail: '', telemetry: null,
-    });
+    // and its evaluation, as v1 wrote it (no round / slot / hardware yet)
+    v1.prepare(
+      `INSERT INTO evaluations (experiment_id, repeat, seed, status, metric, reason, command_ms, evaluator_ms, exit_code, stdout_tail, stderr_tail, telemetry, created_at)
+       VALUES (?, 0, 1, 'ok', 0.5, NULL, 10, 5, 0, 'out', '', NULL, '2026-01-01T00:00:00Z')`,
+    ).run(e.id);
     assert.throws(() => v1.prepare('SELECT * FROM traces').all(), /no such table/);
     v1.close();
 
