@@ -5,10 +5,9 @@
  * prints it instead. Everything it looks at comes from a Machine, so tests give it a fake PATH.
  */
 import { spawnSync } from 'node:child_process';
-import { accessSync, constants, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
-import { findChromium } from './report/png.ts';
+import { executable, findChromium } from './report/png.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
 import type { IO } from './cli.ts';
 
@@ -49,14 +48,6 @@ export function thisMachine(): Machine {
   };
 }
 
-function executable(p: string): boolean {
-  try {
-    accessSync(p, constants.X_OK);
-    return statSync(p).isFile();
-  } catch {
-    return false;
-  }
-}
 
 /** `name` on the machine's PATH (a path with a slash is taken as it is), or null */
 export function which(m: Machine, name: string): string | null {

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { UsageError } from '../errors.ts';
 import type { Study } from '../study.ts';
+import type { EvalOutcome } from '../kinds/types.ts';
 
 /** the BullMQ queue every coordinator and worker of one Redis share */
 export const QUEUE_NAME = 'autoagent-evals';
@@ -109,17 +110,8 @@ export interface JobResult {
   v: 1;
   /** the worker would not evaluate this job (locked files differ, a kind it does not run): one line */
   refused?: string;
-  outcome?: {
-    status: 'ok' | 'crash' | 'timeout';
-    metric: number | null;
-    reason: string | null;
-    commandMs: number;
-    evaluatorMs: number;
-    exitCode: number | null;
-    stdoutTail: string;
-    stderrTail: string;
-    telemetry: Record<string, unknown> | null;
-  };
+  /** what the worker's evaluation gave, as a local slot's (src/kinds/types.ts) */
+  outcome?: Omit<EvalOutcome, 'screenedOut' | 'budgetExceeded' | 'providerFailed'>;
   hardware: string | null;
   worker: string;
   /** ms the worker spent unbundling and checking, and evaluating */

@@ -26,7 +26,8 @@ export interface PngOptions {
 const NAMES = ['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable'];
 const INSTALL = 'apt-get install chromium';
 
-function executable(p: string): boolean {
+/** a file this process may run */
+export function executable(p: string): boolean {
   try {
     accessSync(p, constants.X_OK);
     return statSync(p).isFile();
