@@ -4,7 +4,7 @@
  * with the benchmark's locked scorer; the metric is the mean task score (maximize).
  */
 import { existsSync, realpathSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { UsageError, UserError } from '../errors.ts';
 import type { Study } from '../study.ts';
 import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths } from './types.ts';
@@ -19,12 +19,16 @@ import { mean } from '../ratchet.ts';
 /** the autoagent installation (its code and node_modules must stay visible to workers) */
 export const AUTOAGENT_ROOT = resolve(import.meta.dirname, '..', '..');
 
-/** What a task-agent worker must read of autoagent: its folder, and its node_modules where a link puts them elsewhere (npm link, a shared install). */
-export function workerReadable(harnessDir: string): string[] {
-  const out = [AUTOAGENT_ROOT, harnessDir];
+/**
+ * What a task-agent worker must read of autoagent: its folder, and its node_modules where a link
+ * puts them elsewhere (npm link, a shared install) — that folder only, and only when it is a
+ * `node_modules` folder: a link to anything else (a home folder, `/`) widens nothing.
+ */
+export function workerReadable(harnessDir: string, root = AUTOAGENT_ROOT): string[] {
+  const out = [root, harnessDir];
   try {
-    const nm = realpathSync(join(AUTOAGENT_ROOT, 'node_modules'));
-    if (!nm.startsWith(AUTOAGENT_ROOT + '/')) out.push(nm);
+    const nm = realpathSync(join(root, 'node_modules'));
+    if (!nm.startsWith(root + '/') && basename(nm) === 'node_modules') out.push(nm);
   } catch {
     /* no node_modules folder: the dependencies resolve from a parent, under /usr or a prefix on the system view */
   }

@@ -10,6 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { runSandboxed, sandboxAvailable, sandboxPath, diskUsage, type SandboxSpec } from '../../src/sandbox/index.ts';
 import { readCandidateFile } from '../../src/workspace.ts';
+import { trainProgress } from '../../src/kinds/trainer.ts';
+import { workerReadable } from '../../src/kinds/harness.ts';
+import { slotLine } from '../../src/progress.ts';
+import type { EvalProgress } from '../../src/kinds/types.ts';
 
 const avail = sandboxAvailable();
 const skip = avail.ok ? false : `bwrap unusable here: ${avail.message}`;
@@ -147,5 +151,70 @@ describe('host-side reads of files a candidate wrote', () => {
     assert.match((readCandidateFile(root, 'out/big.json', 1000) as { error: string }).error, /larger than 1000 bytes/);
     assert.deepEqual(readCandidateFile(root, 'out/ok.json', 1000), { text: '{"a": 1}' });
     assert.match((readCandidateFile(root, 'out/none.json', 1000) as { error: string }).error, /does not exist/);
+  });
+});
+
+describe('new host-side paths of issues 13 and 15 (parallel slots, progress lines, linked installs)', { skip }, () => {
+  test('a stop (abort) ends a candidate that ignores SIGTERM and leaves a detached child behind: nothing of it keeps running', async () => {
+    const dir = tmp();
+    const beat = path.join(dir, 'beat');
+    const controller = new AbortController();
+    // the candidate: ignores TERM and HUP, starts a setsid'd child that writes a heartbeat, then waits
+    const result = runSandboxed(spec({
+      command: `trap '' TERM HUP INT; setsid sh -c 'trap "" TERM HUP; while :; do date +%s%N > "${beat}"; sleep 0.05; done' & while :; do sleep 1; done`,
+      cwd: dir, writable: [dir], timeoutMs: 60_000, signal: controller.signal,
+    }));
+    const until = Date.now() + 10_000;
+    while (!fs.existsSync(beat) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(fs.existsSync(beat), 'the detached child ran');
+    controller.abort();
+    const r = await result;
+    assert.notEqual(r.exitCode, 0);
+    const last = fs.readFileSync(beat, 'utf8');
+    await new Promise((r2) => setTimeout(r2, 600));
+    assert.equal(fs.readFileSync(beat, 'utf8'), last, 'the detached child still writes after the stop');
+  });
+
+  test('a train.py printing escape codes and absurd numbers as progress: the host\'s status line carries numbers only', async () => {
+    const seen: EvalProgress[] = [];
+    const onOutput = trainProgress({ onProgress: (p) => void seen.push(p) }, 400, 60)!;
+    await runSandboxed(spec({
+      // each line its own chunk (the sleeps), so a line the parser wrongly took would show up
+      command: ['step 3 | loss \\033]0;pwned\\007', 'step 4 | loss 2.5\\033[2J', 'step 7\\033[31m | loss 3', 'step 99999999999999999999999 | loss 1e999']
+        .map((l) => `printf '${l}\\n'; sleep 0.15`).join('; '),
+      timeoutMs: 30_000, onOutput,
+    }));
+    // the lines with an escape sequence where a number should be are not steps; the numbers are numbers
+    assert.deepEqual(seen.map((p) => [p.step, p.loss, p.fraction]), [[4, 2.5, 0.01], [1e23, Infinity, 1]]);
+    const line = slotLine({ label: '[exp 1/6]', slot: null, started: Date.now(), progress: seen[seen.length - 1]!, typicalMs: null }, Date.now());
+    assert.doesNotMatch(line, /[\u001b\u0007]/, line);
+    assert.match(line, /step 1e\+23\/400 loss Infinity/);
+  });
+
+  test('a linked node_modules is readable by task-agent workers, its siblings are not; a link to anything but a node_modules folder adds nothing', async () => {
+    const base = tmp();
+    const shared = path.join(base, 'shared');
+    fs.mkdirSync(path.join(shared, 'node_modules', 'dep'), { recursive: true });
+    fs.writeFileSync(path.join(shared, 'node_modules', 'dep', 'index.js'), 'module.exports = 1;\n');
+    const secret = `SECRET-${process.pid}`;
+    fs.writeFileSync(path.join(shared, 'secret.txt'), secret);
+    const root = path.join(base, 'autoagent');
+    const harness = path.join(root, 'h');
+    fs.mkdirSync(harness, { recursive: true });
+    fs.symlinkSync(path.join(shared, 'node_modules'), path.join(root, 'node_modules'));
+    const readable = workerReadable(harness, root);
+    assert.deepEqual(readable, [root, harness, path.join(shared, 'node_modules')]);
+    const r = await runSandboxed(spec({
+      command: `cat "${path.join(shared, 'node_modules', 'dep', 'index.js')}"; cat "${path.join(shared, 'secret.txt')}" || echo NO-SECRET`,
+      readonly: readable, timeoutMs: 30_000,
+    }));
+    assert.match(r.stdout, /module\.exports = 1/);
+    assert.match(r.stdout, /NO-SECRET/);
+    assert.ok(!r.stdout.includes(secret), 'a sibling of the linked node_modules was readable');
+    // a hostile or careless link: node_modules → the folder holding the secret
+    const root2 = path.join(base, 'autoagent2');
+    fs.mkdirSync(root2);
+    fs.symlinkSync(shared, path.join(root2, 'node_modules'));
+    assert.deepEqual(workerReadable(harness, root2), [root2, harness]);
   });
 });
