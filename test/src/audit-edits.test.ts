@@ -14,26 +14,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
-import { main } from '../../src/cli.ts';
 import { CONTAMINATION_REJECTION } from '../../src/contamination.ts';
 import { openDb, listExperiments, getRun, evaluationsOf, proposalOf, type DB, type RunRow, type ExperimentRow } from '../../traces/index.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import type { KindAdapter } from '../../src/kinds/types.ts';
 import { startMockAnthropic, startMockOpenAI, anthropicText, openaiText, type MockServer } from '../helpers/mock-llm.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, studyYaml } from '../helpers/repo.ts';
-
-async function cli(args: string[], cwd: string) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const prev = process.cwd();
-  process.chdir(cwd);
-  try {
-    const code = await main(args, { out: (t) => void out.push(t), err: (t) => void err.push(t), errIsTTY: false });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.chdir(prev);
-  }
-}
+import { cli } from '../helpers/cli.ts';
 
 const q = (text: string) => `${text} Reply with the number.`;
 /** T: right at temperature ≤ 0.5; H: right when the system prompt says "Subtract carefully" (validation tasks only); never; always */

@@ -8,27 +8,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { main } from '../../src/cli.ts';
 import { openDb, getRun, latestRun } from '../../traces/index.ts';
 import { tracesOf } from '../../traces/traces.ts';
 import { startMockOpenAI, openaiText, type MockServer } from '../helpers/mock-llm.ts';
 import { makeRepo, cleanup, tinyHarnessRepo, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
+import { cli } from '../helpers/cli.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/autoagent.js');
-
-async function cli(args: string[], cwd?: string) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const prev = process.cwd();
-  if (cwd) process.chdir(cwd);
-  try {
-    const code = await main(args, { out: (t) => void out.push(t), err: (t) => void err.push(t), errIsTTY: false });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.chdir(prev);
-  }
-}
 
 const servers: MockServer[] = [];
 const savedEnv = { OPENAI_BASE_URL: process.env.OPENAI_BASE_URL, OPENAI_API_KEY: process.env.OPENAI_API_KEY };

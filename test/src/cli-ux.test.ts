@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { main } from '../../src/cli.ts';
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter, StreamReporter } from '../../src/report.ts';
 import { parseStudy } from '../../src/study.ts';
@@ -20,21 +19,9 @@ import { openDb, getRun, latestRun, listExperiments, runAnnotations } from '../.
 import type { Proposer } from '../../meta-agent/index.ts';
 import { FakeKind } from '../helpers/fake-kind.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
+import { cli } from '../helpers/cli.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
-
-async function cli(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const prev = process.cwd();
-  process.chdir(cwd);
-  try {
-    const code = await main(args, { out: (t) => void out.push(t), err: (t) => void err.push(t), errIsTTY: false });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.chdir(prev);
-  }
-}
 
 function fakeStudy(extra = ''): string {
   return `name: ux

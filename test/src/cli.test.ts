@@ -3,25 +3,11 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync, readdirSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { main } from '../../src/cli.ts';
 import { openDb, listExperiments, evaluationsOf, getRun, latestRun } from '../../traces/index.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
+import { cli } from '../helpers/cli.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
-
-/** run main() in-process, capturing what it writes */
-async function cli(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const prevCwd = process.cwd();
-  if (cwd) process.chdir(cwd);
-  try {
-    const code = await main(args, { out: (t) => void out.push(t), err: (t) => void err.push(t), errIsTTY: false });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.chdir(prevCwd);
-  }
-}
 
 const BAD_STUDIES: Array<[string, string, RegExp]> = [
   ['missing name', studyYaml().replace(/^name: demo\n/m, ''), /field `name`: expected string/],

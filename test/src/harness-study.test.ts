@@ -7,13 +7,13 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
-import { main } from '../../src/cli.ts';
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { openDb, listExperiments, getRun } from '../../traces/index.ts';
 import { tracesOf } from '../../traces/traces.ts';
 import { startMockOpenAI, openaiText, type MockServer } from '../helpers/mock-llm.ts';
 import { makeRepo, cleanup } from '../helpers/repo.ts';
+import { cli } from '../helpers/cli.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const DATA = resolve(ROOT, '../shared/data');
@@ -51,19 +51,6 @@ const servers: MockServer[] = [];
 after(async () => {
   for (const s of servers) await s.close();
 });
-
-async function cli(args: string[], cwd: string) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const prev = process.cwd();
-  process.chdir(cwd);
-  try {
-    const code = await main(args, { out: (t) => void out.push(t), err: (t) => void err.push(t), errIsTTY: false });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.chdir(prev);
-  }
-}
 
 test('autoagent eval runs GSM8K val end to end against a scripted server; traces shows a full transcript', { skip: !hasData && 'no ../shared/data' }, async () => {
   const server = await oracle();

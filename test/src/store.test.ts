@@ -16,12 +16,12 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { main } from '../../src/cli.ts';
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { openDb, insertRun, getRun, listExperiments, type NewRun } from '../../traces/index.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
+import { cli } from '../helpers/cli.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
 /** a spinning CLI is killed here and the test fails; a healthy one answers in a few seconds even on a loaded machine */
@@ -54,20 +54,6 @@ async function pool<T>(n: number, fns: Array<() => Promise<T>>): Promise<T[]> {
     }
   }));
   return out;
-}
-
-/** run main() in-process, capturing what it writes */
-async function cli(args: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const prevCwd = process.cwd();
-  if (cwd) process.chdir(cwd);
-  try {
-    const code = await main(args, { out: (t) => void out.push(t), err: (t) => void err.push(t), errIsTTY: false });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  } finally {
-    process.chdir(prevCwd);
-  }
 }
 
 function scripted(steps: Array<(ctx: ProposalContext) => { hypothesis: string; edits: Array<{ path: string; content: string }> }>): Proposer {
