@@ -9,8 +9,8 @@
  *
  *   node --import tsx bench/distributed.ts [--experiments 8] [--seconds 2]
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,6 +22,7 @@ import { MemoryReporter } from '../src/report.ts';
 import { openDb, listExperiments, evaluationsOfRun } from '../traces/index.ts';
 import { QUEUE_NAME, type JobResult } from '../src/queue/common.ts';
 import { writeSection, machine } from './markdown.ts';
+import { makeRepo as makeGitRepo } from '../test/helpers/repo.ts';
 
 const { values } = parseArgs({ options: { experiments: { type: 'string', default: '8' }, seconds: { type: 'string', default: '2' } } });
 const E = Number(values.experiments);
@@ -36,10 +37,10 @@ print(f'METRIC loss={(x - 3.0) ** 2 + (n - 5) ** 2}')
 `;
 
 function makeRepo(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'autoagent-bench-dist-'));
-  writeFileSync(join(dir, 'params.py'), 'X = 1.0\nN = 2\n');
-  writeFileSync(join(dir, 'evaluate.py'), EVALUATE);
-  writeFileSync(join(dir, 'study.yaml'), `name: dist
+  return makeGitRepo({
+    'params.py': 'X = 1.0\nN = 2\n',
+    'evaluate.py': EVALUATE,
+    'study.yaml': `name: dist
 kind: command
 editable: [params.py]
 locked: [evaluate.py]
@@ -49,12 +50,8 @@ metric: { name: loss, direction: minimize }
 budget: { experiment_seconds: ${Math.ceil(S * 20)}, experiments: ${E} }
 proposer: { type: search, seed: 1 }
 acceptance: { baseline_repeats: 2, min_delta: 0, confirm_repeats: 1 }
-`);
-  const git = (...a: string[]) => execFileSync('git', a, { cwd: dir });
-  git('init', '-q', '-b', 'main');
-  git('add', '-A');
-  git('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-q', '-m', 'bench');
-  return dir;
+`,
+  });
 }
 
 function freePort(): Promise<number> {

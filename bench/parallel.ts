@@ -10,15 +10,15 @@
  *
  *   node --import tsx bench/parallel.ts [--experiments 12] [--seconds 1]
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRun } from '../src/loop.ts';
 import { MemoryReporter } from '../src/report.ts';
 import { openDb, listExperiments, evaluationsOfRun } from '../traces/index.ts';
 import { writeSection, machine } from './markdown.ts';
+import { makeRepo as makeGitRepo } from '../test/helpers/repo.ts';
 
 const { values } = parseArgs({ options: { experiments: { type: 'string', default: '12' }, seconds: { type: 'string', default: '1' } } });
 const E = Number(values.experiments);
@@ -40,10 +40,10 @@ print(f'METRIC loss={(x - 3.0) ** 2 + (n - 5) ** 2 + 0.05 * random.gauss(0, 1)}'
 `;
 
 function makeRepo(command: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'autoagent-bench-par-'));
-  writeFileSync(join(dir, 'params.py'), PARAMS);
-  writeFileSync(join(dir, 'evaluate.py'), EVALUATE);
-  writeFileSync(join(dir, 'study.yaml'), `name: par
+  return makeGitRepo({
+    'params.py': PARAMS,
+    'evaluate.py': EVALUATE,
+    'study.yaml': `name: par
 kind: command
 editable: [params.py]
 locked: [evaluate.py]
@@ -53,12 +53,8 @@ metric: { name: loss, direction: minimize }
 budget: { experiment_seconds: ${Math.ceil(S * 20)}, experiments: ${E} }
 proposer: { type: search, seed: 1 }
 acceptance: { baseline_repeats: 3, confirm_repeats: 1 }
-`);
-  const git = (...a: string[]) => execFileSync('git', a, { cwd: dir });
-  git('init', '-q', '-b', 'main');
-  git('add', '-A');
-  git('-c', 'user.name=b', '-c', 'user.email=b@b', 'commit', '-q', '-m', 'bench');
-  return dir;
+`,
+  });
 }
 
 interface Row { kind: string; parallel: number; wall: number; evals: number; kept: number; decided: number }
