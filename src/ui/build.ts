@@ -14,6 +14,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const here = dirname(fileURLToPath(import.meta.url));
 export const CLIENT_DIR = join(here, 'client');
 export const BUNDLE = resolve(here, '../../dist/ui/app.js');
+/** modules outside the client folder that the client bundles (a change to them makes the bundle stale too) */
+const SHARED_SOURCES = [resolve(here, '../format.ts')];
 
 function newestSource(dir: string): number {
   let t = 0;
@@ -49,7 +51,7 @@ export async function buildClient(out = BUNDLE): Promise<string> {
  * a private temporary folder instead.
  */
 export async function ensureBundle(out = BUNDLE): Promise<string> {
-  const sources = existsDir(CLIENT_DIR) ? newestSource(CLIENT_DIR) : 0;
+  const sources = Math.max(existsDir(CLIENT_DIR) ? newestSource(CLIENT_DIR) : 0, ...SHARED_SOURCES.map((f) => statSync(f, { throwIfNoEntry: false })?.mtimeMs ?? 0));
   const fresh = (p: string) => {
     const have = statSync(p, { throwIfNoEntry: false });
     return Boolean(have && have.size > 0 && have.mtimeMs >= sources);

@@ -1,11 +1,7 @@
-/** Number and time formats (as the CLI prints them: src/format.ts). */
-export function fmtMetric(x: number | null | undefined): string {
-  if (x === null || x === undefined || Number.isNaN(x)) return '—';
-  if (x === 0) return '0';
-  const a = Math.abs(x);
-  if (a >= 1e5 || a < 1e-3) return x.toExponential(3);
-  return x.toPrecision(5).replace(/(\.\d*?)0+$/, '$1').replace(/\.$/, '');
-}
+/** Number and time formats: the metric and token formats are the CLI's own (src/format.ts, bundled in). */
+import { fmtMetric } from '../../format.ts';
+
+export { fmtMetric, fmtTokens } from '../../format.ts';
 
 export function fmtSigned(x: number | null | undefined): string {
   if (x === null || x === undefined || Number.isNaN(x)) return '—';
@@ -20,10 +16,6 @@ export function fmtDuration(ms: number | null | undefined): string {
   const m = Math.floor(s / 60);
   if (m < 60) return `${m} m ${Math.round(s - m * 60)} s`;
   return `${Math.floor(m / 60)} h ${m % 60} m`;
-}
-
-export function fmtTokens(n: number): string {
-  return n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : String(n);
 }
 
 export function fmtCost(usd: number): string {
