@@ -13,7 +13,6 @@ import { studyJsonSchema } from './study.ts';
 import { auditCommand, finalizeCommand, reportCommand, exportLangfuseCommand } from './audit-cli.ts';
 import { knobsCommand } from './knobs-cli.ts';
 import { blameCommand } from './blame-cli.ts';
-import { uiCommand } from './ui/cli.ts';
 import type { WorkerCliOptions } from './queue/cli.ts';
 import { doctorCommand, thisMachine } from './doctor.ts';
 import { askOver, hasStudyFlags, initCommand, type InitOptions } from './init.ts';
@@ -280,6 +279,7 @@ Examples:
     .option('--host <addr>', 'the address to listen on; any but loopback requires the printed token', '127.0.0.1')
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
     .action(async (o: { port: number; host: string; db?: string }) => {
+      const { uiCommand } = await import('./ui/cli.ts'); // hono and the server only when the dashboard runs
       exit.code = await uiCommand(o, io);
     });
   program.command('worker').description('evaluate jobs of `run --queue` runs from a Redis queue (stateless; any machine that reaches Redis)')

@@ -9,7 +9,7 @@
 import { accessSync, constants, existsSync, statSync, unlinkSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { UserError } from '../errors.ts';
 
 export interface PngOptions {
@@ -72,6 +72,8 @@ export function chromiumPath(explicit?: string): string {
 /** Starts the system's headless Chromium under playwright-core; a missing or broken one is a UserError of one line. */
 export async function launchChromium(opts: { chromium?: string; timeoutMs?: number } = {}): Promise<Browser> {
   const bin = chromiumPath(opts.chromium);
+  // playwright-core is loaded by what starts a browser only (about 1 s of every CLI start otherwise)
+  const { chromium } = await import('playwright-core');
   try {
     return await chromium.launch({ executablePath: bin, headless: true, args: CHROMIUM_ARGS, timeout: opts.timeoutMs ?? 60_000 });
   } catch (e) {
