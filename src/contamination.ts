@@ -57,6 +57,16 @@ export interface Contamination {
   summary: string;
 }
 
+/** An experiment's stored check (experiments.contamination): null when none, 'unreadable' when the JSON is damaged. */
+export function storedContamination(text: string | null): Contamination | 'unreadable' | null {
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as Contamination;
+  } catch {
+    return 'unreadable';
+  }
+}
+
 /** What the check knows of one task. */
 export interface TaskReference {
   id: string;

@@ -22,7 +22,7 @@ import { incumbentMetrics, okMetrics, ownEvaluations } from './acceptance.ts';
 import { mean } from './ratchet.ts';
 import { fmtDelta, fmtMetric } from './format.ts';
 import { latestAblation, type AblationChange } from './ablate.ts';
-import { contaminationNotApplicable, type Contamination } from './contamination.ts';
+import { contaminationNotApplicable, storedContamination, type Contamination } from './contamination.ts';
 
 export interface PassCount {
   passed: number;
@@ -141,12 +141,8 @@ const countOf = (runs: Array<{ pass: boolean }> | undefined): PassCount | null =
 const state = (c: PassCount): 'pass' | 'fail' | 'mixed' => (2 * c.passed > c.runs ? 'pass' : 2 * c.passed < c.runs ? 'fail' : 'mixed');
 
 function contaminationOf(e: ExperimentRow): Contamination | null {
-  if (!e.contamination) return null;
-  try {
-    return JSON.parse(e.contamination) as Contamination;
-  } catch {
-    return null;
-  }
+  const c = storedContamination(e.contamination);
+  return c === 'unreadable' ? null : c;
 }
 
 const list = (xs: string[], max = 6) => xs.slice(0, max).join(', ') + (xs.length > max ? `, +${xs.length - max} more` : '');

@@ -9,6 +9,7 @@ import { fmtMetric, fmtDelta, fmtDuration, fmtTokens, table, telemetryText } fro
 import { runMetricFmt } from './summary.ts';
 import { mean, stddev } from './ratchet.ts';
 import { UNTRUSTED_SPLIT } from './finalize.ts';
+import { storedContamination } from './contamination.ts';
 
 /** a run by id or unique prefix, else the latest (the store's one lookup: traces/ledger.ts) */
 export { pickRun } from '../traces/index.ts';
@@ -40,22 +41,15 @@ export interface LedgerRow {
 }
 
 function contaminationRecord(e: ExperimentRow): unknown {
-  try {
-    return e.contamination ? (JSON.parse(e.contamination) as unknown) : null;
-  } catch {
-    return { unreadable: e.contamination };
-  }
+  const c = storedContamination(e.contamination);
+  return c === 'unreadable' ? { unreadable: e.contamination } : c;
 }
 
 /** an experiment's memorisation-check record, as ledger rows show it */
 function contaminationOf(e: ExperimentRow): { verdict: string; summary: string } | null {
-  if (!e.contamination) return null;
-  try {
-    const c = JSON.parse(e.contamination) as { verdict?: string; summary?: string };
-    return { verdict: c.verdict ?? 'warn', summary: c.summary ?? '' };
-  } catch {
-    return { verdict: 'warn', summary: '(an unreadable record)' };
-  }
+  const c = storedContamination(e.contamination);
+  if (c === 'unreadable') return { verdict: 'warn', summary: '(an unreadable record)' };
+  return c && { verdict: c.verdict ?? 'warn', summary: c.summary ?? '' };
 }
 
 export function ledgerData(db: DB, run: RunRow) {
