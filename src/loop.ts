@@ -729,8 +729,8 @@ function spendNote(session: ProposalSession): string {
   return ` (meta-agent ${fmtTokens(s.tokens)} tokens, $${s.dollars.toFixed(4)}, ${fmtDuration(session.ms)})`;
 }
 
-function seedFor(seq: number, repeat: number): number {
-  return seq * 1000 + repeat + 1;
+function seedFor(study: Study, seq: number, repeat: number): number {
+  return study.acceptance.seed_offset + seq * 1000 + repeat + 1;
 }
 
 /** The run's noise as `log` shows it: the groups the next decision would pool. */
@@ -774,7 +774,7 @@ async function evaluateOnce(
   ctx: RunCtx, exp: ExperimentRow, repeat: number, label: string,
   o: { round?: number; screenAgainst?: Map<string, number>; signal?: AbortSignal } = {},
 ): Promise<EvaluationRow> {
-  const seed = seedFor(exp.seq, repeat);
+  const seed = seedFor(ctx.study, exp.seq, repeat);
   if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
   const signal = o.signal ? AbortSignal.any([ctx.signal, o.signal]) : ctx.signal;
   const stage = exp.seq === 0 ? 'baseline' : o.round !== undefined && exp.round !== o.round ? 'incumbent' : repeat === 0 ? 'screen' : 'confirm';

@@ -94,6 +94,8 @@ export const AcceptanceSchema = z.strictObject({
   alpha: z.number().gt(0).lt(0.5).default(0.025),
   /** harness studies: a candidate whose diff writes validation task inputs, ids or answers into the editable files is flagged (warn) or rejected before evaluation (reject); src/contamination.ts */
   contamination: z.enum(['warn', 'reject']).default('warn'),
+  /** added to every evaluation's seed (AUTOAGENT_SEED = seed_offset + experiment × 1000 + repeat + 1): run a study again on seeds its decisions never saw */
+  seed_offset: z.number().int().nonnegative().default(0),
 });
 
 export const SandboxSettingsSchema = z.strictObject({

@@ -89,6 +89,25 @@ test('the same seeds give the same ledger whatever the timing of the slots', asy
   assert.deepEqual(runs[1], runs[0]);
 });
 
+test('acceptance.seed_offset moves every evaluation to seeds the default run never used, and audit passes', async () => {
+  const seeds: number[][] = [];
+  for (const offset of [0, 500000]) {
+    const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study().replace('confirm_repeats: 1 }', `confirm_repeats: 1, seed_offset: ${offset} }`).replace('experiments: 8', 'experiments: 3') });
+    try {
+      const res = await startRun(join(repo, 'study.yaml'), opts(new FakeKind({ noise: 0.3 })));
+      const evals = summary(res.dbPath, res.runId).flatMap((e) => e.evals.map((v) => v[1] as number));
+      seeds.push(evals);
+      const audit = await auditRun(openDb(res.dbPath), res.runId, { rescore: false });
+      assert.ok(audit.ok, audit.problems.join('\n'));
+    } finally {
+      cleanup(repo);
+    }
+  }
+  assert.ok(seeds[0]!.length >= 4 && seeds[0]!.every((s) => s < 500000));
+  assert.ok(seeds[1]!.every((s) => s > 500000));
+  assert.equal(seeds[1]![0], seeds[0]![0]! + 500000);
+});
+
 test('a pure-noise study with parallel 4 keeps at most 5% of its candidates (α / k holds)', async () => {
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 4\nproposer: { type: random }\n').replace('experiments: 8', 'experiments: 80') });
   try {
