@@ -48,8 +48,10 @@ function makeRepo(arm: string, seed: number): string {
   const study = readFileSync(join(ROOT, 'gpu-trainer', 'study.yaml'), 'utf8')
     .replace(/^proposer: .*$/m, `proposer: ${proposer}`)
     .replace(/^(budget: .*experiments: )\d+/m, `$1${E}`)
-    .replace(/^(trainer: .*steps: )\d+/m, `$1${STEPS}`);
-  if (!study.includes(`proposer: ${proposer}`) || !study.includes(`experiments: ${E}`) || !new RegExp(`^trainer: .*steps: ${STEPS} `, 'm').test(study)) throw new Error('gpu-trainer/study.yaml changed shape: update bench/trainer.ts');
+    .replace(/^(trainer: .*steps: )\d+/m, `$1${STEPS}`)
+    // a steps budget makes load slow a run, not change it: deadlines far out so a loaded machine cannot time one out
+    .replace(/experiment_seconds: \d+/, 'experiment_seconds: 900').replace(/wall_seconds: \d+/, 'wall_seconds: 36000');
+  if (!study.includes(`proposer: ${proposer}`) || !study.includes('experiment_seconds: 900') || !study.includes('wall_seconds: 36000') || !study.includes(`experiments: ${E}`) || !new RegExp(`^trainer: .*steps: ${STEPS} `, 'm').test(study)) throw new Error('gpu-trainer/study.yaml changed shape: update bench/trainer.ts');
   writeFileSync(join(dir, 'study.yaml'), study);
   git(dir, 'init', '-q', '-b', 'main');
   git(dir, 'add', '-A');
