@@ -7,7 +7,7 @@
  * several proposer seeds; every kept change is then re-evaluated against its parent with fresh seeds
  * to count false keeps (kept changes that do not reproduce).
  *
- *   node --import tsx bench/trainer.ts [--experiments 6] [--steps 400] [--seeds 3] [--recheck 3] [--arms search,random,optuna[,noop]]
+ *   node --import tsx bench/trainer.ts [--experiments 6] [--steps 400] [--seeds 3] [--recheck 2] [--arms search,random,optuna[,noop]]
  */
 import { execFileSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ const { values } = parseArgs({
     experiments: { type: 'string', default: '6' },
     steps: { type: 'string', default: '400' },
     seeds: { type: 'string', default: '3' },
-    recheck: { type: 'string', default: '3' },
+    recheck: { type: 'string', default: '2' },
     arms: { type: 'string', default: 'search,random,optuna' },
   },
 });
@@ -132,6 +132,7 @@ for (let seed = 1; seed <= SEEDS; seed++) {
         arm, seed, baseline: s.base.metric!, final: s.final, baseRe, finalRe, kept: s.kept.length, falseKeeps, evaluated: s.evaluated,
         wallS, insideS: s.inside, overheadPct: ((wallS - s.inside) / wallS) * 100, noiseSd,
       });
+      writeSection('trainer', section());
       process.stderr.write(`${arm} seed ${seed}: baseline ${s.base.metric!.toFixed(4)} → ${s.final.toFixed(4)} (re-measured ${baseRe.toFixed(4)} → ${finalRe.toFixed(4)}), kept ${s.kept.length}, false keeps ${falseKeeps}\n`);
     } finally {
       rmSync(repo, { recursive: true, force: true });
@@ -139,7 +140,9 @@ for (let seed = 1; seed <= SEEDS; seed++) {
   }
 }
 
-const lines = ARMS.map((arm) => {
+/** the BENCHMARKS.md section from the runs done so far (written after each run: a long bench stopped early keeps what it measured) */
+function section(): string {
+const lines = ARMS.filter((arm) => results.some((r) => r.arm === arm)).map((arm) => {
   const rs = results.filter((r) => r.arm === arm);
   const rel = mean(rs.map((r) => r.final / r.baseline));
   const relRe = mean(rs.map((r) => r.finalRe / r.baseRe));
@@ -161,12 +164,12 @@ const wins = (a: string, b: string) => {
   return `${w} of ${n}`;
 };
 const versus = ARMS.filter((a) => a !== 'search').map((a) => `\`search\` below \`${a}\` on ${wins('search', a)} seeds`).join('; ');
+const partial = results.length < SEEDS * ARMS.length ? `\n**Partial**: ${results.length} of ${SEEDS * ARMS.length} runs done when this was written (the bench writes after each run).\n` : '';
 const body = `## Trainer study: ${ARMS.join(' vs ')} (\`node --import tsx bench/trainer.ts\`)
-
+${partial}
 The shipped study (\`gpu-trainer/study.yaml\`: 4 baseline repeats, knobs found in train.py, confirmations as the ratchet
 asks) for each arm with the same budget: ${E} experiments of exactly ${STEPS} optimizer steps each on CPU, ${SEEDS} proposer
-seeds, the Brown corpus; measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. *optuna* is Optuna's TPE through the real
-library (ask/tell, rebuilt from the ledger).${ARMS.includes('noop') ? ' *noop* proposes an edit that only adds a comment: every keep it makes is a false keep.' : ''}
+seeds, the Brown corpus; measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.${ARMS.includes('optuna') ? " *optuna* is Optuna's TPE through the real library (ask/tell, rebuilt from the ledger)." : ''}${ARMS.includes('noop') ? ' *noop* proposes an edit that only adds a comment: every keep it makes is a false keep.' : ''}
 *False keeps*: kept changes whose kept tree did not beat its parent's tree again when both were re-evaluated
 ${RECHECK}× with fresh seeds. *Overhead*: run wall time minus the time inside train.py and the locked evaluator, as a share
 of the run (sandbox start, dataset check, git, SQLite, the proposer).
@@ -183,5 +186,7 @@ Per seed, re-measured final val_bpb: ${versus}.
 Load average of the machine when the run ended: ${loadavg().map((x) => x.toFixed(1)).join(' / ')} (1 / 5 / 15 min; with a steps
 budget, load makes runs slower, not noisier). Per seed (re-measured): ${results.map((r) => `${r.arm}#${r.seed} ${r.baseRe.toFixed(3)}→${r.finalRe.toFixed(3)} (kept ${r.kept})`).join(', ')}.
 `;
-writeSection('trainer', body);
-process.stdout.write(body);
+return body;
+}
+
+process.stdout.write(section());
