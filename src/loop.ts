@@ -228,7 +228,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
   const db = openDb(dbPath);
   const paths: RunPaths = { repo, studyDir: r.studyDir, studyPath, stateDir: join(repo, '.autoagent') };
-  const adapter = opts.kind ?? adapterFor(study);
+  const adapter = opts.kind ?? adapterFor(study).adapter;
   opts.reporter.event(`preparing ${study.kind} study ${study.name}…`);
   const prepared = await adapter.prepare(study, paths);
   const manifest = buildManifest(repo, r.locked, prepared.lockedExternal);
@@ -281,7 +281,7 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
-  const adapter = opts.kind ?? adapterFor(study);
+  const adapter = opts.kind ?? adapterFor(study).adapter;
   const prepared = await adapter.prepare(study, paths);
   const manifest: Manifest = JSON.parse(run.lock_manifest);
   verifyManifest(manifest, run.repo, null, r.tracked);
