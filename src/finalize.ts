@@ -38,7 +38,7 @@ import { sandboxAvailable } from './sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
 import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
 import { StudySchema, type Study } from './study.ts';
-import { liveExportFor } from './export/langfuse.ts';
+import { liveExportFor } from './export/live.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
 import { incumbentMetrics, ownEvaluations } from './acceptance.ts';
 import { auditRun, findRun, finalIncumbent, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
@@ -287,7 +287,7 @@ export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: Finali
   }
   const study = runStudy(run);
   // a study with a live Langfuse export sends the test evaluation too (keys checked before it is spent)
-  const live = liveExportFor(study, opts.reporter);
+  const live = await liveExportFor(study, opts.reporter);
   const paths: RunPaths = { repo: run.repo, studyDir: runStudyDir(run), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   if (opts.all && study.kind !== 'harness') throw new UsageError(`--all applies to harness runs (it lifts harness.limit); a ${study.kind} run scores its whole test split already`);
   const { study: evalStudy, adapter } = adapterFor(study, { split: 'test', dataRoot: opts.dataRoot, all: Boolean(opts.all) });
