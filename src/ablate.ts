@@ -30,7 +30,7 @@ import { sandboxAvailable } from './sandbox/index.ts';
 import type { EvalOutcome, RunPaths } from './kinds/types.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
 import { auditRun, findRun, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
-import { testAdapter } from './finalize.ts';
+import { adapterFor } from './kinds/index.ts';
 import { effectiveStatus } from './loop.ts';
 import type { Reporter } from './report.ts';
 import { beats, improvementOf, mean, noiseMargin, pooledNoise, type Noise } from './ratchet.ts';
@@ -214,7 +214,7 @@ export async function ablateRun(db: DB, runOrId: string | RunRow, opts: AblateOp
   }
 
   const paths: RunPaths = { repo: run.repo, studyDir: runStudyDir(run), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
-  const { study: evalStudy, adapter } = testAdapter(study, opts.dataRoot, Boolean(opts.all));
+  const { study: evalStudy, adapter } = adapterFor(study, { split: 'test', dataRoot: opts.dataRoot, all: Boolean(opts.all) });
   let prepared;
   try {
     prepared = await adapter.prepare(evalStudy, paths);

@@ -11,7 +11,6 @@ import { auditRun, formatAudit } from './audit.ts';
 import { finalizeRun, UNTRUSTED_SPLIT } from './finalize.ts';
 import { renderReport } from './report/html.ts';
 import { renderPng } from './report/png.ts';
-import { exportToLangfuse, langfuseOptionsFromEnv } from './export/langfuse.ts';
 import { StreamReporter } from './report.ts';
 import { auditEdits, formatEditsAudit } from './edits-audit.ts';
 import { ablateRun, formatAblation } from './ablate.ts';
@@ -108,6 +107,8 @@ export async function reportCommand(runId: string | undefined, o: { db?: string;
 }
 
 export async function exportLangfuseCommand(runId: string | undefined, o: { db?: string; json?: boolean }, io: IOLike): Promise<number> {
+  // the Langfuse and OpenTelemetry SDKs take seconds to load: only this command loads them
+  const { exportToLangfuse, langfuseOptionsFromEnv } = await import('./export/langfuse.ts');
   const opts = langfuseOptionsFromEnv();
   const { db } = await store(o.db);
   try {

@@ -27,7 +27,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { listExperiments, evaluationsOfRun, now, type DB, type ExperimentRow, type EvaluationRow, type RunRow } from '../traces/index.ts';
 import { UsageError, UserError } from './errors.ts';
@@ -35,12 +35,10 @@ import * as g from './git.ts';
 import { LockViolation, globMatcher, matchGlobs, walkFiles, type Manifest } from './lock.ts';
 import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
-import { CommandKind } from './kinds/command.ts';
-import { TrainerKind } from './kinds/trainer.ts';
-import { HarnessKind } from './kinds/harness.ts';
+import { adapterFor } from './kinds/index.ts';
 import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
 import { StudySchema, type Study } from './study.ts';
-import { liveExportFor } from './export/langfuse.ts';
+import { liveExportFor } from './export/live.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
 import { incumbentMetrics, ownEvaluations } from './acceptance.ts';
 import { auditRun, findRun, finalIncumbent, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
@@ -128,26 +126,6 @@ async function git(repo: string, args: string[], env?: NodeJS.ProcessEnv): Promi
 /** the seed of the n-th finalization of a run: apart from the run's seeds (seq·1000 + repeat + 1) */
 export function finalSeed(n: number): number {
   return 1_000_000_001 + n;
-}
-
-/** The kind adapter that evaluates on the test split (see the header). */
-export function testAdapter(study: Study, dataRoot: string | undefined, all: boolean): { study: Study; adapter: KindAdapter } {
-  switch (study.kind) {
-    case 'command': {
-      const s: Study = { ...study, env: { ...study.env, AUTOAGENT_SPLIT: 'test' } };
-      return { study: s, adapter: new CommandKind(s) };
-    }
-    case 'harness': {
-      // the study schema keeps `test` out of a run's split on purpose; only finalize sets it
-      const harness = { ...study.harness!, split: 'test' as unknown as 'val', screen_tasks: 0, ...(all ? { limit: 0 } : {}), ...(dataRoot ? { data: resolve(dataRoot) } : {}) };
-      const s: Study = { ...study, harness };
-      return { study: s, adapter: new HarnessKind(s) };
-    }
-    case 'trainer':
-      return { study, adapter: new TrainerKind(study, 'test') };
-    default:
-      throw new UsageError(`kind: ${String((study as Study).kind)} cannot be finalized by this version`);
-  }
 }
 
 async function branchCheckedOut(repo: string, branch: string): Promise<string | null> {
@@ -309,10 +287,10 @@ export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: Finali
   }
   const study = runStudy(run);
   // a study with a live Langfuse export sends the test evaluation too (keys checked before it is spent)
-  const live = liveExportFor(study, opts.reporter);
+  const live = await liveExportFor(study, opts.reporter);
   const paths: RunPaths = { repo: run.repo, studyDir: runStudyDir(run), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   if (opts.all && study.kind !== 'harness') throw new UsageError(`--all applies to harness runs (it lifts harness.limit); a ${study.kind} run scores its whole test split already`);
-  const { study: evalStudy, adapter } = testAdapter(study, opts.dataRoot, Boolean(opts.all));
+  const { study: evalStudy, adapter } = adapterFor(study, { split: 'test', dataRoot: opts.dataRoot, all: Boolean(opts.all) });
   let prepared;
   try {
     prepared = await adapter.prepare(evalStudy, paths);
@@ -346,7 +324,7 @@ export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: Finali
       // does the evaluator honour AUTOAGENT_SPLIT? the validation score at the same seed tells
       const { AUTOAGENT_SPLIT: _, ...env } = study.env;
       const valStudy: Study = { ...study, env };
-      asInRun = await evaluateCommit(evalCtx(valStudy, new CommandKind(valStudy)), { commit, label: 'finalize-val', seq: -1, seed, repeat: n });
+      asInRun = await evaluateCommit(evalCtx(valStudy, adapterFor(valStudy).adapter), { commit, label: 'finalize-val', seq: -1, seed, repeat: n });
     }
   } catch (e) {
     if (!(e instanceof LockViolation)) throw e;

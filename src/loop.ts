@@ -45,7 +45,8 @@ import { StoreHistory } from '../meta-agent/history.ts';
 export { roundAlpha } from './acceptance.ts';
 import { ProposalSession, loadProgram, seedOnlyChange, whitespaceOnlyChange } from './proposal.ts';
 import { fmtMetric, fmtDuration, fmtDelta, fmtTokens, metricFormat, type MetricFmt } from './format.ts';
-import { liveExportFor, type LangfuseLiveExporter } from './export/langfuse.ts';
+import { liveExportFor } from './export/live.ts';
+import type { LangfuseLiveExporter } from './export/langfuse.ts';
 import { resolveRunPaths } from './run-paths.ts';
 import { ContaminationGuard } from './contamination.ts';
 
@@ -206,7 +207,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const study = applyOverrides(loaded.study, opts.overrides);
   checkSandbox(opts.unsafeNoSandbox);
   if (!opts.proposer) checkProposer(study.proposer);
-  const live = liveExportFor(study, opts.reporter);
+  const live = await liveExportFor(study, opts.reporter);
   const repo = await g.repoRoot(dirname(studyPath));
   const base = await g.headCommit(repo);
   const r = await resolvePaths(study, studyPath, repo, base);
@@ -228,7 +229,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
   const db = openDb(dbPath);
   const paths: RunPaths = { repo, studyDir: r.studyDir, studyPath, stateDir: join(repo, '.autoagent') };
-  const adapter = opts.kind ?? adapterFor(study);
+  const adapter = opts.kind ?? adapterFor(study).adapter;
   opts.reporter.event(`preparing ${study.kind} study ${study.name}…`);
   const prepared = await adapter.prepare(study, paths);
   const manifest = buildManifest(repo, r.locked, prepared.lockedExternal);
@@ -277,11 +278,11 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   checkSandbox(opts.unsafeNoSandbox);
   const study = applyOverrides(StudySchema.parse(JSON.parse(run.study_json)), opts.overrides);
   if (!opts.proposer) checkProposer(study.proposer);
-  const live = liveExportFor(study, opts.reporter);
+  const live = await liveExportFor(study, opts.reporter);
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
-  const adapter = opts.kind ?? adapterFor(study);
+  const adapter = opts.kind ?? adapterFor(study).adapter;
   const prepared = await adapter.prepare(study, paths);
   const manifest: Manifest = JSON.parse(run.lock_manifest);
   verifyManifest(manifest, run.repo, null, r.tracked);

@@ -54,7 +54,6 @@ import { LangfuseClient } from '@langfuse/client';
 import { getRun, listExperiments, tracesOf, getTrace, recordExport, exportedSeqs, type DB, type SpanRecord, type SpanNode, type TraceDetail, type RunRow, type ExperimentRow } from '../../traces/index.ts';
 import type { StoredTrace } from '../../traces/traces.ts';
 import { UserError, UsageError } from '../errors.ts';
-import type { Reporter } from '../report.ts';
 
 export interface LangfuseOptions {
   /** e.g. https://cloud.langfuse.com or http://localhost:3000 */
@@ -566,16 +565,6 @@ export async function exportToLangfuse(db: DB, runId: string, opts: LangfuseOpti
 function undeliveredExperiments(db: DB, runId: string): ExperimentRow[] {
   const done = exportedSeqs(db, runId, LANGFUSE_TARGET);
   return listExperiments(db, runId).filter((e) => e.status === 'decided' && !done.has(e.seq));
-}
-
-/**
- * The live export a study asks for (`export: { langfuse: true }`), its failures told to `reporter`
- * as `langfuse: …` lines; null when it asks for none. Keys come from the environment and are
- * checked now: a missing one is a one-line UserError before anything is run or spent.
- */
-export function liveExportFor(study: { export: { langfuse: boolean } }, reporter: Pick<Reporter, 'event'>): LangfuseLiveExporter | null {
-  if (!study.export.langfuse) return null;
-  return LangfuseLiveExporter.fromEnv(process.env, { onError: (m) => reporter.event(`langfuse: ${m}`) });
 }
 
 export type LiveExportResult = ({ ok: true } & LangfuseExportResult) | { ok: false; error: string };

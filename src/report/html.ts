@@ -23,6 +23,7 @@ import { UNTRUSTED_SPLIT } from '../finalize.ts';
 import { fmtMetric, fmtDelta, fmtDuration } from '../format.ts';
 import { esc, n, linear, ticks, tickStep, tickLabel, niceDomain, quantile } from './svg.ts';
 import { auditEdits, type EditsAudit, type TaskFlip } from '../edits-audit.ts';
+import { okMetrics } from '../acceptance.ts';
 
 /** Colours of the charts. The page's CSS uses none of them, so a screenshot can find the chart by colour. */
 export const CHART_COLORS = {
@@ -212,10 +213,6 @@ function safeJson(s: string | null): unknown {
 
 // ---------------------------------------------------------------------------------------------
 // the progress chart
-
-function okMetrics(list: EvaluationRow[] | undefined): number[] {
-  return (list ?? []).filter((v) => v.status === 'ok' && v.metric !== null && Number.isFinite(v.metric)).map((v) => v.metric!);
-}
 
 const AT_AXIS = new Set<Decision>(['crash', 'timeout', 'rejected']);
 

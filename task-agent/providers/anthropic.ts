@@ -12,7 +12,7 @@
  * Usage: our `input_tokens` is the whole prompt = Anthropic's input_tokens +
  * cache_read_input_tokens + cache_creation_input_tokens (see prices.ts).
  */
-import Anthropic from '@anthropic-ai/sdk';
+import type Anthropic from '@anthropic-ai/sdk';
 import { UserError } from '../../src/errors.ts';
 import type { Block, ModelRequest, ModelResponse, PriceTable, Provider, RetryPolicy, Usage } from '../types.ts';
 import { callWithRetry, envValue, modelResponse, resolveRetry, type ProviderOptions } from './common.ts';
@@ -122,7 +122,8 @@ export function fromAnthropicMessage(msg: Anthropic.Message): { content: Block[]
 export class AnthropicProvider implements Provider {
   readonly name = 'anthropic' as const;
   readonly baseURL: string;
-  private readonly client: Anthropic;
+  private client: Promise<Anthropic> | null = null;
+  private readonly clientOptions: ConstructorParameters<typeof Anthropic>[0];
   private readonly policy: RetryPolicy;
   private readonly prices: PriceTable;
 
@@ -134,21 +135,28 @@ export class AnthropicProvider implements Provider {
     this.baseURL = envValue(env, 'ANTHROPIC_BASE_URL') ?? ANTHROPIC_DEFAULT_BASE_URL;
     this.policy = resolveRetry(opts.retry);
     this.prices = opts.prices ?? DEFAULT_PRICES;
-    this.client = new Anthropic({
+    this.clientOptions = {
       apiKey,
       authToken: null,
       baseURL: this.baseURL,
       maxRetries: 0,
       // our deadline (retry.ts) fires first; this is the SDK's backstop
       timeout: this.policy.timeout_ms + 1000,
-    });
+    };
+  }
+
+  /** The SDK client, made on the first call: the SDK is loaded only by a run that calls a model (it takes a second or more to load). */
+  private sdk(): Promise<Anthropic> {
+    this.client ??= import('@anthropic-ai/sdk').then(({ default: SDK }) => new SDK(this.clientOptions));
+    return this.client;
   }
 
   async call(req: ModelRequest, signal?: AbortSignal): Promise<ModelResponse> {
     if (req.provider !== 'anthropic') throw new Error(`AnthropicProvider got a request for provider ${req.provider}`);
     const body = toAnthropicBody(req);
+    const client = await this.sdk();
     const { value: msg, attempts, latency_ms } = await callWithRetry('anthropic', req.model, this.opts, this.policy, signal, (s) =>
-      this.client.messages.create(body, { signal: s, timeout: this.policy.timeout_ms + 1000 }),
+      client.messages.create(body, { signal: s, timeout: this.policy.timeout_ms + 1000 }),
     );
     return modelResponse(req, this.prices, fromAnthropicMessage(msg), { model: msg.model, raw: msg, raw_request: body, latency_ms, attempts });
   }

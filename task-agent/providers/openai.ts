@@ -19,7 +19,7 @@
  * `cache_read_tokens` = prompt_tokens_details.cached_tokens, `cache_write_tokens` = 0,
  * `output_tokens` = completion_tokens (reasoning tokens included). See prices.ts.
  */
-import OpenAI from 'openai';
+import type OpenAI from 'openai';
 import type {
   ChatCompletion,
   ChatCompletionCreateParamsNonStreaming,
@@ -144,7 +144,8 @@ export class OpenAIProvider implements Provider {
   readonly baseURL: string;
   /** false when the key is the local placeholder */
   readonly hasKey: boolean;
-  private readonly client: OpenAI;
+  private client: Promise<OpenAI> | null = null;
+  private readonly clientOptions: ConstructorParameters<typeof OpenAI>[0];
   private readonly policy: RetryPolicy;
   private readonly prices: PriceTable;
   private readonly maxTokensField: 'max_tokens' | 'max_completion_tokens';
@@ -170,23 +171,30 @@ export class OpenAIProvider implements Provider {
     this.maxTokensField = official ? 'max_completion_tokens' : 'max_tokens';
     this.policy = resolveRetry(opts.retry);
     this.prices = opts.prices ?? DEFAULT_PRICES;
-    this.client = new OpenAI({
+    this.clientOptions = {
       apiKey: key ?? LOCAL_PLACEHOLDER_KEY,
       baseURL: this.baseURL,
       organization: envValue(env, 'OPENAI_ORG_ID') ?? null,
       project: envValue(env, 'OPENAI_PROJECT_ID') ?? null,
       maxRetries: 0,
       timeout: this.policy.timeout_ms + 1000,
-    });
+    };
+  }
+
+  /** The SDK client, made on the first call: the SDK is loaded only by a run that calls a model (it takes a second or more to load). */
+  private sdk(): Promise<OpenAI> {
+    this.client ??= import('openai').then(({ default: SDK }) => new SDK(this.clientOptions));
+    return this.client;
   }
 
   async call(req: ModelRequest, signal?: AbortSignal): Promise<ModelResponse> {
     if (req.provider !== 'openai') throw new Error(`OpenAIProvider got a request for provider ${req.provider}`);
     const body = toOpenAIBody(req, { maxTokensField: this.maxTokensField });
+    const client = await this.sdk();
     let result;
     try {
       result = await callWithRetry('openai', req.model, this.opts, this.policy, signal, (s) =>
-        this.client.chat.completions.create(body, { signal: s, timeout: this.policy.timeout_ms + 1000 }),
+        client.chat.completions.create(body, { signal: s, timeout: this.policy.timeout_ms + 1000 }),
       );
     } catch (err) {
       // The most common local-server mistake: a base URL without its /v1.
