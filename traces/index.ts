@@ -11,3 +11,5 @@ export * from './trace-queries.ts';
 export * from './cache.ts';
 export * from './admin.ts';
 export * from './ui.ts';
+export * from './store.ts';
+export { MemoryLedger } from './memory.ts';

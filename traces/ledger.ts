@@ -66,11 +66,13 @@ export function getRun(db: DB, id: string): RunRow | undefined {
  * `ref`. A prefix of several runs is a UsageError listing them (up to 5), never a silent pick.
  */
 export function findRun(db: DB, ref: string): RunRow {
-  const exact = getRun(db, ref);
+  return runByRef(ref, getRun(db, ref), () => db.prepare('SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at, rowid').all(ref.length, ref) as RunRow[]);
+}
+
+/** findRun's rule over any store: the exact match, else the one run of `prefixHits()` (runs whose id starts with `ref`, oldest first). */
+export function runByRef(ref: string, exact: RunRow | undefined, prefixHits: () => RunRow[]): RunRow {
   if (exact) return exact;
-  const hits = ref
-    ? (db.prepare('SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at, rowid').all(ref.length, ref) as RunRow[])
-    : [];
+  const hits = ref ? prefixHits() : [];
   if (hits.length === 1) return hits[0]!;
   if (hits.length === 0) throw new UsageError(`no run ${ref} in this store (see \`autoagent status\`)`);
   const shown = hits.slice(0, 5).map((r) => r.id).join(', ');
