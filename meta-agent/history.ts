@@ -26,6 +26,7 @@ import { createHash } from 'node:crypto';
 import type { DB } from '../traces/db.ts';
 import { getExperiment, getRun, listExperiments, evaluationsOf, type EvaluationRow, type ExperimentRow, type RunRow } from '../traces/ledger.ts';
 import { getTrace, searchTraces, tracesOf, type StoredTrace } from '../traces/traces.ts';
+import { experimentSeqOfTrace, firstModelInputs, isTaskTraceOfRun } from '../traces/trace-queries.ts';
 import { renderTranscript, fmtScore, type TranscriptOptions } from '../traces/transcript.ts';
 import { fmtMetric, fmtDuration, telemetryText } from '../src/format.ts';
 import { CHARS_PER_TOKEN, cutMiddle, cutHead } from './format.ts';
@@ -261,15 +262,13 @@ export class StoreHistory implements RunHistory {
     const n = Number.isFinite(limit) ? Math.min(100, Math.max(1, Math.floor(limit))) : 10;
     // one hit per trace (its best span): a common word would otherwise fill the list with one trace's spans
     const hits = searchTraces(this.db, query, { runId: this.runId, role: 'task', limit: n * 5, snippetTokens: 16 });
-    const seqOf = this.db.prepare('SELECT experiment_seq FROM traces WHERE id = ?');
     const out: Array<{ trace_id: string; task_id: string; experiment_seq: number | null; snippet: string }> = [];
     const seen = new Set<string>();
     for (const h of hits) {
       if (seen.has(h.trace_id)) continue;
       seen.add(h.trace_id);
-      const row = seqOf.get(h.trace_id) as { experiment_seq: number | null } | undefined;
       const where = h.span_kind ? `${h.span_kind} ${h.span_name}: ` : '';
-      out.push({ trace_id: h.trace_id, task_id: h.task_id, experiment_seq: row?.experiment_seq ?? null, snippet: where + h.snippet });
+      out.push({ trace_id: h.trace_id, task_id: h.task_id, experiment_seq: experimentSeqOfTrace(this.db, h.trace_id), snippet: where + h.snippet });
       if (out.length >= n) break;
     }
     return out;
@@ -284,7 +283,7 @@ export class StoreHistory implements RunHistory {
   }
 
   hasTrace(id: string): boolean {
-    return this.db.prepare(`SELECT 1 FROM traces WHERE id = ? AND run_id = ? AND role = 'task'`).get(id, this.runId) !== undefined;
+    return isTaskTraceOfRun(this.db, id, this.runId);
   }
 
   digest(tokens: number): string {
@@ -358,12 +357,7 @@ export class StoreHistory implements RunHistory {
    * tasks sends the same one (and it is long enough to matter); null otherwise.
    */
   private sharedSystemPrompt(): string | null {
-    const first = this.db.prepare(
-      `SELECT t.task_id, s.input FROM traces t JOIN spans s ON s.trace_id = t.id
-       WHERE t.run_id = ? AND t.experiment_seq = ? AND t.role = 'task' AND s.kind = 'model'
-         AND s.seq = (SELECT s2.seq FROM spans s2 WHERE s2.trace_id = t.id AND s2.kind = 'model' ORDER BY s2.started_at, s2.seq LIMIT 1)
-       ORDER BY t.task_id, t.repeat, t.seq LIMIT 8`,
-    ).all(this.runId, this.incumbentSeq) as Array<{ task_id: string; input: string }>;
+    const first = firstModelInputs(this.db, this.runId, this.incumbentSeq, 8);
     const systemOf = (input: string): string | null => {
       try {
         const v = JSON.parse(input) as { system?: unknown };

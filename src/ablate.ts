@@ -21,7 +21,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { listExperiments, evaluationsOfRun, now, type DB, type RunRow, type ExperimentRow } from '../traces/index.ts';
+import { listExperiments, evaluationsOfRun, listAblations, recordAblation, finishedTaskRunCost, now, type DB, type RunRow, type ExperimentRow } from '../traces/index.ts';
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
 import { LockViolation, globMatcher, matchGlobs, walkFiles, type Manifest } from './lock.ts';
@@ -91,20 +91,7 @@ export interface AblationResult {
   created_at: string;
 }
 
-export interface AblationRow {
-  id: number;
-  run_id: string;
-  commit: string;
-  split: string;
-  details: string;
-  forced: number;
-  created_at: string;
-}
-
-export function listAblations(db: DB, runId: string): AblationRow[] {
-  if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ablations'").get()) return [];
-  return db.prepare('SELECT * FROM ablations WHERE run_id = ? ORDER BY id').all(runId) as AblationRow[];
-}
+export { listAblations, type AblationRow } from '../traces/index.ts';
 
 /** The run's latest ablation, or null. */
 export function latestAblation(db: DB, runId: string): AblationResult | null {
@@ -286,11 +273,8 @@ export async function ablateRun(db: DB, runOrId: string | RunRow, opts: AblateOp
   };
   const details = { ...result, wall_ms: Date.now() - started, forced_over: forcedOver, audit: { ok: audit.ok, problems: audit.problems.length }, unsafe_no_sandbox: opts.unsafeNoSandbox,
     ...(run.kind === 'harness' ? { traces_group: `${run.id}/-2/${n * 1_000_000}…` } : {}), ...(run.kind === 'command' ? { env: { AUTOAGENT_SPLIT: 'test' } } : {}) };
-  db.transaction(() => {
-    if (!opts.force && listAblations(db, run.id).length > 0) throw new UserError(`run ${run.id} was ablated by another process meanwhile; pass --force to record this one too`);
-    db.prepare('INSERT INTO ablations (run_id, "commit", split, details, forced, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(run.id, F, 'test', JSON.stringify(details), result.forced ? 1 : 0, result.created_at);
-  })();
+  const row = { run_id: run.id, commit: F, split: 'test', details: JSON.stringify(details), forced: result.forced ? 1 : 0, created_at: result.created_at };
+  if (!recordAblation(db, row, { onlyFirst: !opts.force })) throw new UserError(`run ${run.id} was ablated by another process meanwhile; pass --force to record this one too`);
   opts.reporter.event(`ablation of run ${run.id} recorded (${done} evaluations in ${fmtDuration(Date.now() - started)})${result.forced ? ' — FORCED' : ''}`);
   return result;
 }
@@ -308,7 +292,7 @@ function planText(db: DB, run: RunRow, final: ExperimentRow, variants: Array<{ e
     const tasks = Number(env.tasks) || 0;
     const recorded = (JSON.parse(run.environment ?? '{}') ?? {}) as { tasks?: unknown; environment?: { tasks?: unknown } };
     const runTasks = Number(recorded.environment?.tasks ?? recorded.tasks) || 0;
-    const t = db.prepare("SELECT count(*) n, coalesce(avg(input_tokens + output_tokens), 0) tok, coalesce(avg(cost_usd), 0) usd FROM traces WHERE run_id = ? AND role = 'task' AND finalized = 1").get(run.id) as { n: number; tok: number; usd: number };
+    const t = finishedTaskRunCost(db, run.id);
     const runs = evaluations * tasks;
     lines.push(`  ${tasks} test task(s) per evaluation: ${runs} task run(s)` + (t.n ? `; at the run's mean of ${Math.round(t.tok)} tokens and $${t.usd.toFixed(6)} per task run: ≈ ${Math.round(t.tok * runs)} tokens, $${(t.usd * runs).toFixed(4)}` : ''));
     if (ms !== null && runTasks > 0) lines.push(`  ≈ ${fmtDuration((ms / runTasks) * runs)} at the run's mean time per task`);

@@ -29,7 +29,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { listExperiments, evaluationsOfRun, now, type DB, type ExperimentRow, type EvaluationRow, type RunRow } from '../traces/index.ts';
+import { listExperiments, evaluationsOfRun, listFinalizations, recordFinalization, now, type DB, type ExperimentRow, type EvaluationRow, type RunRow } from '../traces/index.ts';
 import { UsageError, UserError } from './errors.ts';
 import * as g from './git.ts';
 import { LockViolation, globMatcher, matchGlobs, walkFiles, type Manifest } from './lock.ts';
@@ -99,21 +99,7 @@ export interface FinalizeResult {
   contamination?: Contamination;
 }
 
-export interface FinalizationRow {
-  id: number;
-  run_id: string;
-  commit: string;
-  split: string;
-  metric: number;
-  /** JSON */
-  details: string;
-  forced: number;
-  created_at: string;
-}
-
-export function listFinalizations(db: DB, runId: string): FinalizationRow[] {
-  return db.prepare('SELECT * FROM finalizations WHERE run_id = ? ORDER BY id').all(runId) as FinalizationRow[];
-}
+export { listFinalizations, type FinalizationRow } from '../traces/index.ts';
 
 const execFileP = promisify(execFile);
 const IDENTITY = ['-c', 'user.name=autoagent', '-c', 'user.email=autoagent@localhost', '-c', 'commit.gpgsign=false'];
@@ -375,13 +361,10 @@ export async function finalizeRun(db: DB, runOrId: string | RunRow, opts: Finali
     branch: written ? { name: branch, head: written.head, commits: written.commits, squash: Boolean(opts.squash) } : null,
   };
   const forced = forcedOver.length > 0;
-  db.transaction(() => {
-    if (!opts.force && listFinalizations(db, run.id).length > 0) {
-      throw new UserError(`run ${run.id} was finalized by another process meanwhile; pass --force to record this one too`);
-    }
-    db.prepare('INSERT INTO finalizations (run_id, "commit", split, metric, details, forced, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(run.id, commit, 'test', metric, JSON.stringify(details), forced ? 1 : 0, now());
-  })();
+  const row = { run_id: run.id, commit, split: 'test', metric, details: JSON.stringify(details), forced: forced ? 1 : 0, created_at: now() };
+  if (!recordFinalization(db, row, { onlyFirst: !opts.force })) {
+    throw new UserError(`run ${run.id} was finalized by another process meanwhile; pass --force to record this one too`);
+  }
   opts.reporter.event(
     `test ${run.metric_name}=${fmtMetric(metric)} (validation ${fmtMetric(validation)}) for ${short(commit)} in ${fmtDuration(Date.now() - started)}${forced ? ' — FORCED' : ''}`
     + (written ? `; clean branch ${branch} (${written.commits} commit(s))` : ''),

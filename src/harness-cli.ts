@@ -1,7 +1,7 @@
 /** `autoagent eval` and `autoagent traces`: evaluate a harness outside a run, read its traces. */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { openDb, type DB } from '../traces/index.ts';
+import { openDb, getRun, traceIdsByPrefix, type DB } from '../traces/index.ts';
 import { tracesOf, getTrace, searchTraceHits, type TraceHit } from '../traces/traces.ts';
 import { renderTranscript, renderTraceList } from '../traces/transcript.ts';
 import { loadHarness } from '../task-agent/harness.ts';
@@ -101,7 +101,7 @@ export async function tracesCommand(target: string, query: string | undefined, o
   try {
     if (target === 'search') {
       if (!query) throw new UsageError('traces search: give the text to look for, e.g. autoagent traces search "timeout"');
-      if (o.run !== undefined && !db.prepare('SELECT 1 FROM runs WHERE id = ?').get(o.run)) throw new UsageError(`--run: no run ${o.run} in ${dbPath}`);
+      if (o.run !== undefined && !getRun(db, o.run)) throw new UsageError(`--run: no run ${o.run} in ${dbPath}`);
       const hits = searchTraceHits(db, query, { limit: o.limit, runId: o.run });
       if (o.json) out(JSON.stringify(hits, null, 2) + '\n');
       else out((hits.length ? searchTable(hits) : `no trace mentions "${query}"`) + '\n');
@@ -150,9 +150,9 @@ function findTraces(db: DB, target: string, o: TracesCliOptions) {
   if (/^eval-/.test(target)) return tracesOf(db, { groupId: target, ...filter });
   // a trace id, or a prefix of one of at least 6 characters (as `traces search` and `show` print them)
   if (!/^\d+$/.test(target) && !target.includes('/') && target.length >= 6) {
-    const ids = db.prepare(`SELECT id FROM traces WHERE substr(id, 1, ?) = ? LIMIT 2`).all(target.length, target) as Array<{ id: string }>;
+    const ids = traceIdsByPrefix(db, target, 2);
     if (ids.length > 1) throw new UsageError(`trace id prefix ${target} is ambiguous: give more characters`);
-    if (ids.length === 1) return tracesOf(db, { id: ids[0]!.id, role: 'any' });
+    if (ids.length === 1) return tracesOf(db, { id: ids[0]!, role: 'any' });
   }
   const { run, exp } = parseExperimentRef(db, target, o.run);
   return tracesOf(db, { runId: run.id, experimentSeq: exp.seq, ...filter });

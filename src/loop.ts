@@ -15,6 +15,7 @@ import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:pa
 import {
   openDb, insertRun, setRunAnnotations, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
   listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead, recordPromotionIntent, finishPromotion, promotionsOf,
+  runTraceTotals, taskMeanScores, okEvaluationMs, meanOkEvaluationMs,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
 import { loadStudy, StudySchema, type Study } from './study.ts';
@@ -435,14 +436,13 @@ function metaProvider(study: Study, paths: RunPaths): Provider | null {
 
 /** The run's spend so far (from its traces) against its token and dollar budgets. */
 function runGuard(db: DB, runId: string, study: Study): SpendGuard {
-  const row = db.prepare('SELECT COALESCE(SUM(input_tokens + output_tokens), 0) t, COALESCE(SUM(cost_usd), 0) c FROM traces WHERE run_id = ?').get(runId) as { t: number; c: number };
-  return new SpendGuard(row.t, row.c, study.budget.tokens, study.budget.dollars);
+  const spent = runTraceTotals(db, runId);
+  return new SpendGuard(spent.tokens, spent.cost_usd, study.budget.tokens, study.budget.dollars);
 }
 
 /** per-task mean scores of an experiment's evaluations (harness kinds), for the screen */
 function taskMeans(db: DB, runId: string, seq: number): Map<string, number> {
-  const rows = db.prepare('SELECT task_id, AVG(COALESCE(score, 0)) s FROM traces WHERE run_id = ? AND experiment_seq = ? GROUP BY task_id').all(runId, seq) as Array<{ task_id: string; s: number }>;
-  return new Map(rows.map((r) => [r.task_id, r.s]));
+  return taskMeanScores(db, runId, seq);
 }
 
 function checkpoint(ctx: RunCtx): void {
@@ -844,9 +844,7 @@ const HEARTBEAT_MS = 5000;
 
 /** the mean duration of this run's completed evaluations, else null */
 function typicalEvalMs(ctx: RunCtx): number | null {
-  const row = ctx.db.prepare(`SELECT AVG(v.command_ms + v.evaluator_ms) ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
-    WHERE e.run_id = ? AND v.status = 'ok'`).get(ctx.run.id) as { ms: number | null };
-  return row.ms;
+  return meanOkEvaluationMs(ctx.db, ctx.run.id);
 }
 
 /** The run's ETA (src/progress.ts runEtaMs), from the store at most every 5 s. */
@@ -854,8 +852,7 @@ function runEta(ctx: RunCtx): number | null {
   const now = Date.now();
   if (ctx.etaCache && now - ctx.etaCache.at < 5000) return ctx.etaCache.ms === null ? null : Math.max(0, ctx.etaCache.ms - (now - ctx.etaCache.at));
   const exps = listExperiments(ctx.db, ctx.run.id);
-  const evalMs = (ctx.db.prepare(`SELECT v.command_ms + v.evaluator_ms ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
-    WHERE e.run_id = ? AND v.status = 'ok'`).all(ctx.run.id) as Array<{ ms: number }>).map((r) => r.ms);
+  const evalMs = okEvaluationMs(ctx.db, ctx.run.id);
   const decided = exps.filter((e) => e.seq > 0 && e.decision !== null && e.decision !== 'rejected' && e.wall_ms !== null);
   const base = exps.find((e) => e.seq === 0);
   const baselineLeft = base?.decision ? 0 : ctx.study.acceptance.baseline_repeats - (base ? evaluationsOf(ctx.db, base.id).length : 0);

@@ -14,7 +14,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type DB, type RunRow, findRun, listRuns, listExperiments, runAnnotations, setRunAnnotations } from '../traces/index.ts';
+import { type DB, type RunRow, findRun, listRuns, listExperiments, runAnnotations, setRunAnnotations, deleteRunRows } from '../traces/index.ts';
 import { parseAnnotations } from './ui/queries.ts';
 import { effectiveStatus } from './loop.ts';
 import { UsageError, UserError } from './errors.ts';
@@ -75,18 +75,8 @@ export async function deleteRun(db: DB, run: RunRow): Promise<string[]> {
     if (refs.length > done.length) done.push(`${refs.length - done.length} candidate ref(s)`);
     cleanWork(join(run.repo, '.autoagent'), run.id);
   }
-  const rows = db.transaction(() => {
-    const traceIds = `SELECT id FROM traces WHERE run_id = @id`;
-    db.prepare(`DELETE FROM trace_fts WHERE rowid IN (SELECT seq FROM spans WHERE trace_id IN (${traceIds})) OR rowid IN (SELECT -seq FROM traces WHERE run_id = @id)`).run({ id: run.id });
-    db.prepare(`DELETE FROM spans WHERE trace_id IN (${traceIds})`).run({ id: run.id });
-    const traces = db.prepare('DELETE FROM traces WHERE run_id = @id').run({ id: run.id }).changes;
-    db.prepare('DELETE FROM evaluations WHERE experiment_id IN (SELECT id FROM experiments WHERE run_id = @id)').run({ id: run.id });
-    for (const t of ['promotions', 'exports', 'ablations', 'finalizations']) db.prepare(`DELETE FROM ${t} WHERE run_id = @id`).run({ id: run.id });
-    const exps = db.prepare('DELETE FROM experiments WHERE run_id = @id').run({ id: run.id }).changes;
-    db.prepare('DELETE FROM runs WHERE id = @id').run({ id: run.id });
-    return { traces, exps };
-  })();
-  done.push(`${rows.exps} experiment(s)`, `${rows.traces} trace(s)`);
+  const rows = deleteRunRows(db, run.id);
+  done.push(`${rows.experiments} experiment(s)`, `${rows.traces} trace(s)`);
   return done;
 }
 

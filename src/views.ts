@@ -1,6 +1,7 @@
 /** What `log`, `show` and `status` print, as data (for --json) and as text. */
 import {
   listExperiments, evaluationsOfRun, ownEvaluations, evaluationsOf, listRuns, getExperiment, pickRun, getTrace, proposalOf, renderTranscript, ledgerHead,
+  listFinalizations, spendByRole,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { UsageError } from './errors.ts';
@@ -110,9 +111,7 @@ export function ledgerData(db: DB, run: RunRow) {
 
 /** The run's test-split evaluations (src/finalize.ts), with what they scored and whether the split can be trusted. */
 function finalizationsOf(db: DB, runId: string) {
-  if (!db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'finalizations'").get()) return [];
-  const rows = db.prepare('SELECT * FROM finalizations WHERE run_id = ? ORDER BY id').all(runId) as Array<{ commit: string; metric: number; details: string; forced: number; created_at: string }>;
-  return rows.map((r) => {
+  return listFinalizations(db, runId).map((r) => {
     let d: { validation?: number | null; scored?: { text?: string }; untrusted_split?: boolean } = {};
     try {
       d = JSON.parse(r.details);
@@ -133,15 +132,8 @@ function ledgerOf(db: DB, runId: string): { head: string; links: number } | null
 
 /** Model spend of a run from its traces: the task-agent's (harness evaluations) and the meta-agent's (proposals). */
 export function runSpend(db: DB, runId: string) {
-  const rows = db.prepare(
-    `SELECT role, count(*) AS traces, coalesce(sum(input_tokens + output_tokens), 0) AS tokens, coalesce(sum(cost_usd), 0) AS cost_usd
-     FROM traces WHERE run_id = ? GROUP BY role`,
-  ).all(runId) as Array<{ role: string; traces: number; tokens: number; cost_usd: number }>;
-  const of = (role: string) => {
-    const r = rows.find((x) => x.role === role);
-    return { traces: r?.traces ?? 0, tokens: r?.tokens ?? 0, cost_usd: r?.cost_usd ?? 0 };
-  };
-  return { task_agent: of('task'), meta_agent: of('proposal') };
+  const s = spendByRole(db, runId);
+  return { task_agent: s.task, meta_agent: s.proposal };
 }
 
 function countDecisions(exps: ExperimentRow[]): Record<string, number> {

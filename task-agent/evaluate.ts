@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { runSandboxed, sandboxPath, type SandboxResult } from '../src/sandbox/index.ts';
-import type { DB } from '../traces/index.ts';
+import { cachedResponse, cacheResponse, type DB } from '../traces/index.ts';
 import { TraceWriter } from '../traces/traces.ts';
 import type { SpanRecord } from '../traces/types.ts';
 import type { Benchmark, Task, Aggregate } from '../benchmarks/types.ts';
@@ -246,12 +246,12 @@ export async function evaluateHarness(opts: EvalOptions): Promise<EvalSummary> {
       let res: ModelResponse | null = null;
       const key = opts.cache ? requestHash(req) : null;
       if (key) {
-        const row = db.prepare('SELECT response FROM model_cache WHERE key = ?').get(key) as { response: string } | undefined;
-        if (row) res = { ...JSON.parse(row.response), cached: true, cost_usd: 0 };
+        const cached = cachedResponse(db, key);
+        if (cached !== undefined) res = { ...JSON.parse(cached), cached: true, cost_usd: 0 };
       }
       if (!res) {
         res = await opts.provider.call(req, callSignal);
-        if (key) db.prepare('INSERT OR REPLACE INTO model_cache (key, response, created_at) VALUES (?, ?, ?)').run(key, JSON.stringify(res), new Date().toISOString());
+        if (key) cacheResponse(db, key, JSON.stringify(res));
       }
       opts.guard.add(res);
       t.tokens += res.usage.input_tokens + res.usage.output_tokens;

@@ -489,3 +489,26 @@ export function migrate(db: DB, path = 'the store'): void {
 }
 
 export const now = (): string => new Date().toISOString();
+
+/**
+ * Opens the store read-only (the dashboard), after the checks `openDb` makes (an autoagent store,
+ * not a directory or device); it is not migrated, so readers take an older schema as it is.
+ */
+export function openDbReadOnly(path: string): DB {
+  const abs = resolve(path);
+  if (!existsSync(abs)) throw new UsageError(`${abs}: no autoagent store here (run a study first, or pass --db PATH)`);
+  checkStorePath(abs);
+  const db = new Database(abs, { readonly: true, fileMustExist: true });
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  const ok = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").get();
+  if (!ok) {
+    db.close();
+    throw new UsageError(`${abs}: not an autoagent store (no runs table); pass --db with an autoagent store`);
+  }
+  return db;
+}
+
+/** SQLite's data_version of this connection: it changes when any other connection commits. */
+export function dataVersion(db: DB): number {
+  return db.pragma('data_version', { simple: true }) as number;
+}

@@ -3,90 +3,9 @@ import { createHash } from 'node:crypto';
 import type { DB } from './db.ts';
 import { now } from './db.ts';
 import { UsageError } from '../src/errors.ts';
+import type { RunStatus, Decision, RunRow, ExperimentRow, ProposalRecord, EvaluationRow, PromotionRow, FinalizationRow, AblationRow } from './types.ts';
 
-export type RunStatus = 'running' | 'finished' | 'stopped' | 'failed';
-export type Decision = 'baseline' | 'kept' | 'discarded' | 'crash' | 'timeout' | 'rejected';
-export type EvalStatus = 'ok' | 'crash' | 'timeout' | 'rejected';
-
-export interface RunRow {
-  id: string;
-  name: string;
-  kind: string;
-  study_path: string;
-  study_json: string;
-  study_text: string;
-  config_hash: string;
-  repo: string;
-  base_commit: string;
-  branch: string;
-  lock_manifest: string;
-  metric_name: string;
-  direction: 'minimize' | 'maximize';
-  self_reported: number;
-  unsafe_no_sandbox: number;
-  status: RunStatus;
-  stop_reason: string | null;
-  environment: string | null;
-  elapsed_ms: number;
-  owner_pid: number | null;
-  created_at: string;
-  updated_at: string;
-  /** a person's name for the run (schema 8; undefined on an older store) */
-  label?: string | null;
-  /** JSON array of strings (schema 8) */
-  tags?: string;
-  /** free text (schema 8) */
-  notes?: string;
-}
-
-export interface ExperimentRow {
-  id: number;
-  run_id: string;
-  seq: number;
-  parent_commit: string;
-  candidate_commit: string | null;
-  kept_commit: string | null;
-  proposer: string;
-  hypothesis: string;
-  meta: string | null;
-  edits: string;
-  diff: string;
-  files_hash: string;
-  /** pending: proposed, evaluations may be partial; decided: has a decision */
-  status: 'pending' | 'decided';
-  decision: Decision | null;
-  reason: string | null;
-  metric: number | null;
-  incumbent_metric: number | null;
-  improvement: number | null;
-  margin: number | null;
-  started_at: string;
-  finished_at: string | null;
-  wall_ms: number | null;
-  inside_ms: number | null;
-  /** the round it was proposed in (candidates of one round share the incumbent); null before schema 5 */
-  round: number | null;
-  /** the proposer's record as JSON (see ProposalRecord); null for the baseline and knob proposers */
-  proposal: string | null;
-  /** its link in the ledger chain (set with the decision, see ledgerLink); null while pending and before schema 7 */
-  chain: string | null;
-  /** its position in the chain: 1 for the first decision of the run, then in decision order */
-  chain_pos: number | null;
-  /** the memorisation check's verdict (JSON, see src/contamination.ts) when its diff writes validation task data; null: clean or not checked (before schema 8) */
-  contamination: string | null;
-}
-
-/** What experiments.proposal holds. */
-export interface ProposalRecord {
-  /** the proposer's own conversation (a trace with role 'proposal'), when it has one */
-  trace_id: string | null;
-  /** trace ids the proposer said motivate the change */
-  cited: string[];
-  expected_effect: string | null;
-  tokens: number;
-  cost_usd: number;
-  ms: number;
-}
+export type { RunStatus, Decision, EvalStatus, RunRow, ExperimentRow, ProposalRecord, EvaluationRow, PromotionRow, FinalizationRow, AblationRow } from './types.ts';
 
 export function proposalOf(e: Pick<ExperimentRow, 'proposal'>): ProposalRecord | null {
   if (!e.proposal) return null;
@@ -95,29 +14,6 @@ export function proposalOf(e: Pick<ExperimentRow, 'proposal'>): ProposalRecord |
   } catch {
     return null;
   }
-}
-
-export interface EvaluationRow {
-  id: number;
-  experiment_id: number;
-  repeat: number;
-  seed: number;
-  status: EvalStatus;
-  metric: number | null;
-  reason: string | null;
-  command_ms: number;
-  evaluator_ms: number;
-  exit_code: number | null;
-  stdout_tail: string;
-  stderr_tail: string;
-  telemetry: string | null;
-  created_at: string;
-  /** the round it was made in (null: the round of its experiment) */
-  round: number | null;
-  /** the evaluation slot that ran it (parallel runs; null: sequential) */
-  slot: number | null;
-  /** the hardware class it ran on (a GPU model), when known */
-  hardware: string | null;
 }
 
 export type NewRun = Omit<RunRow, 'status' | 'stop_reason' | 'elapsed_ms' | 'owner_pid' | 'created_at' | 'updated_at' | 'label' | 'tags' | 'notes'>;
@@ -170,11 +66,13 @@ export function getRun(db: DB, id: string): RunRow | undefined {
  * `ref`. A prefix of several runs is a UsageError listing them (up to 5), never a silent pick.
  */
 export function findRun(db: DB, ref: string): RunRow {
-  const exact = getRun(db, ref);
+  return runByRef(ref, getRun(db, ref), () => db.prepare('SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at, rowid').all(ref.length, ref) as RunRow[]);
+}
+
+/** findRun's rule over any store: the exact match, else the one run of `prefixHits()` (runs whose id starts with `ref`, oldest first). */
+export function runByRef(ref: string, exact: RunRow | undefined, prefixHits: () => RunRow[]): RunRow {
   if (exact) return exact;
-  const hits = ref
-    ? (db.prepare('SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at, rowid').all(ref.length, ref) as RunRow[])
-    : [];
+  const hits = ref ? prefixHits() : [];
   if (hits.length === 1) return hits[0]!;
   if (hits.length === 0) throw new UsageError(`no run ${ref} in this store (see \`autoagent status\`)`);
   const shown = hits.slice(0, 5).map((r) => r.id).join(', ');
@@ -364,15 +262,6 @@ export function insertEvaluation(db: DB, e: NewEvaluation): void {
   ).run({ round: null, slot: null, hardware: null, ...e, t: now() });
 }
 
-export interface PromotionRow {
-  run_id: string;
-  experiment_seq: number;
-  kept_commit: string;
-  expected_parent: string;
-  state: 'intent' | 'done';
-  created_at: string;
-}
-
 /** The intent of a keep, written before the run branch moves (a crash after it is reconciled on resume). */
 export function recordPromotionIntent(db: DB, p: Omit<PromotionRow, 'state' | 'created_at'>): void {
   db.prepare(
@@ -423,4 +312,70 @@ export function recordExport(db: DB, runId: string, seq: number, target: string,
 export function exportedSeqs(db: DB, runId: string, target: string): Set<number> {
   const rows = db.prepare('SELECT experiment_seq FROM exports WHERE run_id = ? AND target = ?').all(runId, target) as Array<{ experiment_seq: number }>;
   return new Set(rows.map((r) => r.experiment_seq));
+}
+
+/** Durations (command + evaluator, ms) of a run's evaluations that ended ok, in no set order. */
+export function okEvaluationMs(db: DB, runId: string): number[] {
+  return (db.prepare(`SELECT v.command_ms + v.evaluator_ms ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
+    WHERE e.run_id = ? AND v.status = 'ok'`).all(runId) as Array<{ ms: number }>).map((r) => r.ms);
+}
+
+/** The mean duration (ms) of a run's evaluations that ended ok; null when none has. */
+export function meanOkEvaluationMs(db: DB, runId: string): number | null {
+  const row = db.prepare(`SELECT AVG(v.command_ms + v.evaluator_ms) ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
+    WHERE e.run_id = ? AND v.status = 'ok'`).get(runId) as { ms: number | null };
+  return row.ms;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the sealed test split: finalizations and ablations
+
+function hasTable(db: DB, name: string): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !== undefined;
+}
+
+/** A run's finalizations, oldest first ([] on a store opened read-only from before the table). */
+export function listFinalizations(db: DB, runId: string): FinalizationRow[] {
+  if (!hasTable(db, 'finalizations')) return [];
+  return db.prepare('SELECT * FROM finalizations WHERE run_id = ? ORDER BY id').all(runId) as FinalizationRow[];
+}
+
+/**
+ * A run's finalizations as far as the table can be read: none when it lacks run_id or metric, in
+ * rowid order when it lacks id, and every field possibly missing (the report reads any store).
+ */
+export function finalizationsAsStored(db: DB, runId: string): Array<Partial<FinalizationRow>> {
+  if (!hasTable(db, 'finalizations')) return [];
+  const cols = new Set((db.prepare('PRAGMA table_info(finalizations)').all() as Array<{ name: string }>).map((c) => c.name));
+  if (!cols.has('run_id') || !cols.has('metric')) return [];
+  return db.prepare(`SELECT * FROM finalizations WHERE run_id = ? ORDER BY ${cols.has('id') ? 'id' : 'rowid'}`).all(runId) as Array<Partial<FinalizationRow>>;
+}
+
+/**
+ * Records a finalization. With `onlyFirst`, in one transaction with the check, only when the run
+ * has none yet: false (and nothing written) when another process finalized it meanwhile.
+ */
+export function recordFinalization(db: DB, f: Omit<FinalizationRow, 'id'>, o: { onlyFirst: boolean }): boolean {
+  return db.transaction(() => {
+    if (o.onlyFirst && listFinalizations(db, f.run_id).length > 0) return false;
+    db.prepare('INSERT INTO finalizations (run_id, "commit", split, metric, details, forced, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(f.run_id, f.commit, f.split, f.metric, f.details, f.forced, f.created_at);
+    return true;
+  })();
+}
+
+/** A run's ablations, oldest first ([] on a store opened read-only from before the table). */
+export function listAblations(db: DB, runId: string): AblationRow[] {
+  if (!hasTable(db, 'ablations')) return [];
+  return db.prepare('SELECT * FROM ablations WHERE run_id = ? ORDER BY id').all(runId) as AblationRow[];
+}
+
+/** Records an ablation; with `onlyFirst`, only when the run has none yet (see recordFinalization). */
+export function recordAblation(db: DB, a: Omit<AblationRow, 'id'>, o: { onlyFirst: boolean }): boolean {
+  return db.transaction(() => {
+    if (o.onlyFirst && listAblations(db, a.run_id).length > 0) return false;
+    db.prepare('INSERT INTO ablations (run_id, "commit", split, details, forced, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(a.run_id, a.commit, a.split, a.details, a.forced, a.created_at);
+    return true;
+  })();
 }

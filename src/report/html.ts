@@ -14,8 +14,8 @@
  * defence should anything ever slip past the escaping.
  */
 import {
-  getRun, listExperiments, evaluationsOfRun, ownEvaluations, tracesOf, proposalOf,
-  type DB, type RunRow, type ExperimentRow, type EvaluationRow,
+  getRun, listExperiments, evaluationsOfRun, ownEvaluations, tracesOf, proposalOf, taskSpend, experimentSpend, finalizationsAsStored,
+  type DB, type RunRow, type ExperimentRow, type EvaluationRow, type TraceSpend, type ExperimentSpend,
 } from '../../traces/index.ts';
 import { UsageError } from '../errors.ts';
 import { ledgerData, runSpend } from '../views.ts';
@@ -51,7 +51,7 @@ export function renderReport(db: DB, runOrId: string | RunRow): string {
   // each experiment's own evaluations (an incumbent's fresh repeats in later rounds belong to those rounds' evidence; `log` lists them)
   const all = evaluationsOfRun(db, run.id);
   const evals = new Map(exps.map((e) => [e.id, ownEvaluations(all.get(e.id), e)]));
-  const spend = traceSpend(db, run.id);
+  const spend = taskSpend(db, run.id);
   const harness = run.kind === 'harness' || spend.traces > 0;
   const edits = auditEdits(db, run);
   const sections = [
@@ -136,31 +136,12 @@ function section(title: string, body: string, id: string): string {
 // ---------------------------------------------------------------------------------------------
 // header
 
-interface Spend {
-  traces: number;
-  input: number;
-  output: number;
-  cacheRead: number;
-  cacheWrite: number;
-  cost: number;
-}
-
-function traceSpend(db: DB, runId: string): Spend {
-  const r = db.prepare(
-    `SELECT count(*) AS traces, coalesce(sum(input_tokens), 0) AS input, coalesce(sum(output_tokens), 0) AS output,
-       coalesce(sum(cache_read_tokens), 0) AS cacheRead, coalesce(sum(cache_write_tokens), 0) AS cacheWrite, coalesce(sum(cost_usd), 0) AS cost
-     FROM traces WHERE run_id = ? AND role = 'task'`,
-  ).get(runId) as Spend;
-  return r;
-}
-
-
 const fmtInt = (x: number): string => Math.round(x).toLocaleString('en-US');
 const fmtUsd = (x: number): string => (x === 0 ? '$0' : x < 1e-4 ? `$${x.toExponential(1)}` : x < 0.01 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`);
 
 type Ledger = ReturnType<typeof ledgerData>;
 
-function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spend: Spend): string {
+function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spend: TraceSpend): string {
   const banners: string[] = [];
   if (run.self_reported) banners.push('SELF-REPORTED metric: the numbers below were read from the candidate\'s own output, not computed by a locked evaluator.');
   if (run.unsafe_no_sandbox) banners.push('UNSAFE: this run executed candidate code without a sandbox (--unsafe-no-sandbox).');
@@ -464,14 +445,8 @@ function heatmap(db: DB, run: RunRow, exps: ExperimentRow[]): string {
   return `<div class="sub">Mean score per task (over repeats; a repeat without a score counts 0) of the baseline and each kept experiment; Δ = last kept − baseline.</div>\n<div class="scroll">${out.join('\n')}</div>`;
 }
 
-interface ExpSpend { seq: number; traces: number; input: number; output: number; cacheRead: number; cost: number }
-
 function spendCharts(db: DB, run: RunRow, exps: ExperimentRow[]): string {
-  const rows = db.prepare(
-    `SELECT experiment_seq AS seq, count(*) AS traces, sum(input_tokens) AS input, sum(output_tokens) AS output,
-       sum(cache_read_tokens) AS cacheRead, sum(cost_usd) AS cost
-     FROM traces WHERE run_id = ? AND role = 'task' AND experiment_seq >= 0 GROUP BY experiment_seq ORDER BY experiment_seq`,
-  ).all(run.id) as ExpSpend[];
+  const rows = experimentSpend(db, run.id);
   if (!rows.length) return '<p class="muted">No traces.</p>';
   const decision = new Map(exps.map((e) => [e.seq, e.seq === 0 ? 'baseline' : decisionOf(e)]));
   const tokens = barChart({
@@ -495,13 +470,13 @@ function spendCharts(db: DB, run: RunRow, exps: ExperimentRow[]): string {
 }
 
 function barChart(o: {
-  id: string; title: string; rows: ExpSpend[];
-  stacks: Array<{ label: string; color: string; value: (r: ExpSpend) => number }>;
+  id: string; title: string; rows: ExperimentSpend[];
+  stacks: Array<{ label: string; color: string; value: (r: ExperimentSpend) => number }>;
   /** tick labels (default: by the tick step) */
   fmt?: (v: number) => string;
   /** the bar's total in its tooltip (default: fmt) */
   tip?: (v: number) => string;
-  colorOf?: (r: ExpSpend) => string;
+  colorOf?: (r: ExperimentSpend) => string;
 }): string {
   const W = 540;
   const H = 250;
@@ -677,27 +652,13 @@ ${rows.join('\n')}
 // ---------------------------------------------------------------------------------------------
 // final validation vs sealed test
 
-interface FinalRow {
-  id?: number;
-  commit?: string;
-  split?: string;
-  metric?: number;
-  details?: string;
-  forced?: number;
-  created_at?: string;
-}
-
 /**
  * The run's `finalizations` rows (src/finalize.ts: the final incumbent evaluated once on the sealed
  * test split; `details` holds the experiment, its validation mean and what a forced one overrode).
  * The table is checked for first: a store written before it existed has none.
  */
 function finalization(db: DB, run: RunRow, exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>): string {
-  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'finalizations'").get();
-  if (!exists) return '';
-  const cols = new Set((db.prepare('PRAGMA table_info(finalizations)').all() as Array<{ name: string }>).map((c) => c.name));
-  if (!cols.has('run_id') || !cols.has('metric')) return '';
-  const rows = db.prepare(`SELECT * FROM finalizations WHERE run_id = ? ORDER BY ${cols.has('id') ? 'id' : 'rowid'}`).all(run.id) as FinalRow[];
+  const rows = finalizationsAsStored(db, run.id);
   if (!rows.length) return '';
   const bySeq = new Map(exps.map((e) => [e.seq, e]));
   const better = (gap: number) => (run.direction === 'minimize' ? gap < 0 : gap > 0);

@@ -5,7 +5,7 @@
  */
 import {
   listRuns, listExperiments, evaluationsOfRun, evaluationsOf, getExperiment, getTrace, tracesOf, searchTraceHits, proposalOf, findRun,
-  runAnnotations, setRunAnnotations, renderTranscript,
+  runAnnotations, setRunAnnotations, renderTranscript, traceCountsByExperiment, runActivity, decidedCounts,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type RunAnnotations,
 } from '../../traces/index.ts';
 import { ledgerData, showData } from '../views.ts';
@@ -92,14 +92,6 @@ function evaluationView(v: EvaluationRow) {
   };
 }
 
-function traceCounts(db: DB, runId: string): Map<number, { traces: number; failed: number }> {
-  const rows = db.prepare(
-    `SELECT experiment_seq AS seq, count(*) AS n, sum(status != 'ok' OR pass = 0) AS failed FROM traces
-     WHERE run_id = ? AND role = 'task' GROUP BY experiment_seq`,
-  ).all(runId) as Array<{ seq: number | null; n: number; failed: number | null }>;
-  return new Map(rows.filter((r) => r.seq !== null).map((r) => [r.seq!, { traces: r.n, failed: r.failed ?? 0 }]));
-}
-
 function citedOf(db: DB, ids: string[]) {
   return ids.map((id) => {
     const t = getTrace(db, id)?.trace;
@@ -146,7 +138,7 @@ export function runDetail(db: DB, ref: string) {
   const run = findRun(db, ref);
   const l = ledgerData(db, run);
   const evals = evaluationsOfRun(db, run.id);
-  const counts = traceCounts(db, run.id);
+  const counts = traceCountsByExperiment(db, run.id);
   const study = studyOf(run);
   const acceptance = (study.acceptance ?? {}) as Record<string, unknown>;
   return {
@@ -176,7 +168,7 @@ export function experimentDetail(db: DB, ref: string, seq: number) {
     id: t.id, task_id: t.task_id, repeat: t.repeat, status: t.status, score: t.score, pass: t.pass, steps: t.steps,
     cost_usd: t.cost_usd, tokens: t.input_tokens + t.output_tokens, ms: t.ended_at - t.started_at, finalized: t.finalized,
   }));
-  return { ...experimentView(db, run, e, evaluationsOf(db, e.id), traceCounts(db, run.id).get(seq)), conversation: show.conversation, trace_list: traces };
+  return { ...experimentView(db, run, e, evaluationsOf(db, e.id), traceCountsByExperiment(db, run.id).get(seq)), conversation: show.conversation, trace_list: traces };
 }
 
 /** A trace: its record, its spans (flat and as a tree), and the transcript `autoagent traces ID` prints. */
@@ -354,23 +346,20 @@ export function runCsv(db: DB, ref: string): string {
 /** What changes when a run moves on: compared between polls, sent in the run's event stream. */
 export function runState(db: DB, ref: string) {
   const run = findRun(db, ref);
-  const e = db.prepare(
-    `SELECT count(*) AS n, sum(status = 'decided') AS decided, max(seq) AS last, max(coalesce(finished_at, started_at)) AS at FROM experiments WHERE run_id = ?`,
-  ).get(run.id) as { n: number; decided: number | null; last: number | null; at: string | null };
-  const v = db.prepare('SELECT count(*) AS n FROM evaluations v JOIN experiments e ON e.id = v.experiment_id WHERE e.run_id = ?').get(run.id) as { n: number };
-  const t = db.prepare('SELECT count(*) AS n FROM traces WHERE run_id = ?').get(run.id) as { n: number };
+  const n = runActivity(db, run.id);
   const a = runAnnotations(run);
   return {
-    id: run.id, status: effectiveStatus(run), experiments: e.n, decided: e.decided ?? 0, last_seq: e.last, evaluations: v.n, traces: t.n,
+    id: run.id, status: effectiveStatus(run), experiments: n.experiments, decided: n.decided, last_seq: n.last_seq, evaluations: n.evaluations, traces: n.traces,
     updated_at: run.updated_at, label: a.label, tags: a.tags, notes: a.notes,
   };
 }
 
 /** What changes the runs list: one entry per run (the `runs` event's data). */
 export function storeState(db: DB): string {
-  const decided = db.prepare("SELECT count(*) AS n FROM experiments WHERE run_id = ? AND status = 'decided'");
-  const runs = listRuns(db).map((r) => ({
-    id: r.id, status: effectiveStatus(r), decided: (decided.get(r.id) as { n: number }).n, updated_at: r.updated_at, ...runAnnotations(r),
+  const list = listRuns(db);
+  const decided = decidedCounts(db, list.map((r) => r.id));
+  const runs = list.map((r, i) => ({
+    id: r.id, status: effectiveStatus(r), decided: decided[i]!, updated_at: r.updated_at, ...runAnnotations(r),
   }));
   return JSON.stringify({ runs });
 }

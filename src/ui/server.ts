@@ -13,13 +13,12 @@
 import { createAdaptorServer } from '@hono/node-server';
 import { Hono, type Context } from 'hono';
 import { streamSSE, type SSEStreamingApi } from 'hono/streaming';
-import Database from 'better-sqlite3';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
-import { checkStorePath, openDb, BUSY_TIMEOUT_MS, type DB } from '../../traces/index.ts';
+import { openDb, openDbReadOnly, dataVersion, type DB } from '../../traces/index.ts';
 import { UsageError, UserError } from '../errors.ts';
 import {
   runsList, runDetail, experimentDetail, traceDetail, traceSearch, knobView, runCsv, runState, storeState, parseAnnotations, annotate,
@@ -61,20 +60,8 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
-/** Opens the store read-only, after the checks `openDb` makes (an autoagent store, not a directory or device). */
-export function openReadOnly(path: string): DB {
-  const abs = resolve(path);
-  if (!existsSync(abs)) throw new UsageError(`${abs}: no autoagent store here (run a study first, or pass --db PATH)`);
-  checkStorePath(abs);
-  const db = new Database(abs, { readonly: true, fileMustExist: true });
-  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  const ok = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'").get();
-  if (!ok) {
-    db.close();
-    throw new UsageError(`${abs}: not an autoagent store (no runs table); pass --db with an autoagent store`);
-  }
-  return db;
-}
+/** Opens the store read-only, after the checks `openDb` makes (traces/db.ts openDbReadOnly). */
+export const openReadOnly = openDbReadOnly;
 
 const INDEX_HTML = `<!DOCTYPE html>
 <html lang="en">
@@ -121,7 +108,7 @@ class Hub {
   private poll(): void {
     let v: number;
     try {
-      v = this.db.pragma('data_version', { simple: true }) as number;
+      v = dataVersion(this.db);
     } catch {
       return;
     }

@@ -1,0 +1,133 @@
+/**
+ * The ledger as an interface (Optuna's BaseStorage is the model): runs, experiments, evaluations,
+ * decisions with their chain links, promotions, and a run's label, tags and notes. Two
+ * implementations: SqliteLedger (the store file, over traces/ledger.ts) and MemoryLedger
+ * (traces/memory.ts, for fast tests). test/traces/conformance.test.ts runs the same calls against
+ * both and expects the same results: the same rows, orderings, chain links and refusals.
+ *
+ * Not covered: traces and spans, search, finalizations, ablations, exports, the model cache (they
+ * stay functions over the SQLite handle, traces/*.ts), and the loop does not take a LedgerStore yet.
+ */
+import type { DB } from './db.ts';
+import {
+  insertRun, getRun, findRun, latestRun, listRuns, setRunStatus, claimRun, updateRunStudy, addRunElapsed, setRunAnnotations,
+  insertExperiment, decideExperiment, listExperiments, getExperiment, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead,
+  recordPromotionIntent, promotionsOf, finishPromotion,
+  type NewRun, type NewExperiment, type NewEvaluation, type DecisionFields, type RunAnnotations,
+} from './ledger.ts';
+import type { EvaluationRow, ExperimentRow, PromotionRow, RunRow, RunStatus } from './types.ts';
+
+export interface LedgerStore {
+  // runs
+  /** a new run, status `running`; a second run with the same id is refused (UNIQUE) */
+  insertRun(run: NewRun): void;
+  getRun(id: string): RunRow | undefined;
+  /** its exact id, else the one run whose id starts with `ref`; else a UsageError (none, or ambiguous) */
+  findRun(ref: string): RunRow;
+  /** the newest run (created_at, then insertion order) */
+  latestRun(): RunRow | undefined;
+  /** every run, oldest first (created_at, then insertion order) */
+  listRuns(): RunRow[];
+  setRunStatus(id: string, status: RunStatus, stopReason: string | null): void;
+  /** the run is `running` again, owned by process `pid`, with no stop reason */
+  claimRun(id: string, pid: number): void;
+  updateRunStudy(id: string, studyJson: string): void;
+  /** adds `ms` (rounded) to the run's elapsed time */
+  addRunElapsed(id: string, ms: number): void;
+  /** sets the given label, tags, notes (outside the chain); false when there is no such run */
+  setRunAnnotations(id: string, a: Partial<RunAnnotations>): boolean;
+
+  // experiments
+  /** a pending experiment; refused for an unknown run (FOREIGN KEY) or a seq the run has (UNIQUE) */
+  insertExperiment(e: NewExperiment): ExperimentRow;
+  /** records the decision and, with it, the experiment's link in the run's chain (position: decision order) */
+  decideExperiment(id: number, d: DecisionFields): void;
+  /** a run's experiments by seq */
+  listExperiments(runId: string): ExperimentRow[];
+  getExperiment(runId: string, seq: number): ExperimentRow | undefined;
+  /** the run's last chain link (its genesis when nothing is decided) and how many links; null: no such run */
+  ledgerHead(runId: string): { head: string; links: number } | null;
+
+  // evaluations
+  /** refused for an unknown experiment (FOREIGN KEY) or a repeat it has (UNIQUE (experiment, repeat)); a NaN metric is stored as null */
+  insertEvaluation(e: NewEvaluation): void;
+  /** an experiment's evaluations by repeat */
+  evaluationsOf(experimentId: number): EvaluationRow[];
+  /** a run's evaluations by experiment id (ascending), each list by repeat; experiments without any are absent */
+  evaluationsOfRun(runId: string): Map<number, EvaluationRow[]>;
+
+  // promotions (the intent of a keep, before the branch moves)
+  /** an intent; a second one for the same (run, seq) replaces the commits and is an intent again */
+  recordPromotionIntent(p: Omit<PromotionRow, 'state' | 'created_at'>): void;
+  /** a run's promotions by experiment seq, of one state when given */
+  promotionsOf(runId: string, state?: PromotionRow['state']): PromotionRow[];
+  finishPromotion(runId: string, seq: number): void;
+}
+
+/** The ledger in the SQLite store (traces/ledger.ts's functions over one handle). */
+export class SqliteLedger implements LedgerStore {
+  constructor(readonly db: DB) {}
+  insertRun(run: NewRun): void {
+    insertRun(this.db, run);
+  }
+  getRun(id: string): RunRow | undefined {
+    return getRun(this.db, id);
+  }
+  findRun(ref: string): RunRow {
+    return findRun(this.db, ref);
+  }
+  latestRun(): RunRow | undefined {
+    return latestRun(this.db);
+  }
+  listRuns(): RunRow[] {
+    return listRuns(this.db);
+  }
+  setRunStatus(id: string, status: RunStatus, stopReason: string | null): void {
+    setRunStatus(this.db, id, status, stopReason);
+  }
+  claimRun(id: string, pid: number): void {
+    claimRun(this.db, id, pid);
+  }
+  updateRunStudy(id: string, studyJson: string): void {
+    updateRunStudy(this.db, id, studyJson);
+  }
+  addRunElapsed(id: string, ms: number): void {
+    addRunElapsed(this.db, id, ms);
+  }
+  setRunAnnotations(id: string, a: Partial<RunAnnotations>): boolean {
+    return setRunAnnotations(this.db, id, a);
+  }
+  insertExperiment(e: NewExperiment): ExperimentRow {
+    return insertExperiment(this.db, e);
+  }
+  decideExperiment(id: number, d: DecisionFields): void {
+    decideExperiment(this.db, id, d);
+  }
+  listExperiments(runId: string): ExperimentRow[] {
+    return listExperiments(this.db, runId);
+  }
+  getExperiment(runId: string, seq: number): ExperimentRow | undefined {
+    return getExperiment(this.db, runId, seq);
+  }
+  ledgerHead(runId: string): { head: string; links: number } | null {
+    return ledgerHead(this.db, runId);
+  }
+  insertEvaluation(e: NewEvaluation): void {
+    insertEvaluation(this.db, e);
+  }
+  evaluationsOf(experimentId: number): EvaluationRow[] {
+    return evaluationsOf(this.db, experimentId);
+  }
+  evaluationsOfRun(runId: string): Map<number, EvaluationRow[]> {
+    return evaluationsOfRun(this.db, runId);
+  }
+  recordPromotionIntent(p: Omit<PromotionRow, 'state' | 'created_at'>): void {
+    recordPromotionIntent(this.db, p);
+  }
+  promotionsOf(runId: string, state?: PromotionRow['state']): PromotionRow[] {
+    return promotionsOf(this.db, runId, state);
+  }
+  finishPromotion(runId: string, seq: number): void {
+    finishPromotion(this.db, runId, seq);
+  }
+}
