@@ -24,8 +24,8 @@ import { lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { addWorktree, git, removeWorktree } from '../src/git.ts';
-import { globMatcher } from '../src/lock.ts';
+import { addWorktree, git, removeWorktree } from '../base/git.ts';
+import { globMatcher } from '../base/glob.ts';
 import { ProposalFailed, type FileEdit, type LedgerEntry, type Proposal, type ProposalContext, type Proposer } from './types.ts';
 
 export interface CommandProposerSettings {

@@ -27,7 +27,7 @@ import type { DB } from '../traces/db.ts';
 import { getExperiment, getRun, listExperiments, evaluationsOf, type EvaluationRow, type ExperimentRow, type RunRow } from '../traces/ledger.ts';
 import { getTrace, searchTraces, tracesOf, type StoredTrace } from '../traces/traces.ts';
 import { renderTranscript, fmtScore, type TranscriptOptions } from '../traces/transcript.ts';
-import { fmtMetric, fmtDuration, telemetryText } from '../src/format.ts';
+import { fmtMetric, fmtDuration, telemetryText } from '../base/format.ts';
 import { CHARS_PER_TOKEN, cutMiddle, cutHead } from './format.ts';
 export { CHARS_PER_TOKEN, cutMiddle, cutHead } from './format.ts';
 import type { SpanRecord } from '../traces/types.ts';

@@ -33,14 +33,16 @@ import {
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { StudySchema, type Study } from './study.ts';
-import { globMatcher, sha256File, type Manifest } from './lock.ts';
-import { judge, mean, pooledNoise, type Judgement, type AcceptanceRule } from './ratchet.ts';
+import { sha256File, type Manifest } from './lock.ts';
+import { globMatcher } from '../base/glob.ts';
+import { judge, type Judgement, type AcceptanceRule } from './ratchet.ts';
+import { mean, pooledNoise } from '../base/stats.ts';
 import { incumbentBefore, incumbentMetrics, keptMessageLines, noiseGroupsBefore, okMetrics, ownEvaluations, roundAlpha } from './acceptance.ts';
-import { fmtMetric } from './format.ts';
-import { UsageError } from './errors.ts';
+import { fmtMetric } from '../base/format.ts';
+import { UsageError } from '../base/errors.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
 import { dataRoot } from './kinds/harness.ts';
-import * as g from './git.ts';
+import * as g from '../base/git.ts';
 
 export interface AuditCheck {
   name: string;

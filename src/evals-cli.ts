@@ -1,6 +1,6 @@
 /** `autoagent evals`: the evaluations `autoagent eval` stored (group ids eval-…), newest first. */
 import type { DB } from '../traces/index.ts';
-import { fmtMetric, table } from './format.ts';
+import { fmtMetric, table } from '../base/format.ts';
 
 export interface EvalListing {
   /** the eval's id (its traces' group id): `autoagent traces ID` opens them */

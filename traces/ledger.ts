@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { DB } from './db.ts';
 import { now } from './db.ts';
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../base/errors.ts';
 
 export type RunStatus = 'running' | 'finished' | 'stopped' | 'failed';
 export type Decision = 'baseline' | 'kept' | 'discarded' | 'crash' | 'timeout' | 'rejected';

@@ -3,7 +3,7 @@ import type { KindAdapter } from './types.ts';
 import { CommandKind } from './command.ts';
 import { TrainerKind } from './trainer.ts';
 import { HarnessKind } from './harness.ts';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../../base/errors.ts';
 
 export function adapterFor(study: Study): KindAdapter {
   switch (study.kind) {
