@@ -167,7 +167,8 @@ export function startProcess(spec: ProcSpec): Proc {
     aborted = true;
     void stop();
   };
-  if (spec.signal?.aborted) onAbort();
+  // an abort that came before: once startProcess has returned, so a kill hook sees what its caller set up
+  if (spec.signal?.aborted) queueMicrotask(onAbort);
   else spec.signal?.addEventListener('abort', onAbort, { once: true });
 
   const closed: Array<Promise<void>> = [];

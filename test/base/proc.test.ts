@@ -120,6 +120,27 @@ test('abort stops the group like the deadline, and says aborted, not timed out',
   }
 });
 
+test('an abort that came before the start stops the run at once; a kill hook runs after its caller set up', async () => {
+  const ac = new AbortController();
+  ac.abort();
+  let ready = false;
+  let hookSawReady: boolean | null = null;
+  const started = Date.now();
+  const p = startProcess({
+    ...sh('sleep 30'), timeoutMs: 60_000, signal: ac.signal,
+    kill: (pid) => {
+      hookSawReady = ready;
+      process.kill(-pid, 'SIGKILL');
+    },
+  });
+  ready = true;
+  const r = await p.result;
+  assert.equal(r.aborted, true);
+  assert.equal(hookSawReady, true);
+  assert.equal(r.signal, 'SIGKILL');
+  assert.ok(Date.now() - started < 5000);
+});
+
 test('a leader that exits leaves nothing behind: its background jobs in the group are killed', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'proc-'));
   try {

@@ -497,6 +497,17 @@ describe('sandbox', { skip }, () => {
 });
 
 describe('interactive workers', { skip }, () => {
+  test('a signal already aborted ends the run at once, in both modes', async () => {
+    for (const unsafeNoSandbox of [false, true]) {
+      const controller = new AbortController();
+      controller.abort();
+      const started = Date.now();
+      const r = await runSandboxed(spec({ command: 'sleep 30', timeoutMs: 60_000, signal: controller.signal, unsafeNoSandbox }));
+      assert.equal(r.timedOut, false);
+      assert.notEqual(r.exitCode, 0);
+      assert.ok(Date.now() - started < 10_000, `killed at once (unsafe ${unsafeNoSandbox}): ${Date.now() - started} ms`);
+    }
+  });
   test('a long-lived process answers lines written to its stdin, and an abort kills it at once', async () => {
     const controller = new AbortController();
     const lines: string[] = [];
