@@ -28,7 +28,8 @@ export interface ProcSpec {
   graceMs?: number;
   /**
    * Replaces the group kill at the deadline, on abort and at this process's exit (the sandbox
-   * kills the process tree and its cgroup); the group still gets SIGKILL once the leader exited.
+   * kills the process tree and its cgroup; no SIGTERM first, graceMs does not apply); the group
+   * still gets SIGKILL once the leader exited.
    */
   kill?: (pid: number) => void;
   /** after the leader exited and its group was killed: wait (bounded) for what must be gone */
