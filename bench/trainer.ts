@@ -18,7 +18,7 @@ import { startRun } from '../src/loop.ts';
 import { MemoryReporter } from '../src/report.ts';
 import { openDb, listExperiments, evaluationsOf, getRun, type DB } from '../traces/index.ts';
 import type { Proposer } from '../meta-agent/index.ts';
-import { mean } from '../src/ratchet.ts';
+import { mean } from '../base/stats.ts';
 import { runNoise } from '../src/loop.ts';
 import { writeSection, machine } from './markdown.ts';
 

@@ -5,7 +5,7 @@
  *   lies in [0, 1] (so n = 1 gives [0, 1]: one score says nothing about the spread).
  * - No scores: mean NaN, interval [NaN, NaN].
  */
-import { tQuantile } from '../src/ratchet.ts';
+import { tQuantile } from '../base/stats.ts';
 import type { Aggregate } from './types.ts';
 
 const Z975 = 1.959963984540054;

@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../base/errors.ts';
 import { loadBbh } from './loaders/bbh.ts';
 import type { Loaded, LoaderContext } from './loaders/data.ts';
 import { loadGsm8k } from './loaders/gsm8k.ts';

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../base/errors.ts';
 import type { Split } from './types.ts';
 
 export interface SplitSpec {

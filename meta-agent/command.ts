@@ -19,13 +19,12 @@
  * The CLI is not sandboxed (it needs its own network access and credentials): it runs with the
  * user's rights, like any command the user would run by hand.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
-import { addWorktree, git, removeWorktree } from '../src/git.ts';
-import { globMatcher } from '../src/lock.ts';
+import { addWorktree, git, removeWorktree } from '../base/git.ts';
+import { globMatcher } from '../base/glob.ts';
+import { startProcess, type Proc } from '../base/proc.ts';
 import { ProposalFailed, type FileEdit, type LedgerEntry, type Proposal, type ProposalContext, type Proposer } from './types.ts';
 
 export interface CommandProposerSettings {
@@ -402,98 +401,23 @@ function childEnv(added: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...added };
 }
 
-/** process groups of commands still running, killed if this process exits under them */
-const liveGroups = new Set<number>();
-let exitHookInstalled = false;
-function killLiveGroups(): void {
-  for (const pgid of liveGroups) signalGroup(pgid, 'SIGKILL');
-}
+/** proposer commands still running */
+const liveRuns = new Set<Proc>();
 
-/** SIGKILLs every running proposer command (for a Ctrl-C handler). Returns how many there were. */
+/** Kills every running proposer command (for a Ctrl-C handler). Returns how many there were. */
 export function killAllCommandRuns(): number {
-  const n = liveGroups.size;
-  killLiveGroups();
+  const n = liveRuns.size;
+  for (const p of liveRuns) void p.stop();
   return n;
-}
-
-function signalGroup(pgid: number, sig: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(-pgid, sig);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-class TailBuffer {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  constructor(private readonly max: number) {}
-  push(b: Buffer): void {
-    this.chunks.push(b);
-    this.size += b.length;
-    while (this.size - this.chunks[0]!.length >= this.max) this.size -= this.chunks.shift()!.length;
-  }
-  toString(): string {
-    let buf = Buffer.concat(this.chunks);
-    if (buf.length > this.max) {
-      buf = buf.subarray(buf.length - this.max);
-      let i = 0; // do not start in the middle of a UTF-8 sequence
-      while (i < buf.length && i < 3 && (buf[i]! & 0xc0) === 0x80) i++;
-      buf = buf.subarray(i);
-    }
-    return buf.toString('utf8');
-  }
 }
 
 const TAG_LINE = /^[\s>*_`#-]*(HYPOTHESIS|CITED|EXPECTED)[*_`]*\s*:[*_`]*\s*(.*?)\s*$/;
 
 export async function runCommand(command: string, cwd: string, env: NodeJS.ProcessEnv, stdin: string, timeoutMs: number, signal?: AbortSignal): Promise<RunResult> {
-  const start = Date.now();
-  const tails = { stdout: new TailBuffer(OUTPUT_TAIL_BYTES), stderr: new TailBuffer(OUTPUT_TAIL_BYTES) };
   const tags: RunResult['tags'] = {};
-  let timedOut = false;
-  let aborted = false;
-
   if (signal?.aborted) {
     return { exitCode: null, signal: null, timedOut: false, aborted: true, stdoutTail: '', stderrTail: '', tags, ms: 0 };
   }
-  const child: ChildProcess = spawn('/bin/sh', ['-c', command], {
-    cwd, env, detached: true, // own session and process group: kill(-pid) reaches the whole group
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  const pgid = child.pid;
-  if (pgid !== undefined) {
-    liveGroups.add(pgid);
-    if (!exitHookInstalled) {
-      exitHookInstalled = true;
-      process.on('exit', killLiveGroups);
-    }
-  }
-
-  // SIGTERM the group, SIGKILL whatever is left after the grace; one promise however often asked
-  let terminating: Promise<void> | null = null;
-  const terminate = (): Promise<void> => {
-    if (pgid === undefined) return Promise.resolve();
-    terminating ??= (async () => {
-      if (!signalGroup(pgid, 'SIGTERM')) return;
-      const until = Date.now() + KILL_GRACE_MS;
-      while (Date.now() < until && signalGroup(pgid, 0)) await sleep(50);
-      signalGroup(pgid, 'SIGKILL');
-    })();
-    return terminating;
-  };
-
-  const timer = setTimeout(() => {
-    timedOut = true;
-    void terminate();
-  }, Math.min(timeoutMs, 2 ** 31 - 1));
-  const onAbort = () => {
-    aborted = true;
-    void terminate();
-  };
-  signal?.addEventListener('abort', onAbort, { once: true });
-
   let partial = '';
   const scan = (text: string, final = false) => {
     const lines = (partial + text).split('\n');
@@ -504,46 +428,18 @@ export async function runCommand(command: string, cwd: string, env: NodeJS.Proce
       if (m && m[2]) tags[m[1] as Tag] = m[2];
     }
   };
-  const decoder = new StringDecoder('utf8');
-  const closed: Array<Promise<void>> = [];
-  for (const name of ['stdout', 'stderr'] as const) {
-    const stream = child[name]!;
-    stream.on('data', (b: Buffer) => {
-      tails[name].push(b);
-      if (name === 'stdout') scan(decoder.write(b));
-    });
-    closed.push(new Promise<void>((r) => {
-      stream.on('close', () => r());
-      stream.on('error', () => r());
-    }));
-  }
-  child.stdin!.on('error', () => {
-    /* EPIPE: the command did not read its input */
+  const proc = startProcess({
+    file: '/bin/sh', args: ['-c', command], cwd, env, stdin, timeoutMs, signal,
+    tailBytes: OUTPUT_TAIL_BYTES, graceMs: KILL_GRACE_MS,
+    onOutput: (stream, text) => {
+      if (stream === 'stdout') scan(text);
+    },
   });
-  child.stdin!.end(stdin);
-
-  const [exitCode, sig] = await new Promise<[number | null, string | null]>((resolve) => {
-    child.on('error', () => resolve([null, null]));
-    child.on('exit', (code, s) => resolve([code, s]));
-  });
-  clearTimeout(timer);
-  signal?.removeEventListener('abort', onAbort);
-  // what the command left behind in its group (background jobs) goes with it
-  await terminate();
-  if (pgid !== undefined) liveGroups.delete(pgid);
-  // the pipes close once every holder is dead; do not wait for ever on one that escaped the group
-  let grace: NodeJS.Timeout | undefined;
-  await Promise.race([Promise.all(closed), new Promise<void>((r) => (grace = setTimeout(r, 1000)))]);
-  clearTimeout(grace);
-  child.stdout?.destroy();
-  child.stderr?.destroy();
-  scan(decoder.end(), true);
+  liveRuns.add(proc);
+  const r = await proc.result.finally(() => liveRuns.delete(proc));
+  scan('', true);
   return {
-    exitCode, signal: sig, timedOut, aborted,
-    stdoutTail: tails.stdout.toString(), stderrTail: tails.stderr.toString(), tags, ms: Date.now() - start,
+    exitCode: r.exitCode, signal: r.signal, timedOut: r.timedOut, aborted: r.aborted,
+    stdoutTail: r.stdout, stderrTail: r.stderr, tags, ms: r.durationMs,
   };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

@@ -28,7 +28,7 @@ import { getExperiment, getRun, listExperiments, evaluationsOf, type EvaluationR
 import { getTrace, searchTraces, tracesOf, type StoredTrace } from '../traces/traces.ts';
 import { experimentSeqOfTrace, firstModelInputs, isTaskTraceOfRun } from '../traces/trace-queries.ts';
 import { renderTranscript, fmtScore, type TranscriptOptions } from '../traces/transcript.ts';
-import { fmtMetric, fmtDuration, telemetryText } from '../src/format.ts';
+import { fmtMetric, fmtDuration, telemetryText } from '../base/format.ts';
 import { CHARS_PER_TOKEN, cutMiddle, cutHead } from './format.ts';
 export { CHARS_PER_TOKEN, cutMiddle, cutHead } from './format.ts';
 import type { SpanRecord } from '../traces/types.ts';

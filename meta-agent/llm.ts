@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import type { Block, Message, ModelRequest, ModelResponse, ToolSpec } from '../task-agent/types.ts';
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../base/errors.ts';
 import { CHARS_PER_TOKEN, contextDocument, cutEnd, cutMiddle } from './format.ts';
 import { ProposalFailed, type FileEdit, type Proposal, type ProposalContext, type ProposalServices, type Proposer, type RunHistory } from './types.ts';
 

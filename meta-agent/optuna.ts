@@ -25,8 +25,8 @@ import { discoverKnobs, formatKnobValue, knobKey, normalizeKnobValue, setKnob, t
 import { startSpace, type Dim } from './search/space.ts';
 import { seededRandom } from './search/rng.ts';
 import { readKnobMeta } from './search/index.ts';
-import { findPython } from '../src/python.ts';
-import { UsageError, UserError } from '../src/errors.ts';
+import { findPython } from '../base/python.ts';
+import { UsageError, UserError } from '../base/errors.ts';
 
 export const OPTUNA_SAMPLERS = ['tpe', 'cmaes', 'random', 'qmc', 'gp'] as const;
 export type OptunaSampler = (typeof OPTUNA_SAMPLERS)[number];

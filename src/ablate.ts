@@ -22,19 +22,21 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { listExperiments, evaluationsOfRun, listAblations, recordAblation, finishedTaskRunCost, now, type DB, type RunRow, type ExperimentRow } from '../traces/index.ts';
-import { UsageError, UserError } from './errors.ts';
-import * as g from './git.ts';
-import { LockViolation, globMatcher, matchGlobs, walkFiles, type Manifest } from './lock.ts';
+import { UsageError, UserError } from '../base/errors.ts';
+import * as g from '../base/git.ts';
+import { LockViolation, matchGlobs, walkFiles, type Manifest } from './lock.ts';
+import { globMatcher } from '../base/glob.ts';
 import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
-import { sandboxAvailable } from './sandbox/index.ts';
+import { sandboxAvailable } from '../sandbox/index.ts';
 import type { EvalOutcome, RunPaths } from './kinds/types.ts';
 import { SpendGuard } from '../task-agent/evaluate.ts';
 import { auditRun, findRun, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
 import { adapterFor } from './kinds/index.ts';
 import { effectiveStatus } from './loop.ts';
 import type { Reporter } from './report.ts';
-import { beats, improvementOf, mean, noiseMargin, pooledNoise, type Noise } from './ratchet.ts';
-import { fmtDelta, fmtDuration, fmtMetric, table } from './format.ts';
+import { beats, improvementOf, noiseMargin } from './ratchet.ts';
+import { mean, pooledNoise, type Noise } from '../base/stats.ts';
+import { fmtDelta, fmtDuration, fmtMetric, table } from '../base/format.ts';
 
 export interface AblateOptions {
   /** run again although the run was ablated, or ablate a run that fails its audit (recorded as forced) */

@@ -11,8 +11,9 @@
  * its own evaluations, at α / k for k evaluated candidates in its round (Bonferroni).
  */
 import { roundOf, type EvaluationRow, type ExperimentRow } from '../traces/index.ts';
-import { fmtMetric } from './format.ts';
-import { judge, pooledNoise, type AcceptanceRule, type Judgement } from './ratchet.ts';
+import { fmtMetric } from '../base/format.ts';
+import { judge, type AcceptanceRule, type Judgement } from './ratchet.ts';
+import { pooledNoise } from '../base/stats.ts';
 
 type Row = Pick<ExperimentRow, 'id' | 'seq' | 'round' | 'decision' | 'candidate_commit'>;
 

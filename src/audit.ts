@@ -21,11 +21,9 @@
  *  - rescore (harness runs): every scored trace's stored output re-scored by the benchmark's locked
  *    scorer; each evaluation's metric is the mean of its traces' scores.
  */
-import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
@@ -33,14 +31,16 @@ import {
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { StudySchema, type Study } from './study.ts';
-import { globMatcher, sha256File, type Manifest } from './lock.ts';
-import { judge, mean, pooledNoise, type Judgement, type AcceptanceRule } from './ratchet.ts';
+import { sha256File, type Manifest } from './lock.ts';
+import { globMatcher } from '../base/glob.ts';
+import { judge, type Judgement, type AcceptanceRule } from './ratchet.ts';
+import { mean, pooledNoise } from '../base/stats.ts';
 import { incumbentBefore, incumbentMetrics, keptMessageLines, noiseGroupsBefore, okMetrics, ownEvaluations, roundAlpha } from './acceptance.ts';
-import { fmtMetric } from './format.ts';
-import { UsageError } from './errors.ts';
+import { fmtMetric } from '../base/format.ts';
+import { UsageError } from '../base/errors.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
 import { dataRoot } from './kinds/harness.ts';
-import * as g from './git.ts';
+import * as g from '../base/git.ts';
 
 export interface AuditCheck {
   name: string;
@@ -67,17 +67,10 @@ export interface AuditOptions {
   expectHead?: string;
 }
 
-const execFileP = promisify(execFile);
 const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
 
 async function git(repo: string, args: string[]): Promise<string> {
-  const { stdout } = await execFileP('git', args, { cwd: repo, maxBuffer: 512 * 1024 * 1024, encoding: 'utf8' });
-  return stdout;
-}
-
-async function gitBuffer(repo: string, args: string[]): Promise<Buffer> {
-  const { stdout } = await execFileP('git', args, { cwd: repo, maxBuffer: 512 * 1024 * 1024, encoding: 'buffer' });
-  return stdout;
+  return (await g.gitRaw(repo, args)).toString('utf8');
 }
 
 async function gitOk(repo: string, args: string[]): Promise<boolean> {
@@ -317,7 +310,7 @@ async function checkLockedHashes(ctx: Ctx): Promise<Part> {
   const hashBlob = async (id: string) => {
     let h = blobSha.get(id);
     if (!h) {
-      h = createHash('sha256').update(await gitBuffer(ctx.repo, ['cat-file', 'blob', id])).digest('hex');
+      h = createHash('sha256').update(await g.gitRaw(ctx.repo, ['cat-file', 'blob', id])).digest('hex');
       blobSha.set(id, h);
     }
     return h;
@@ -524,18 +517,18 @@ async function patchGives(repo: string, parent: string, candidate: string, patch
   if (!patch.trim()) return (await treeOf(repo, parent)) === (await treeOf(repo, candidate));
   const dir = mkdtempSync(join(tmpdir(), 'autoagent-audit-'));
   try {
-    const env = { ...process.env, GIT_INDEX_FILE: join(dir, 'index') };
+    const env = { GIT_INDEX_FILE: join(dir, 'index') };
     writeFileSync(join(dir, 'patch'), patch.endsWith('\n') ? patch : patch + '\n');
     const want = await treeOf(repo, candidate);
     // a/ b/ prefixes, or none (diff.noprefix)
     for (const strip of ['-p1', '-p0']) {
-      await execFileP('git', ['read-tree', parent], { cwd: repo, env });
+      await g.gitRaw(repo, ['read-tree', parent], { env });
       try {
-        await execFileP('git', ['apply', '--cached', strip, join(dir, 'patch')], { cwd: repo, env });
+        await g.gitRaw(repo, ['apply', '--cached', strip, join(dir, 'patch')], { env });
       } catch {
         continue;
       }
-      if ((await execFileP('git', ['write-tree'], { cwd: repo, env, encoding: 'utf8' })).stdout.trim() === want) return true;
+      if ((await g.gitRaw(repo, ['write-tree'], { env })).toString('utf8').trim() === want) return true;
     }
     return false;
   } catch {

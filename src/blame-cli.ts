@@ -9,10 +9,10 @@
  */
 import { isAbsolute, relative, resolve } from 'node:path';
 import { listExperiments, evaluationsOfRun, getTrace, proposalOf, type DB, type RunRow, type ExperimentRow } from '../traces/index.ts';
-import { UsageError, UserError } from './errors.ts';
-import * as g from './git.ts';
+import { UsageError, UserError } from '../base/errors.ts';
+import * as g from '../base/git.ts';
 import { incumbentMetrics, ownEvaluations } from './acceptance.ts';
-import { fmtDelta, fmtMetric } from './format.ts';
+import { fmtDelta, fmtMetric } from '../base/format.ts';
 import { placedRun, store, type IOLike } from './audit-cli.ts';
 
 export interface BlameExperiment {

@@ -29,7 +29,7 @@ import type { RunPaths } from './kinds/types.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
 import type { Benchmark } from '../benchmarks/types.ts';
 import { dataRoot } from './kinds/harness.ts';
-import * as g from './git.ts';
+import * as g from '../base/git.ts';
 
 export type ContaminationSplit = 'val' | 'test';
 

@@ -9,7 +9,7 @@
  */
 import type { EvalOutcome, EvalProgress } from './kinds/types.ts';
 import { evaluateCommit, type EvalContext } from './evaluation.ts';
-import { UserError } from './errors.ts';
+import { UserError } from '../base/errors.ts';
 
 /** No queue worker took a job within the deadline: the run stops, resumable. */
 export class QueueWaitExpired extends UserError {}

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { executable, findChromium } from './report/png.ts';
-import { sandboxAvailable } from './sandbox/index.ts';
+import { sandboxAvailable } from '../sandbox/index.ts';
 import type { IO } from './cli.ts';
 
 export interface Check {

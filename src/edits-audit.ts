@@ -19,8 +19,8 @@ import {
   type DB, type RunRow, type ExperimentRow,
 } from '../traces/index.ts';
 import { incumbentMetrics, okMetrics, ownEvaluations } from './acceptance.ts';
-import { mean } from './ratchet.ts';
-import { fmtDelta, fmtMetric } from './format.ts';
+import { mean } from '../base/stats.ts';
+import { fmtDelta, fmtMetric } from '../base/format.ts';
 import { latestAblation, type AblationChange } from './ablate.ts';
 import { contaminationNotApplicable, storedContamination, type Contamination } from './contamination.ts';
 

@@ -1,6 +1,6 @@
 /** `autoagent evals`: the evaluations `autoagent eval` stored (group ids eval-…), newest first. */
 import { evalListings, type DB, type EvalListing } from '../traces/index.ts';
-import { fmtMetric, table } from './format.ts';
+import { fmtMetric, table } from '../base/format.ts';
 
 export type { EvalListing } from '../traces/index.ts';
 

@@ -8,7 +8,8 @@ import type { Study } from './study.ts';
 import type { DB } from '../traces/index.ts';
 import type { SpendGuard } from '../task-agent/evaluate.ts';
 import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
-import { verifyManifest, globMatcher, type Manifest } from './lock.ts';
+import { verifyManifest, type Manifest } from './lock.ts';
+import { globMatcher } from '../base/glob.ts';
 import { openWorkspace } from './workspace.ts';
 import type { Lease } from './slots.ts';
 

@@ -30,11 +30,12 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { listExperiments, evaluationsOfRun, listFinalizations, recordFinalization, now, type DB, type ExperimentRow, type EvaluationRow, type RunRow } from '../traces/index.ts';
-import { UsageError, UserError } from './errors.ts';
-import * as g from './git.ts';
-import { LockViolation, globMatcher, matchGlobs, walkFiles, type Manifest } from './lock.ts';
+import { UsageError, UserError } from '../base/errors.ts';
+import * as g from '../base/git.ts';
+import { LockViolation, matchGlobs, walkFiles, type Manifest } from './lock.ts';
+import { globMatcher } from '../base/glob.ts';
 import { evaluateCommit, readPaths, type EvalContext } from './evaluation.ts';
-import { sandboxAvailable } from './sandbox/index.ts';
+import { sandboxAvailable } from '../sandbox/index.ts';
 import { adapterFor } from './kinds/index.ts';
 import type { EvalOutcome, KindAdapter, RunPaths } from './kinds/types.ts';
 import { StudySchema, type Study } from './study.ts';
@@ -44,7 +45,7 @@ import { incumbentMetrics, ownEvaluations } from './acceptance.ts';
 import { auditRun, findRun, finalIncumbent, okMetrics, runStudy, runStudyDir, short, trackedAt } from './audit.ts';
 import { effectiveStatus } from './loop.ts';
 import type { Reporter } from './report.ts';
-import { fmtDelta, fmtDuration, fmtMetric } from './format.ts';
+import { fmtDelta, fmtDuration, fmtMetric } from '../base/format.ts';
 import { ReferenceIndex, checkCommitAgainst, referencesOf, studyBenchmark, type Contamination } from './contamination.ts';
 
 export interface FinalizeOptions {

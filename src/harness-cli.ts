@@ -8,12 +8,12 @@ import { loadHarness } from '../task-agent/harness.ts';
 import { evaluateHarness, SpendGuard } from '../task-agent/evaluate.ts';
 import { createProvider, loadPrices } from '../task-agent/providers/index.ts';
 import { loadBenchmark } from '../benchmarks/index.ts';
-import { UsageError, UserError } from './errors.ts';
-import { sandboxAvailable } from './sandbox/index.ts';
+import { UsageError, UserError } from '../base/errors.ts';
+import { sandboxAvailable } from '../sandbox/index.ts';
 import { dataRoot, hiddenPaths, studyTasks, workerReadable } from './kinds/harness.ts';
 import { parseExperimentRef } from './views.ts';
-import { fmtDuration, fmtMetric, table } from './format.ts';
-import { repoRoot } from './git.ts';
+import { fmtDuration, fmtMetric, table } from '../base/format.ts';
+import { repoRoot } from '../base/git.ts';
 
 export interface EvalCliOptions {
   harness: string;

@@ -9,8 +9,8 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { stringify } from 'yaml';
-import { UsageError, UserError } from './errors.ts';
-import { repoRoot } from './git.ts';
+import { UsageError, UserError } from '../base/errors.ts';
+import { repoRoot } from '../base/git.ts';
 import { parseStudy } from './study.ts';
 import type { IO } from './cli.ts';
 

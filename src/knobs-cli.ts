@@ -6,10 +6,10 @@
  */
 import { dirname, relative, resolve } from 'node:path';
 import { loadStudy, type Study } from './study.ts';
-import { UsageError } from './errors.ts';
-import * as g from './git.ts';
-import { globMatcher } from './lock.ts';
-import { table } from './format.ts';
+import { UsageError } from '../base/errors.ts';
+import * as g from '../base/git.ts';
+import { globMatcher } from '../base/glob.ts';
+import { table } from '../base/format.ts';
 import { discoverKnobReport, formatKnobValue, type Knob, type KnobReport, type SkippedKnob } from '../meta-agent/search/knobs.ts';
 import { dimOf } from '../meta-agent/search/space.ts';
 import type { IO } from './cli.ts';

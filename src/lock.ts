@@ -6,8 +6,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
-import picomatch from 'picomatch';
-import { UsageError, UserError } from './errors.ts';
+import { UsageError, UserError } from '../base/errors.ts';
+import { globMatcher } from '../base/glob.ts';
 
 const SKIP_DIRS = new Set(['.git', '.autoagent', 'node_modules']);
 
@@ -36,13 +36,6 @@ export function walkFiles(root: string): string[] {
   };
   visit(root);
   return out.sort();
-}
-
-/** A matcher for study globs, which are relative to the study folder (`prefix`, repo-relative). */
-export function globMatcher(globs: string[], prefix: string): (repoPath: string) => boolean {
-  const pre = prefix ? prefix.replace(/\/$/, '') + '/' : '';
-  const matchers = globs.map((g) => picomatch(pre + g.replace(/^\.\//, ''), { dot: true }));
-  return (p) => matchers.some((m) => m(p));
 }
 
 /** the files each glob matches; a glob that matches nothing is a study error */

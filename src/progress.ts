@@ -5,8 +5,8 @@
  * (src/report.ts) decides how to show the lines.
  */
 import type { EvalProgress } from './kinds/types.ts';
-import { fmtDuration, fmtTokens } from './format.ts';
-import { mean } from './ratchet.ts';
+import { fmtDuration, fmtTokens } from '../base/format.ts';
+import { mean } from '../base/stats.ts';
 
 export interface SlotState {
   /** `[exp 3/8]`, `[baseline 2/3]`, … */

@@ -13,7 +13,7 @@ import type { ModelRequest, ModelResponse, Provider } from '../task-agent/types.
 import { ProposalBudgetExceeded, type FileEdit, type ProposalServices, type ProposalSpan } from '../meta-agent/types.ts';
 import type { SpendGuard } from '../task-agent/evaluate.ts';
 import type { Study } from './study.ts';
-import { UsageError } from './errors.ts';
+import { UsageError } from '../base/errors.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 

@@ -4,13 +4,10 @@
  * `<repo>/.autoagent/autoagent.db`, and must be resumed, audited, finalized and reported as
  * itself, not as the original (which may be gone, or have moved on).
  */
-import { execFile } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import type { RunRow } from '../traces/index.ts';
-
-const execFileP = promisify(execFile);
+import { gitRaw } from '../base/git.ts';
 
 export interface RunPlace {
   /** the run with `repo` and `study_path` where they are now */
@@ -22,8 +19,7 @@ export interface RunPlace {
 async function gitTop(dir: string): Promise<string | null> {
   if (!existsSync(dir)) return null;
   try {
-    const { stdout } = await execFileP('git', ['rev-parse', '--show-toplevel'], { cwd: dir, encoding: 'utf8' });
-    return stdout.trim() || null;
+    return (await gitRaw(dir, ['rev-parse', '--show-toplevel'])).toString('utf8').trim() || null;
   } catch {
     return null;
   }
@@ -31,7 +27,7 @@ async function gitTop(dir: string): Promise<string | null> {
 
 async function hasCommit(repo: string, sha: string): Promise<boolean> {
   try {
-    await execFileP('git', ['cat-file', '-e', `${sha}^{commit}`], { cwd: repo });
+    await gitRaw(repo, ['cat-file', '-e', `${sha}^{commit}`]);
     return true;
   } catch {
     return false;

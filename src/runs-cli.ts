@@ -17,10 +17,10 @@ import { join } from 'node:path';
 import { type DB, type RunRow, findRun, listRuns, listExperiments, runAnnotations, setRunAnnotations, deleteRunRows } from '../traces/index.ts';
 import { parseAnnotations } from './ui/queries.ts';
 import { effectiveStatus } from './loop.ts';
-import { UsageError, UserError } from './errors.ts';
+import { UsageError, UserError } from '../base/errors.ts';
 import { cleanWork } from './workspace.ts';
-import { gitRaw } from './git.ts';
-import { fmtDuration, table } from './format.ts';
+import { gitRaw } from '../base/git.ts';
+import { fmtDuration, table } from '../base/format.ts';
 
 export interface RunsIO {
   out: (text: string) => void;

@@ -19,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import type { Study } from './study.ts';
-import { UsageError } from './errors.ts';
+import { UsageError } from '../base/errors.ts';
 
 export interface Gpu {
   index: number;

@@ -6,7 +6,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { UsageError } from './errors.ts';
+import { UsageError } from '../base/errors.ts';
 
 const Glob = z.string().min(1, 'a non-empty glob');
 

@@ -4,8 +4,8 @@
  */
 import type { DB } from '../traces/index.ts';
 import { evaluationsOf, getRun, listExperiments, type ExperimentRow } from '../traces/index.ts';
-import { fmtDelta, fmtMetric as fmtPlain, metricFormat, type MetricFmt } from './format.ts';
-import { stddev } from './ratchet.ts';
+import { fmtDelta, fmtMetric as fmtPlain, metricFormat, type MetricFmt } from '../base/format.ts';
+import { stddev } from '../base/stats.ts';
 
 /**
  * The note after a baseline whose repeats all gave the same value (null otherwise): the metric
@@ -40,7 +40,7 @@ function plural(n: number, one: string, many = `${one}s`): string {
  * 3.21 → 3.05 (-5.0%, beyond the noise margin 0.04); …`, or, when nothing was kept, the closest
  * change and why it was not kept. Null when the run has no baseline (it failed before one).
  */
-/** The run's metric format (src/format.ts metricFormat): decimals from its baseline repeats' sd. */
+/** The run's metric format (base/format.ts metricFormat): decimals from its baseline repeats' sd. */
 export function runMetricFmt(db: DB, runId: string): MetricFmt {
   const base = listExperiments(db, runId).find((e) => e.seq === 0);
   if (!base) return fmtPlain;

@@ -4,11 +4,11 @@ import {
   listFinalizations, spendByRole,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
-import { UsageError } from './errors.ts';
+import { UsageError } from '../base/errors.ts';
 import { runNoise, effectiveStatus } from './loop.ts';
-import { fmtMetric, fmtDelta, fmtDuration, fmtTokens, table, telemetryText } from './format.ts';
+import { fmtMetric, fmtDelta, fmtDuration, fmtTokens, table, telemetryText } from '../base/format.ts';
 import { runMetricFmt } from './summary.ts';
-import { mean, stddev } from './ratchet.ts';
+import { mean, stddev } from '../base/stats.ts';
 import { UNTRUSTED_SPLIT } from './finalize.ts';
 import { storedContamination } from './contamination.ts';
 

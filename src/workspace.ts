@@ -27,7 +27,7 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import * as g from './git.ts';
+import * as g from '../base/git.ts';
 
 /** Names a program looks up by name (imports, caches, build and start-up files): never taken from candidate-created paths. */
 const LOADER_DIRS = new Set(['__pycache__', 'node_modules', 'site-packages', 'dist-packages', '.git']);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { randomUUID, createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { runSandboxed, sandboxPath, type SandboxResult } from '../src/sandbox/index.ts';
+import { runSandboxed, sandboxPath, type SandboxResult } from '../sandbox/index.ts';
 import { cachedResponse, cacheResponse, type DB } from '../traces/index.ts';
 import { TraceWriter } from '../traces/traces.ts';
 import type { SpanRecord } from '../traces/types.ts';

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../base/errors.ts';
 import type { Task } from '../benchmarks/types.ts';
 
 const PromptPath = z.string().regex(/^[^/].*\.md$/, 'a prompt file relative to the harness folder, e.g. prompts/system.md');

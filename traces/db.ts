@@ -6,7 +6,7 @@
 import Database from 'better-sqlite3';
 import { accessSync, closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, readlinkSync, openSync, readSync, realpathSync, statSync, statfsSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../base/errors.ts';
 
 export type DB = Database.Database;
 

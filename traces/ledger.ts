@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import type { DB } from './db.ts';
 import { now } from './db.ts';
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../base/errors.ts';
 import type { RunStatus, Decision, RunRow, ExperimentRow, ProposalRecord, EvaluationRow, PromotionRow, FinalizationRow, AblationRow } from './types.ts';
 
 export type { RunStatus, Decision, EvalStatus, RunRow, ExperimentRow, ProposalRecord, EvaluationRow, PromotionRow, FinalizationRow, AblationRow } from './types.ts';

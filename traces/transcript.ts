@@ -10,6 +10,7 @@
  */
 import type { SpanRecord, TraceRecord } from './types.ts';
 import { buildSpanTree, type SpanNode } from './traces.ts';
+import { fmtDuration } from '../base/format.ts';
 
 export interface TranscriptOptions {
   /** text blocks (prompts, thinking, answers, tool results) longer than this are cut (default 2000) */
@@ -22,16 +23,6 @@ export interface TranscriptOptions {
 
 // ---------------------------------------------------------------------------------------------
 // formatting
-
-export function fmtDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '—';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
-  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
-}
 
 export const fmtCost = (usd: number): string => `$${(usd ?? 0).toFixed(4)}`;
 

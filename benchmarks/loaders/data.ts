@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import type { Task } from '../types.ts';
 
 export interface DataFile {

@@ -12,7 +12,7 @@
  */
 import fs from 'node:fs';
 
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import { extractGsm8kAnswer } from '../scorers/gsm8k.ts';
 import { assignSplits, resolveSplit } from '../split.ts';
 import type { Task } from '../types.ts';

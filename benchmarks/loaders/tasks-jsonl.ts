@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import { assignSplits, resolveSplit } from '../split.ts';
 import type { Split, Task } from '../types.ts';
 import type { Loaded, LoaderContext } from './data.ts';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import type { ScoreContext, ScoreResult, Scorer, Task } from '../types.ts';
 import { fail } from './util.ts';
 

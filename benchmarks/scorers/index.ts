@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import type { Scorer } from '../types.ts';
 import { choiceScorer } from './choice.ts';
 import { customScorer } from './custom.ts';

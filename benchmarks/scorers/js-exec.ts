@@ -19,8 +19,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { UserError } from '../../src/errors.ts';
-import { runSandboxed, SandboxUnavailableError } from '../../src/sandbox/index.ts';
+import { UserError } from '../../base/errors.ts';
+import { runSandboxed, SandboxUnavailableError } from '../../sandbox/index.ts';
 import type { Scorer, Task } from '../types.ts';
 import { fail, ok, quote } from './util.ts';
 

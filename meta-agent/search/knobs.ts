@@ -42,7 +42,7 @@ import { fileURLToPath } from 'node:url';
 import picomatch from 'picomatch';
 import { isMap, isScalar, LineCounter, parseDocument, type Pair, type Scalar } from 'yaml';
 import type { KnobDecl, KnobValue } from '../types.ts';
-import { UsageError, UserError } from '../../src/errors.ts';
+import { UsageError, UserError } from '../../base/errors.ts';
 
 export type KnobType = 'int' | 'float' | 'bool' | 'choice';
 export type KnobSyntax = 'python' | 'yaml';

@@ -53,7 +53,7 @@ import {
 import { LangfuseClient } from '@langfuse/client';
 import { getRun, listExperiments, tracesOf, getTrace, recordExport, exportedSeqs, type DB, type SpanRecord, type SpanNode, type TraceDetail, type RunRow, type ExperimentRow } from '../../traces/index.ts';
 import type { StoredTrace } from '../../traces/traces.ts';
-import { UserError, UsageError } from '../errors.ts';
+import { UserError, UsageError } from '../../base/errors.ts';
 
 export interface LangfuseOptions {
   /** e.g. https://cloud.langfuse.com or http://localhost:3000 */

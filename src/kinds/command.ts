@@ -5,7 +5,7 @@
  * own output instead, and the run is marked self-reported.
  */
 import { join } from 'node:path';
-import { runSandboxed } from '../sandbox/index.ts';
+import { runSandboxed } from '../../sandbox/index.ts';
 import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult } from './types.ts';
 import { candidateMounts, evaluatorEnv, evaluatorMounts, lastLine, limitReason, parseMetricLines, parsePattern, sandboxEnv, tail, unseenHint } from './common.ts';
 import type { Study } from '../study.ts';

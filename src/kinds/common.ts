@@ -2,7 +2,7 @@
 import { isAbsolute, join } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import type { EvalRequest } from './types.ts';
-import { sandboxPath, type SandboxSpec } from '../sandbox/index.ts';
+import { sandboxPath, type SandboxSpec } from '../../sandbox/index.ts';
 
 export const TAIL_BYTES = 8192;
 

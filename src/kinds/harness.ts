@@ -5,7 +5,7 @@
  */
 import { existsSync, realpathSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { UsageError, UserError } from '../errors.ts';
+import { UsageError, UserError } from '../../base/errors.ts';
 import type { Study } from '../study.ts';
 import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths } from './types.ts';
 import { loadHarness, type Harness } from '../../task-agent/harness.ts';
@@ -14,7 +14,7 @@ import { createProvider, loadPrices } from '../../task-agent/providers/index.ts'
 import { sharedLimit } from '../../task-agent/providers/limit.ts';
 import { loadBenchmark } from '../../benchmarks/index.ts';
 import type { Benchmark, Task } from '../../benchmarks/types.ts';
-import { mean } from '../ratchet.ts';
+import { mean } from '../../base/stats.ts';
 
 /** the autoagent installation (its code and node_modules must stay visible to workers) */
 export const AUTOAGENT_ROOT = resolve(import.meta.dirname, '..', '..');

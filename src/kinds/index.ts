@@ -4,7 +4,7 @@ import type { KindAdapter } from './types.ts';
 import { CommandKind } from './command.ts';
 import { TrainerKind } from './trainer.ts';
 import { HarnessKind } from './harness.ts';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../../base/errors.ts';
 
 export interface SplitOptions {
   /** `val` (a run) or `test` (finalize and ablate only: the study schema keeps `test` out of a run) */

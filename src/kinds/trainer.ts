@@ -6,13 +6,14 @@
  * that export in sandbox 2 (val bits per byte, causality probe, NaN checks). Nothing train.py
  * prints is trusted.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, statSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { runSandboxed } from '../sandbox/index.ts';
-import { UserError, UsageError } from '../errors.ts';
+import { runSandboxed } from '../../sandbox/index.ts';
+import { UserError, UsageError } from '../../base/errors.ts';
+import { findPython } from '../../base/python.ts';
 import type { Study } from '../study.ts';
 import { StudySchema } from '../study.ts';
 import type { EvalOutcome, EvalRequest, KindAdapter, PrepareResult, RunPaths } from './types.ts';
@@ -31,20 +32,9 @@ export type PythonInfo = {
 
 /** Find a Python that imports torch: AUTOAGENT_PYTHON, then python3, /usr/bin/python3, python. */
 export function findTorchPython(env: NodeJS.ProcessEnv = process.env): PythonInfo {
-  const candidates = env.AUTOAGENT_PYTHON ? [env.AUTOAGENT_PYTHON] : ['python3', '/usr/bin/python3', '/usr/local/bin/python3', 'python'];
   const probe = 'import json, torch; c = torch.cuda.is_available(); print(json.dumps({"torch": torch.__version__, "cuda": c, "device_name": torch.cuda.get_device_name(0) if c else None}))';
-  for (const py of candidates) {
-    const r = spawnSync(py, ['-c', probe], { encoding: 'utf8', timeout: 60_000 });
-    if (r.status === 0) {
-      try {
-        const info = JSON.parse(r.stdout.trim().split('\n').pop()!);
-        const abs = spawnSync(py, ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim() || py;
-        return { python: abs, ...info };
-      } catch {
-        // not our output: try the next interpreter
-      }
-    }
-  }
+  const found = findPython<Omit<PythonInfo, 'python'>>(['-c', probe], env);
+  if (found) return { python: found.python, ...found.info };
   if (env.AUTOAGENT_PYTHON) throw new UserError(`AUTOAGENT_PYTHON=${env.AUTOAGENT_PYTHON} cannot import torch: ${TORCH_INSTALL_HINT.replace(/^no Python with PyTorch found: /, '')}`);
   throw new UserError(TORCH_INSTALL_HINT);
 }

@@ -1,10 +1,10 @@
 /** `autoagent worker` and `autoagent queue status`. */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { UserError } from '../errors.ts';
+import { UserError } from '../../base/errors.ts';
 import { runWorker } from './worker.ts';
 import { QUEUE_NAME, checkQueueUrl, liveWorkers, redactUrl, type WorkerBeat } from './common.ts';
-import { killAllSandboxes } from '../sandbox/index.ts';
+import { killAllSandboxes } from '../../sandbox/index.ts';
 
 export interface WorkerCliOptions { queue: string; slots: number; unsafeNoSandbox?: boolean; lockMs: number; stalledMs: number }
 

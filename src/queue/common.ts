@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import type { Study } from '../study.ts';
 import type { EvalOutcome } from '../kinds/types.ts';
 

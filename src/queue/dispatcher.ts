@@ -23,7 +23,7 @@ import { SlotPool } from '../slots.ts';
 import type { Manifest } from '../lock.ts';
 import { LockViolation } from '../lock.ts';
 import type { Study } from '../study.ts';
-import { UserError, UsageError } from '../errors.ts';
+import { UserError, UsageError } from '../../base/errors.ts';
 import type { EvalOutcome } from '../kinds/types.ts';
 import { QUEUE_NAME, checkQueueUrl, connect, jobId, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
 

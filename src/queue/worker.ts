@@ -15,15 +15,16 @@ import { hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
-import * as g from '../git.ts';
+import * as g from '../../base/git.ts';
 import { StudySchema, type Study } from '../study.ts';
 import { CommandKind } from '../kinds/command.ts';
 import { evaluateCommit, readPaths, type EvalContext } from '../evaluation.ts';
-import { globMatcher, LockViolation } from '../lock.ts';
+import { LockViolation } from '../lock.ts';
+import { globMatcher } from '../../base/glob.ts';
 import { SpendGuard } from '../../task-agent/evaluate.ts';
 import { discoverGpus } from '../slots.ts';
-import { sandboxAvailable } from '../sandbox/index.ts';
-import { UserError } from '../errors.ts';
+import { sandboxAvailable } from '../../sandbox/index.ts';
+import { UserError } from '../../base/errors.ts';
 import type { DB } from '../../traces/index.ts';
 import {
   QUEUE_NAME, WORKER_KEY, HEARTBEAT_MS, HEARTBEAT_TTL_S, JobDataSchema, checkQueueUrl, connect, redactUrl, sha256,

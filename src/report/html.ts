@@ -17,10 +17,10 @@ import {
   getRun, listExperiments, evaluationsOfRun, ownEvaluations, tracesOf, proposalOf, taskSpend, experimentSpend, finalizationsAsStored,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type TraceSpend, type ExperimentSpend,
 } from '../../traces/index.ts';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import { ledgerData, runSpend } from '../views.ts';
 import { UNTRUSTED_SPLIT } from '../finalize.ts';
-import { fmtMetric, fmtDelta, fmtDuration } from '../format.ts';
+import { fmtMetric, fmtDelta, fmtDuration } from '../../base/format.ts';
 import { esc, n, linear, ticks, tickStep, tickLabel, niceDomain, quantile } from './svg.ts';
 import { auditEdits, type EditsAudit, type TaskFlip } from '../edits-audit.ts';
 import { okMetrics } from '../acceptance.ts';

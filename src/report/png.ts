@@ -10,7 +10,7 @@ import { accessSync, constants, existsSync, statSync, unlinkSync } from 'node:fs
 import { delimiter, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser } from 'playwright-core';
-import { UserError } from '../errors.ts';
+import { UserError } from '../../base/errors.ts';
 
 export interface PngOptions {
   /** viewport width in CSS pixels (default 1400) */

@@ -15,7 +15,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const CLIENT_DIR = join(here, 'client');
 export const BUNDLE = resolve(here, '../../dist/ui/app.js');
 /** modules outside the client folder that the client bundles (a change to them makes the bundle stale too) */
-const SHARED_SOURCES = [resolve(here, '../format.ts')];
+const SHARED_SOURCES = [resolve(here, '../../base/format.ts')];
 
 function newestSource(dir: string): number {
   let t = 0;

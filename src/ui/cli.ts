@@ -1,9 +1,9 @@
 /** `autoagent ui`: serve the dashboard until Ctrl-C. */
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import { defaultDbPath } from '../loop.ts';
-import { repoRoot } from '../git.ts';
+import { repoRoot } from '../../base/git.ts';
 import { startUiServer, isLoopback, DEFAULT_HOST, DEFAULT_PORT } from './server.ts';
 
 export interface UiCliOptions {

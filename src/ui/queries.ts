@@ -10,7 +10,7 @@ import {
 } from '../../traces/index.ts';
 import { ledgerData, showData } from '../views.ts';
 import { effectiveStatus } from '../loop.ts';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../../base/errors.ts';
 
 export type Direction = 'minimize' | 'maximize';
 

@@ -19,7 +19,7 @@ import type { Server } from 'node:http';
 import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { openDb, openDbReadOnly, dataVersion, type DB } from '../../traces/index.ts';
-import { UsageError, UserError } from '../errors.ts';
+import { UsageError, UserError } from '../../base/errors.ts';
 import {
   runsList, runDetail, experimentDetail, traceDetail, traceSearch, knobView, runCsv, runState, storeState, parseAnnotations, annotate,
 } from './queries.ts';

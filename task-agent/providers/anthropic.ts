@@ -13,7 +13,7 @@
  * cache_read_input_tokens + cache_creation_input_tokens (see prices.ts).
  */
 import type Anthropic from '@anthropic-ai/sdk';
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import type { Block, ModelRequest, ModelResponse, PriceTable, Provider, RetryPolicy, Usage } from '../types.ts';
 import { callWithRetry, envValue, modelResponse, resolveRetry, type ProviderOptions } from './common.ts';
 import { DEFAULT_PRICES } from './prices.ts';

@@ -1,4 +1,4 @@
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import { AttemptTimeoutError, RetryError, describeError, statusOf } from './retry.ts';
 
 /**

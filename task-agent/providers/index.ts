@@ -5,7 +5,7 @@
  *   const provider = createProvider('anthropic', { prices: loadPrices(pricesFile) });
  *   const res = await provider.call(request, signal);   // res.usage, res.cost_usd, res.attempts
  */
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import type { Provider } from '../types.ts';
 import { AnthropicProvider } from './anthropic.ts';
 import type { ProviderOptions } from './common.ts';

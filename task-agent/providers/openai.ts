@@ -26,7 +26,7 @@ import type {
   ChatCompletionMessageParam,
   ChatCompletionMessageFunctionToolCall,
 } from 'openai/resources/chat/completions';
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import type { Block, ModelRequest, ModelResponse, PriceTable, Provider, RetryPolicy, Usage } from '../types.ts';
 import { callWithRetry, envValue, modelResponse, resolveRetry, type ProviderOptions } from './common.ts';
 import { ProviderError } from './errors.ts';

@@ -19,7 +19,7 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import type { Price, PriceTable, Usage } from '../types.ts';
 
 /**

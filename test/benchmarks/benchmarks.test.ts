@@ -21,8 +21,8 @@ import {
   type Scorer,
   type Task,
 } from '../../benchmarks/index.ts';
-import { UsageError, UserError } from '../../src/errors.ts';
-import { sandboxAvailable } from '../../src/sandbox/index.ts';
+import { UsageError, UserError } from '../../base/errors.ts';
+import { sandboxAvailable } from '../../sandbox/index.ts';
 
 const DATA = path.resolve(import.meta.dirname, '../../../shared/data');
 const haveData = fs.existsSync(path.join(DATA, 'README.md'));

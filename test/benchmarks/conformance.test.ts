@@ -14,7 +14,7 @@ import { BBH_TASKS } from '../../benchmarks/loaders/bbh.ts';
 import { readGsm8kFile } from '../../benchmarks/loaders/gsm8k.ts';
 import { readHumanEvalJs } from '../../benchmarks/loaders/humaneval-x-js.ts';
 import { extractGsm8kAnswer } from '../../benchmarks/scorers/gsm8k.ts';
-import { sandboxAvailable } from '../../src/sandbox/index.ts';
+import { sandboxAvailable } from '../../sandbox/index.ts';
 
 const DATA = path.resolve(import.meta.dirname, '../../../shared/data');
 const noData = fs.existsSync(path.join(DATA, 'README.md')) ? false : `no benchmark data at ${DATA}`;

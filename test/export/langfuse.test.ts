@@ -14,7 +14,7 @@ import { trace as otelTrace } from '@opentelemetry/api';
 import {
   exportToLangfuse, langfuseOptionsFromEnv, langfuseObservationId, langfuseTraceId, traceName, LangfuseLiveExporter,
 } from '../../src/export/langfuse.ts';
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import { getTrace, insertTrace, insertSpans, finishTrace, type SpanRecord } from '../../traces/index.ts';
 import { makeHarnessRun, TASKS, T0 } from '../report/fixtures.ts';
 import { readFileSync, writeFileSync } from 'node:fs';

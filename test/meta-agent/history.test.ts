@@ -5,7 +5,7 @@ import { insertRun, insertExperiment, decideExperiment, insertEvaluation, type D
 import { insertTrace, insertSpans, finishTrace } from '../../traces/traces.ts';
 import type { SpanRecord, TraceRecord } from '../../traces/types.ts';
 import { StoreHistory, cutMiddle, CHARS_PER_TOKEN } from '../../meta-agent/history.ts';
-import { sparkline } from '../../src/format.ts';
+import { sparkline } from '../../base/format.ts';
 
 // ---------------------------------------------------------------------------------------------
 // fixtures

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import {
   clearKnobCache, commandFlags, discoverKnobReport, findKnobReport, findKnobs, setKnob, type Knob,
 } from '../../meta-agent/search/knobs.ts';
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 
 const byName = (knobs: Knob[]) => new Map(knobs.map((k) => [k.name, k]));
 const reasons = (path: string, src: string, command?: string) =>

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createProvider } from '../../task-agent/providers/index.ts';
 import type { ModelRequest, Provider } from '../../task-agent/types.ts';
 import { LlmProposer, extractJson, type LlmSettings } from '../../meta-agent/llm.ts';
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 import { HybridProposer } from '../../meta-agent/hybrid.ts';
 import { SearchProposer, describeSearchState, readKnobMeta, seededRandom } from '../../meta-agent/search/index.ts';
 import {

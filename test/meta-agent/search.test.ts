@@ -6,7 +6,7 @@ import type { KnobDecl, LedgerEntry, Proposal, ProposalContext, Proposer } from 
 import { findKnobs, setKnob, formatKnobValue, discoverKnobs, type Knob } from '../../meta-agent/search/knobs.ts';
 import { SearchProposer, RandomProposer, seededRandom } from '../../meta-agent/search/index.ts';
 import { searchSpace, toUnit, fromUnit } from '../../meta-agent/search/space.ts';
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 
 // ---------------------------------------------------------------- fixtures
 

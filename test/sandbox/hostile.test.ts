@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { runSandboxed, sandboxAvailable, sandboxPath, diskUsage, type SandboxSpec } from '../../src/sandbox/index.ts';
+import { runSandboxed, sandboxAvailable, sandboxPath, diskUsage, type SandboxSpec } from '../../sandbox/index.ts';
 import { readCandidateFile } from '../../src/workspace.ts';
 import { trainProgress } from '../../src/kinds/trainer.ts';
 import { workerReadable } from '../../src/kinds/harness.ts';

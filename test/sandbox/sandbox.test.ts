@@ -1,4 +1,4 @@
-// Tests for src/sandbox: real bubblewrap runs (bwrap must be installed and able to create
+// Tests for sandbox/: real bubblewrap runs (bwrap must be installed and able to create
 // namespaces; the whole file is skipped with a message when it is not).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ import {
   runSandboxed,
   sandboxAvailable,
   type SandboxSpec,
-} from '../../src/sandbox/index.ts';
+} from '../../sandbox/index.ts';
 
 const PY = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const ENV = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' };
@@ -399,7 +399,7 @@ describe('sandbox', { skip }, () => {
     const marker = `100.${process.pid}${(Date.now() + 29) % 100000}`;
     const dir = tmp(os.tmpdir());
     const script = path.join(dir, 'parent.mts');
-    const mod = new URL('../../src/sandbox/index.ts', import.meta.url).pathname;
+    const mod = new URL('../../sandbox/index.ts', import.meta.url).pathname;
     fs.writeFileSync(
       script,
       [
@@ -497,6 +497,17 @@ describe('sandbox', { skip }, () => {
 });
 
 describe('interactive workers', { skip }, () => {
+  test('a signal already aborted ends the run at once, in both modes', async () => {
+    for (const unsafeNoSandbox of [false, true]) {
+      const controller = new AbortController();
+      controller.abort();
+      const started = Date.now();
+      const r = await runSandboxed(spec({ command: 'sleep 30', timeoutMs: 60_000, signal: controller.signal, unsafeNoSandbox }));
+      assert.equal(r.timedOut, false);
+      assert.notEqual(r.exitCode, 0);
+      assert.ok(Date.now() - started < 10_000, `killed at once (unsafe ${unsafeNoSandbox}): ${Date.now() - started} ms`);
+    }
+  });
   test('a long-lived process answers lines written to its stdin, and an abort kills it at once', async () => {
     const controller = new AbortController();
     const lines: string[] = [];

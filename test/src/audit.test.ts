@@ -476,7 +476,7 @@ test('auditing an unknown run is a usage error naming it', async () => {
 
 
 test('a stored diff of proposed edits keeps content lines that start with -- or ++ (only git\'s header is dropped)', async () => {
-  const { diffEdits } = await import('../../src/git.ts');
+  const { diffEdits } = await import('../../base/git.ts');
   const d = await diffEdits({ 'a.sql': 'x\n-- comment\n++ y\n' }, [{ path: 'a.sql', content: 'x\n+++ z\n' }]);
   assert.match(d, /^diff --git a\/a\.sql b\/a\.sql\n--- a\/a\.sql\n\+\+\+ b\/a\.sql\n@@/);
   assert.match(d, /^--- comment$/m);

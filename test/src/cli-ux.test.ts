@@ -12,7 +12,7 @@ import { parseStudy } from '../../src/study.ts';
 import { auditRun } from '../../src/audit.ts';
 import { ledgerText, statusData } from '../../src/views.ts';
 import { slotLine, evalEtaMs, runEtaMs } from '../../src/progress.ts';
-import { metricFormat } from '../../src/format.ts';
+import { metricFormat } from '../../base/format.ts';
 import { trainProgress } from '../../src/kinds/trainer.ts';
 import type { EvalOutcome, EvalProgress, EvalRequest, KindAdapter } from '../../src/kinds/types.ts';
 import { openDb, getRun, latestRun, listExperiments, runAnnotations } from '../../traces/index.ts';

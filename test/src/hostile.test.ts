@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
-import { sandboxAvailable } from '../../src/sandbox/index.ts';
+import { sandboxAvailable } from '../../sandbox/index.ts';
 import { openDb, listExperiments, evaluationsOf, evaluationsOfRun, type DB } from '../../traces/index.ts';
 import type { Proposer } from '../../meta-agent/index.ts';
 import { makeRepo, cleanup, sh } from '../helpers/repo.ts';

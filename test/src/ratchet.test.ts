@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { judge, pooledNoise, tQuantile, tCdf, noiseMargin, improvementOf } from '../../src/ratchet.ts';
+import { judge, noiseMargin, improvementOf } from '../../src/ratchet.ts';
+import { pooledNoise, tQuantile, tCdf } from '../../base/stats.ts';
 
 /** deterministic normal samples (mulberry32 + Box-Muller) */
 function normalSource(seed: number): () => number {

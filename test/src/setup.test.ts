@@ -197,7 +197,7 @@ test('npm pack holds what the CLI needs (bin, sources, python helpers, schema, t
   const r = spawnSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const files = (JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as Array<{ files: Array<{ path: string }> }>)[0]!.files.map((f) => f.path);
-  for (const f of ['package.json', 'README.md', 'setup', 'bin/autoagent.js', 'src/cli.ts', 'src/doctor.ts', 'src/init.ts', 'src/study.ts', 'traces/db.ts',
+  for (const f of ['package.json', 'README.md', 'setup', 'bin/autoagent.js', 'src/cli.ts', 'src/doctor.ts', 'src/init.ts', 'src/study.ts', 'traces/db.ts', 'base/errors.ts', 'sandbox/index.ts',
     'meta-agent/optuna_driver.py', 'meta-agent/search/knobs.py', 'meta-agent/program.md', 'gpu-trainer/prepare.py', 'gpu-trainer/train.py',
     'gpu-trainer/study.yaml', 'schema/study.schema.json', 'benchmarks/gsm8k/benchmark.yaml', 'harnesses/gsm8k/harness.yaml', 'task-agent/evaluate.ts']) {
     assert.ok(files.includes(f), `${f} is packed`);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UserError } from '../../src/errors.ts';
+import { UserError } from '../../base/errors.ts';
 import type { Message, ModelRequest, PriceTable, ToolSpec } from '../../task-agent/types.ts';
 import {
   AnthropicProvider,

@@ -9,7 +9,7 @@ import { openDb } from '../../traces/db.ts';
 import { ledgerGenesis, ledgerLink, runAnnotations, type DecisionFields, type NewEvaluation, type NewExperiment, type NewRun } from '../../traces/ledger.ts';
 import { SqliteLedger, type LedgerStore } from '../../traces/store.ts';
 import { MemoryLedger } from '../../traces/memory.ts';
-import { UsageError } from '../../src/errors.ts';
+import { UsageError } from '../../base/errors.ts';
 
 const IMPLS: Array<[string, () => LedgerStore]> = [
   ['sqlite', () => new SqliteLedger(openDb(':memory:'))],

@@ -1,7 +1,7 @@
-/** Number and time formats: the metric and token formats are the CLI's own (src/format.ts, bundled in). */
-import { fmtMetric } from '../../format.ts';
+/** Number and time formats: the metric and token formats are the CLI's own (base/format.ts, bundled in). */
+import { fmtMetric } from '../../../base/format.ts';
 
-export { fmtMetric, fmtTokens } from '../../format.ts';
+export { fmtMetric, fmtTokens } from '../../../base/format.ts';
 
 export function fmtSigned(x: number | null | undefined): string {
   if (x === null || x === undefined || Number.isNaN(x)) return '—';

@@ -41,8 +41,16 @@ export function metricFormat(sd: number | null | undefined): MetricFmt {
   };
 }
 
-/** one duration format everywhere (the transcript renderer owns it) */
-export { fmtDuration } from '../traces/transcript.ts';
+/** one duration format everywhere (the CLI, the transcripts, the report) */
+export function fmtDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '—';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+}
 
 /** A plain text table: columns padded, the last column left free. */
 export function table(header: string[], rows: string[][]): string {

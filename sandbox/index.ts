@@ -14,12 +14,12 @@
 //   creates a user namespace and RLIMIT_NPROC counts only that namespace's processes (kernel >=
 //   5.14), so it is a real per-sandbox limit. SandboxResult.processLimit says which one applied.
 //   Both limits count threads, not just processes.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 
+import { startProcess, type Proc } from '../base/proc.ts';
 import { createPidsCgroup, type PidsCgroup } from './cgroup.ts';
 import { systemView } from './view.ts';
 export { sandboxPath, systemView, hostInterpreters, ETC_ALLOW } from './view.ts';
@@ -424,7 +424,7 @@ interface LiveRun {
   pid: number;
   sandboxed: boolean;
   /** The leader (bwrap, or the shell in unsafe mode) has exited. */
-  exited: boolean;
+  readonly exited: boolean;
   cgroup: PidsCgroup | null;
   /** Pids we SIGKILLed; we wait until they are gone before returning. */
   doomed: Set<number>;
@@ -518,7 +518,6 @@ export function killAllSandboxes(): number {
 }
 
 const PARENT_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-let exitHookInstalled = false;
 let signalHooksInstalled = false;
 
 function onParentSignal(sig: NodeJS.Signals): void {
@@ -530,13 +529,8 @@ function onParentSignal(sig: NodeJS.Signals): void {
   }
 }
 
+/** Ctrl-C and friends kill every sandbox (the runner kills them when this process exits) */
 function installHooks(): void {
-  if (!exitHookInstalled) {
-    process.on('exit', () => {
-      killAllSandboxes();
-    });
-    exitHookInstalled = true;
-  }
   if (!signalHooksInstalled) {
     for (const s of PARENT_SIGNALS) process.on(s, onParentSignal);
     signalHooksInstalled = true;
@@ -562,42 +556,6 @@ async function settle(run: LiveRun): Promise<void> {
     if (!left.length && !members.length && (!run.cgroup || run.cgroup.remove())) return;
     if (Date.now() > until) return;
     await sleep(10);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output
-
-class Tail {
-  private chunks: Buffer[] = [];
-  private size = 0;
-  dropped = false;
-  constructor(private readonly max: number) {}
-  push(b: Buffer): void {
-    this.chunks.push(b);
-    this.size += b.length;
-    while (this.size > this.max && this.chunks.length) {
-      this.dropped = true;
-      const first = this.chunks[0]!;
-      const excess = this.size - this.max;
-      if (first.length <= excess) {
-        this.chunks.shift();
-        this.size -= first.length;
-      } else {
-        this.chunks[0] = first.subarray(excess);
-        this.size -= excess;
-      }
-    }
-  }
-  toString(): string {
-    let buf = Buffer.concat(this.chunks);
-    if (this.dropped) {
-      // do not start in the middle of a UTF-8 sequence
-      let i = 0;
-      while (i < buf.length && i < 3 && (buf[i]! & 0xc0) === 0x80) i++;
-      buf = buf.subarray(i);
-    }
-    return buf.toString('utf8');
   }
 }
 
@@ -691,143 +649,74 @@ export async function runSandboxed(spec: SandboxSpec): Promise<SandboxResult> {
     throw new SandboxSpecError(`sandbox: cwd does not exist: ${spec.cwd}`);
   }
 
-  const maxOut = spec.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
-  const tails = { stdout: new Tail(maxOut), stderr: new Tail(maxOut) };
-  const start = performance.now();
-
-  let child: ChildProcess;
+  let run: LiveRun | null = null;
+  let diskExceeded = false;
+  let proc: Proc;
   try {
-    child = spawn(file, args, {
-      cwd: spawnCwd ?? '/',
-      env: spec.env,
-      detached: true, // own session and process group: kill(-pid) reaches the whole group
-      stdio: [spec.stdin !== undefined || spec.interactive ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    proc = startProcess({
+      file, args, cwd: spawnCwd ?? '/', env: spec.env,
+      stdin: spec.interactive ?? spec.stdin,
+      timeoutMs: spec.timeoutMs, signal: spec.signal,
+      tailBytes: spec.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES,
+      onOutput: spec.onOutput,
+      // the process tree (bwrap's pid-namespace init, children that left the group) and the cgroup
+      kill: () => {
+        if (run) killRun(run);
+      },
+      // every killed process and cgroup member gone, the cgroup removed
+      settle: async () => {
+        if (!run) return;
+        await settle(run);
+        live.delete(run);
+        if (live.size === 0) removeSignalHooks();
+      },
     });
   } catch (e) {
     cgroup?.remove();
     throw e;
   }
+  if (proc.pid !== undefined) {
+    const p = proc;
+    run = { pid: proc.pid, sandboxed, get exited() { return p.exited; }, cgroup, doomed: new Set() };
+    live.add(run);
+    installHooks();
+  }
 
-  return new Promise<SandboxResult>((resolve, reject) => {
-    let timedOut = false;
-    let diskExceeded = false;
-    let run: LiveRun | null = null;
-    if (child.pid !== undefined) {
-      run = { pid: child.pid, sandboxed, exited: false, cgroup, doomed: new Set() };
-      live.add(run);
-      installHooks();
-    }
-    const timer = setTimeout(
-      () => {
-        timedOut = true;
-        if (run) killRun(run);
-      },
-      Math.min(spec.timeoutMs, 2 ** 31 - 1),
-    );
-
-    // disk use of the writable folders, polled; past the limit the whole run is killed
-    let watcher: NodeJS.Timeout | undefined;
-    if (watch) {
-      watcher = setInterval(() => {
-        if (diskExceeded || !run) return;
-        if (diskUsage(watch.paths, watch.maxBytes) > watch.maxBytes) {
-          diskExceeded = true;
-          killRun(run);
-        }
-      }, DISK_POLL_MS);
-    }
-
-    const streamsClosed: Array<Promise<void>> = [];
-    for (const name of ['stdout', 'stderr'] as const) {
-      const stream = child[name]!;
-      const decoder = new StringDecoder('utf8');
-      const emit = (text: string) => {
-        if (!text || !spec.onOutput) return;
-        try {
-          spec.onOutput(name, text);
-        } catch {
-          /* a failing listener must not break the run */
-        }
-      };
-      stream.on('data', (b: Buffer) => {
-        tails[name].push(b);
-        if (spec.onOutput) emit(decoder.write(b));
-      });
-      streamsClosed.push(
-        new Promise<void>((r) => {
-          stream.on('close', () => {
-            if (spec.onOutput) emit(decoder.end());
-            r();
-          });
-          stream.on('error', () => r());
-        }),
-      );
-    }
-    if (child.stdin) {
-      child.stdin.on('error', () => {
-        /* EPIPE: the command did not read its input */
-      });
-      if (spec.interactive) spec.interactive(child.stdin);
-      else child.stdin.end(spec.stdin);
-    }
-    const onAbort = () => {
-      if (run) killRun(run);
-    };
-    if (spec.signal) {
-      if (spec.signal.aborted) onAbort();
-      else spec.signal.addEventListener('abort', onAbort, { once: true });
-    }
-
-    let finished = false;
-    const finish = async (exitCode: number | null, signal: string | null, error?: Error) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      clearInterval(watcher);
-      spec.signal?.removeEventListener('abort', onAbort);
-      const durationMs = Math.round(performance.now() - start);
-      if (run) {
-        run.exited = true;
-        kill(-run.pid); // leftovers of the group (background jobs in unsafe mode)
-        await settle(run);
-        live.delete(run);
-        if (live.size === 0) removeSignalHooks();
-      } else {
-        cgroup?.remove();
+  // disk use of the writable folders, polled; past the limit the whole run is killed
+  let watcher: NodeJS.Timeout | undefined;
+  if (watch) {
+    watcher = setInterval(() => {
+      if (diskExceeded || !run || run.exited) return;
+      if (diskUsage(watch.paths, watch.maxBytes) > watch.maxBytes) {
+        diskExceeded = true;
+        killRun(run);
       }
-      // Output pipes close once every holder is dead; do not wait for ever on an escaped one.
-      let grace: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.all(streamsClosed), new Promise<void>((r) => (grace = setTimeout(r, 1000)))]);
-      clearTimeout(grace);
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      if (error) {
-        const e = error as NodeJS.ErrnoException;
-        reject(
-          sandboxed && e.code === 'ENOENT' && !cgroup
-            ? new SandboxUnavailableError(`bubblewrap (bwrap) is not installed: ${INSTALL_HINT}`)
-            : error,
-        );
-        return;
-      }
-      // bwrap reports its killed init as exit status 128+9; report a deadline kill the same way in
-      // both modes
-      if (timedOut && exitCode === 128 + 9) [exitCode, signal] = [null, 'SIGKILL'];
-      resolve({
-        exitCode,
-        signal,
-        timedOut,
-        stdout: tails.stdout.toString(),
-        stderr: tails.stderr.toString(),
-        durationMs,
-        truncated: tails.stdout.dropped || tails.stderr.dropped,
-        sandboxed,
-        processLimit,
-        memoryLimit: memBytes ? 'rlimit-as' : 'none',
-        diskExceeded: diskExceeded || (watch !== null && diskUsage(watch.paths, watch.maxBytes) > watch.maxBytes),
-      });
-    };
-    child.on('error', (err) => void finish(null, null, err));
-    child.on('exit', (code, sig) => void finish(code, sig));
-  });
+    }, DISK_POLL_MS);
+  }
+
+  const r = await proc.result;
+  clearInterval(watcher);
+  if (!run) cgroup?.remove();
+  if (r.error) {
+    throw sandboxed && r.error.code === 'ENOENT' && !cgroup
+      ? new SandboxUnavailableError(`bubblewrap (bwrap) is not installed: ${INSTALL_HINT}`)
+      : r.error;
+  }
+  let { exitCode, signal } = r;
+  // bwrap reports its killed init as exit status 128+9; report a deadline kill the same way in
+  // both modes
+  if (r.timedOut && exitCode === 128 + 9) [exitCode, signal] = [null, 'SIGKILL'];
+  return {
+    exitCode,
+    signal,
+    timedOut: r.timedOut,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    durationMs: r.durationMs,
+    truncated: r.truncated,
+    sandboxed,
+    processLimit,
+    memoryLimit: memBytes ? 'rlimit-as' : 'none',
+    diskExceeded: diskExceeded || (watch !== null && diskUsage(watch.paths, watch.maxBytes) > watch.maxBytes),
+  };
 }
