@@ -691,6 +691,8 @@ interface Plan {
   params: Record<string, unknown>;
   /** some matches were left out (beyond `RANK_CAP`) */
   capped: boolean;
+  /** per alternative, the words its snippet marks (those it is ranked by; all, when none is), ranked ones first */
+  snippets: string[];
 }
 
 /**
@@ -703,7 +705,8 @@ interface Plan {
  */
 function plan(db: DB, text: string, ranges: { spans: [number, number] | null; traces: [number, number] | null }, cap: number, common: number): Plan {
   const alts = ftsAlternativeTerms(text);
-  const out: Plan = { parts: [], params: {}, capped: false };
+  const out: Plan = { parts: [], params: {}, capped: false, snippets: alts.map((t) => t.join(' ')) };
+  const weighs = alts.map(() => false);
   const segments: Array<{ key: string; range: [number, number] | null; newest: 'DESC' | 'ASC' }> = [
     { key: 's', range: ranges.spans, newest: 'DESC' },
     { key: 't', range: ranges.traces, newest: 'ASC' },
@@ -715,7 +718,7 @@ function plan(db: DB, text: string, ranges: { spans: [number, number] | null; tr
   const firstOf = { DESC: rowsSql('DESC', 'LIMIT ?'), ASC: rowsSql('ASC', 'LIMIT ?') };
   const rare = new Map<string, boolean>();
   const isRare = (term: string) => {
-    if (!rare.has(term)) rare.set(term, nthOf.DESC.get(term, -MAX_ROWID, MAX_ROWID, common) === undefined);
+    if (!rare.has(term)) rare.set(term, nthOf.ASC.get(term, -MAX_ROWID, MAX_ROWID, common) === undefined);
     return rare.get(term)!;
   };
   const inRange = (key: string, lo = `CAST(@${key}lo AS INTEGER)`, hi = `CAST(@${key}hi AS INTEGER)`) => `rowid BETWEEN ${lo} AND ${hi}`;
@@ -743,6 +746,7 @@ function plan(db: DB, text: string, ranges: { spans: [number, number] | null; tr
       }
       if (nthOf[dir].get(alt, range[0], range[1], 0) === undefined) return; // no match in this part
       const weighed = terms.filter(isRare);
+      weighs[i] ||= weighed.length > 0;
       if (weighed.length === 0 || weighed.length === terms.length) {
         out.parts.push(`SELECT rowid AS r, ${weighed.length ? BM25 : '0.0'} AS bm FROM trace_fts WHERE trace_fts MATCH ${a} AND ${inRange(key)}`);
         return;
@@ -750,12 +754,13 @@ function plan(db: DB, text: string, ranges: { spans: [number, number] | null; tr
       // bm25 of the rarer words over the rows that hold them, kept when they match the whole alternative (its rows
       // found here; `+rowid`: a filter, not an index search per row, which would count the words again for each)
       const rows = firstOf[dir].all(alt, range[0], range[1], cap) as number[];
-      out.params[`w${i}`] = weighed.join(' ');
+      out.params[`w${i}`] = out.snippets[i] = weighed.join(' ');
       out.params[`${key}m${i}`] = JSON.stringify(rows);
       out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @w${i} AND ${inRange(key)}
           AND +rowid IN (SELECT value FROM json_each(@${key}m${i}))`);
     });
   }
+  out.snippets = [...out.snippets.filter((_, i) => weighs[i]), ...out.snippets.filter((_, i) => !weighs[i])];
   return out;
 }
 
@@ -814,25 +819,27 @@ function walk(db: DB, p: Plan, opts: SearchOptions, want: (row: RankedRow) => bo
  * Collects ranked rows: first with matches beyond `RANK_CAP` left unranked; again ranking every match when that
  * left out so many that fewer than `limit` results came back (a filter that keeps few of the newest matches).
  */
-function ranked<T>(db: DB, query: string, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean } {
+function ranked<T>(db: DB, query: string, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean; snippets: string[] } {
   const q = ftsQuery(query);
-  if (!q) return { items: [], capped: false };
+  if (!q) return { items: [], capped: false, snippets: [] };
   const ranges = rangesOf(db, opts);
-  if (!ranges) return { items: [], capped: false };
+  if (!ranges) return { items: [], capped: false, snippets: [] };
   const p = opts.exact ? plan(db, query, ranges, Infinity, Infinity) : plan(db, query, ranges, RANK_CAP, COMMON_ROWS);
   const first = collect(p);
-  if (first.length >= limit || !p.capped) return { items: first, capped: p.capped };
-  return { items: collect(plan(db, query, ranges, Infinity, Infinity)), capped: false };
+  if (first.length >= limit || !p.capped) return { items: first, capped: p.capped, snippets: p.snippets };
+  return { items: collect(plan(db, query, ranges, Infinity, Infinity)), capped: false, snippets: p.snippets };
 }
 
 const clampLimit = (n: number | undefined, dflt: number) => Math.max(1, Math.floor(n !== undefined && Number.isFinite(n) ? n : dflt));
 const snippetSql = (opts: SearchOptions) =>
   `SELECT snippet(trace_fts, -1, '«', '»', '…', ${Math.min(64, Math.max(1, Math.floor(opts.snippetTokens ?? 12)))}) AS s FROM trace_fts WHERE trace_fts MATCH ? AND rowid = CAST(? AS INTEGER)`;
 
-/** A row's snippet: with the whole query, or with the first OR alternative it matches (FTS5 finds one row of an OR slowly). */
-function snippetOf(snip: Statement<unknown[]>, text: string, q: string, r: number): string {
-  const alts = ftsAlternatives(text);
-  for (const a of alts.length > 1 ? alts : [q]) {
+/**
+ * A row's snippet: with the words of the first OR alternative it matches that its ranking weighs (FTS5 finds one row
+ * of an OR slowly; and `the zebracornium` shows where `zebracornium` is, not the first `the`).
+ */
+function snippetOf(snip: Statement<unknown[]>, snippets: string[], r: number): string {
+  for (const a of snippets) {
     const s = (snip.get(a, r) as { s: string } | undefined)?.s;
     if (s !== undefined) return s;
   }
@@ -846,8 +853,7 @@ function snippetOf(snip: Statement<unknown[]>, text: string, q: string, r: numbe
  */
 export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): SearchHit[] {
   const limit = clampLimit(opts.limit, 20);
-  const q = ftsQuery(query) ?? '';
-  const { items } = ranked(db, query, opts, limit, (p) => {
+  const { items, snippets } = ranked(db, query, opts, limit, (p) => {
     const rows: RankedRow[] = [];
     walk(db, p, opts, (row) => rows.push(row) < limit);
     return rows;
@@ -858,7 +864,7 @@ export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): S
     const s = r > 0 ? (spanAt.get(r) as { id: string; kind: SpanRecord['kind']; name: string }) : undefined;
     return {
       trace_id: trace.id, span_id: s?.id ?? null, span_kind: s?.kind ?? null, span_name: s?.name ?? null, task_id: trace.task_id, group_id: trace.group_id,
-      snippet: snippetOf(snip, query, q, r), rank: bm,
+      snippet: snippetOf(snip, snippets, r), rank: bm,
     };
   });
 }
@@ -870,7 +876,7 @@ export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): S
 export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {}): TraceHit[] {
   const limit = clampLimit(opts.limit, 20);
   const q = ftsQuery(query) ?? '';
-  const { items } = ranked(db, query, opts, limit, (p) => {
+  const { items, snippets } = ranked(db, query, opts, limit, (p) => {
     const best = new Map<string, RankedRow>();
     walk(db, p, opts, (row) => {
       if (!best.has(row.trace.id)) best.set(row.trace.id, row);
@@ -897,7 +903,7 @@ export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {})
       trace_id: t.id, role: t.role ?? 'task', run_id: t.run_id, experiment_seq: t.experiment_seq, group_id: t.group_id, task_id: t.task_id, repeat: t.repeat,
       status: t.status, score: t.score, pass: t.pass, finalized: t.finalized, matches,
       span_id: s?.id ?? null, span_kind: s?.kind ?? null, span_name: s?.name ?? null,
-      snippet: snippetOf(snip, query, q, r), rank: bm,
+      snippet: snippetOf(snip, snippets, r), rank: bm,
     };
   });
 }

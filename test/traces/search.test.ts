@@ -140,6 +140,10 @@ test('a word in more than COMMON_ROWS rows weighs nothing: the rarer words rank 
   assert.deepEqual(hits.map((h) => h.trace_id), ['x2', 'x1']);
   const rare = bm25Of(db, '"zyzzyva"', ['x2', 'x1']);
   hits.forEach((h, i) => assert.ok(Math.abs(h.rank - rare[i]!) < 1e-9, `${h.trace_id}: ${h.rank} vs ${rare[i]}`));
+  // the snippet marks the words that ranked it
+  assert.ok(hits.every((h) => h.snippet.includes('«zyzzyva»') && !h.snippet.includes('«filler»')), JSON.stringify(hits.map((h) => h.snippet)));
+  const or = searchTraceHits(db, 'filler OR zyzzyva');
+  assert.ok(or[0]!.snippet.includes('«zyzzyva»'), JSON.stringify(or.slice(0, 3)));
   const exact = searchTraceHits(db, 'filler zyzzyva', { exact: true });
   const both = bm25Of(db, '"filler" "zyzzyva"', exact.map((h) => h.trace_id));
   exact.forEach((h, i) => assert.ok(Math.abs(h.rank - both[i]!) < 1e-9, `${h.trace_id}: ${h.rank} vs ${both[i]}`));
