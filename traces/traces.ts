@@ -70,7 +70,7 @@ export interface SearchOptions {
   snippetTokens?: number;
   /** only traces of this role (default: all) */
   role?: TraceRole;
-  /** rank every match, however many (default: see RANK_CAP) */
+  /** rank every match by bm25 of every word, however many (default: see RANK_CAP, COMMON_ROWS) */
   exact?: boolean;
 }
 
@@ -649,14 +649,19 @@ export function ftsQuery(text: string): string | null {
   return terms.length ? terms.join(' ') : null;
 }
 
-/** The alternatives of a query: FTS5 binds AND tighter than OR, so `a b OR c` is `(a b) OR c`. */
-function ftsAlternatives(text: string): string[] {
+/** The alternatives of a query, each its terms: FTS5 binds AND tighter than OR, so `a b OR c` is `(a b) OR c`. */
+function ftsAlternativeTerms(text: string): string[][] {
   const alts: string[][] = [[]];
   for (const t of ftsTerms(text)) {
     if (t === 'OR') alts.push([]);
     else alts[alts.length - 1]!.push(t);
   }
-  return alts.filter((a) => a.length).map((a) => a.join(' '));
+  return alts.filter((a) => a.length);
+}
+
+/** The alternatives of a query as FTS5 queries (see `ftsAlternativeTerms`). */
+function ftsAlternatives(text: string): string[] {
+  return ftsAlternativeTerms(text).map((a) => a.join(' '));
 }
 
 /**
@@ -668,6 +673,15 @@ function ftsAlternatives(text: string): string[] {
  */
 export const RANK_CAP = 2_000;
 
+/**
+ * A word (or quoted phrase, or prefix) in more index rows than this weighs nothing in the ranking: bm25 counts every
+ * row of the whole index that holds each word of the query before it scores one, however few rows the query matches
+ * (~40 ms of CPU for a word in 700,000 rows), and such a word's weight is small (at most about ln(rows / COMMON_ROWS)).
+ * `the zebracornium` is ranked by bm25 of `zebracornium` (over the rows that hold both); an alternative of such
+ * words only shows its matches newest first, unranked. Telling a word common costs a walk of COMMON_ROWS of its rows.
+ */
+export const COMMON_ROWS = 20_000;
+
 const BM25 = 'bm25(trace_fts, 0.5, 2.0, 1.0, 1.5)';
 const MAX_ROWID = Number.MAX_SAFE_INTEGER;
 
@@ -675,55 +689,80 @@ interface Plan {
   /** the union of index rows to rank, each `SELECT rowid AS r, bm25 AS bm` (parameters inline by name) */
   parts: string[];
   params: Record<string, unknown>;
-  /** some matches were left unranked */
+  /** some matches were left out (beyond `RANK_CAP`) */
   capped: boolean;
+  /** per alternative, the words its snippet marks (those it is ranked by; all, when none is), ranked ones first */
+  snippets: string[];
 }
 
 /**
- * What to rank: per part of the index (span rows have rowid = spans.seq > 0, newest highest; trace rows have
- * rowid = -traces.seq < 0, newest lowest), every match when there are at most `cap`, else the newest `cap`
- * matches of the whole query unranked (score 0) plus every match of each OR alternative that has at most `cap`.
+ * What to rank, per part of the index (span rows have rowid = spans.seq > 0, newest highest; trace rows have
+ * rowid = -traces.seq < 0, newest lowest) and per OR alternative (FTS5 seeks a rowid range well in one, not in an
+ * OR; and bm25 of an OR counts the rows of every alternative's words, however few rows the OR matches in a part):
+ * an alternative with more than `cap` matches in the part: its newest `cap` unranked (score 0); else every match,
+ * ranked by bm25 of its words in at most `common` rows of the whole index (unranked when it has none). A row
+ * matched by several alternatives scores their sum, as bm25 of the whole query does.
  */
-function plan(db: DB, text: string, q: string, ranges: { spans: [number, number] | null; traces: [number, number] | null }, cap: number): Plan {
-  const alts = ftsAlternatives(text);
-  const out: Plan = { parts: [], params: { q }, capped: false };
+function plan(db: DB, text: string, ranges: { spans: [number, number] | null; traces: [number, number] | null }, cap: number, common: number): Plan {
+  const alts = ftsAlternativeTerms(text);
+  const out: Plan = { parts: [], params: {}, capped: false, snippets: alts.map((t) => t.join(' ')) };
+  const weighs = alts.map(() => false);
   const segments: Array<{ key: string; range: [number, number] | null; newest: 'DESC' | 'ASC' }> = [
     { key: 's', range: ranges.spans, newest: 'DESC' },
     { key: 't', range: ranges.traces, newest: 'ASC' },
   ];
-  const nth = (dir: 'DESC' | 'ASC') => db.prepare(`SELECT rowid AS r FROM trace_fts WHERE trace_fts MATCH ? AND rowid BETWEEN CAST(? AS INTEGER) AND CAST(? AS INTEGER) ORDER BY rowid ${dir} LIMIT 1 OFFSET ?`);
-  for (const { key, range, newest } of segments) {
+  const rowsSql = (dir: 'DESC' | 'ASC', tail: string) =>
+    db.prepare(`SELECT rowid FROM trace_fts WHERE trace_fts MATCH ? AND rowid BETWEEN CAST(? AS INTEGER) AND CAST(? AS INTEGER) ORDER BY rowid ${dir} ${tail}`).pluck();
+  // the nth match in rowid order (from 0); the first n in ascending order
+  const nthOf = { DESC: rowsSql('DESC', 'LIMIT 1 OFFSET ?'), ASC: rowsSql('ASC', 'LIMIT 1 OFFSET ?') };
+  const firstOf = rowsSql('ASC', 'LIMIT ?');
+  const rare = new Map<string, boolean>();
+  const isRare = (term: string) => {
+    if (!rare.has(term)) rare.set(term, nthOf.ASC.get(term, -MAX_ROWID, MAX_ROWID, common) === undefined);
+    return rare.get(term)!;
+  };
+  const inRange = (key: string, lo = `CAST(@${key}lo AS INTEGER)`, hi = `CAST(@${key}hi AS INTEGER)`) => `rowid BETWEEN ${lo} AND ${hi}`;
+  alts.forEach((terms, i) => (out.params[`a${i}`] = terms.join(' ')));
+  for (const { key, range, newest: dir } of segments) {
     if (!range) continue;
-    let [lo, hi] = range;
-    const cut = Number.isFinite(cap) ? (nth(newest).get(q, lo, hi, cap) as { r: number } | undefined) : undefined;
-    if (cut) {
-      out.capped = true;
-      if (newest === 'DESC') lo = cut.r + 1;
-      else hi = cut.r - 1;
-      if (alts.length > 1) {
-        // each alternative on its own (FTS5 seeks a rowid range well in one, not in an OR): a rare one ranked in
-        // full, a common one's newest `cap` unranked
-        out.params[`${key}lo`] = range[0];
-        out.params[`${key}hi`] = range[1];
-        alts.forEach((alt, i) => {
-          out.params[`${key}a${i}`] = alt;
-          const c = nth(newest).get(alt, range[0], range[1], cap) as { r: number } | undefined;
-          if (!c) {
-            out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @${key}a${i} AND rowid BETWEEN CAST(@${key}lo AS INTEGER) AND CAST(@${key}hi AS INTEGER)`);
-            return;
-          }
-          out.params[`${key}c${i}`] = c.r;
-          out.parts.push(newest === 'DESC'
-            ? `SELECT rowid AS r, 0.0 AS bm FROM trace_fts WHERE trace_fts MATCH @${key}a${i} AND rowid BETWEEN CAST(@${key}c${i} AS INTEGER) + 1 AND CAST(@${key}hi AS INTEGER)`
-            : `SELECT rowid AS r, 0.0 AS bm FROM trace_fts WHERE trace_fts MATCH @${key}a${i} AND rowid BETWEEN CAST(@${key}lo AS INTEGER) AND CAST(@${key}c${i} AS INTEGER) - 1`);
-        });
-        continue;
+    out.params[`${key}lo`] = range[0];
+    out.params[`${key}hi`] = range[1];
+    alts.forEach((terms, i) => {
+      const a = `@a${i}`;
+      const alt = out.params[`a${i}`];
+      if (!Number.isFinite(cap)) {
+        out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH ${a} AND ${inRange(key)}`);
+        return;
       }
-    }
-    out.parts.push(`SELECT rowid AS r, ${cut ? '0.0' : BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @q AND rowid BETWEEN CAST(@${key}wlo AS INTEGER) AND CAST(@${key}whi AS INTEGER)`);
-    out.params[`${key}wlo`] = lo;
-    out.params[`${key}whi`] = hi;
+      // beyond `cap` matches: its newest `cap`, unranked (whether there are more found ascending: FTS5 walks that way
+      // faster, an AND of a rare and a common word twice as fast)
+      const beyond = nthOf.ASC.get(alt, range[0], range[1], cap) as number | undefined;
+      const cut = beyond === undefined || dir === 'ASC' ? beyond : (nthOf.DESC.get(alt, range[0], range[1], cap) as number);
+      if (cut !== undefined) {
+        out.capped = true;
+        out.params[`${key}c${i}`] = cut;
+        out.parts.push(`SELECT rowid AS r, 0.0 AS bm FROM trace_fts WHERE trace_fts MATCH ${a} AND ${dir === 'DESC'
+          ? inRange(key, `CAST(@${key}c${i} AS INTEGER) + 1`)
+          : inRange(key, undefined, `CAST(@${key}c${i} AS INTEGER) - 1`)}`);
+        return;
+      }
+      if (nthOf.ASC.get(alt, range[0], range[1], 0) === undefined) return; // no match in this part
+      const weighed = terms.filter(isRare);
+      weighs[i] ||= weighed.length > 0;
+      if (weighed.length === 0 || weighed.length === terms.length) {
+        out.parts.push(`SELECT rowid AS r, ${weighed.length ? BM25 : '0.0'} AS bm FROM trace_fts WHERE trace_fts MATCH ${a} AND ${inRange(key)}`);
+        return;
+      }
+      // bm25 of the rarer words over the rows that hold them, kept when they match the whole alternative (its rows
+      // found here; `+rowid`: a filter, not an index search per row, which would count the words again for each)
+      const rows = firstOf.all(alt, range[0], range[1], cap) as number[]; // all of them: any order (FTS5 walks ascending faster)
+      out.params[`w${i}`] = out.snippets[i] = weighed.join(' ');
+      out.params[`${key}m${i}`] = JSON.stringify(rows);
+      out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @w${i} AND ${inRange(key)}
+          AND +rowid IN (SELECT value FROM json_each(@${key}m${i}))`);
+    });
   }
+  out.snippets = [...out.snippets.filter((_, i) => weighs[i]), ...out.snippets.filter((_, i) => !weighs[i])];
   return out;
 }
 
@@ -753,9 +792,10 @@ interface RankedRow {
  * lookups, not one per match.
  */
 function walk(db: DB, p: Plan, opts: SearchOptions, want: (row: RankedRow) => boolean): void {
+  if (!p.parts.length) return;
   const sql = p.parts.length === 1
     ? `${p.parts[0]} ORDER BY bm, r DESC`
-    : `SELECT r, min(bm) AS bm FROM (${p.parts.join(' UNION ALL ')}) GROUP BY r ORDER BY bm, r DESC`;
+    : `SELECT r, sum(bm) AS bm FROM (${p.parts.join(' UNION ALL ')}) GROUP BY r ORDER BY bm, r DESC`;
   const spanTrace = db.prepare('SELECT trace_id FROM spans WHERE seq = ?').pluck();
   const traceBySeq = db.prepare('SELECT * FROM traces WHERE seq = ?');
   const traceById = db.prepare('SELECT * FROM traces WHERE id = ?');
@@ -781,25 +821,27 @@ function walk(db: DB, p: Plan, opts: SearchOptions, want: (row: RankedRow) => bo
  * Collects ranked rows: first with matches beyond `RANK_CAP` left unranked; again ranking every match when that
  * left out so many that fewer than `limit` results came back (a filter that keeps few of the newest matches).
  */
-function ranked<T>(db: DB, query: string, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean } {
+function ranked<T>(db: DB, query: string, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean; snippets: string[] } {
   const q = ftsQuery(query);
-  if (!q) return { items: [], capped: false };
+  if (!q) return { items: [], capped: false, snippets: [] };
   const ranges = rangesOf(db, opts);
-  if (!ranges) return { items: [], capped: false };
-  const p = plan(db, query, q, ranges, opts.exact ? Infinity : RANK_CAP);
+  if (!ranges) return { items: [], capped: false, snippets: [] };
+  const p = opts.exact ? plan(db, query, ranges, Infinity, Infinity) : plan(db, query, ranges, RANK_CAP, COMMON_ROWS);
   const first = collect(p);
-  if (first.length >= limit || !p.capped) return { items: first, capped: p.capped };
-  return { items: collect(plan(db, query, q, ranges, Infinity)), capped: false };
+  if (first.length >= limit || !p.capped) return { items: first, capped: p.capped, snippets: p.snippets };
+  return { items: collect(plan(db, query, ranges, Infinity, Infinity)), capped: false, snippets: p.snippets };
 }
 
 const clampLimit = (n: number | undefined, dflt: number) => Math.max(1, Math.floor(n !== undefined && Number.isFinite(n) ? n : dflt));
 const snippetSql = (opts: SearchOptions) =>
   `SELECT snippet(trace_fts, -1, '«', '»', '…', ${Math.min(64, Math.max(1, Math.floor(opts.snippetTokens ?? 12)))}) AS s FROM trace_fts WHERE trace_fts MATCH ? AND rowid = CAST(? AS INTEGER)`;
 
-/** A row's snippet: with the whole query, or with the first OR alternative it matches (FTS5 finds one row of an OR slowly). */
-function snippetOf(snip: Statement<unknown[]>, text: string, q: string, r: number): string {
-  const alts = ftsAlternatives(text);
-  for (const a of alts.length > 1 ? alts : [q]) {
+/**
+ * A row's snippet: with the words of the first OR alternative it matches that its ranking weighs (FTS5 finds one row
+ * of an OR slowly; and `the zebracornium` shows where `zebracornium` is, not the first `the`).
+ */
+function snippetOf(snip: Statement<unknown[]>, snippets: string[], r: number): string {
+  for (const a of snippets) {
     const s = (snip.get(a, r) as { s: string } | undefined)?.s;
     if (s !== undefined) return s;
   }
@@ -813,8 +855,7 @@ function snippetOf(snip: Statement<unknown[]>, text: string, q: string, r: numbe
  */
 export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): SearchHit[] {
   const limit = clampLimit(opts.limit, 20);
-  const q = ftsQuery(query) ?? '';
-  const { items } = ranked(db, query, opts, limit, (p) => {
+  const { items, snippets } = ranked(db, query, opts, limit, (p) => {
     const rows: RankedRow[] = [];
     walk(db, p, opts, (row) => rows.push(row) < limit);
     return rows;
@@ -825,7 +866,7 @@ export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): S
     const s = r > 0 ? (spanAt.get(r) as { id: string; kind: SpanRecord['kind']; name: string }) : undefined;
     return {
       trace_id: trace.id, span_id: s?.id ?? null, span_kind: s?.kind ?? null, span_name: s?.name ?? null, task_id: trace.task_id, group_id: trace.group_id,
-      snippet: snippetOf(snip, query, q, r), rank: bm,
+      snippet: snippetOf(snip, snippets, r), rank: bm,
     };
   });
 }
@@ -837,7 +878,7 @@ export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): S
 export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {}): TraceHit[] {
   const limit = clampLimit(opts.limit, 20);
   const q = ftsQuery(query) ?? '';
-  const { items } = ranked(db, query, opts, limit, (p) => {
+  const { items, snippets } = ranked(db, query, opts, limit, (p) => {
     const best = new Map<string, RankedRow>();
     walk(db, p, opts, (row) => {
       if (!best.has(row.trace.id)) best.set(row.trace.id, row);
@@ -864,7 +905,7 @@ export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {})
       trace_id: t.id, role: t.role ?? 'task', run_id: t.run_id, experiment_seq: t.experiment_seq, group_id: t.group_id, task_id: t.task_id, repeat: t.repeat,
       status: t.status, score: t.score, pass: t.pass, finalized: t.finalized, matches,
       span_id: s?.id ?? null, span_kind: s?.kind ?? null, span_name: s?.name ?? null,
-      snippet: snippetOf(snip, query, q, r), rank: bm,
+      snippet: snippetOf(snip, snippets, r), rank: bm,
     };
   });
 }

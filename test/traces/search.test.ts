@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { openDb, type DB } from '../../traces/db.ts';
 import { insertRun } from '../../traces/ledger.ts';
-import { insertTrace, insertSpans, finishTrace, searchTraces, searchTraceHits, RANK_CAP } from '../../traces/traces.ts';
+import { insertTrace, insertSpans, finishTrace, searchTraces, searchTraceHits, RANK_CAP, COMMON_ROWS } from '../../traces/traces.ts';
 import type { SpanRecord, TraceRecord } from '../../traces/types.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
@@ -97,6 +97,62 @@ test('a word with more matches than RANK_CAP shows its newest first, unranked; a
   // span hits follow the same rule
   assert.ok(!searchTraces(db, 'common').some((h) => h.trace_id === 'old'));
   assert.equal(searchTraces(db, 'common OR zyzzyva')[0]!.span_id, 's1');
+  db.close();
+});
+
+/** bm25 of `fts` (an FTS5 query) for the index row of each trace's first span, as the search weighs it */
+function bm25Of(db: DB, fts: string, traceIds: string[]): number[] {
+  const st = db.prepare(`SELECT bm25(trace_fts, 0.5, 2.0, 1.0, 1.5) AS bm FROM trace_fts WHERE trace_fts MATCH ?
+    AND rowid = (SELECT min(seq) FROM spans WHERE trace_id = ?)`).pluck();
+  return traceIds.map((id) => st.get(fts, id) as number);
+}
+
+test('an OR ranks each alternative on its own, a row matching several scoring their sum: the scores of bm25 over the whole query', () => {
+  const db = openDb(':memory:');
+  // equal lengths, one word each; the row with both is the oldest (a tie would put it last)
+  put(db, trace('both'), ['alpha beta gamma delta']);
+  put(db, trace('a'), ['alpha gamma delta epsilon']);
+  put(db, trace('b'), ['beta gamma delta epsilon']);
+  put(db, trace('none'), ['gamma delta epsilon zeta']);
+  const hits = searchTraceHits(db, 'alpha OR beta');
+  assert.deepEqual(hits.map((h) => h.trace_id), ['both', 'b', 'a']);
+  assert.deepEqual(hits.map((h) => h.matches), [1, 1, 1]);
+  const whole = bm25Of(db, '"alpha" OR "beta"', ['both', 'b', 'a']);
+  hits.forEach((h, i) => assert.ok(Math.abs(h.rank - whole[i]!) < 1e-9, `${h.trace_id}: ${h.rank} vs ${whole[i]}`));
+  assert.ok(hits[0]!.rank < hits[1]!.rank);
+  // an alternative with no match anywhere, and no match at all
+  assert.deepEqual(searchTraceHits(db, 'alpha OR nosuchword').map((h) => h.trace_id), ['a', 'both']); // a tie: newest first
+  assert.deepEqual(searchTraceHits(db, 'nosuchword OR another'), []);
+  db.close();
+});
+
+test('a word in more than COMMON_ROWS rows weighs nothing: the rarer words rank its matches; a query of such words only shows them newest first', () => {
+  const db = openDb(':memory:');
+  const n = COMMON_ROWS + 1;
+  insertTrace(db, trace('big'));
+  insertSpans(db, Array.from({ length: 2 * n }, (_, k) => span('big', `s${k}`, k % 2 ? 'filler' : 'again')));
+  put(db, trace('x1'), ['filler zyzzyva and more words here']);
+  put(db, trace('x2'), ['zyzzyva zyzzyva filler words']);
+  put(db, trace('y1'), ['filler again once']);
+  put(db, trace('y2'), ['again and filler, twice again']);
+  // ranked by bm25 of the rare word alone (over the rows holding both); exact: of both words
+  const hits = searchTraceHits(db, 'filler zyzzyva');
+  assert.deepEqual(hits.map((h) => h.trace_id), ['x2', 'x1']);
+  const rare = bm25Of(db, '"zyzzyva"', ['x2', 'x1']);
+  hits.forEach((h, i) => assert.ok(Math.abs(h.rank - rare[i]!) < 1e-9, `${h.trace_id}: ${h.rank} vs ${rare[i]}`));
+  // the snippet marks the words that ranked it
+  assert.ok(hits.every((h) => h.snippet.includes('«zyzzyva»') && !h.snippet.includes('«filler»')), JSON.stringify(hits.map((h) => h.snippet)));
+  const or = searchTraceHits(db, 'filler OR zyzzyva');
+  assert.ok(or[0]!.snippet.includes('«zyzzyva»'), JSON.stringify(or.slice(0, 3)));
+  const exact = searchTraceHits(db, 'filler zyzzyva', { exact: true });
+  const both = bm25Of(db, '"filler" "zyzzyva"', exact.map((h) => h.trace_id));
+  exact.forEach((h, i) => assert.ok(Math.abs(h.rank - both[i]!) < 1e-9, `${h.trace_id}: ${h.rank} vs ${both[i]}`));
+  // two common words matching few rows together: unranked, newest first; exact ranks them
+  const common = searchTraceHits(db, 'filler again');
+  assert.deepEqual(common.map((h) => [h.trace_id, h.rank, h.matches]), [['y2', 0, 1], ['y1', 0, 1]]);
+  assert.ok(searchTraceHits(db, 'filler again', { exact: true }).every((h) => h.rank < 0));
+  // span hits follow the same rule
+  assert.deepEqual(searchTraces(db, 'filler zyzzyva').map((h) => [h.trace_id, h.rank]), hits.map((h) => [h.trace_id, h.rank]));
   db.close();
 });
 
