@@ -200,11 +200,18 @@ Examples:
       const { run, exp } = parseExperimentRef(db, ref, o.run);
       io.out((o.json ? JSON.stringify(showData(db, run, exp), null, 2) : showText(db, run, exp, { full: o.full })) + '\n');
     });
-  program.command('status').description('runs in this store with their ids and state')
+  program.command('status').description('runs in this store with their ids and state; with --queue, the queue\'s workers too')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (o: CommonOpts) => {
+    .option('--queue <url>', 'also the workers of this Redis queue: id, host, slots, GPU model, heartbeat age')
+    .action(async (o: CommonOpts & { queue?: string }) => {
       const db = openDb(await storePath(o));
-      io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
+      if (!o.queue) {
+        io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
+        return;
+      }
+      const { queueStatus, workersText } = await import('./queue/cli.ts'); // BullMQ and ioredis only when used
+      const q = await queueStatus(o.queue);
+      io.out((o.json ? JSON.stringify({ runs: statusData(db), queue: q }, null, 2) : `${statusText(db)}\n\nqueue ${q.queue}: ${q.jobs.waiting} waiting, ${q.jobs.active} active\n${workersText(q.workers).join('\n')}`) + '\n');
     });
   program.command('evals').description('evaluations `autoagent eval` stored, newest first: id, benchmark, harness, tasks, score, date')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')

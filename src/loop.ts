@@ -401,7 +401,8 @@ async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, e
   return new QueueDispatcher({
     url, size: Math.max(1, study.parallel), waitSeconds: opts.queue?.waitSeconds ?? study.queue?.wait_seconds ?? 600,
     runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,
-    baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, say: (line) => opts.reporter.event(line),
+    baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, lockedExternal: evalCtx.prepared.lockedExternal,
+    say: (line) => opts.reporter.event(line),
   });
 }
 
@@ -778,6 +779,8 @@ async function evaluateOnce(
   if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
   const signal = o.signal ? AbortSignal.any([ctx.signal, o.signal]) : ctx.signal;
   const stage = exp.seq === 0 ? 'baseline' : o.round !== undefined && exp.round !== o.round ? 'incumbent' : repeat === 0 ? 'screen' : 'confirm';
+  // what the result is measured for: a candidate's parent (the round's incumbent), else the incumbent itself
+  const incumbent = stage === 'screen' || stage === 'confirm' ? exp.parent_commit : incumbentCommit(exp);
   // the slot's live status line: what it evaluates, how far, what it spent, ETAs (src/progress.ts)
   let timer: ReturnType<typeof setInterval> | undefined;
   let state: SlotState | undefined;
@@ -792,8 +795,8 @@ async function evaluateOnce(
     });
   };
   try {
-    const { out, slot, hardware } = await ctx.dispatcher.evaluate({
-      commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, stage, screenAgainst: o.screenAgainst, signal,
+    const { out, slot, hardware, screenedAgainst } = await ctx.dispatcher.evaluate({
+      commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, stage, incumbent, screenAgainst: o.screenAgainst, signal,
       onProgress: (p) => {
         if (!state) return;
         state.progress = { ...state.progress, ...p };
@@ -818,6 +821,8 @@ async function evaluateOnce(
     });
     if (ctx.signal.aborted) throw new Interrupted();
     if (o.signal?.aborted) throw new Aborted();
+    // a result measured for another incumbent is never recorded for this one (the queue's dispatcher evaluates such a job again)
+    if (screenedAgainst !== incumbent) throw new Error(`experiment #${exp.seq} repeat ${repeat}: the dispatcher returned a result measured for incumbent ${screenedAgainst.slice(0, 10)}, not ${incumbent.slice(0, 10)}`);
     if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
     if (out.providerFailed) throw new ProviderStop(out.providerFailed);
     insertEvaluation(ctx.db, {
@@ -966,6 +971,14 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
   }
   const better = (a: Passed, b: Passed) => b.j.improvement - a.j.improvement || a.exp.seq - b.exp.seq;
   passed.sort(better);
+  // a candidate measured against an incumbent that is no longer the incumbent is never promoted: dropped
+  if (!moved) {
+    const current = incumbentCommit(await incumbentOf(ctx, listExperiments(ctx.db, ctx.run.id)));
+    for (const p of passed.filter((x) => x.exp.parent_commit !== current)) {
+      passed.splice(passed.indexOf(p), 1);
+      record(ctx, p.exp, 'discarded', `measured against incumbent ${p.exp.parent_commit.slice(0, 10)}, but the incumbent is now ${current.slice(0, 10)}: not promoted`, p.j, p.started);
+    }
+  }
   const winner = passed[0];
   if (moved) {
     const ours = winner && (await isKeptCommitOf(ctx, head, winner));
