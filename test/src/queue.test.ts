@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,11 +23,13 @@ import { makeRepo, cleanup, sh, PARAMS_PY } from '../helpers/repo.ts';
 import { QUEUE_NAME, jobStudy, sha256, type JobData } from '../../src/queue/common.ts';
 import { evaluateJob } from '../../src/queue/worker.ts';
 import { StudySchema } from '../../src/study.ts';
+import { TrainerKind, findTorchPython } from '../../src/kinds/trainer.ts';
 import { buildManifest, sha256File } from '../../src/lock.ts';
 import { QueueDispatcher } from '../../src/queue/dispatcher.ts';
 import { parse as parseYaml } from 'yaml';
 
-const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
+const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/autoagent.js');
 const REDIS = '/usr/bin/redis-server';
 
 // deterministic: the metric depends on the parameters only
@@ -444,6 +446,105 @@ test('status --queue and queue status show each worker: id, slots, GPU model, he
   } finally {
     await stopWorker(w);
     cleanup(repo);
+  }
+});
+
+/** a tiny trainer study (as test/src/trainer.test.ts): a few KB of text, 3 s of training on CPU */
+function trainerRepo(): string {
+  const words = 'the quick brown fox jumps over a lazy dog while seven bright stars watch quietly from far above the old town'.split(' ');
+  let x = 7;
+  const docs = Array.from({ length: 40 }, () => Array.from({ length: 300 }, () => words[(x = (x * 1103515245 + 12345) % 2147483648) % words.length]).join(' ') + '.');
+  return makeRepo({
+    'prepare.py': readFileSync(join(ROOT, 'gpu-trainer/prepare.py'), 'utf8'),
+    'train.py': readFileSync(join(ROOT, 'gpu-trainer/train.py'), 'utf8'),
+    'corpus.txt': docs.join('\n\n'),
+    'study.yaml': `name: tiny-gpt
+kind: trainer
+editable: [train.py]
+locked: [prepare.py, corpus.txt]
+metric: { name: val_bpb, direction: minimize }
+budget: { experiment_seconds: 3, grace_seconds: 20, evaluate_seconds: 120, experiments: 0 }
+acceptance: { baseline_repeats: 1, confirm_repeats: 0 }
+trainer: { corpus: corpus.txt, eval_tokens: 4096, device: cpu }
+`,
+  });
+}
+
+function torchMissing(): string | null {
+  try {
+    findTorchPython();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+test('a trainer study on a worker: prepare.py builds the corpus cache there, checked against the coordinator\'s; the evaluation is the worker\'s', { timeout: 300_000 }, async (t) => {
+  const why = torchMissing();
+  if (why) return t.skip(why);
+  await flush();
+  const repo = trainerRepo();
+  const caches = () => readdirSync(tmpdir()).filter((n) => n.startsWith('autoagent-worker-cache-'));
+  const before = new Set(caches());
+  const w = await startWorker(repo, ['--lock-ms', '60000']);
+  try {
+    const id = /worker (\S+) on/.exec(w.log())![1]!;
+    const q = run(repo, { url });
+    const res = await q.result;
+    assert.equal(res.status, 'finished', `${res.stopReason}\n${q.reporter.lines.join('\n')}\n${w.log()}`);
+    assert.match(w.log(), /#0 repeat 0: ok \d/);
+    const db = openDb(res.dbPath);
+    const evals = [...evaluationsOfRun(db, res.runId).values()].flat();
+    db.close();
+    assert.equal(evals.length, 1);
+    const v = evals[0]!;
+    assert.ok(v.metric! > 0.5 && v.metric! < 8, `val_bpb ${v.metric} is a real score below uniform (8)`);
+    assert.equal(v.hardware, 'cpu');
+    const tel = JSON.parse(v.telemetry!);
+    assert.equal(tel.worker, id);
+    assert.equal(tel.eval.status, 'ok');
+    assert.ok(tel.train.steps > 0, 'training telemetry came back');
+    await audited(res.dbPath, res.runId);
+  } finally {
+    await stopWorker(w);
+    cleanup(repo);
+  }
+  assert.deepEqual(caches().filter((n) => !before.has(n)), [], 'the drained worker left no corpus cache behind');
+});
+
+test('a trainer job whose corpus cache comes out different on the worker is refused; one whose cache matches is evaluated', { timeout: 300_000 }, async (t) => {
+  const why = torchMissing();
+  if (why) return t.skip(why);
+  const repo = trainerRepo();
+  const cacheDir = mkdtempSync(join(tmpdir(), 'autoagent-test-cache-'));
+  try {
+    const study = StudySchema.parse(parseYaml(readFileSync(join(repo, 'study.yaml'), 'utf8')));
+    // the coordinator's side: its cache, hashed into the manifest as a run does
+    const prepared = await new TrainerKind(study).prepare(study, { repo, studyDir: '', studyPath: join(repo, 'study.yaml'), stateDir: join(repo, '.autoagent') });
+    const cache = prepared.lockedExternal[0]!;
+    const manifest = buildManifest(repo, ['prepare.py', 'corpus.txt'], [cache]);
+    const commit = sh(repo, 'git', ['rev-parse', 'HEAD']).trim();
+    sh(repo, 'git', ['update-ref', `refs/autoagent-bundle/${commit}`, commit]);
+    sh(repo, 'git', ['bundle', 'create', '-q', join(cacheDir, 'b.bundle'), `refs/autoagent-bundle/${commit}`]);
+    const text = JSON.stringify(jobStudy(study));
+    const job = (external: Record<string, string>): JobData => ({
+      v: 1, run: 'r', study: text, study_hash: sha256(text), study_dir: '', commit, bundle: readFileSync(join(cacheDir, 'b.bundle')).toString('base64'),
+      manifest: { files: manifest.files, external }, trainer_cache: cache, base_tracked: ['prepare.py', 'train.py', 'corpus.txt', 'study.yaml'], hidden: [],
+      seq: 0, seed: 1, repeat: 0, stage: 'baseline', incumbent: commit, unsafe_no_sandbox: true,
+    });
+    const trainBin = Object.keys(manifest.external).find((p) => p.endsWith('train/train.bin'))!;
+    const bad = await evaluateJob(job({ ...manifest.external, [trainBin]: sha256('another corpus') }), { unsafeNoSandbox: true, worker: 'w', cacheDir });
+    assert.match(bad.refused ?? '', /^the corpus cache prepare\.py built on this worker differs from the coordinator's \(train\/train\.bin: sha256 /);
+    assert.equal(bad.outcome, undefined);
+    const ok = await evaluateJob(job(manifest.external), { unsafeNoSandbox: true, worker: 'w', cacheDir });
+    assert.equal(ok.refused, undefined, ok.refused);
+    assert.equal(ok.outcome?.status, 'ok', ok.outcome?.reason ?? '');
+    assert.equal(ok.hardware, 'cpu');
+    // kept for the next job, under a name from its content, not the coordinator's path
+    assert.deepEqual(readdirSync(cacheDir).filter((n) => n.startsWith('corpus-')).length, 1);
+  } finally {
+    cleanup(repo);
+    rmSync(cacheDir, { recursive: true, force: true });
   }
 });
 
