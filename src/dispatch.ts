@@ -11,6 +11,17 @@ import type { EvalOutcome, EvalProgress } from './kinds/types.ts';
 import { evaluateCommit, type EvalContext } from './evaluation.ts';
 import { UserError } from './errors.ts';
 
+/** A queue URL as it may be printed or stored: the password replaced by ***. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return 'redis://(unparsable URL)';
+  }
+}
+
 /** No queue worker took a job within the deadline: the run stops, resumable. */
 export class QueueWaitExpired extends UserError {}
 import type { SlotPool } from './slots.ts';

@@ -24,7 +24,7 @@ import { buildManifest, globMatcher, matchGlobs, verifyManifest, walkFiles, Lock
 import { pooledNoise, noiseMargin, mean, stddev, type Noise, type Judgement } from './ratchet.ts';
 import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf } from './acceptance.ts';
 import { SlotPool, planSlots } from './slots.ts';
-import { LocalDispatcher, QueueWaitExpired, type Dispatcher } from './dispatch.ts';
+import { LocalDispatcher, QueueWaitExpired, redactUrl, type Dispatcher } from './dispatch.ts';
 import { slotLine, runEtaMs, type SlotState } from './progress.ts';
 import { runSummary, runMetricFmt, zeroNoiseNote } from './summary.ts';
 import { sandboxAvailable } from './sandbox/index.ts';
@@ -70,8 +70,11 @@ export interface LoopOptions {
   proposer?: Proposer;
   /** use this kind adapter instead of the study's (tests and benchmarks: a fake kind in milliseconds) */
   kind?: KindAdapter;
-  /** evaluate on queue workers (src/queue/): --queue / --queue-wait, over the study's `queue:` */
-  queue?: { url?: string; waitSeconds?: number };
+  /**
+   * evaluate on queue workers (src/queue/): --queue / --queue-wait, over the study's `queue:`;
+   * url null (--no-queue): on this machine even when the study or the resumed run names a queue
+   */
+  queue?: { url?: string | null; waitSeconds?: number };
   /** a new run's label and tags (`run --name --tag`) */
   annotations?: { label?: string | null; tags?: string[] };
 }
@@ -241,7 +244,8 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
     study_text: loaded.text, config_hash: loaded.configHash, repo, base_commit: base, branch,
     lock_manifest: JSON.stringify(manifest), metric_name: study.metric.name, direction: study.metric.direction,
     self_reported: adapter.selfReported ? 1 : 0, unsafe_no_sandbox: opts.unsafeNoSandbox ? 1 : 0,
-    environment: JSON.stringify({ ...prepared, node: process.version, platform: process.platform }),
+    // the queue (its password never stored): `resume` without --queue goes back to it
+    environment: JSON.stringify({ ...prepared, node: process.version, platform: process.platform, ...(queueUrl(study, opts) ? { queue: redactUrl(queueUrl(study, opts)!) } : {}) }),
   });
   if (opts.annotations) setRunAnnotations(db, runId, opts.annotations);
   await g.createBranch(repo, branch, base);
@@ -392,9 +396,23 @@ async function drive(
 
 class BaselineFailed extends UserError {}
 
-/** This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`). */
+/** `--queue`, else the study's `queue.url`; none with --no-queue */
+function queueUrl(study: Study, opts: LoopOptions): string | undefined {
+  return opts.queue?.url === null ? undefined : opts.queue?.url ?? study.queue?.url;
+}
+
+/**
+ * This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`, else on
+ * resume the queue the run used: re-attached to its jobs, not evaluating them again here).
+ */
 async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Promise<Dispatcher> {
-  const url = opts.queue?.url ?? study.queue?.url;
+  let url = queueUrl(study, opts);
+  const used = (JSON.parse(getRun(evalCtx.db, evalCtx.runId)!.environment ?? '{}') as { queue?: string }).queue;
+  if (!url && used && opts.queue?.url !== null) {
+    if (/:\*\*\*@/.test(used)) throw new UsageError(`run ${evalCtx.runId} evaluated on queue ${used}, whose password is not stored: resume it with --queue URL (or --no-queue to evaluate here)`);
+    opts.reporter.event(`the run evaluated on queue ${used}: resuming there (--no-queue evaluates here)`);
+    url = used;
+  }
   if (!url) return new LocalDispatcher(evalCtx, new SlotPool(plan));
   // BullMQ and ioredis are loaded only by runs that use a queue
   const { QueueDispatcher } = await import('./queue/dispatcher.ts');

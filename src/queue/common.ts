@@ -30,16 +30,8 @@ export function checkQueueUrl(url: string, where = '--queue'): string {
   return url;
 }
 
-/** The URL as it may be printed: the password (and a user name's secret) replaced by ***. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return 'redis://(unparsable URL)';
-  }
-}
+export { redactUrl } from '../dispatch.ts';
+import { redactUrl } from '../dispatch.ts';
 
 /**
  * A connection for BullMQ (maxRetriesPerRequest: null, as BullMQ asks of workers: commands wait

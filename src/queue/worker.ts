@@ -11,7 +11,7 @@
  * SIGINT stops taking jobs and finishes those it holds (BullMQ's worker.close()).
  */
 import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
@@ -22,9 +22,8 @@ import { evaluateCommit, readPaths, type EvalContext } from '../evaluation.ts';
 import { buildManifest, globMatcher, LockViolation, sha256File, verifyManifest, walkFiles } from '../lock.ts';
 import { TrainerKind } from '../kinds/trainer.ts';
 import type { KindAdapter, PrepareResult, RunPaths as RunRepoPaths } from '../kinds/types.ts';
-import { gpuDevices, type Lease } from '../slots.ts';
 import { SpendGuard } from '../../task-agent/evaluate.ts';
-import { discoverGpus } from '../slots.ts';
+import { discoverGpus, gpuDevices, type Lease } from '../slots.ts';
 import { sandboxAvailable } from '../sandbox/index.ts';
 import { UserError } from '../errors.ts';
 import type { DB } from '../../traces/index.ts';
@@ -51,7 +50,7 @@ export interface JobOptions {
   worker: string;
   /** where trainer corpus caches are kept between jobs (content-addressed); a job's own temporary folder when absent */
   cacheDir?: string;
-  /** what this job's slot holds (a GPU); trainer jobs only */
+  /** what this job's slot holds (a GPU, or a CPU share with several slots); trainer jobs only */
   lease?: Lease;
 }
 
@@ -116,7 +115,9 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
       ({ adapter, prepared, manifest } = t);
       const env = prepared.environment as { device?: string; device_name?: string | null };
       // recorded as a local slot's: the GPU model (noise is pooled within one), or cpu
-      lease = env.device === 'cuda' ? { ...o.lease, hardware: o.lease?.gpu?.name ?? env.device_name ?? 'cuda' } : { hardware: 'cpu' };
+      lease = env.device === 'cuda'
+        ? { ...(o.lease?.gpu ? { gpu: o.lease.gpu } : {}), hardware: o.lease?.gpu?.name ?? env.device_name ?? 'cuda' }
+        : { ...(o.lease?.cpus ? { cpus: o.lease.cpus } : {}), hardware: 'cpu' };
       base = { ...base, hardware: lease.hardware };
     }
     const ctx: EvalContext = {
@@ -224,7 +225,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     try {
       const data = JobDataSchema.parse(job.data);
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: started`);
-      const lease: Lease | undefined = gpu ? { gpu: { ...gpu, devices: gpuDevices(gpu) }, hardware: gpu.name } : undefined;
+      // no GPU to itself: with several slots, an even share of the CPUs (as local trainer slots)
+      const lease: Lease | undefined = gpu ? { gpu: { ...gpu, devices: gpuDevices(gpu) }, hardware: gpu.name }
+        : o.slots > 1 ? { cpus: Math.max(1, Math.floor(availableParallelism() / o.slots)), hardware: null } : undefined;
       const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir, lease });
       const what = r.refused ? `refused: ${r.refused}` : `${r.outcome!.status}${r.outcome!.metric !== null ? ` ${r.outcome!.metric}` : ''}`;
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: ${what} (${r.evalMs} ms)`);

@@ -310,8 +310,8 @@ test('the coordinator SIGKILLed mid-job: `resume` re-attaches to the job still r
   // a long lock: on a loaded machine a late renewal of a 3 s lock hands a job out again (at-least-once), which is not what this counts
   const w = await startWorker(repo, ['--slots', '1', '--lock-ms', '60000']);
   const procs: Proc[] = [];
-  const coordinator = (args: string[]) => {
-    const p = startProc([...args, '--queue', url, '--unsafe-no-sandbox'], repo);
+  const coordinator = (args: string[], queue = ['--queue', url]) => {
+    const p = startProc([...args, ...queue, '--unsafe-no-sandbox'], repo);
     procs.push(p);
     return p;
   };
@@ -334,9 +334,10 @@ test('the coordinator SIGKILLed mid-job: `resume` re-attaches to the job still r
     await b.exited;
     rmSync(`${hold}-2001`);
     await until('the worker to finish #2\'s screen', () => /#2 repeat 0: ok/.test(w.log()), 60_000);
-    // a raised budget does not change the jobs' identity
-    const c = coordinator(['resume', runId, '--experiments', '4']);
+    // a raised budget does not change the jobs' identity; without --queue, the run's queue (no password: recorded)
+    const c = coordinator(['resume', runId, '--experiments', '4'], []);
     assert.equal(await c.exited, 0, c.log());
+    assert.match(c.log(), new RegExp(`the run evaluated on queue ${url.replace(/[.]/g, '\\.')}: resuming there`));
     assert.match(c.log(), /#2 repeat 0 .*already on the queue \(completed\)/);
 
     const dbPath = join(repo, '.autoagent', 'autoagent.db');
