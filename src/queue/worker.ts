@@ -48,8 +48,8 @@ export interface WorkerOptions {
 export interface JobOptions {
   unsafeNoSandbox: boolean;
   worker: string;
-  /** where trainer corpus caches are kept between jobs (content-addressed); a job's own temporary folder when absent */
-  cacheDir?: string;
+  /** where trainer corpus caches are kept between jobs (content-addressed; made when first asked for); a job's own temporary folder when absent */
+  cacheDir?: string | (() => string);
   /** what this job's slot holds (a GPU, or a CPU share with several slots); trainer jobs only */
   lease?: Lease;
 }
@@ -152,7 +152,8 @@ async function prepareTrainer(data: JobData, study: Study, paths: RunRepoPaths, 
   const expected = new Map(Object.entries(data.manifest.external).map(([abs, h]) => [abs.slice(cacheRoot.length + 1), h] as const).filter(([rel]) => rel !== 'meta.json'));
   if (expected.size === 0) return { refused: 'the job names no corpus cache files' };
   const key = sha256(JSON.stringify([...expected].sort(([a], [b]) => a.localeCompare(b)))).slice(0, 16);
-  const cache = join(o.cacheDir ?? join(paths.stateDir, 'cache'), `corpus-${key}`);
+  const root = typeof o.cacheDir === 'function' ? o.cacheDir() : o.cacheDir ?? join(paths.stateDir, 'cache');
+  const cache = join(root, `corpus-${key}`);
   // the train file too: prepare() checks that it is there (evaluateCommit writes the candidate's own workspace)
   const train = [paths.studyDir, study.trainer?.train ?? 'train.py'].filter(Boolean).join('/');
   const content = await g.gitRaw(paths.repo, ['cat-file', 'blob', `${data.commit}:${train}`]).catch(() => null);
@@ -216,7 +217,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   const beats = connect(o.url, () => undefined);
   let active = 0;
   // trainer corpus caches live as long as the worker (content-addressed: every run on one corpus shares one)
-  const cacheDir = mkdtempSync(join(tmpdir(), 'autoagent-worker-cache-'));
+  // (made by the first trainer job: a worker of command studies, or one killed, leaves no empty folder)
+  let cacheDir: string | undefined;
+  const cacheRoot = () => (cacheDir ??= mkdtempSync(join(tmpdir(), 'autoagent-worker-cache-')));
   // one GPU per job while there are as many as slots (as local trainer slots); else all of them are visible to each
   const freeGpus = gpus.length >= o.slots ? [...gpus] : [];
   const worker = new Worker<JobData, JobResult>(QUEUE_NAME, async (job: Job<JobData, JobResult>) => {
@@ -228,7 +231,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       // no GPU to itself: with several slots, an even share of the CPUs (as local trainer slots)
       const lease: Lease | undefined = gpu ? { gpu: { ...gpu, devices: gpuDevices(gpu) }, hardware: gpu.name }
         : o.slots > 1 ? { cpus: Math.max(1, Math.floor(availableParallelism() / o.slots)), hardware: null } : undefined;
-      const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir, lease });
+      const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease });
       const what = r.refused ? `refused: ${r.refused}` : `${r.outcome!.status}${r.outcome!.metric !== null ? ` ${r.outcome!.metric}` : ''}`;
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: ${what} (${r.evalMs} ms)`);
       return r;
@@ -263,5 +266,5 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   await beats.del(`${WORKER_KEY}${id}`).catch(() => undefined);
   beats.disconnect();
   conn.disconnect();
-  rmSync(cacheDir, { recursive: true, force: true });
+  if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
 }
