@@ -54,7 +54,8 @@ function secondsArg(name: string) {
 interface CommonOpts { db?: string; json?: boolean }
 interface RunOpts extends CommonOpts {
   experiments?: number; experimentSeconds?: number; wallSeconds?: number; corpus?: string; unsafeNoSandbox?: boolean; parallel?: number;
-  queue?: string; queueWait?: number;
+  /** false: --no-queue */
+  queue?: string | false; queueWait?: number;
   data?: string; prices?: string;
   /** run only: the run's label and tags (runs.label / runs.tags) */
   name?: string; tag?: string[];
@@ -94,7 +95,7 @@ async function withInterrupts(io: IO, fn: (o: LoopOptions) => Promise<RunResult>
     const annotations = o.name !== undefined || o.tag?.length ? parseAnnotations({ ...(o.name !== undefined ? { label: o.name } : {}), ...(o.tag?.length ? { tags: o.tag } : {}) }) : undefined;
     result = await fn({
       dbPath: o.db, overrides: overridesOf(o), unsafeNoSandbox: Boolean(o.unsafeNoSandbox), reporter, signal: controller.signal, annotations,
-      queue: o.queue || o.queueWait ? { url: o.queue, waitSeconds: o.queueWait } : undefined,
+      queue: o.queue !== undefined || o.queueWait ? { url: o.queue === false ? null : o.queue, waitSeconds: o.queueWait } : undefined,
     });
   } finally {
     process.off('SIGINT', onSignal);
@@ -130,6 +131,7 @@ function addRunOptions(c: Command): Command {
     .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (recorded on the run)')
     .option('--db <path>', 'the SQLite store (default: .autoagent/autoagent.db in the repository)')
     .option('--queue <url>', 'evaluate on `autoagent worker` processes of this Redis (redis://HOST:PORT, rediss://:PASSWORD@HOST:PORT)')
+    .option('--no-queue', 'evaluate on this machine even when the study (or, on resume, the run) names a queue')
     .option('--queue-wait <s>', 'with --queue and no worker connected: wait this long for one, then stop resumable (default 600)', secondsArg('--queue-wait'))
     .option('--json', 'print the final ledger as JSON');
 }
@@ -200,11 +202,18 @@ Examples:
       const { run, exp } = parseExperimentRef(db, ref, o.run);
       io.out((o.json ? JSON.stringify(showData(db, run, exp), null, 2) : showText(db, run, exp, { full: o.full })) + '\n');
     });
-  program.command('status').description('runs in this store with their ids and state')
+  program.command('status').description('runs in this store with their ids and state; with --queue, the queue\'s workers too')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')
-    .action(async (o: CommonOpts) => {
+    .option('--queue <url>', 'also the workers of this Redis queue: id, host, slots, GPU model, heartbeat age')
+    .action(async (o: CommonOpts & { queue?: string }) => {
       const db = openDb(await storePath(o));
-      io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
+      if (!o.queue) {
+        io.out((o.json ? JSON.stringify(statusData(db), null, 2) : statusText(db)) + '\n');
+        return;
+      }
+      const { queueStatus, workersText } = await import('./queue/cli.ts'); // BullMQ and ioredis only when used
+      const q = await queueStatus(o.queue);
+      io.out((o.json ? JSON.stringify({ runs: statusData(db), queue: q }, null, 2) : `${statusText(db)}\n\nqueue ${q.queue}: ${q.jobs.waiting} waiting, ${q.jobs.active} active\n${workersText(q.workers).join('\n')}`) + '\n');
     });
   program.command('evals').description('evaluations `autoagent eval` stored, newest first: id, benchmark, harness, tasks, score, date')
     .option('--db <path>', 'the SQLite store').option('--json', 'machine-readable output')

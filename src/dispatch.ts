@@ -11,6 +11,17 @@ import type { EvalOutcome, EvalProgress } from './kinds/types.ts';
 import { evaluateCommit, type EvalContext } from './evaluation.ts';
 import { UserError } from '../base/errors.ts';
 
+/** A queue URL as it may be printed or stored: the password replaced by ***. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return 'redis://(unparsable URL)';
+  }
+}
+
 /** No queue worker took a job within the deadline: the run stops, resumable. */
 export class QueueWaitExpired extends UserError {}
 import type { SlotPool } from './slots.ts';
@@ -24,6 +35,11 @@ export interface DispatchTarget {
   repeat: number;
   /** baseline | screen | confirm | incumbent: part of a queued job's identity */
   stage: string;
+  /**
+   * the incumbent commit this evaluation is measured for (a candidate's parent; the incumbent itself
+   * for its repeats): a queued job carries it, and a result measured for another one is not used
+   */
+  incumbent: string;
   screenAgainst?: Map<string, number>;
   signal: AbortSignal;
   /** how far it is (tasks, steps, loss, spend), as the kind reports it; local slots only for now */
@@ -36,6 +52,8 @@ export interface Dispatched {
   slot: number | null;
   /** the hardware class it ran on (a GPU model, `cpu`, or null when not recorded) */
   hardware: string | null;
+  /** the incumbent commit the result was measured for (its job's); the loop uses a result only when it is the target's */
+  screenedAgainst: string;
 }
 
 /** Called when an evaluation takes its slot; returns what to do when it gives the slot back. */
@@ -70,7 +88,7 @@ export class LocalDispatcher implements Dispatcher {
         const out = await evaluateCommit({ ...this.ctx, signal: t.signal }, {
           commit: t.commit, label: t.label, seq: t.seq, seed: t.seed, repeat: t.repeat, screenAgainst: t.screenAgainst, lease, onProgress: t.onProgress,
         });
-        return { out, slot: this.pool.size > 1 ? slot : null, hardware: lease?.hardware ?? null };
+        return { out, slot: this.pool.size > 1 ? slot : null, hardware: lease?.hardware ?? null, screenedAgainst: t.incumbent };
       } finally {
         end?.();
       }

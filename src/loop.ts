@@ -27,7 +27,7 @@ import { noiseMargin, type Judgement } from './ratchet.ts';
 import { pooledNoise, mean, stddev, type Noise } from '../base/stats.ts';
 import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf } from './acceptance.ts';
 import { SlotPool, planSlots } from './slots.ts';
-import { LocalDispatcher, QueueWaitExpired, type Dispatcher } from './dispatch.ts';
+import { LocalDispatcher, QueueWaitExpired, redactUrl, type Dispatcher } from './dispatch.ts';
 import { slotLine, runEtaMs, type SlotState } from './progress.ts';
 import { runSummary, runMetricFmt, zeroNoiseNote } from './summary.ts';
 import { sandboxAvailable } from '../sandbox/index.ts';
@@ -74,8 +74,11 @@ export interface LoopOptions {
   proposer?: Proposer;
   /** use this kind adapter instead of the study's (tests and benchmarks: a fake kind in milliseconds) */
   kind?: KindAdapter;
-  /** evaluate on queue workers (src/queue/): --queue / --queue-wait, over the study's `queue:` */
-  queue?: { url?: string; waitSeconds?: number };
+  /**
+   * evaluate on queue workers (src/queue/): --queue / --queue-wait, over the study's `queue:`;
+   * url null (--no-queue): on this machine even when the study or the resumed run names a queue
+   */
+  queue?: { url?: string | null; waitSeconds?: number };
   /** a new run's label and tags (`run --name --tag`) */
   annotations?: { label?: string | null; tags?: string[] };
 }
@@ -245,7 +248,8 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
     study_text: loaded.text, config_hash: loaded.configHash, repo, base_commit: base, branch,
     lock_manifest: JSON.stringify(manifest), metric_name: study.metric.name, direction: study.metric.direction,
     self_reported: adapter.selfReported ? 1 : 0, unsafe_no_sandbox: opts.unsafeNoSandbox ? 1 : 0,
-    environment: JSON.stringify({ ...prepared, node: process.version, platform: process.platform }),
+    // the queue (its password never stored): `resume` without --queue goes back to it
+    environment: JSON.stringify({ ...prepared, node: process.version, platform: process.platform, ...(queueUrl(study, opts) ? { queue: redactUrl(queueUrl(study, opts)!) } : {}) }),
   });
   if (opts.annotations) setRunAnnotations(db, runId, opts.annotations);
   await g.createBranch(repo, branch, base);
@@ -396,16 +400,31 @@ async function drive(
 
 class BaselineFailed extends UserError {}
 
-/** This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`). */
+/** `--queue`, else the study's `queue.url`; none with --no-queue */
+function queueUrl(study: Study, opts: LoopOptions): string | undefined {
+  return opts.queue?.url === null ? undefined : opts.queue?.url ?? study.queue?.url;
+}
+
+/**
+ * This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`, else on
+ * resume the queue the run used: re-attached to its jobs, not evaluating them again here).
+ */
 async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Promise<Dispatcher> {
-  const url = opts.queue?.url ?? study.queue?.url;
+  let url = queueUrl(study, opts);
+  const used = (JSON.parse(getRun(evalCtx.db, evalCtx.runId)!.environment ?? '{}') as { queue?: string }).queue;
+  if (!url && used && opts.queue?.url !== null) {
+    if (/:\*\*\*@/.test(used)) throw new UsageError(`run ${evalCtx.runId} evaluated on queue ${used}, whose password is not stored: resume it with --queue URL (or --no-queue to evaluate here)`);
+    opts.reporter.event(`the run evaluated on queue ${used}: resuming there (--no-queue evaluates here)`);
+    url = used;
+  }
   if (!url) return new LocalDispatcher(evalCtx, new SlotPool(plan));
   // BullMQ and ioredis are loaded only by runs that use a queue
   const { QueueDispatcher } = await import('./queue/dispatcher.ts');
   return new QueueDispatcher({
     url, size: Math.max(1, study.parallel), waitSeconds: opts.queue?.waitSeconds ?? study.queue?.wait_seconds ?? 600,
     runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,
-    baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, say: (line) => opts.reporter.event(line),
+    baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, lockedExternal: evalCtx.prepared.lockedExternal,
+    say: (line) => opts.reporter.event(line),
   });
 }
 
@@ -781,6 +800,8 @@ async function evaluateOnce(
   if (o.signal?.aborted || ctx.signal.aborted) throw new Aborted();
   const signal = o.signal ? AbortSignal.any([ctx.signal, o.signal]) : ctx.signal;
   const stage = exp.seq === 0 ? 'baseline' : o.round !== undefined && exp.round !== o.round ? 'incumbent' : repeat === 0 ? 'screen' : 'confirm';
+  // what the result is measured for: a candidate's parent (the round's incumbent), else the incumbent itself
+  const incumbent = stage === 'screen' || stage === 'confirm' ? exp.parent_commit : incumbentCommit(exp);
   // the slot's live status line: what it evaluates, how far, what it spent, ETAs (src/progress.ts)
   let timer: ReturnType<typeof setInterval> | undefined;
   let state: SlotState | undefined;
@@ -795,8 +816,8 @@ async function evaluateOnce(
     });
   };
   try {
-    const { out, slot, hardware } = await ctx.dispatcher.evaluate({
-      commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, stage, screenAgainst: o.screenAgainst, signal,
+    const { out, slot, hardware, screenedAgainst } = await ctx.dispatcher.evaluate({
+      commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, stage, incumbent, screenAgainst: o.screenAgainst, signal,
       onProgress: (p) => {
         if (!state) return;
         state.progress = { ...state.progress, ...p };
@@ -821,6 +842,8 @@ async function evaluateOnce(
     });
     if (ctx.signal.aborted) throw new Interrupted();
     if (o.signal?.aborted) throw new Aborted();
+    // a result measured for another incumbent is never recorded for this one (the queue's dispatcher evaluates such a job again)
+    if (screenedAgainst !== incumbent) throw new Error(`experiment #${exp.seq} repeat ${repeat}: the dispatcher returned a result measured for incumbent ${screenedAgainst.slice(0, 10)}, not ${incumbent.slice(0, 10)}`);
     if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
     if (out.providerFailed) throw new ProviderStop(out.providerFailed);
     insertEvaluation(ctx.db, {
@@ -966,6 +989,14 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
   }
   const better = (a: Passed, b: Passed) => b.j.improvement - a.j.improvement || a.exp.seq - b.exp.seq;
   passed.sort(better);
+  // a candidate measured against an incumbent that is no longer the incumbent is never promoted: dropped
+  if (!moved) {
+    const current = incumbentCommit(await incumbentOf(ctx, listExperiments(ctx.db, ctx.run.id)));
+    for (const p of passed.filter((x) => x.exp.parent_commit !== current)) {
+      passed.splice(passed.indexOf(p), 1);
+      record(ctx, p.exp, 'discarded', `measured against incumbent ${p.exp.parent_commit.slice(0, 10)}, but the incumbent is now ${current.slice(0, 10)}: not promoted`, p.j, p.started);
+    }
+  }
   const winner = passed[0];
   if (moved) {
     const ours = winner && (await isKeptCommitOf(ctx, head, winner));

@@ -56,7 +56,7 @@ export function discoverGpus(env: NodeJS.ProcessEnv = process.env): Gpu[] {
 }
 
 /** The device nodes a process needs to use one GPU. */
-function gpuDevices(g: Gpu): string[] {
+export function gpuDevices(g: Gpu): string[] {
   return [`/dev/nvidia${g.index}`, '/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools'].filter((d) => existsSync(d));
 }
 

@@ -75,7 +75,11 @@ export class TrainerKind implements KindAdapter {
     this.settings = study.trainer ?? StudySchema.shape.trainer.unwrap().parse({});
   }
 
-  async prepare(study: Study, paths: RunPaths): Promise<TrainerPrepared> {
+  /**
+   * `o.cache`: the cache folder to build (queue workers: content-addressed, src/queue/worker.ts);
+   * `o.reuse`: an existing cache there is used as it is (the worker verifies it), not rebuilt.
+   */
+  async prepare(study: Study, paths: RunPaths, o: { cache?: string; reuse?: boolean } = {}): Promise<TrainerPrepared> {
     const py = findTorchPython();
     const studyDirAbs = join(paths.repo, paths.studyDir);
     const prepareAbs = join(studyDirAbs, this.settings.prepare);
@@ -92,8 +96,8 @@ export class TrainerKind implements KindAdapter {
       format = 'text';
       if (!existsSync(corpus)) throw new UsageError(`${paths.studyPath}: field \`trainer.corpus\`: ${corpus} not found (a UTF-8 file or folder, or "brown")`);
     }
-    const cache = join(paths.stateDir, 'cache', `${format}-${corpusKey(corpus, format)}`);
-    try {
+    const cache = o.cache ?? join(paths.stateDir, 'cache', `${format}-${corpusKey(corpus, format)}`);
+    if (!(o.reuse && existsSync(join(cache, 'meta.json')))) try {
       execFileSync(py.python, [prepareAbs, 'build', '--corpus', corpus, '--format', format, '--cache', cache], {
         stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 30 * 60_000,
       });

@@ -5,6 +5,7 @@ import { UserError } from '../../base/errors.ts';
 import { runWorker } from './worker.ts';
 import { QUEUE_NAME, checkQueueUrl, liveWorkers, redactUrl, type WorkerBeat } from './common.ts';
 import { killAllSandboxes } from '../../sandbox/index.ts';
+import { table } from '../../base/format.ts';
 
 export interface WorkerCliOptions { queue: string; slots: number; unsafeNoSandbox?: boolean; lockMs: number; stalledMs: number }
 
@@ -71,14 +72,18 @@ export async function queueStatus(url: string): Promise<QueueStatus> {
   }
 }
 
+/** The workers of a queue: id, host, slots (busy), GPU model, heartbeat age. */
+export function workersText(workers: QueueStatus['workers']): string[] {
+  if (workers.length === 0) return ['workers: none connected'];
+  return [
+    `workers: ${workers.length} (${workers.reduce((a, w) => a + w.slots, 0)} slots)`,
+    ...table(['worker', 'host', 'slots', 'busy', 'GPU', 'heartbeat'],
+      workers.map((w) => [w.id, w.host, String(w.slots), String(w.active), w.hardware, `${w.seen_ago_s} s ago`])).split('\n').map((l) => `  ${l}`),
+  ];
+}
+
 export function queueStatusText(s: QueueStatus): string {
-  const lines = [`queue ${s.queue}`, ''];
-  if (s.workers.length === 0) lines.push('workers: none connected');
-  else {
-    lines.push(`workers: ${s.workers.length} (${s.workers.reduce((a, w) => a + w.slots, 0)} slots)`);
-    lines.push(`  ${'worker'.padEnd(36)} ${'host'.padEnd(20)} ${'slots'.padStart(5)} ${'busy'.padStart(4)}  ${'hardware'.padEnd(24)} last seen`);
-    for (const w of s.workers) lines.push(`  ${w.id.padEnd(36)} ${w.host.padEnd(20)} ${String(w.slots).padStart(5)} ${String(w.active).padStart(4)}  ${w.hardware.padEnd(24)} ${w.seen_ago_s} s ago`);
-  }
+  const lines = [`queue ${s.queue}`, '', ...workersText(s.workers)];
   const j = s.jobs;
   lines.push('', `jobs: ${j.waiting} waiting, ${j.active} active, ${j.completed} completed, ${j.failed} failed${j.delayed ? `, ${j.delayed} delayed` : ''}`);
   lines.push(`oldest waiting job: ${s.oldest_waiting_s === null ? 'none' : `${s.oldest_waiting_s} s`}`);

@@ -30,16 +30,8 @@ export function checkQueueUrl(url: string, where = '--queue'): string {
   return url;
 }
 
-/** The URL as it may be printed: the password (and a user name's secret) replaced by ***. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return 'redis://(unparsable URL)';
-  }
-}
+export { redactUrl } from '../dispatch.ts';
+import { redactUrl } from '../dispatch.ts';
 
 /**
  * A connection for BullMQ (maxRetriesPerRequest: null, as BullMQ asks of workers: commands wait
@@ -67,17 +59,32 @@ export function jobStudy(study: Study): Record<string, unknown> {
   return rest;
 }
 
+/**
+ * sha256 of what in the study can change an evaluation: the study as a job carries it, less the
+ * run's budgets of experiments and wall time and its slots (`resume --experiments 20` or
+ * `--parallel 4` finds the jobs it queued before under the same ids).
+ */
+export function evalIdentityHash(study: Study): string {
+  const s = JSON.parse(JSON.stringify(jobStudy(study))) as Record<string, unknown> & { budget?: Record<string, unknown> };
+  delete s.parallel;
+  if (s.budget) {
+    delete s.budget.experiments;
+    delete s.budget.wall_seconds;
+  }
+  return sha256(JSON.stringify(s));
+}
+
 export function sha256(text: string | Buffer): string {
   return createHash('sha256').update(text).digest('hex');
 }
 
 /**
- * A job's id: sha256 of the run, candidate commit, study hash, stage, repeat and seed. Adding a job
+ * A job's id: sha256 of the run, candidate commit, study hash (evalIdentityHash), stage, repeat and seed. Adding a job
  * whose id exists is ignored by BullMQ (and a resumed coordinator finds its result there); the
  * run id keeps two runs of one study from sharing results.
  */
-export function jobId(p: { run: string; commit: string; studyHash: string; stage: string; repeat: number; seed: number }): string {
-  return 'ev-' + sha256([p.run, p.commit, p.studyHash, p.stage, String(p.repeat), String(p.seed)].join('\n'));
+export function jobId(p: { run: string; commit: string; studyHash: string; stage: string; repeat: number; seed: number; incumbent?: string }): string {
+  return 'ev-' + sha256([p.run, p.commit, p.studyHash, p.stage, String(p.repeat), String(p.seed), ...(p.incumbent ? [p.incumbent] : [])].join('\n'));
 }
 
 export const JobDataSchema = z.object({
@@ -93,11 +100,18 @@ export const JobDataSchema = z.object({
   bundle: z.string(),
   /** the locked files' sha256 as hashed when the run started (repo-relative), and outside the repository */
   manifest: z.object({ files: z.record(z.string(), z.string()), external: z.record(z.string(), z.string()) }),
+  /**
+   * trainer studies: the coordinator's corpus cache folder (prepare.py build); its files are the
+   * manifest's external entries, and a worker's own build must give the same data files
+   */
+  trainer_cache: z.string().nullable().optional(),
   /** repo-relative paths tracked at the run's base commit */
   base_tracked: z.array(z.string()),
   /** repo-relative files hidden from the candidate */
   hidden: z.array(z.string()),
   seq: z.number().int(),
+  /** the incumbent commit the result is for (src/dispatch.ts DispatchTarget.incumbent); returned with the result */
+  incumbent: z.string().regex(/^[0-9a-f]{40,64}$/),
   seed: z.number().int(),
   repeat: z.number().int(),
   stage: z.string(),
@@ -114,6 +128,8 @@ export interface JobResult {
   outcome?: Omit<EvalOutcome, 'screenedOut' | 'budgetExceeded' | 'providerFailed'>;
   hardware: string | null;
   worker: string;
+  /** the job's incumbent commit: what the result was measured for */
+  incumbent: string;
   /** ms the worker spent unbundling and checking, and evaluating */
   setupMs: number;
   evalMs: number;
@@ -124,8 +140,10 @@ export interface WorkerBeat {
   host: string;
   pid: number;
   slots: number;
-  /** the GPU model, or `cpu` */
+  /** the GPU model (`2× NVIDIA H200` with several), or `cpu` */
   hardware: string;
+  /** the model of each GPU the worker sees (absent from workers of earlier versions) */
+  gpus?: string[];
   active: number;
   started: number;
   seen: number;

@@ -25,7 +25,7 @@ import { LockViolation } from '../lock.ts';
 import type { Study } from '../study.ts';
 import { UserError, UsageError } from '../../base/errors.ts';
 import type { EvalOutcome } from '../kinds/types.ts';
-import { QUEUE_NAME, checkQueueUrl, connect, jobId, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
+import { QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
 
 const run = promisify(execFile);
 
@@ -45,6 +45,8 @@ export interface QueueDispatcherOptions {
   baseTracked: Set<string>;
   hidden: string[];
   unsafeNoSandbox: boolean;
+  /** what the kind's prepare() locked outside the repository (a trainer's corpus cache) */
+  lockedExternal?: string[];
   say: (line: string) => void;
   /** how often a queued job's state is read (ms) */
   pollMs?: number;
@@ -57,16 +59,22 @@ export class QueueDispatcher implements Dispatcher {
   private readonly queue: Queue<JobData, JobResult>;
   private readonly studyText: string;
   private readonly studyHash: string;
+  /** what of the study a job's identity depends on (common.ts evalIdentityHash) */
+  private readonly identityHash: string;
   private readonly bundles = new Map<string, Promise<string>>();
   private workersAt = 0;
   private workers = -1;
   private toldNoWorker = false;
   private reachable: Promise<void> | null = null;
+  /** trainer studies: the corpus cache folder (prepare.py build) the manifest's external files are in */
+  private readonly trainerCache: string | null;
 
   constructor(private readonly o: QueueDispatcherOptions) {
     checkQueueUrl(o.url);
-    if (o.study.kind !== 'command') throw new UsageError(`--queue: kind ${o.study.kind} is not evaluated by queue workers yet (this version: kind command); run it without --queue`);
-    if (Object.keys(o.manifest.external).length > 0) throw new UsageError('--queue: locked resources outside the repository are not evaluated by queue workers yet');
+    if (o.study.kind === 'harness') throw new UsageError('--queue: kind harness is not evaluated by queue workers yet (this version: kinds command and trainer); run it without --queue');
+    const cache = o.study.kind === 'trainer' ? o.lockedExternal?.[0] ?? null : null;
+    if (Object.keys(o.manifest.external).some((p) => !cache || !p.startsWith(`${cache}/`))) throw new UsageError('--queue: locked resources outside the repository (other than a trainer\'s corpus cache) are not evaluated by queue workers yet');
+    this.trainerCache = cache;
     this.size = o.size;
     this.pool = new SlotPool({ size: o.size, leases: Array.from({ length: o.size }, () => ({ hardware: null })), note: null });
     this.conn = connect(o.url, o.say);
@@ -74,6 +82,7 @@ export class QueueDispatcher implements Dispatcher {
     this.queue.on('error', () => undefined);
     this.studyText = JSON.stringify(jobStudy(o.study));
     this.studyHash = sha256(this.studyText);
+    this.identityHash = evalIdentityHash(o.study);
     o.say(`evaluations go to queue ${redactUrl(o.url)} (${o.size} at once); start workers with \`autoagent worker --queue ${redactUrl(o.url)}\``);
   }
 
@@ -104,16 +113,25 @@ export class QueueDispatcher implements Dispatcher {
       const end = start(slot);
       try {
         await (this.reachable ??= this.ping());
-        const id = jobId({ run: this.o.runId, commit: t.commit, studyHash: this.studyHash, stage: t.stage, repeat: t.repeat, seed: t.seed });
+        const id = jobId({ run: this.o.runId, commit: t.commit, studyHash: this.identityHash, stage: t.stage, repeat: t.repeat, seed: t.seed });
         const data: JobData = {
           v: 1, run: this.o.runId, study: this.studyText, study_hash: this.studyHash, study_dir: this.o.studyDir, commit: t.commit,
-          bundle: await this.bundle(t.commit), manifest: this.o.manifest, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
-          seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, unsafe_no_sandbox: this.o.unsafeNoSandbox,
+          bundle: await this.bundle(t.commit), manifest: this.o.manifest, trainer_cache: this.trainerCache, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
+          seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, incumbent: t.incumbent, unsafe_no_sandbox: this.o.unsafeNoSandbox,
         };
-        const res = await this.submit(id, data, t.signal);
-        if (!res) return { out: aborted(), slot: null, hardware: null };
+        let res = await this.submit(id, data, t.signal);
+        if (res && !res.refused && res.incumbent !== t.incumbent) {
+          // a result measured for another incumbent (a job queued before the incumbent changed) is
+          // never used for this decision: it is evaluated again for the current incumbent, as its own job
+          this.o.say(`experiment #${t.seq} repeat ${t.repeat}: the result on the queue was measured for incumbent ${res.incumbent.slice(0, 10)}, the incumbent is now ${t.incumbent.slice(0, 10)}: evaluated again`);
+          res = await this.submit(jobId({ run: this.o.runId, commit: t.commit, studyHash: this.identityHash, stage: t.stage, repeat: t.repeat, seed: t.seed, incumbent: t.incumbent }), data, t.signal);
+        }
+        if (!res) return { out: aborted(), slot: null, hardware: null, screenedAgainst: t.incumbent };
         if (res.refused) throw new LockViolation(`worker ${res.worker} refused experiment #${t.seq} repeat ${t.repeat}: ${res.refused}`);
-        return { out: { ...res.outcome!, telemetry: { ...res.outcome!.telemetry, worker: res.worker } }, slot: this.size > 1 ? slot : null, hardware: res.hardware };
+        return {
+          out: { ...res.outcome!, telemetry: { ...res.outcome!.telemetry, worker: res.worker, incumbent: res.incumbent } },
+          slot: this.size > 1 ? slot : null, hardware: res.hardware, screenedAgainst: res.incumbent,
+        };
       } finally {
         end?.();
       }
@@ -122,6 +140,17 @@ export class QueueDispatcher implements Dispatcher {
 
   /** Add the job (a no-op when its id exists) and wait for its result; null when `signal` aborts first. */
   private async submit(id: string, data: JobData, signal: AbortSignal): Promise<JobResult | null> {
+    // a resumed coordinator finds the jobs its predecessor queued: their results are taken, not evaluated again
+    const found = await this.queue.getJobState(id);
+    const what = `experiment #${data.seq} repeat ${data.repeat} (job ${id.slice(0, 15)})`;
+    if (found === 'failed') {
+      // a failure (a worker's error, not an evaluation's crash) is not a result: queued again
+      const job = await Job.fromId<JobData, JobResult>(this.queue, id);
+      this.o.say(`${what} failed on a worker before (${job?.failedReason ?? 'no reason given'}): queued again`);
+      await this.queue.remove(id);
+    } else if (found !== 'unknown') {
+      this.o.say(`${what} is already on the queue (${found}): ${found === 'completed' ? 'its result is used' : 'waiting for its result'}, not evaluating it again`);
+    }
     const add = () => this.queue.add('eval', data, {
       jobId: id, attempts: 1,
       // kept a week: a resumed coordinator reads results it did not see; failed ones tell why

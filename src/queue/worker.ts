@@ -10,8 +10,8 @@
  * It refreshes a heartbeat key (host, slots, hardware, last seen) every 2 s, and on SIGTERM or
  * SIGINT stops taking jobs and finishes those it holds (BullMQ's worker.close()).
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
@@ -19,10 +19,12 @@ import * as g from '../../base/git.ts';
 import { StudySchema, type Study } from '../study.ts';
 import { CommandKind } from '../kinds/command.ts';
 import { evaluateCommit, readPaths, type EvalContext } from '../evaluation.ts';
-import { LockViolation } from '../lock.ts';
+import { buildManifest, LockViolation, sha256File, verifyManifest, walkFiles } from '../lock.ts';
 import { globMatcher } from '../../base/glob.ts';
+import { TrainerKind } from '../kinds/trainer.ts';
+import type { KindAdapter, PrepareResult, RunPaths as RunRepoPaths } from '../kinds/types.ts';
 import { SpendGuard } from '../../task-agent/evaluate.ts';
-import { discoverGpus } from '../slots.ts';
+import { discoverGpus, gpuDevices, type Lease } from '../slots.ts';
 import { sandboxAvailable } from '../../sandbox/index.ts';
 import { UserError } from '../../base/errors.ts';
 import type { DB } from '../../traces/index.ts';
@@ -44,11 +46,23 @@ export interface WorkerOptions {
   stop: Promise<void>;
 }
 
+export interface JobOptions {
+  unsafeNoSandbox: boolean;
+  worker: string;
+  /** where trainer corpus caches are kept between jobs (content-addressed; made when first asked for); a job's own temporary folder when absent */
+  cacheDir?: string | (() => string);
+  /** what this job's slot holds (a GPU, or a CPU share with several slots); trainer jobs only */
+  lease?: Lease;
+}
+
+/** one corpus cache built at a time per folder (two slots asking for it wait for one build) */
+const building = new Map<string, Promise<unknown>>();
+
 /** Evaluate one job in a private temporary repository; never throws for what the job holds. */
-export async function evaluateJob(data: JobData, o: { unsafeNoSandbox: boolean; worker: string }): Promise<JobResult> {
+export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResult> {
   const t0 = Date.now();
   // command studies record no hardware class (as local slots); the heartbeat shows the worker's
-  const base = { v: 1 as const, hardware: null, worker: o.worker };
+  let base: Omit<JobResult, 'setupMs' | 'evalMs'> = { v: 1 as const, hardware: null, worker: o.worker, incumbent: data.incumbent };
   const refuse = (why: string): JobResult => ({ ...base, refused: why, setupMs: Date.now() - t0, evalMs: 0 });
   if (sha256(data.study) !== data.study_hash) return refuse('the study in the job does not match its hash');
   let study: Study;
@@ -57,8 +71,12 @@ export async function evaluateJob(data: JobData, o: { unsafeNoSandbox: boolean; 
   } catch (e) {
     return refuse(`the study in the job is not valid here: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (study.kind !== 'command') return refuse(`kind ${study.kind} is not evaluated by queue workers yet (this version: kind command)`);
-  if (Object.keys(data.manifest.external).length > 0) return refuse('locked resources outside the repository are not evaluated by queue workers yet');
+  if (study.kind === 'harness') return refuse('kind harness is not evaluated by queue workers yet (this version: kinds command and trainer)');
+  const external = Object.keys(data.manifest.external);
+  const cacheRoot = data.trainer_cache ?? null;
+  if (study.kind === 'trainer' ? !cacheRoot || external.some((p) => !p.startsWith(`${cacheRoot}/`)) : external.length > 0) {
+    return refuse('locked resources outside the repository (other than a trainer\'s corpus cache) are not evaluated by queue workers yet');
+  }
   if (data.unsafe_no_sandbox === false && o.unsafeNoSandbox) return refuse('this worker runs without a sandbox (--unsafe-no-sandbox) and the run was not started with --unsafe-no-sandbox');
   const dir = mkdtempSync(join(tmpdir(), 'autoagent-worker-'));
   try {
@@ -78,21 +96,43 @@ export async function evaluateJob(data: JobData, o: { unsafeNoSandbox: boolean; 
       mkdirSync(dirname(join(dir, rel)), { recursive: true });
       writeFileSync(join(dir, rel), content);
     }
+    // checked before any of them runs here (a trainer's prepare.py builds the corpus cache)
+    try {
+      verifyManifest({ files: data.manifest.files, external: {} }, dir, null, new Set());
+    } catch (e) {
+      if (e instanceof LockViolation) return refuse(e.message.replace(/: the run stops.*$/, ''));
+      throw e;
+    }
     const studyPath = join(dir, data.study_dir, 'study.yaml');
     const paths = { repo: dir, studyDir: data.study_dir, studyPath, stateDir: join(dir, '.autoagent') };
     const unsafe = o.unsafeNoSandbox || false;
+    let adapter: KindAdapter = new CommandKind(study);
+    let prepared: PrepareResult = { lockedExternal: [], environment: {} };
+    let manifest = data.manifest;
+    let lease: Lease = { hardware: null };
+    if (study.kind === 'trainer') {
+      const t = await prepareTrainer(data, study, paths, cacheRoot!, o);
+      if ('refused' in t) return refuse(t.refused);
+      ({ adapter, prepared, manifest } = t);
+      const env = prepared.environment as { device?: string; device_name?: string | null };
+      // recorded as a local slot's: the GPU model (noise is pooled within one), or cpu
+      lease = env.device === 'cuda'
+        ? { ...(o.lease?.gpu ? { gpu: o.lease.gpu } : {}), hardware: o.lease?.gpu?.name ?? env.device_name ?? 'cuda' }
+        : { ...(o.lease?.cpus ? { cpus: o.lease.cpus } : {}), hardware: 'cpu' };
+      base = { ...base, hardware: lease.hardware };
+    }
     const ctx: EvalContext = {
-      // the command kind writes nothing to the store; the coordinator records the outcome
+      // the kinds run here write nothing to the store; the coordinator records the outcome
       db: null as unknown as DB,
-      runId: data.run, study, paths, adapter: new CommandKind(study), prepared: { lockedExternal: [], environment: {} },
-      manifest: data.manifest, baseTracked: new Set(data.base_tracked), isLocked: globMatcher(study.locked, data.study_dir), hidden: data.hidden,
+      runId: data.run, study, paths, adapter, prepared,
+      manifest, baseTracked: new Set(data.base_tracked), isLocked: globMatcher(study.locked, data.study_dir), hidden: data.hidden,
       policy: { unsafeNoSandbox: unsafe, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes, read: readPaths(study, dirname(studyPath)) },
       guard: new SpendGuard(0, 0, 0, 0),
     };
     const t1 = Date.now();
     let out;
     try {
-      out = await evaluateCommit(ctx, { commit: data.commit, label: `${data.seq}-${data.repeat}`, seq: data.seq, seed: data.seed, repeat: data.repeat, lease: { hardware: null } });
+      out = await evaluateCommit(ctx, { commit: data.commit, label: `${data.seq}-${data.repeat}`, seq: data.seq, seed: data.seed, repeat: data.repeat, lease });
     } catch (e) {
       if (e instanceof LockViolation) return refuse(e.message.replace(/: the run stops.*$/, ''));
       throw e;
@@ -104,6 +144,66 @@ export async function evaluateJob(data: JobData, o: { unsafeNoSandbox: boolean; 
   }
 }
 
+/**
+ * A trainer job: the same locked prepare.py (verified) builds the corpus cache here, in a folder
+ * named by the content of the coordinator's cache, kept between jobs; its data files must be the
+ * coordinator's, byte for byte (meta.json names local paths and is rebuilt by the same prepare.py).
+ */
+async function prepareTrainer(data: JobData, study: Study, paths: RunRepoPaths, cacheRoot: string, o: JobOptions): Promise<{ refused: string } | { adapter: KindAdapter; prepared: PrepareResult; manifest: JobData['manifest'] }> {
+  const expected = new Map(Object.entries(data.manifest.external).map(([abs, h]) => [abs.slice(cacheRoot.length + 1), h] as const).filter(([rel]) => rel !== 'meta.json'));
+  if (expected.size === 0) return { refused: 'the job names no corpus cache files' };
+  const key = sha256(JSON.stringify([...expected].sort(([a], [b]) => a.localeCompare(b)))).slice(0, 16);
+  const root = typeof o.cacheDir === 'function' ? o.cacheDir() : o.cacheDir ?? join(paths.stateDir, 'cache');
+  const cache = join(root, `corpus-${key}`);
+  // the train file too: prepare() checks that it is there (evaluateCommit writes the candidate's own workspace)
+  const train = [paths.studyDir, study.trainer?.train ?? 'train.py'].filter(Boolean).join('/');
+  const content = await g.gitRaw(paths.repo, ['cat-file', 'blob', `${data.commit}:${train}`]).catch(() => null);
+  if (content) {
+    mkdirSync(dirname(join(paths.repo, train)), { recursive: true });
+    writeFileSync(join(paths.repo, train), content);
+  }
+  const adapter = new TrainerKind(study);
+  const differs = (): string | null => {
+    if (!existsSync(cache)) return 'it was not built';
+    const have = walkFiles(cache).filter((f) => f !== 'meta.json');
+    for (const rel of have) if (!expected.has(rel)) return `${rel} is not in the coordinator's`;
+    for (const [rel, h] of expected) {
+      if (!existsSync(join(cache, rel))) return `${rel} is missing`;
+      const got = sha256File(join(cache, rel));
+      if (got !== h) return `${rel}: sha256 ${h.slice(0, 12)} on the coordinator, ${got.slice(0, 12)} here`;
+    }
+    return null;
+  };
+  const prev = building.get(cache) ?? Promise.resolve();
+  const step = prev.catch(() => undefined).then(async () => {
+    const reuse = differs() === null;
+    const prepared = await adapter.prepare(study, paths, { cache, reuse });
+    const why = reuse ? null : differs();
+    if (why) {
+      rmSync(cache, { recursive: true, force: true });
+      return { refused: `the corpus cache prepare.py built on this worker differs from the coordinator's (${why}): the same corpus must be readable here (trainer.corpus)` };
+    }
+    return { adapter, prepared, manifest: { files: data.manifest.files, external: buildManifest(paths.repo, [], [cache]).external } };
+  });
+  building.set(cache, step);
+  try {
+    return await step;
+  } catch (e) {
+    if (e instanceof UserError) return { refused: e.message };
+    throw e;
+  } finally {
+    if (building.get(cache) === step) building.delete(cache);
+  }
+}
+
+/** `cpu`, `NVIDIA H200`, `2× NVIDIA H200`, `2× NVIDIA H200 + NVIDIA A100 80GB PCIe` */
+export function gpuSummary(models: string[]): string {
+  if (models.length === 0) return 'cpu';
+  const counts = new Map<string, number>();
+  for (const m of models) counts.set(m, (counts.get(m) ?? 0) + 1);
+  return [...counts].map(([m, n]) => (n > 1 ? `${n}× ${m}` : m)).join(' + ');
+}
+
 /** Runs until `o.stop` resolves; then finishes the jobs it holds and returns. */
 export async function runWorker(o: WorkerOptions): Promise<void> {
   checkQueueUrl(o.url);
@@ -112,21 +212,32 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     if (!s.ok) throw new UserError(s.message);
   }
   const gpus = discoverGpus();
-  const hardware = gpus.length ? gpus[0]!.name : 'cpu';
+  const hardware = gpuSummary(gpus.map((g) => g.name));
   const id = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const conn = connect(o.url, o.log);
   const beats = connect(o.url, () => undefined);
   let active = 0;
+  // trainer corpus caches live as long as the worker (content-addressed: every run on one corpus shares one)
+  // (made by the first trainer job: a worker of command studies, or one killed, leaves no empty folder)
+  let cacheDir: string | undefined;
+  const cacheRoot = () => (cacheDir ??= mkdtempSync(join(tmpdir(), 'autoagent-worker-cache-')));
+  // one GPU per job while there are as many as slots (as local trainer slots); else all of them are visible to each
+  const freeGpus = gpus.length >= o.slots ? [...gpus] : [];
   const worker = new Worker<JobData, JobResult>(QUEUE_NAME, async (job: Job<JobData, JobResult>) => {
     active++;
+    const gpu = freeGpus.shift();
     try {
       const data = JobDataSchema.parse(job.data);
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: started`);
-      const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id });
+      // no GPU to itself: with several slots, an even share of the CPUs (as local trainer slots)
+      const lease: Lease | undefined = gpu ? { gpu: { ...gpu, devices: gpuDevices(gpu) }, hardware: gpu.name }
+        : o.slots > 1 ? { cpus: Math.max(1, Math.floor(availableParallelism() / o.slots)), hardware: null } : undefined;
+      const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease });
       const what = r.refused ? `refused: ${r.refused}` : `${r.outcome!.status}${r.outcome!.metric !== null ? ` ${r.outcome!.metric}` : ''}`;
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: ${what} (${r.evalMs} ms)`);
       return r;
     } finally {
+      if (gpu) freeGpus.push(gpu);
       active--;
     }
   }, {
@@ -143,7 +254,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   });
   const started = Date.now();
   const beat = async () => {
-    const b: WorkerBeat = { id, host: hostname(), pid: process.pid, slots: o.slots, hardware, active, started, seen: Date.now() };
+    const b: WorkerBeat = { id, host: hostname(), pid: process.pid, slots: o.slots, hardware, gpus: gpus.map((g) => g.name), active, started, seen: Date.now() };
     await beats.set(`${WORKER_KEY}${id}`, JSON.stringify(b), 'EX', HEARTBEAT_TTL_S).catch(() => undefined);
   };
   await beat();
@@ -156,4 +267,5 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   await beats.del(`${WORKER_KEY}${id}`).catch(() => undefined);
   beats.disconnect();
   conn.disconnect();
+  if (cacheDir) rmSync(cacheDir, { recursive: true, force: true });
 }

@@ -6,25 +6,30 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { openDb, listExperiments, evaluationsOfRun } from '../../traces/index.ts';
+import { openDb, listExperiments, evaluationsOfRun, getRun } from '../../traces/index.ts';
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { auditRun } from '../../src/audit.ts';
 import { queueStatus } from '../../src/queue/cli.ts';
 import { main } from '../../src/cli.ts';
+import { cli } from '../helpers/cli.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY } from '../helpers/repo.ts';
 import { QUEUE_NAME, jobStudy, sha256, type JobData } from '../../src/queue/common.ts';
 import { evaluateJob } from '../../src/queue/worker.ts';
 import { StudySchema } from '../../src/study.ts';
-import { sha256File } from '../../src/lock.ts';
+import { TrainerKind, findTorchPython } from '../../src/kinds/trainer.ts';
+import { buildManifest, sha256File } from '../../src/lock.ts';
+import { QueueDispatcher } from '../../src/queue/dispatcher.ts';
+import { parse as parseYaml } from 'yaml';
 
-const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
+const ROOT = resolve(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/autoagent.js');
 const REDIS = '/usr/bin/redis-server';
 
 // deterministic: the metric depends on the parameters only
@@ -112,8 +117,8 @@ async function flush(): Promise<void> {
 
 interface Proc { child: ChildProcess; log: () => string; exited: Promise<number | null> }
 
-function startProc(args: string[], cwd: string): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+function startProc(args: string[], cwd: string, env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   children.push(child);
   let text = '';
   child.stdout!.on('data', (b: Buffer) => (text += b.toString()));
@@ -122,8 +127,8 @@ function startProc(args: string[], cwd: string): Proc {
   return { child, log: () => text, exited };
 }
 
-async function startWorker(cwd: string, extra: string[] = []): Promise<Proc> {
-  const w = startProc(['worker', '--queue', url, '--unsafe-no-sandbox', '--lock-ms', '3000', '--stalled-ms', '1000', ...extra], cwd);
+async function startWorker(cwd: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Proc> {
+  const w = startProc(['worker', '--queue', url, '--unsafe-no-sandbox', '--lock-ms', '3000', '--stalled-ms', '1000', ...extra], cwd, env);
   await until('the worker to start', () => /slot\(s\)/.test(w.log()), 90_000);
   return w;
 }
@@ -293,6 +298,257 @@ test('Redis restarted mid-run: the coordinator and the worker reconnect, the run
   }
 });
 
+test('the coordinator SIGKILLed mid-job: `resume` re-attaches to the job still running, then to one completed meanwhile; each evaluation runs once', { timeout: 180_000 }, async () => {
+  await flush();
+  const tmp = mkdtempSync(join(tmpdir(), 'autoagent-resume-'));
+  const count = join(tmp, 'count');
+  const hold = join(tmp, 'hold');
+  // each execution appends its seed; an evaluation whose hold file exists waits until the test removes it (at most 60 s)
+  const command = `echo "$AUTOAGENT_SEED" >> ${count}; i=0; while [ -e ${hold}-$AUTOAGENT_SEED ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done`;
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 3, parallel: 1, command, baseline: 1 }) });
+  const seeds = () => (existsSync(count) ? readFileSync(count, 'utf8').split('\n').filter(Boolean) : []);
+  // a long lock: on a loaded machine a late renewal of a 3 s lock hands a job out again (at-least-once), which is not what this counts
+  const w = await startWorker(repo, ['--slots', '1', '--lock-ms', '60000']);
+  const procs: Proc[] = [];
+  const coordinator = (args: string[], queue = ['--queue', url]) => {
+    const p = startProc([...args, ...queue, '--unsafe-no-sandbox'], repo);
+    procs.push(p);
+    return p;
+  };
+  try {
+    // 1. killed while experiment #1's screen (seed 1001) runs on the worker
+    writeFileSync(`${hold}-1001`, '');
+    const a = coordinator(['run', 'study.yaml']);
+    await until('the screen of #1 to start on the worker', () => seeds().includes('1001'), 90_000);
+    const runId = /run (\S+) on branch/.exec(a.log())![1]!;
+    a.child.kill('SIGKILL');
+    await a.exited;
+    const b = coordinator(['resume', runId]);
+    await until('the resumed coordinator to re-attach', () => /#1 repeat 0 .*already on the queue \(active\)/.test(b.log()), 90_000);
+    assert.deepEqual(seeds().filter((s) => s === '1001'), ['1001'], 'not started again');
+    // 2. killed while #2's screen (seed 2001) runs; the job completes while no coordinator is up
+    writeFileSync(`${hold}-2001`, '');
+    rmSync(`${hold}-1001`);
+    await until('the screen of #2 to start on the worker', () => seeds().includes('2001'), 90_000);
+    b.child.kill('SIGKILL');
+    await b.exited;
+    rmSync(`${hold}-2001`);
+    await until('the worker to finish #2\'s screen', () => /#2 repeat 0: ok/.test(w.log()), 60_000);
+    // a raised budget does not change the jobs' identity; without --queue, the run's queue (no password: recorded)
+    const c = coordinator(['resume', runId, '--experiments', '4'], []);
+    assert.equal(await c.exited, 0, c.log());
+    assert.match(c.log(), new RegExp(`the run evaluated on queue ${url.replace(/[.]/g, '\\.')}: resuming there`));
+    assert.match(c.log(), /#2 repeat 0 .*already on the queue \(completed\)/);
+
+    const dbPath = join(repo, '.autoagent', 'autoagent.db');
+    const l = ledger(dbPath, runId);
+    const recorded = l.flatMap((e) => e.evals.map((v) => String(v[1])));
+    assert.deepEqual([...seeds()].sort(), [...recorded].sort(), 'the worker ran each recorded evaluation once, and nothing else');
+    assert.equal(new Set(seeds()).size, seeds().length, 'no evaluation ran twice');
+    assert.equal(l.filter((e) => e.seq > 0).length, 4);
+    assert.ok(l.every((e) => e.evals.every((v) => v[2] === 'ok')));
+    // the branch holds exactly the kept experiments, in order
+    const db = openDb(dbPath);
+    const exps = listExperiments(db, runId);
+    const branch = getRun(db, runId)!.branch;
+    db.close();
+    const kept = exps.filter((e) => e.decision === 'kept').map((e) => e.kept_commit!);
+    const onBranch = sh(repo, 'git', ['rev-list', '--reverse', `main..${branch}`]).split('\n').filter(Boolean);
+    assert.deepEqual(onBranch, kept);
+    await audited(dbPath, runId);
+    const s = await queueStatus(url);
+    assert.deepEqual({ ...s.jobs, completed: 0 }, { waiting: 0, active: 0, completed: 0, failed: 0, delayed: 0 });
+  } finally {
+    for (const p of procs) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    await stopWorker(w);
+    cleanup(repo);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('a result on the queue measured for another incumbent is not used: the job is evaluated again for the current one', { timeout: 120_000 }, async () => {
+  await flush();
+  const tmp = mkdtempSync(join(tmpdir(), 'autoagent-stale-'));
+  const count = join(tmp, 'count');
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ command: `echo "$AUTOAGENT_SEED" >> ${count}` }) });
+  const w = await startWorker(repo, ['--slots', '1']);
+  const lines: string[] = [];
+  const dispatcher = () => new QueueDispatcher({
+    url, size: 1, waitSeconds: 30, runId: 'r-stale', repo, study: StudySchema.parse(parseYaml(readFileSync(join(repo, 'study.yaml'), 'utf8'))), studyDir: '',
+    manifest: buildManifest(repo, ['evaluate.py'], []), baseTracked: new Set(['params.py', 'evaluate.py', 'study.yaml']), hidden: [], unsafeNoSandbox: true,
+    say: (l) => lines.push(l),
+  });
+  const executions = () => readFileSync(count, 'utf8').split('\n').filter(Boolean).length;
+  try {
+    const base = sh(repo, 'git', ['rev-parse', 'HEAD']).trim();
+    writeFileSync(join(repo, 'params.py'), PARAMS_PY.replace('X = 1.0', 'X = 2.0'));
+    sh(repo, 'git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qam', 'candidate']);
+    const candidate = sh(repo, 'git', ['rev-parse', 'HEAD']).trim();
+    const newer = sh(repo, 'git', ['commit-tree', '-p', base, '-m', 'a newer incumbent', `${base}^{tree}`], ).trim();
+    const target = { commit: candidate, label: '1-0', seq: 1, seed: 1001, repeat: 0, stage: 'screen', incumbent: base, signal: new AbortController().signal };
+    const evaluate = async (incumbent: string) => {
+      const d = dispatcher();
+      try {
+        return await d.evaluate({ ...target, incumbent }, () => undefined);
+      } finally {
+        await d.close();
+      }
+    };
+    const first = await evaluate(base);
+    assert.equal(first.screenedAgainst, base);
+    assert.equal(first.out.metric, 13 - 3);
+    assert.equal(executions(), 1);
+    // the same job (same run, commit, stage, repeat, seed) asked for a newer incumbent: the completed one is not used
+    const again = await evaluate(newer);
+    assert.equal(again.screenedAgainst, newer);
+    assert.equal((again.out.telemetry as { incumbent?: string }).incumbent, newer);
+    assert.equal(executions(), 2, 'evaluated again');
+    assert.ok(lines.some((l) => l.includes(`measured for incumbent ${base.slice(0, 10)}, the incumbent is now ${newer.slice(0, 10)}: evaluated again`)), lines.join('\n'));
+    // asked for the incumbent it was measured for: its result is used, nothing runs
+    const same = await evaluate(base);
+    assert.equal(same.screenedAgainst, base);
+    assert.equal(executions(), 2);
+  } finally {
+    await stopWorker(w);
+    cleanup(repo);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('status --queue and queue status show each worker: id, slots, GPU model, heartbeat age; a drained worker is gone', { timeout: 120_000 }, async () => {
+  await flush();
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
+  const w = await startWorker(repo, ['--slots', '2'], { AUTOAGENT_FAKE_GPUS: 'GPU-a=NVIDIA H200,GPU-b=NVIDIA H200' });
+  try {
+    const id = /worker (\S+) on/.exec(w.log())![1]!;
+    assert.match(w.log(), /2 slot\(s\), 2× NVIDIA H200/);
+    const db = join(repo, '.autoagent', 'autoagent.db');
+    mkdirSync(dirname(db), { recursive: true });
+    openDb(db).close();
+    const text = await cli(['status', '--queue', url, '--db', db]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^no runs yet/);
+    assert.match(text.stdout, /workers: 1 \(2 slots\)/);
+    const row = text.stdout.split('\n').find((l) => l.includes(id)) ?? '';
+    assert.match(row, new RegExp(`${id}\\s+\\S+\\s+2\\s+0\\s+2× NVIDIA H200\\s+\\d+(\\.\\d)? s ago$`), text.stdout);
+    const json = await cli(['status', '--queue', url, '--db', db, '--json']);
+    const q = JSON.parse(json.stdout) as { runs: unknown[]; queue: { workers: Array<{ id: string; slots: number; hardware: string; gpus: string[]; seen_ago_s: number }> } };
+    assert.deepEqual(q.runs, []);
+    assert.equal(q.queue.workers.length, 1);
+    const beat = q.queue.workers[0]!;
+    assert.deepEqual([beat.id, beat.slots, beat.hardware, beat.gpus], [id, 2, '2× NVIDIA H200', ['NVIDIA H200', 'NVIDIA H200']]);
+    assert.ok(beat.seen_ago_s >= 0 && beat.seen_ago_s < 10, String(beat.seen_ago_s));
+    const qs = await cli(['queue', 'status', '--queue', url]);
+    assert.match(qs.stdout, new RegExp(`${id}.*2× NVIDIA H200.* s ago`));
+    // drained (SIGTERM): its heartbeat goes with it
+    await stopWorker(w);
+    const after = await cli(['status', '--queue', url, '--db', db]);
+    assert.match(after.stdout, /workers: none connected/);
+  } finally {
+    await stopWorker(w);
+    cleanup(repo);
+  }
+});
+
+/** a tiny trainer study (as test/src/trainer.test.ts): a few KB of text, 3 s of training on CPU */
+function trainerRepo(): string {
+  const words = 'the quick brown fox jumps over a lazy dog while seven bright stars watch quietly from far above the old town'.split(' ');
+  let x = 7;
+  const docs = Array.from({ length: 40 }, () => Array.from({ length: 300 }, () => words[(x = (x * 1103515245 + 12345) % 2147483648) % words.length]).join(' ') + '.');
+  return makeRepo({
+    'prepare.py': readFileSync(join(ROOT, 'gpu-trainer/prepare.py'), 'utf8'),
+    'train.py': readFileSync(join(ROOT, 'gpu-trainer/train.py'), 'utf8'),
+    'corpus.txt': docs.join('\n\n'),
+    'study.yaml': `name: tiny-gpt
+kind: trainer
+editable: [train.py]
+locked: [prepare.py, corpus.txt]
+metric: { name: val_bpb, direction: minimize }
+budget: { experiment_seconds: 3, grace_seconds: 20, evaluate_seconds: 120, experiments: 0 }
+acceptance: { baseline_repeats: 1, confirm_repeats: 0 }
+trainer: { corpus: corpus.txt, eval_tokens: 4096, device: cpu }
+`,
+  });
+}
+
+function torchMissing(): string | null {
+  try {
+    findTorchPython();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+test('a trainer study on a worker: prepare.py builds the corpus cache there, checked against the coordinator\'s; the evaluation is the worker\'s', { timeout: 300_000 }, async (t) => {
+  const why = torchMissing();
+  if (why) return t.skip(why);
+  await flush();
+  const repo = trainerRepo();
+  const caches = () => readdirSync(tmpdir()).filter((n) => n.startsWith('autoagent-worker-cache-'));
+  const before = new Set(caches());
+  const w = await startWorker(repo, ['--lock-ms', '60000']);
+  try {
+    const id = /worker (\S+) on/.exec(w.log())![1]!;
+    const q = run(repo, { url });
+    const res = await q.result;
+    assert.equal(res.status, 'finished', `${res.stopReason}\n${q.reporter.lines.join('\n')}\n${w.log()}`);
+    assert.match(w.log(), /#0 repeat 0: ok \d/);
+    const db = openDb(res.dbPath);
+    const evals = [...evaluationsOfRun(db, res.runId).values()].flat();
+    db.close();
+    assert.equal(evals.length, 1);
+    const v = evals[0]!;
+    assert.ok(v.metric! > 0.5 && v.metric! < 8, `val_bpb ${v.metric} is a real score below uniform (8)`);
+    assert.equal(v.hardware, 'cpu');
+    const tel = JSON.parse(v.telemetry!);
+    assert.equal(tel.worker, id);
+    assert.equal(tel.eval.status, 'ok');
+    assert.ok(tel.train.steps > 0, 'training telemetry came back');
+    await audited(res.dbPath, res.runId);
+  } finally {
+    await stopWorker(w);
+    cleanup(repo);
+  }
+  assert.deepEqual(caches().filter((n) => !before.has(n)), [], 'the drained worker left no corpus cache behind');
+});
+
+test('a trainer job whose corpus cache comes out different on the worker is refused; one whose cache matches is evaluated', { timeout: 300_000 }, async (t) => {
+  const why = torchMissing();
+  if (why) return t.skip(why);
+  const repo = trainerRepo();
+  const cacheDir = mkdtempSync(join(tmpdir(), 'autoagent-test-cache-'));
+  try {
+    const study = StudySchema.parse(parseYaml(readFileSync(join(repo, 'study.yaml'), 'utf8')));
+    // the coordinator's side: its cache, hashed into the manifest as a run does
+    const prepared = await new TrainerKind(study).prepare(study, { repo, studyDir: '', studyPath: join(repo, 'study.yaml'), stateDir: join(repo, '.autoagent') });
+    const cache = prepared.lockedExternal[0]!;
+    const manifest = buildManifest(repo, ['prepare.py', 'corpus.txt'], [cache]);
+    const commit = sh(repo, 'git', ['rev-parse', 'HEAD']).trim();
+    sh(repo, 'git', ['update-ref', `refs/autoagent-bundle/${commit}`, commit]);
+    sh(repo, 'git', ['bundle', 'create', '-q', join(cacheDir, 'b.bundle'), `refs/autoagent-bundle/${commit}`]);
+    const text = JSON.stringify(jobStudy(study));
+    const job = (external: Record<string, string>): JobData => ({
+      v: 1, run: 'r', study: text, study_hash: sha256(text), study_dir: '', commit, bundle: readFileSync(join(cacheDir, 'b.bundle')).toString('base64'),
+      manifest: { files: manifest.files, external }, trainer_cache: cache, base_tracked: ['prepare.py', 'train.py', 'corpus.txt', 'study.yaml'], hidden: [],
+      seq: 0, seed: 1, repeat: 0, stage: 'baseline', incumbent: commit, unsafe_no_sandbox: true,
+    });
+    const trainBin = Object.keys(manifest.external).find((p) => p.endsWith('train/train.bin'))!;
+    const bad = await evaluateJob(job({ ...manifest.external, [trainBin]: sha256('another corpus') }), { unsafeNoSandbox: true, worker: 'w', cacheDir });
+    assert.match(bad.refused ?? '', /^the corpus cache prepare\.py built on this worker differs from the coordinator's \(train\/train\.bin: sha256 /);
+    assert.equal(bad.outcome, undefined);
+    const ok = await evaluateJob(job(manifest.external), { unsafeNoSandbox: true, worker: 'w', cacheDir });
+    assert.equal(ok.refused, undefined, ok.refused);
+    assert.equal(ok.outcome?.status, 'ok', ok.outcome?.reason ?? '');
+    assert.equal(ok.hardware, 'cpu');
+    // kept for the next job, under a name from its content, not the coordinator's path
+    assert.deepEqual(readdirSync(cacheDir).filter((n) => n.startsWith('corpus-')).length, 1);
+  } finally {
+    cleanup(repo);
+    rmSync(cacheDir, { recursive: true, force: true });
+  }
+});
+
 test('no worker connected: the run says so once, waits up to --queue-wait, and stops resumable; the password is never printed', async () => {
   await flush();
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1 }) });
@@ -334,7 +590,7 @@ test('a job whose locked files differ from the run\'s manifest is refused by the
     const job = (hash: string): JobData => ({
       v: 1, run: 'r', study, study_hash: sha256(study), study_dir: '', commit, bundle: readFileSync(join(repo, 'b.bundle')).toString('base64'),
       manifest: { files: { 'evaluate.py': hash }, external: {} }, base_tracked: ['params.py', 'evaluate.py', 'study.yaml'], hidden: [],
-      seq: 1, seed: 1001, repeat: 0, stage: 'screen', unsafe_no_sandbox: true,
+      seq: 1, seed: 1001, repeat: 0, stage: 'screen', incumbent: commit, unsafe_no_sandbox: true,
     });
     const ok = await evaluateJob(job(sha256File(join(repo, 'evaluate.py'))), { unsafeNoSandbox: true, worker: 'w' });
     assert.equal(ok.refused, undefined);
