@@ -17,7 +17,7 @@ test('defaults fill in budgets, proposer and acceptance', () => {
   assert.equal(s.budget.experiments, 20);
   assert.equal(s.budget.experiment_seconds, 60);
   assert.equal(s.proposer.type, 'search');
-  assert.deepEqual(s.acceptance, { baseline_repeats: 3, min_delta: 0, confirm_repeats: 1, alpha: 0.025, contamination: 'warn' });
+  assert.deepEqual(s.acceptance, { baseline_repeats: 3, min_delta: 0, confirm_repeats: 1, alpha: 0.025, contamination: 'warn', seed_offset: 0 });
   assert.equal(s.metric.from, 'evaluator');
 });
 
