@@ -229,7 +229,8 @@ export async function doctorCommand(o: DoctorOptions, io: IO, m: Machine, autoag
   if (o.json) {
     io.out(JSON.stringify({ ok: missing.length === 0, checks, install: missingPackages(checks) }, null, 2) + '\n');
   } else {
-    io.out(checks.map((c) => line(c) + (c.ok ? '' : `\n${' '.repeat(30)}${fixText(c, sudo)}`)).join('\n') + '\n');
+    // the fix under each missing check; none when its detail already says it all (a bwrap that cannot sandbox)
+    io.out(checks.map((c) => line(c) + (c.ok || !fixText(c, sudo) ? '' : `\n${' '.repeat(30)}${fixText(c, sudo)}`)).join('\n') + '\n');
     const pkgs = missingPackages(checks);
     if (missing.length === 0) io.out(`\nready: ${pkgs.length ? `optional: ${sudo}apt-get install -y ${pkgs.join(' ')}` : 'everything is here'}\n`);
     else io.out(`\nmissing ${missing.map((c) => c.name).join(', ')}${pkgs.length ? `: ${sudo}apt-get update && ${sudo}apt-get install -y ${pkgs.join(' ')} (or \`autoagent doctor --install\`)` : ''}\n`);

@@ -89,6 +89,21 @@ test('doctor: a PATH without bwrap names bubblewrap and its apt-get command; the
   }
 });
 
+test('doctor: a bwrap that is installed but cannot create a sandbox (a chroot, userns off) is MISSING with its reason, and no empty fix line', () => {
+  // what a bare Debian root under chroot answered: bwrap runs, the kernel refuses its namespaces
+  const bin = fakeBin({ git: GIT, python3: FAKE_PYTHON, bwrap: 'echo "bwrap: No permissions to create new namespace" >&2; exit 1' });
+  try {
+    const env = { PATH: bin, HOME: process.env.HOME ?? '/root', AUTOAGENT_PYTHON: join(bin, 'python3'), AUTOAGENT_CHROMIUM: '/usr/bin/true' };
+    const r = spawnSync(process.execPath, [BIN, 'doctor'], { env, encoding: 'utf8', cwd: ROOT });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stdout, new RegExp(`^MISSING  bubblewrap +bubblewrap \\(${bin}/bwrap\\) is installed but cannot create a sandbox here \\(bwrap: No permissions to create new namespace\\)`, 'm'));
+    assert.deepEqual(r.stdout.split('\n').filter((l, i, all) => i < all.length - 1 && l !== '' && l.trim() === ''), [], 'no line of spaces alone');
+    assert.match(r.stdout, /^missing bubblewrap$/m, 'no package fixes it: no apt-get command');
+  } finally {
+    cleanup(bin);
+  }
+});
+
 test('doctor: the installer is apt-get as root, sudo when it works, else the exact command to run', () => {
   const pkgs = ['bubblewrap', 'chromium'];
   const apt = fakeBin({ 'apt-get': 'exit 0' });
