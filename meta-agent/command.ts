@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { addWorktree, git, removeWorktree } from '../base/git.ts';
 import { globMatcher } from '../base/glob.ts';
-import { startProcess, type Proc } from '../base/proc.ts';
+import { startProcess } from '../base/proc.ts';
 import { ProposalFailed, type FileEdit, type LedgerEntry, type Proposal, type ProposalContext, type Proposer } from './types.ts';
 
 export interface CommandProposerSettings {
@@ -401,16 +401,6 @@ function childEnv(added: Record<string, string>): NodeJS.ProcessEnv {
   return { ...env, ...added };
 }
 
-/** proposer commands still running */
-const liveRuns = new Set<Proc>();
-
-/** Kills every running proposer command (for a Ctrl-C handler). Returns how many there were. */
-export function killAllCommandRuns(): number {
-  const n = liveRuns.size;
-  for (const p of liveRuns) void p.stop();
-  return n;
-}
-
 const TAG_LINE = /^[\s>*_`#-]*(HYPOTHESIS|CITED|EXPECTED)[*_`]*\s*:[*_`]*\s*(.*?)\s*$/;
 
 export async function runCommand(command: string, cwd: string, env: NodeJS.ProcessEnv, stdin: string, timeoutMs: number, signal?: AbortSignal): Promise<RunResult> {
@@ -435,8 +425,7 @@ export async function runCommand(command: string, cwd: string, env: NodeJS.Proce
       if (stream === 'stdout') scan(text);
     },
   });
-  liveRuns.add(proc);
-  const r = await proc.result.finally(() => liveRuns.delete(proc));
+  const r = await proc.result;
   scan('', true);
   return {
     exitCode: r.exitCode, signal: r.signal, timedOut: r.timedOut, aborted: r.aborted,
