@@ -16,7 +16,8 @@
  * - always: kind, name and error.
  */
 import type { Statement } from 'better-sqlite3';
-import type { DB } from './db.ts';
+import { FTS_TOKENIZE, type DB } from './db.ts';
+import { UsageError } from '../base/errors.ts';
 import type { SpanRecord, TraceRecord, SpanStatus, TraceRole } from './types.ts';
 
 /** A trace as stored: `finalized` is false until `finishTrace` ran (a task still running, or cut off by a crash). */
@@ -608,12 +609,19 @@ export function getTrace(db: DB, id: string): TraceDetail | undefined {
   return { trace: toTrace(row), spans, roots: buildSpanTree(spans) };
 }
 
+/** An FTS5 term that matches nothing (a prefix no word of the index starts with): its alternative is left out. */
+const NOTHING = '\u0000';
+
+/** How a prefix word (`babys*`, given as `babys`) is searched: an FTS5 term, or null when no word starts with it. */
+type PrefixTerm = (base: string) => string | null;
+
 /**
  * Turns what a person typed into FTS5 terms that cannot be a syntax error: each word and each
  * "quoted phrase" becomes a quoted FTS5 string (all must match); `OR` between two terms is kept;
- * a trailing `*` on a word makes it a prefix search; terms without a letter or digit are dropped.
+ * a trailing `*` on a word makes it a prefix search (`prefix` tells how, see `prefixTerms`; without it FTS5's own
+ * `"base"*`); terms without a letter or digit are dropped. A prefix of one letter or digit is a UsageError.
  */
-function ftsTerms(text: string): string[] {
+function ftsTerms(text: string, prefix?: PrefixTerm): string[] {
   const terms: string[] = [];
   const quote = (s: string) => `"${s.replace(/"/g, '""')}"`;
   const searchable = (s: string) => /[\p{L}\p{N}]/u.test(s);
@@ -633,35 +641,145 @@ function ftsTerms(text: string): string[] {
         pendingOr = terms.length > 0;
         continue;
       }
-      const prefix = word.length > 1 && word.endsWith('*') && /[\p{L}\p{N}]$/u.test(word.slice(0, -1));
-      const base = prefix ? word.slice(0, -1) : word;
-      if (searchable(base)) add(prefix ? `${quote(base)}*` : quote(base));
+      const isPrefix = word.length > 1 && word.endsWith('*') && /[\p{L}\p{N}]$/u.test(word.slice(0, -1));
+      const base = isPrefix ? word.slice(0, -1) : word;
+      if (!searchable(base)) continue;
+      if (!isPrefix) {
+        add(quote(base));
+        continue;
+      }
+      // FTS5 takes the last token of the word as the prefix (`x-b*` is the phrase `x` `b*`)
+      const last = base.match(/[\p{L}\p{N}]+/gu)!.at(-1)!;
+      if ([...last].length < MIN_PREFIX) {
+        throw new UsageError(`search ${JSON.stringify(word)}: a prefix needs at least ${MIN_PREFIX} letters or digits before the * (one matches most of the index)`);
+      }
+      add(prefix ? (prefix(base) ?? NOTHING) : `${quote(base)}*`);
     }
   }
   return terms;
 }
 
+/** The shortest prefix searched (`ba*`): one letter would have FTS5 merge the rows of every word it starts (no index of 1-letter prefixes). */
+export const MIN_PREFIX = 2;
+
 /**
- * `ftsTerms` as one FTS5 query (see there); null when nothing searchable is left.
+ * A query as one FTS5 query (its alternatives joined by OR, see `ftsAlternativeTerms`); null when nothing searchable
+ * is left.
  */
-export function ftsQuery(text: string): string | null {
-  const terms = ftsTerms(text);
-  return terms.length ? terms.join(' ') : null;
+export function ftsQuery(text: string, prefix?: PrefixTerm): string | null {
+  const alts = ftsAlternatives(text, prefix);
+  return alts.length ? alts.join(' OR ') : null;
 }
 
-/** The alternatives of a query, each its terms: FTS5 binds AND tighter than OR, so `a b OR c` is `(a b) OR c`. */
-function ftsAlternativeTerms(text: string): string[][] {
+/**
+ * The alternatives of a query, each its terms: FTS5 binds AND tighter than OR, so `a b OR c` is `(a b) OR c`. An
+ * alternative with a prefix that no word starts with matches nothing and is left out.
+ */
+function ftsAlternativeTerms(text: string, prefix?: PrefixTerm): string[][] {
   const alts: string[][] = [[]];
-  for (const t of ftsTerms(text)) {
+  for (const t of ftsTerms(text, prefix)) {
     if (t === 'OR') alts.push([]);
     else alts[alts.length - 1]!.push(t);
   }
-  return alts.filter((a) => a.length);
+  return alts.filter((a) => a.length && !a.includes(NOTHING));
 }
 
+/** Terms that must all match, as one FTS5 query (after a group in parentheses FTS5 wants an explicit AND). */
+const allOf = (terms: string[]): string => terms.join(terms.some((t) => t.startsWith('(')) ? ' AND ' : ' ');
+
 /** The alternatives of a query as FTS5 queries (see `ftsAlternativeTerms`). */
-function ftsAlternatives(text: string): string[] {
-  return ftsAlternativeTerms(text).map((a) => a.join(' '));
+function ftsAlternatives(text: string, prefix?: PrefixTerm): string[] {
+  return ftsAlternativeTerms(text, prefix).map(allOf);
+}
+
+/** A prefix that stemming changes is searched as the words of the index it starts, when there are at most this many. */
+export const PREFIX_WORDS = 64;
+
+/** endings that make porter give back the stem it was given (`becaus` + `e`: `because` stems to `becaus`) */
+const RESTEM = ['', 'e', 'al', 'ic', 'l', 's', 'es', 'ed', 'ing', 'ate'];
+
+/** endings that complete a prefix into a word whose stem is shorter than the prefix (`babysitt` + `ing`: `babysit`) */
+const ENDINGS = ['e', 'ed', 'es', 'ing', 'y', 'ies', 'ied', 'er', 'ers', 'ness', 'ation', 'ment', 'ly'];
+
+/**
+ * How the prefixes of one search are matched (memoised for that search). The index holds porter stems
+ * (`babysitting` as `babysit`), and FTS5 stems a query's prefix too (`babys` as `babi`, which finds `baby`, not
+ * `babysitting`). A prefix is matched as:
+ * - the words of the index it starts: when porter leaves it as it is (most, and every one of 2 letters), FTS5's own
+ *   prefix query, answered from the prefix indexes of 2 and 3 letters (migration 11); else the words of the index
+ *   that start with it (fts5vocab), each written so that porter stems it to itself, an OR of at most `PREFIX_WORDS`
+ *   (more: FTS5's own prefix query after all, of the stemmed prefix);
+ * - and the stems shorter than the prefix of the words it starts (`babysitt*`: `babysitting` is `babysit` in the
+ *   index), found by completing it with common endings (`ENDINGS`), those the index holds.
+ * Temporary tables of this connection do the stemming and the word lists; a read-only connection has them too.
+ */
+function prefixTerms(db: DB): PrefixTerm {
+  const memo = new Map<string, string | null>();
+  let st: { clear: Statement<unknown[]>; put: Statement<unknown[]>; stems: Statement<unknown[]>; words: Statement<unknown[]>; any: Statement<unknown[]> } | undefined;
+  const quote = (s: string) => `"${s.replace(/"/g, '""')}"`;
+  /** porter's stem of each text (its last token), by the order of `texts` */
+  const stemsOf = (texts: string[]): Array<string | undefined> => {
+    st ??= (() => {
+      db.exec(`CREATE VIRTUAL TABLE IF NOT EXISTS temp.autoagent_stem USING fts5(t, tokenize = '${FTS_TOKENIZE}');
+        CREATE VIRTUAL TABLE IF NOT EXISTS temp.autoagent_stem_v USING fts5vocab(temp, 'autoagent_stem', 'instance');
+        CREATE VIRTUAL TABLE IF NOT EXISTS temp.autoagent_words USING fts5vocab(main, 'trace_fts', 'row');`);
+      return {
+        clear: db.prepare('DELETE FROM temp.autoagent_stem'),
+        put: db.prepare('INSERT INTO temp.autoagent_stem (rowid, t) VALUES (?, ?)'),
+        // the last token of each row: the one with the highest offset
+        stems: db.prepare('SELECT doc, term, max("offset") AS o FROM temp.autoagent_stem_v GROUP BY doc'),
+        words: db.prepare('SELECT term FROM temp.autoagent_words WHERE term >= ? AND term < ? ORDER BY term LIMIT ?').pluck(),
+        any: db.prepare('SELECT rowid FROM trace_fts WHERE trace_fts MATCH ? LIMIT 1').pluck(),
+      };
+    })();
+    const out: Array<string | undefined> = texts.map(() => undefined);
+    db.transaction(() => {
+      st!.clear.run();
+      texts.forEach((t, i) => st!.put.run(i + 1, t));
+      for (const r of st!.stems.all() as Array<{ doc: number; term: string }>) out[r.doc - 1] = r.term;
+      st!.clear.run();
+    })();
+    return out;
+  };
+  return (base) => {
+    if (memo.has(base)) return memo.get(base)!;
+    const raw = base.normalize('NFKD').replace(/\p{M}/gu, '').toLowerCase().match(/[\p{L}\p{N}]+/gu)!;
+    const last = raw.at(-1)!;
+    const head = raw.slice(0, -1).map((w) => w + ' ').join('');
+    const native = `${quote(base)}*`;
+    if ([...last].length < 3) {
+      memo.set(base, native); // porter leaves tokens of 1 or 2 letters as they are
+      return native;
+    }
+    // completions of the prefix into words: `babysitt` + `ing`, and `babysitti` + `ng`
+    const completions = [...new Set(ENDINGS.flatMap((e) => [...Array(e.length).keys()].filter((k) => last.endsWith(e.slice(0, k))).map((k) => last + e.slice(k))))];
+    const [own, ...stems] = stemsOf([last, ...completions]);
+    const parts: string[] = [];
+    if (own === last) parts.push(native);
+    else {
+      const next = last.slice(0, -1) + String.fromCodePoint(last.at(-1)!.codePointAt(0)! + 1);
+      const words = st!.words.all(last, next, PREFIX_WORDS + 1) as string[];
+      if (words.length > PREFIX_WORDS) parts.push(native);
+      else {
+        // each word as a text that porter stems to it (tried in RESTEM's order); one that none gives is left out
+        const tries = stemsOf(words.flatMap((w) => RESTEM.map((e) => w + e)));
+        for (const [i, w] of words.entries()) {
+          const k = RESTEM.findIndex((_, j) => tries[i * RESTEM.length + j] === w);
+          if (k >= 0) parts.push(quote(head + w + RESTEM[k]));
+        }
+      }
+    }
+    const shorter = new Set<string>();
+    completions.forEach((c, i) => {
+      const stem = stems[i];
+      if (stem === undefined || stem.startsWith(last) || shorter.has(stem)) return;
+      shorter.add(stem);
+      if (st!.any.get(quote(c)) !== undefined) parts.push(quote(head + c));
+    });
+    const term = parts.length === 0 ? null : parts.length === 1 ? parts[0]! : `(${parts.join(' OR ')})`;
+    memo.set(base, term);
+    return term;
+  };
 }
 
 /**
@@ -703,9 +821,9 @@ interface Plan {
  * ranked by bm25 of its words in at most `common` rows of the whole index (unranked when it has none). A row
  * matched by several alternatives scores their sum, as bm25 of the whole query does.
  */
-function plan(db: DB, text: string, ranges: { spans: [number, number] | null; traces: [number, number] | null }, cap: number, common: number): Plan {
-  const alts = ftsAlternativeTerms(text);
-  const out: Plan = { parts: [], params: {}, capped: false, snippets: alts.map((t) => t.join(' ')) };
+function plan(db: DB, text: string, prefix: PrefixTerm, ranges: { spans: [number, number] | null; traces: [number, number] | null }, cap: number, common: number): Plan {
+  const alts = ftsAlternativeTerms(text, prefix);
+  const out: Plan = { parts: [], params: {}, capped: false, snippets: alts.map(allOf) };
   const weighs = alts.map(() => false);
   const segments: Array<{ key: string; range: [number, number] | null; newest: 'DESC' | 'ASC' }> = [
     { key: 's', range: ranges.spans, newest: 'DESC' },
@@ -722,7 +840,7 @@ function plan(db: DB, text: string, ranges: { spans: [number, number] | null; tr
     return rare.get(term)!;
   };
   const inRange = (key: string, lo = `CAST(@${key}lo AS INTEGER)`, hi = `CAST(@${key}hi AS INTEGER)`) => `rowid BETWEEN ${lo} AND ${hi}`;
-  alts.forEach((terms, i) => (out.params[`a${i}`] = terms.join(' ')));
+  alts.forEach((terms, i) => (out.params[`a${i}`] = allOf(terms)));
   for (const { key, range, newest: dir } of segments) {
     if (!range) continue;
     out.params[`${key}lo`] = range[0];
@@ -756,7 +874,7 @@ function plan(db: DB, text: string, ranges: { spans: [number, number] | null; tr
       // bm25 of the rarer words over the rows that hold them, kept when they match the whole alternative (its rows
       // found here; `+rowid`: a filter, not an index search per row, which would count the words again for each)
       const rows = firstOf.all(alt, range[0], range[1], cap) as number[]; // all of them: any order (FTS5 walks ascending faster)
-      out.params[`w${i}`] = out.snippets[i] = weighed.join(' ');
+      out.params[`w${i}`] = out.snippets[i] = allOf(weighed);
       out.params[`${key}m${i}`] = JSON.stringify(rows);
       out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @w${i} AND ${inRange(key)}
           AND +rowid IN (SELECT value FROM json_each(@${key}m${i}))`);
@@ -821,15 +939,15 @@ function walk(db: DB, p: Plan, opts: SearchOptions, want: (row: RankedRow) => bo
  * Collects ranked rows: first with matches beyond `RANK_CAP` left unranked; again ranking every match when that
  * left out so many that fewer than `limit` results came back (a filter that keeps few of the newest matches).
  */
-function ranked<T>(db: DB, query: string, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean; snippets: string[] } {
-  const q = ftsQuery(query);
+function ranked<T>(db: DB, query: string, prefix: PrefixTerm, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean; snippets: string[] } {
+  const q = ftsQuery(query, prefix);
   if (!q) return { items: [], capped: false, snippets: [] };
   const ranges = rangesOf(db, opts);
   if (!ranges) return { items: [], capped: false, snippets: [] };
-  const p = opts.exact ? plan(db, query, ranges, Infinity, Infinity) : plan(db, query, ranges, RANK_CAP, COMMON_ROWS);
+  const p = opts.exact ? plan(db, query, prefix, ranges, Infinity, Infinity) : plan(db, query, prefix, ranges, RANK_CAP, COMMON_ROWS);
   const first = collect(p);
   if (first.length >= limit || !p.capped) return { items: first, capped: p.capped, snippets: p.snippets };
-  return { items: collect(plan(db, query, ranges, Infinity, Infinity)), capped: false, snippets: p.snippets };
+  return { items: collect(plan(db, query, prefix, ranges, Infinity, Infinity)), capped: false, snippets: p.snippets };
 }
 
 const clampLimit = (n: number | undefined, dflt: number) => Math.max(1, Math.floor(n !== undefined && Number.isFinite(n) ? n : dflt));
@@ -855,7 +973,7 @@ function snippetOf(snip: Statement<unknown[]>, snippets: string[], r: number): s
  */
 export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): SearchHit[] {
   const limit = clampLimit(opts.limit, 20);
-  const { items, snippets } = ranked(db, query, opts, limit, (p) => {
+  const { items, snippets } = ranked(db, query, prefixTerms(db), opts, limit, (p) => {
     const rows: RankedRow[] = [];
     walk(db, p, opts, (row) => rows.push(row) < limit);
     return rows;
@@ -877,8 +995,9 @@ export function searchTraces(db: DB, query: string, opts: SearchOptions = {}): S
  */
 export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {}): TraceHit[] {
   const limit = clampLimit(opts.limit, 20);
-  const q = ftsQuery(query) ?? '';
-  const { items, snippets } = ranked(db, query, opts, limit, (p) => {
+  const prefix = prefixTerms(db);
+  const q = ftsQuery(query, prefix) ?? '';
+  const { items, snippets } = ranked(db, query, prefix, opts, limit, (p) => {
     const best = new Map<string, RankedRow>();
     walk(db, p, opts, (row) => {
       if (!best.has(row.trace.id)) best.set(row.trace.id, row);
@@ -891,7 +1010,7 @@ export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {})
   // a trace's matching rows, counted in its own rows of the index only
   const spanRange = db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM spans WHERE trace_id = ?');
   // each OR alternative on its own: FTS5 seeks a rowid range well in one, not in an OR of a common and a rare word
-  const alts = ftsAlternatives(query);
+  const alts = ftsAlternatives(query, prefix);
   const inRange = alts.map((_, i) => `SELECT rowid FROM trace_fts WHERE trace_fts MATCH @a${i} AND rowid BETWEEN CAST(@lo AS INTEGER) AND CAST(@hi AS INTEGER)`);
   const countSpans = db.prepare(`SELECT count(*) AS n FROM spans WHERE trace_id = @id AND seq IN (${inRange.join(' UNION ')})`).pluck();
   const altParams = Object.fromEntries(alts.map((a, i) => [`a${i}`, a]));

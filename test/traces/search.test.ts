@@ -4,9 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { openDb, type DB } from '../../traces/db.ts';
+import Database from 'better-sqlite3';
+import { openDb, openDbReadOnly, MIGRATIONS, type DB } from '../../traces/db.ts';
 import { insertRun } from '../../traces/ledger.ts';
-import { insertTrace, insertSpans, finishTrace, searchTraces, searchTraceHits, RANK_CAP, COMMON_ROWS } from '../../traces/traces.ts';
+import { insertTrace, insertSpans, finishTrace, searchTraces, searchTraceHits, RANK_CAP, COMMON_ROWS, MIN_PREFIX } from '../../traces/traces.ts';
+import { UsageError } from '../../base/errors.ts';
 import type { SpanRecord, TraceRecord } from '../../traces/types.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
@@ -156,6 +158,91 @@ test('a word in more than COMMON_ROWS rows weighs nothing: the rarer words rank 
   db.close();
 });
 
+/** the texts of the prefix tests: trace id → its one span */
+const PREFIXED: Record<string, string> = {
+  sitting: 'babysitting the kids all evening',
+  sitter: 'a babysitter came at nine',
+  baby: 'the baby sleeps',
+  because: 'late because of the rain',
+  bacon: 'eggs and bacon',
+  other: 'nothing of the sort',
+};
+
+/** the trace ids `query` finds, sorted */
+const found = (db: DB, query: string, opts = {}) => searchTraceHits(db, query, opts).map((h) => h.trace_id).sort();
+
+/** every prefix case of PREFIXED, on `db` */
+function checkPrefixes(db: DB): void {
+  // porter stems `babysitting` to `babysit` and would stem the prefix `babys` to `babi` (baby): it is looked up as it is
+  assert.deepEqual(found(db, 'babys*'), ['sitter', 'sitting']);
+  // prefixes longer than the stem of a word they start (`babysitting` is `babysit` in the index)
+  assert.deepEqual(found(db, 'babysitt*'), ['sitter', 'sitting']);
+  assert.deepEqual(found(db, 'babysitti*'), ['sitting']);
+  assert.deepEqual(found(db, 'bab*'), ['baby', 'sitter', 'sitting']);
+  assert.deepEqual(found(db, 'ba*'), ['baby', 'bacon', 'sitter', 'sitting']);
+  assert.deepEqual(found(db, 'BABYS*'), ['sitter', 'sitting']);
+  // a word that porter stems to a stem porter would change again (`because` → `becaus` → `becau`)
+  assert.deepEqual(found(db, 'becaus*'), ['because']);
+  assert.deepEqual(found(db, 'because*'), ['because']);
+  // with other words, OR alternatives, a prefix nothing starts with, exact ranking, span hits
+  assert.deepEqual(found(db, 'babys* evening'), ['sitting']);
+  assert.deepEqual(found(db, 'babys* OR bacon'), ['bacon', 'sitter', 'sitting']);
+  assert.deepEqual(found(db, 'babysx*'), []);
+  assert.deepEqual(found(db, 'babysx* OR bacon'), ['bacon']);
+  assert.deepEqual(found(db, 'babys*', { exact: true }), ['sitter', 'sitting']);
+  const hit = searchTraceHits(db, 'babys*').find((h) => h.trace_id === 'sitting')!;
+  assert.ok(hit.snippet.includes('«babysitting»') && hit.matches === 1 && hit.rank < 0, JSON.stringify(hit));
+  assert.deepEqual(searchTraces(db, 'babys*').map((h) => h.trace_id).sort(), ['sitter', 'sitting']);
+}
+
+test('a prefix (`babys*`) finds the words it starts, stemmed ones too; a prefix of one letter is a usage error', () => {
+  const db = openDb(':memory:');
+  for (const [id, text] of Object.entries(PREFIXED)) put(db, trace(id), [text]);
+  checkPrefixes(db);
+  assert.equal(MIN_PREFIX, 2);
+  for (const q of ['b*', 'babysitting b*', 'x-b*', '4*']) {
+    assert.throws(() => searchTraceHits(db, q), (e: unknown) => e instanceof UsageError && /a prefix needs at least 2 letters or digits/.test(e.message), q);
+    assert.throws(() => searchTraces(db, q), UsageError, q);
+  }
+  // a lone `*` or a word ending in `**` is no prefix: searched as it is (and `*` alone is nothing to search)
+  assert.deepEqual(found(db, '*'), []);
+  db.close();
+});
+
+test('a store from before the prefix indexes (schema 10) migrates on its first open by a writer: its prefix search then works, a reader needs none', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'aa-search-'));
+  try {
+    const path = join(dir, 'store.db');
+    const old = new Database(path);
+    for (const m of MIGRATIONS.slice(0, 10)) old.exec(m);
+    old.pragma('user_version = 10');
+    for (const [id, text] of Object.entries(PREFIXED)) put(old, trace(id), [text]);
+    const ftsSql = (d: DB) => (d.prepare("SELECT sql FROM sqlite_master WHERE name = 'trace_fts'").pluck().get() as string);
+    assert.ok(!ftsSql(old).includes('prefix'));
+    const rows = (d: DB) => d.prepare('SELECT rowid, body FROM trace_fts ORDER BY rowid').all();
+    const before = rows(old);
+    old.close();
+    // a reader (the dashboard) takes the old schema as it is: prefix search works, without the prefix indexes
+    const ro = openDbReadOnly(path);
+    assert.equal(ro.pragma('user_version', { simple: true }), 10);
+    checkPrefixes(ro);
+    ro.close();
+    const db = openDb(path);
+    assert.equal(db.pragma('user_version', { simple: true }), MIGRATIONS.length);
+    assert.match(ftsSql(db), /prefix = '2 3'/);
+    assert.deepEqual(rows(db), before); // same rows, same rowids
+    db.prepare("INSERT INTO trace_fts (trace_fts) VALUES ('integrity-check')").run();
+    checkPrefixes(db);
+    // writers keep the new index: a new trace is found by prefix, a deleted row is gone
+    put(db, trace('later'), ['babysat twice']);
+    assert.deepEqual(found(db, 'babys*'), ['later', 'sitter', 'sitting']);
+    db.prepare("INSERT INTO trace_fts (trace_fts) VALUES ('integrity-check')").run();
+    db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 function cli(args: string[]): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8' });
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -193,6 +280,11 @@ test('CLI: traces search prints one row per trace with run / eval, task, repeat,
     assert.equal(badRun.code, 2);
     assert.match(badRun.stderr, /--run: no run nope/);
     assert.equal(badRun.stderr.trim().split('\n').length, 1);
+    const short = cli(['traces', 'search', '4*', '--db', path]);
+    assert.equal(short.code, 2, short.stderr);
+    assert.match(short.stderr, /search "4\*": a prefix needs at least 2 letters or digits before the \*/);
+    assert.equal(short.stderr.trim().split('\n').length, 1);
+    assert.match(cli(['traces', 'search', '42*', '--db', path]).stdout, /trace-aaaa1/);
 
     const evals = cli(['evals', '--db', path]);
     assert.equal(evals.code, 0, evals.stderr);
