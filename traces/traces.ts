@@ -811,6 +811,8 @@ interface Plan {
   capped: boolean;
   /** per alternative, the words its snippet marks (those it is ranked by; all, when none is), ranked ones first */
   snippets: string[];
+  /** per alternative, every span row it matches (ascending), when the plan found them all (none beyond `cap`) */
+  spanRows: Array<number[] | null>;
 }
 
 /**
@@ -823,7 +825,7 @@ interface Plan {
  */
 function plan(db: DB, text: string, prefix: PrefixTerm, ranges: { spans: [number, number] | null; traces: [number, number] | null }, cap: number, common: number): Plan {
   const alts = ftsAlternativeTerms(text, prefix);
-  const out: Plan = { parts: [], params: {}, capped: false, snippets: alts.map(allOf) };
+  const out: Plan = { parts: [], params: {}, capped: false, snippets: alts.map(allOf), spanRows: alts.map(() => null) };
   const weighs = alts.map(() => false);
   const segments: Array<{ key: string; range: [number, number] | null; newest: 'DESC' | 'ASC' }> = [
     { key: 's', range: ranges.spans, newest: 'DESC' },
@@ -852,10 +854,12 @@ function plan(db: DB, text: string, prefix: PrefixTerm, ranges: { spans: [number
         out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH ${a} AND ${inRange(key)}`);
         return;
       }
-      // beyond `cap` matches: its newest `cap`, unranked (whether there are more found ascending: FTS5 walks that way
-      // faster, an AND of a rare and a common word twice as fast)
-      const beyond = nthOf.ASC.get(alt, range[0], range[1], cap) as number | undefined;
-      const cut = beyond === undefined || dir === 'ASC' ? beyond : (nthOf.DESC.get(alt, range[0], range[1], cap) as number);
+      // its first `cap` + 1 matches (ascending: FTS5 walks that way faster, an AND of a rare and a common word twice as
+      // fast), once: whether it has more than `cap`, whether it has any, and (when it has a word that weighs nothing)
+      // the rows to rank
+      const rows = firstOf.all(alt, range[0], range[1], cap + 1) as number[];
+      // beyond `cap` matches: its newest `cap`, unranked
+      const cut = rows.length <= cap ? undefined : dir === 'ASC' ? rows[cap] : (nthOf.DESC.get(alt, range[0], range[1], cap) as number);
       if (cut !== undefined) {
         out.capped = true;
         out.params[`${key}c${i}`] = cut;
@@ -864,7 +868,8 @@ function plan(db: DB, text: string, prefix: PrefixTerm, ranges: { spans: [number
           : inRange(key, undefined, `CAST(@${key}c${i} AS INTEGER) - 1`)}`);
         return;
       }
-      if (nthOf.ASC.get(alt, range[0], range[1], 0) === undefined) return; // no match in this part
+      if (key === 's') out.spanRows[i] = rows;
+      if (rows.length === 0) return; // no match in this part
       const weighed = terms.filter(isRare);
       weighs[i] ||= weighed.length > 0;
       if (weighed.length === 0 || weighed.length === terms.length) {
@@ -873,7 +878,6 @@ function plan(db: DB, text: string, prefix: PrefixTerm, ranges: { spans: [number
       }
       // bm25 of the rarer words over the rows that hold them, kept when they match the whole alternative (its rows
       // found here; `+rowid`: a filter, not an index search per row, which would count the words again for each)
-      const rows = firstOf.all(alt, range[0], range[1], cap) as number[]; // all of them: any order (FTS5 walks ascending faster)
       out.params[`w${i}`] = out.snippets[i] = allOf(weighed);
       out.params[`${key}m${i}`] = JSON.stringify(rows);
       out.parts.push(`SELECT rowid AS r, ${BM25} AS bm FROM trace_fts WHERE trace_fts MATCH @w${i} AND ${inRange(key)}
@@ -939,14 +943,15 @@ function walk(db: DB, p: Plan, opts: SearchOptions, want: (row: RankedRow) => bo
  * Collects ranked rows: first with matches beyond `RANK_CAP` left unranked; again ranking every match when that
  * left out so many that fewer than `limit` results came back (a filter that keeps few of the newest matches).
  */
-function ranked<T>(db: DB, query: string, prefix: PrefixTerm, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean; snippets: string[] } {
+function ranked<T>(db: DB, query: string, prefix: PrefixTerm, opts: SearchOptions, limit: number, collect: (p: Plan) => T[]): { items: T[]; capped: boolean; snippets: string[]; spanRows?: number[][] } {
   const q = ftsQuery(query, prefix);
   if (!q) return { items: [], capped: false, snippets: [] };
   const ranges = rangesOf(db, opts);
   if (!ranges) return { items: [], capped: false, snippets: [] };
   const p = opts.exact ? plan(db, query, prefix, ranges, Infinity, Infinity) : plan(db, query, prefix, ranges, RANK_CAP, COMMON_ROWS);
   const first = collect(p);
-  if (first.length >= limit || !p.capped) return { items: first, capped: p.capped, snippets: p.snippets };
+  const all = p.spanRows.every((r) => r !== null) ? (p.spanRows as number[][]) : undefined;
+  if (first.length >= limit || !p.capped) return { items: first, capped: p.capped, snippets: p.snippets, spanRows: all };
   return { items: collect(plan(db, query, prefix, ranges, Infinity, Infinity)), capped: false, snippets: p.snippets };
 }
 
@@ -997,7 +1002,7 @@ export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {})
   const limit = clampLimit(opts.limit, 20);
   const prefix = prefixTerms(db);
   const q = ftsQuery(query, prefix) ?? '';
-  const { items, snippets } = ranked(db, query, prefix, opts, limit, (p) => {
+  const { items, snippets, spanRows } = ranked(db, query, prefix, opts, limit, (p) => {
     const best = new Map<string, RankedRow>();
     walk(db, p, opts, (row) => {
       if (!best.has(row.trace.id)) best.set(row.trace.id, row);
@@ -1015,11 +1020,15 @@ export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {})
   const countSpans = db.prepare(`SELECT count(*) AS n FROM spans WHERE trace_id = @id AND seq IN (${inRange.join(' UNION ')})`).pluck();
   const altParams = Object.fromEntries(alts.map((a, i) => [`a${i}`, a]));
   const countTrace = db.prepare('SELECT count(*) AS n FROM trace_fts WHERE trace_fts MATCH ? AND rowid = CAST(? AS INTEGER)').pluck();
+  const spanSeqs = db.prepare('SELECT seq FROM spans WHERE trace_id = ?').pluck();
   return items.map(({ r, bm, trace: row }) => {
     const t = toTrace(row);
     const s = r > 0 ? (spanAt.get(r) as { id: string; kind: SpanRecord['kind']; name: string }) : undefined;
     const range = spanRange.get(t.id) as { lo: number | null; hi: number | null };
-    const matches = (countTrace.get(q, -row.seq) as number) + (range.lo === null ? 0 : (countSpans.get({ ...altParams, id: t.id, lo: range.lo, hi: range.hi }) as number));
+    // (its spans need not be one run of seq: traces written at once interleave theirs)
+    const spans = range.lo === null || range.hi === null ? 0
+      : spanRows ? countIn(spanRows, spanSeqs.all(t.id) as number[]) : (countSpans.get({ ...altParams, id: t.id, lo: range.lo, hi: range.hi }) as number);
+    const matches = (countTrace.get(q, -row.seq) as number) + spans;
     return {
       trace_id: t.id, role: t.role ?? 'task', run_id: t.run_id, experiment_seq: t.experiment_seq, group_id: t.group_id, task_id: t.task_id, repeat: t.repeat,
       status: t.status, score: t.score, pass: t.pass, finalized: t.finalized, matches,
@@ -1027,6 +1036,21 @@ export function searchTraceHits(db: DB, query: string, opts: SearchOptions = {})
       snippet: snippetOf(snip, snippets, r), rank: bm,
     };
   });
+}
+
+/** How many of `seqs` one of `lists` (each ascending) holds. */
+function countIn(lists: number[][], seqs: number[]): number {
+  const has = (xs: number[], x: number) => {
+    let a = 0;
+    let b = xs.length;
+    while (a < b) {
+      const m = (a + b) >> 1;
+      if (xs[m]! < x) a = m + 1;
+      else b = m;
+    }
+    return a < xs.length && xs[a] === x;
+  };
+  return seqs.filter((x) => lists.some((xs) => has(xs, x))).length;
 }
 
 /** One row per task of one evaluation (group), tasks in id order. */

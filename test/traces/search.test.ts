@@ -102,6 +102,26 @@ test('a word with more matches than RANK_CAP shows its newest first, unranked; a
   db.close();
 });
 
+test('a trace counts its own matching rows only, when the spans of traces written at once interleave', () => {
+  const db = openDb(':memory:');
+  insertTrace(db, trace('x'));
+  insertTrace(db, trace('y'));
+  // x: three spans with the word, y: one, written in turns (x, y, x, y, x)
+  insertSpans(db, [span('x', 'a', 'kumquat one')]);
+  insertSpans(db, [span('y', 'a', 'kumquat two')]);
+  insertSpans(db, [span('x', 'b', 'kumquat three')]);
+  insertSpans(db, [span('y', 'b', 'nothing here')]);
+  insertSpans(db, [span('x', 'c', 'kumquat four')]);
+  for (const id of ['x', 'y']) finishTrace(db, id, { status: 'ok', ended_at: 5 });
+  for (const exact of [false, true]) {
+    const m = Object.fromEntries(searchTraceHits(db, 'kumquat', { exact }).map((h) => [h.trace_id, h.matches]));
+    assert.deepEqual(m, { x: 3, y: 1 }, `exact: ${exact}`);
+    const or = Object.fromEntries(searchTraceHits(db, 'kumquat OR nothing', { exact }).map((h) => [h.trace_id, h.matches]));
+    assert.deepEqual(or, { x: 3, y: 2 }, `exact: ${exact}`);
+  }
+  db.close();
+});
+
 /** bm25 of `fts` (an FTS5 query) for the index row of each trace's first span, as the search weighs it */
 function bm25Of(db: DB, fts: string, traceIds: string[]): number[] {
   const st = db.prepare(`SELECT bm25(trace_fts, 0.5, 2.0, 1.0, 1.5) AS bm FROM trace_fts WHERE trace_fts MATCH ?
