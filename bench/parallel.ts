@@ -8,7 +8,10 @@
  * evaluations per minute, and the decisions (rounds change which candidates are tried, so the kept
  * counts are shown, not compared).
  *
- *   node --import tsx bench/parallel.ts [--experiments 12] [--seconds 1]
+ * A third arm is the issue's whole-run check: 8 experiments whose *evaluator* sleeps (the command does nothing).
+ * Experiments per hour counts decided experiments over the whole run's wall time (baseline included).
+ *
+ *   node --import tsx bench/parallel.ts [--experiments 16] [--seconds 2] [--arms wait-bound,CPU-bound,evaluator-wait]
  */
 import { rmSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -20,18 +23,27 @@ import { openDb, listExperiments, evaluationsOfRun } from '../traces/index.ts';
 import { writeSection, machine } from './markdown.ts';
 import { makeRepo as makeGitRepo } from '../test/helpers/repo.ts';
 
-const { values } = parseArgs({ options: { experiments: { type: 'string', default: '12' }, seconds: { type: 'string', default: '1' } } });
+const { values } = parseArgs({ options: {
+  experiments: { type: 'string', default: '16' }, seconds: { type: 'string', default: '2' },
+  arms: { type: 'string', default: 'wait-bound,CPU-bound,evaluator-wait' },
+} });
 const E = Number(values.experiments);
 const S = Number(values.seconds);
 const SLOTS = [1, 2, 4];
 
-const COMMANDS = {
-  'wait-bound': `python3 -c "import time; time.sleep(${S})"`,
-  'CPU-bound': `python3 -c "import time; t = time.time(); any(time.time() - t > ${S} for _ in iter(int, 1))"`,
-} as const;
+interface Arm { command: string; evaluatorSleep: number; experiments: number }
+const ARMS: Record<string, Arm> = {
+  'wait-bound': { command: `python3 -c "import time; time.sleep(${S})"`, evaluatorSleep: 0, experiments: E },
+  'CPU-bound': { command: `python3 -c "import time; t = time.time(); any(time.time() - t > ${S} for _ in iter(int, 1))"`, evaluatorSleep: 0, experiments: E },
+  // the issue's whole run: 3 baseline repeats, 8 experiments, an evaluator that sleeps
+  'evaluator-wait': { command: 'true', evaluatorSleep: S, experiments: 8 },
+};
+const chosen = values.arms.split(',').map((a) => a.trim()).filter(Boolean);
+for (const a of chosen) if (!ARMS[a]) throw new Error(`unknown arm ${a} (arms: ${Object.keys(ARMS).join(', ')})`);
 
 const PARAMS = 'X = 1.0\nN = 2\n';
-const EVALUATE = `import os, re, random
+const EVALUATE = (sleep: number) => `import os, re, random, time
+time.sleep(${sleep})
 src = open('params.py').read()
 x = float(re.search(r'^X = (\\S+)', src, re.M).group(1))
 n = int(re.search(r'^N = (\\S+)', src, re.M).group(1))
@@ -39,10 +51,10 @@ random.seed(int(os.environ['AUTOAGENT_SEED']))
 print(f'METRIC loss={(x - 3.0) ** 2 + (n - 5) ** 2 + 0.05 * random.gauss(0, 1)}')
 `;
 
-function makeRepo(command: string): string {
+function makeRepo({ command, evaluatorSleep, experiments }: Arm): string {
   return makeGitRepo({
     'params.py': PARAMS,
-    'evaluate.py': EVALUATE,
+    'evaluate.py': EVALUATE(evaluatorSleep),
     'study.yaml': `name: par
 kind: command
 editable: [params.py]
@@ -50,7 +62,7 @@ locked: [evaluate.py]
 command: '${command.replace(/'/g, "''")}'
 evaluate: python3 evaluate.py
 metric: { name: loss, direction: minimize }
-budget: { experiment_seconds: ${Math.ceil(S * 20)}, experiments: ${E} }
+budget: { experiment_seconds: ${Math.ceil(S * 20)}, experiments: ${experiments} }
 proposer: { type: search, seed: 1 }
 acceptance: { baseline_repeats: 3, confirm_repeats: 1 }
 `,
@@ -62,9 +74,9 @@ interface Row { kind: string; parallel: number; wall: number; evals: number; kep
 const rows: Row[] = [];
 const t0 = Date.now();
 const loadAtStart = loadavg()[0]!;
-for (const [kind, command] of Object.entries(COMMANDS)) {
+for (const kind of chosen) {
   for (const parallel of SLOTS) {
-    const repo = makeRepo(command);
+    const repo = makeRepo(ARMS[kind]!);
     try {
       const started = Date.now();
       const res = await startRun(join(repo, 'study.yaml'), { overrides: { parallel }, unsafeNoSandbox: false, reporter: new MemoryReporter() });
@@ -86,19 +98,21 @@ for (const [kind, command] of Object.entries(COMMANDS)) {
 const lines = [
   '## Parallel slots (`node --import tsx bench/parallel.ts`)',
   '',
-  `One command study (3 baseline repeats, ${E} experiments, the \`search\` proposer, 1 confirmation) through the real loop and`,
-  `bubblewrap sandbox, with \`parallel\` 1, 2 and 4, side by side in one run. Each evaluation's command takes ${S} s: *wait-bound* sleeps`,
-  '(a harness waiting on its model, a trainer on its own GPU), *CPU-bound* spins one core. With slots, each round also runs a fresh',
-  'repeat of the incumbent, so a run does more evaluations; evaluations per minute is the throughput.',
+  `One command study (3 baseline repeats, the \`search\` proposer, 1 confirmation) through the real loop and bubblewrap sandbox, with`,
+  `\`parallel\` 1, 2 and 4, side by side in one run. *wait-bound*: ${E} experiments, each command sleeps ${S} s (a harness waiting on its`,
+  `model, a trainer on its own GPU); *CPU-bound*: ${E} experiments, each command spins one core for ${S} s; *evaluator-wait*: the issue's`,
+  `whole run, 8 experiments whose locked evaluator sleeps ${S} s. *Experiments / h* counts decided experiments over the whole run's wall`,
+  'time, baseline included. With slots, a round that has a candidate passing its screen also runs a fresh repeat of the incumbent',
+  'beside the confirmations, so a run may do more evaluations.',
   `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()} (${cpus().length} cores), ${((Date.now() - t0) / 60000).toFixed(1)} min; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (other work on the machine slows every arm alike, but CPU-bound slots gain less).`,
   '',
-  '| command | parallel | wall | speed-up (wall) | evaluations | evaluations / min | throughput × | kept / experiments |',
+  '| arm | parallel | wall | experiments / h | speed-up | evaluations | evaluations / min | kept / experiments |',
   '| --- | --- | --- | --- | --- | --- | --- | --- |',
 ];
 for (const r of rows) {
   const one = rows.find((x) => x.kind === r.kind && x.parallel === 1)!;
-  const perMin = (x: Row) => (x.evals / x.wall) * 60;
-  lines.push(`| ${r.kind} | ${r.parallel} | ${r.wall.toFixed(1)} s | ${(one.wall / r.wall).toFixed(2)}× | ${r.evals} | ${perMin(r).toFixed(1)} | ${(perMin(r) / perMin(one)).toFixed(2)}× | ${r.kept} / ${r.decided} |`);
+  const perHour = (x: Row) => (x.decided / x.wall) * 3600;
+  lines.push(`| ${r.kind} | ${r.parallel} | ${r.wall.toFixed(1)} s | ${perHour(r).toFixed(0)} | **${(perHour(r) / perHour(one)).toFixed(2)}×** | ${r.evals} | ${((r.evals / r.wall) * 60).toFixed(1)} | ${r.kept} / ${r.decided} |`);
 }
 writeSection('parallel', lines.join('\n'));
 console.log(lines.join('\n'));

@@ -5,10 +5,16 @@
  * decision, and by `finalize` when it writes the clean branch — so the three cannot drift apart.
  *
  * Rounds: the candidates proposed from one incumbent (`proposer.candidates`, or `parallel`
- * slots). A candidate of round r is judged against the incumbent's evaluations as of round r
- * (the incumbent may get fresh repeats during a round, interleaved with the candidates so noise
- * is measured under the same load), with the noise pooled over the groups of earlier rounds plus
- * its own evaluations, at α / k for k evaluated candidates in its round (Bonferroni).
+ * slots), tested at α / k for k evaluated candidates in the round (Bonferroni). Two judgements:
+ *  - the screen (the first evaluation) against the incumbent's evaluations and the noise groups
+ *    as of the round's start (earlier rounds only): it needs nothing measured in its own round;
+ *  - the final one (after the confirmations) against the incumbent's evaluations as of the round,
+ *    its fresh repeat included: with several slots, a round where a candidate passes its screen
+ *    runs one fresh repeat of the incumbent beside the confirmations, so the keep is decided on
+ *    noise measured under the same load; noise pooled over the earlier rounds' groups plus the
+ *    candidate's own evaluations.
+ * Runs recorded before 2026-12-02 judged the screen after the round's fresh incumbent repeat (it
+ * ran beside the screens); `audit` accepts that visibility for a screen too.
  */
 import { roundOf, type EvaluationRow, type ExperimentRow } from '../traces/index.ts';
 import { fmtMetric } from '../base/format.ts';
@@ -22,6 +28,14 @@ export { roundOf, ownEvaluations } from '../traces/index.ts';
 /** the metrics of the evaluations that succeeded */
 export function okMetrics(evals: EvaluationRow[] | undefined): number[] {
   return (evals ?? []).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!);
+}
+
+/** which judgement of a candidate: its screen (the first evaluation) or the final one (after the confirmations) */
+export type Stage = 'screen' | 'final';
+
+/** the last round whose evaluations a judgement of `stage` in round `r` sees */
+function seenRound(r: number, stage: Stage): number {
+  return stage === 'screen' ? r - 1 : r;
 }
 
 /** the evaluations of an experiment a judgement in round `r` could see (its own round's, or earlier) */
@@ -56,13 +70,13 @@ export function roundAlpha(alpha: number, exps: Array<Pick<ExperimentRow, 'seq' 
  * not crash or time out, its ok evaluations (as of `exp`'s round) on each hardware class, where
  * there are at least two: noise is pooled within one hardware class (a GPU model), never across.
  */
-export function noiseGroupsBefore(exps: Row[], evals: Map<number, EvaluationRow[]>, exp: Pick<ExperimentRow, 'seq' | 'round'>): number[][] {
+export function noiseGroupsBefore(exps: Row[], evals: Map<number, EvaluationRow[]>, exp: Pick<ExperimentRow, 'seq' | 'round'>, stage: Stage = 'final'): number[][] {
   const r = roundOf(exp);
   const groups: number[][] = [];
   for (const e of exps) {
     if (roundOf(e) >= r || e.decision === 'crash' || e.decision === 'timeout') continue;
     const byClass = new Map<string, EvaluationRow[]>();
-    for (const v of visibleAt(evals.get(e.id), e, r)) byClass.set(v.hardware ?? '', [...(byClass.get(v.hardware ?? '') ?? []), v]);
+    for (const v of visibleAt(evals.get(e.id), e, seenRound(r, stage))) byClass.set(v.hardware ?? '', [...(byClass.get(v.hardware ?? '') ?? []), v]);
     for (const vs of byClass.values()) {
       const m = okMetrics(vs);
       if (m.length >= 2) groups.push(m);
@@ -71,23 +85,23 @@ export function noiseGroupsBefore(exps: Row[], evals: Map<number, EvaluationRow[
   return groups;
 }
 
-/** The incumbent's metrics a candidate of `exp`'s round was compared with. */
-export function incumbentMetrics(exps: Row[], evals: Map<number, EvaluationRow[]>, exp: Pick<ExperimentRow, 'seq' | 'round'>): { inc: Row | undefined; metrics: number[] } {
+/** The incumbent's metrics a candidate of `exp`'s round was compared with, at its screen or at its final judgement. */
+export function incumbentMetrics(exps: Row[], evals: Map<number, EvaluationRow[]>, exp: Pick<ExperimentRow, 'seq' | 'round'>, stage: Stage = 'final'): { inc: Row | undefined; metrics: number[] } {
   const inc = incumbentBefore(exps, exp.seq);
-  return { inc, metrics: inc ? okMetrics(visibleAt(evals.get(inc.id), inc, roundOf(exp))) : [] };
+  return { inc, metrics: inc ? okMetrics(visibleAt(evals.get(inc.id), inc, seenRound(roundOf(exp), stage))) : [] };
 }
 
 /**
- * The judgement of candidate `exp` on its evaluations `m` (one: the screen; all: after the
- * confirmations): against the incumbent as of its round, noise from the earlier rounds' groups
- * plus its own evaluations (when it has two or more), at the round's α.
+ * The judgement of candidate `exp` on its evaluations `m` (the screen: its first; final: all,
+ * after the confirmations): against the incumbent as of that stage, noise from the earlier
+ * rounds' groups plus its own evaluations (when it has two or more), at the round's α.
  */
 export function judgeCandidate(
   exps: Row[], evals: Map<number, EvaluationRow[]>, exp: Row, m: number[],
-  direction: 'minimize' | 'maximize', rule: AcceptanceRule,
+  direction: 'minimize' | 'maximize', rule: AcceptanceRule, stage: Stage = 'final',
 ): Judgement & { incumbent: number[] } {
-  const { metrics } = incumbentMetrics(exps, evals, exp);
-  const groups = noiseGroupsBefore(exps, evals, exp);
+  const { metrics } = incumbentMetrics(exps, evals, exp, stage);
+  const groups = noiseGroupsBefore(exps, evals, exp, stage);
   if (m.length >= 2) groups.push(m);
   const j = judge(direction, metrics, m, pooledNoise(groups), { ...rule, alpha: roundAlpha(rule.alpha, exps, exp) });
   return { ...j, incumbent: metrics };

@@ -368,20 +368,40 @@ interface Variant {
   judgement: Judgement;
 }
 
+/** what a judgement saw: the incumbent's metrics and the noise groups pooled (before the candidate's own) */
+export interface Seen {
+  incumbent: number[];
+  before: number[][];
+}
+
 /**
- * Re-derive one experiment's judgements as the loop computed them (src/loop.ts judgeCandidate):
- *  - screen: the first evaluation against the incumbent's evaluations, noise from the earlier groups;
- *  - final (confirm_repeats > 0): the mean of all evaluations, noise from the earlier groups plus
- *    the candidate's own evaluations, once.
+ * Re-derive one experiment's judgements as the loop computed them (src/acceptance.ts judgeCandidate):
+ *  - screen: the first evaluation against what the incumbent and the noise groups had as of the
+ *    round's start (`screen`: the loop's variants, see below);
+ *  - final (confirm_repeats > 0): the mean of all evaluations against the incumbent as of the
+ *    round, noise from the earlier groups plus the candidate's own evaluations, once.
  */
 export function rejudge(
   direction: 'minimize' | 'maximize', rule: AcceptanceRule, confirmRepeats: number,
-  incumbent: number[], candidate: number[], screen: number, before: number[][],
+  seen: { screen: Array<Seen & { name: string }>; final: Seen }, candidate: number[], screen: number,
 ): { screen: Variant[]; final: Variant[] } {
-  const j = (cand: number[], groups: number[][]) => judge(direction, incumbent, cand, pooledNoise(groups), rule);
-  const screenV: Variant[] = [{ name: 'loop', judgement: j([screen], before) }];
+  const j = (cand: number[], incumbent: number[], groups: number[][]) => judge(direction, incumbent, cand, pooledNoise(groups), rule);
+  const screenV: Variant[] = seen.screen.map((s) => ({ name: s.name, judgement: j([screen], s.incumbent, s.before) }));
   if (confirmRepeats === 0) return { screen: screenV, final: screenV };
-  return { screen: screenV, final: [{ name: 'loop', judgement: j(candidate, candidate.length >= 2 ? [...before, candidate] : before) }] };
+  const f = seen.final;
+  return { screen: screenV, final: [{ name: 'loop', judgement: j(candidate, f.incumbent, candidate.length >= 2 ? [...f.before, candidate] : f.before) }] };
+}
+
+/**
+ * What a screen of `e` saw: as of its round's start (the loop since 2026-12-02), or — for runs
+ * recorded before — after the round's fresh incumbent repeat, which then ran beside the screens.
+ */
+function screenViews(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, e: ExperimentRow): Array<Seen & { name: string }> {
+  return (['screen', 'final'] as const).map((stage) => ({
+    name: stage === 'screen' ? 'loop' : 'loop before 2026-12-02',
+    incumbent: incumbentMetrics(exps, evals, e, stage).metrics,
+    before: noiseGroupsBefore(exps, evals, e, stage),
+  }));
 }
 
 function storedMatches(e: ExperimentRow, j: Judgement): boolean {
@@ -442,7 +462,7 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
     judged++;
     const before = noiseGroupsBefore(exps, evals, e);
     // several candidates per round: each is tested at α / k (src/loop.ts roundAlpha)
-    const v = rejudge(dir, { ...rule, alpha: roundAlpha(rule.alpha, exps, e) }, c, incM, m, screenEval.metric, before);
+    const v = rejudge(dir, { ...rule, alpha: roundAlpha(rule.alpha, exps, e) }, c, { screen: screenViews(exps, evals, e), final: { incumbent: incM, before } }, m, screenEval.metric);
     const screenPass = v.screen.find((x) => x.judgement.pass);
 
     if (e.decision === 'kept') {

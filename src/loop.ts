@@ -25,7 +25,7 @@ import { buildManifest, matchGlobs, verifyManifest, walkFiles, LockViolation, ty
 import { globMatcher } from '../base/glob.ts';
 import { noiseMargin, type Judgement } from './ratchet.ts';
 import { pooledNoise, mean, stddev, type Noise } from '../base/stats.ts';
-import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf } from './acceptance.ts';
+import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf, type Stage } from './acceptance.ts';
 import { SlotPool, planSlots } from './slots.ts';
 import { LocalDispatcher, QueueWaitExpired, redactUrl, type Dispatcher } from './dispatch.ts';
 import { slotLine, runEtaMs, type SlotState } from './progress.ts';
@@ -739,8 +739,8 @@ ${proposal.hypothesis}`);
 function screenMarginFor(ctx: RunCtx, exps: ExperimentRow[], seq: number, round: number): number {
   const evals = evaluationsOfRun(ctx.db, ctx.run.id);
   const at = { seq, round };
-  const inc = incumbentMetrics([...exps, { id: -1, seq, round, decision: null, candidate_commit: null }] as ExperimentRow[], evals, at).metrics;
-  return noiseMargin(pooledNoise(noiseGroupsBefore(exps, evals, at)), 1, Math.max(1, inc.length), {
+  const inc = incumbentMetrics([...exps, { id: -1, seq, round, decision: null, candidate_commit: null }] as ExperimentRow[], evals, at, 'screen').metrics;
+  return noiseMargin(pooledNoise(noiseGroupsBefore(exps, evals, at, 'screen')), 1, Math.max(1, inc.length), {
     alpha: ctx.study.acceptance.alpha / Math.max(1, ctx.study.proposer.candidates, ctx.dispatcher.size), minDelta: ctx.study.acceptance.min_delta,
   });
 }
@@ -935,21 +935,23 @@ interface Passed {
   started: number;
 }
 
-/** The acceptance test of candidate `exp` on its evaluations `m` (src/acceptance.ts: the same rule `audit` re-derives). */
-function judgeOf(ctx: RunCtx, exp: ExperimentRow, m: number[]): Judgement & { incumbent: number[] } {
+/** The acceptance test of candidate `exp` on its evaluations `m` at `stage` (src/acceptance.ts: the same rule `audit` re-derives). */
+function judgeOf(ctx: RunCtx, exp: ExperimentRow, m: number[], stage: Stage): Judgement & { incumbent: number[] } {
   return judgeCandidate(listExperiments(ctx.db, ctx.run.id), evaluationsOfRun(ctx.db, ctx.run.id), exp, m, ctx.study.metric.direction, {
     alpha: ctx.study.acceptance.alpha, minDelta: ctx.study.acceptance.min_delta,
-  });
+  }, stage);
 }
 
 /**
  * Evaluate the pending candidates of one round and decide it. With several slots the round runs
- * at once: the incumbent gets fresh repeats (interleaved, so its noise is measured under the same
- * load), the candidates' screens run beside them, each screen is judged once the incumbent's
- * repeats of this round are in, and a candidate that passes starts its confirmations at once.
- * Failures are recorded as they fail; then the best of those that passed is kept and the others
- * discarded. Passed candidates stay pending until then, with all their evaluations stored, so a run
- * killed in between re-judges them from the store on resume without evaluating again.
+ * at once: the candidates' screens side by side, each judged as it comes in (against the
+ * incumbent as of the round's start), and a candidate that passes starts its confirmations at
+ * once; the first one to pass also starts one fresh repeat of the incumbent beside them (its
+ * noise under the same load), which every final judgement of the round waits for. A round where
+ * no screen passes runs nothing but its screens. Failures are recorded as they fail; then the best
+ * of those that passed is kept and the others discarded. Passed candidates stay pending until
+ * then, with all their evaluations stored, so a run killed in between re-judges them from the
+ * store on resume without evaluating again.
  */
 async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void> {
   const parent = pending[0]!.parent_commit;
@@ -969,23 +971,20 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
   } else {
     const inc = incumbentBefore(listExperiments(ctx.db, ctx.run.id), pending[0]!.seq)!;
     const screenAgainst = taskMeans(ctx.db, ctx.run.id, inc.seq);
-    const incRepeats = incumbentRepeats(ctx, inc, r);
-    const results = await together(ctx, [
-      // the incumbent's fresh repeats of this round, first in the queue
-      async (signal: AbortSignal) => {
-        await Promise.all(incRepeats.map((rep) => evaluateOnce(ctx, inc, rep, `[incumbent #${inc.seq} repeat ${rep + 1}]`, { round: r, signal })));
-        return null;
-      },
-      ...pending.map((exp) => async (signal: AbortSignal) => {
-        const started = Date.now();
-        ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${exp.hypothesis}`);
-        const screen = evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, `[exp ${exp.seq}/${ctx.study.budget.experiments}]`, { round: r, screenAgainst, signal }));
-        return { exp, screen, started };
-      }),
-    ]);
-    // every screen of the round and the incumbent's repeats are in: judge, then confirm those that pass
-    const confirmed = await together(ctx, results.filter((x): x is { exp: ExperimentRow; screen: EvaluationRow; started: number } => x !== null).map((x) => (signal: AbortSignal) => confirmCandidate(ctx, x.exp, x.screen, x.started, r, signal)));
-    for (const p of confirmed) if (p) passed.push(p);
+    // the incumbent's fresh repeats of this round: started by the first screen that passes, awaited by every final judgement
+    let fresh: Promise<unknown> | null = null;
+    const incumbentFresh = (signal: AbortSignal) => (fresh ??= Promise.all(incumbentRepeats(ctx, inc, r).map((rep) => evaluateOnce(ctx, inc, rep, `[incumbent #${inc.seq} repeat ${rep + 1}]`, { round: r, signal }))));
+    const confirmed = await together(ctx, pending.map((exp) => async (signal: AbortSignal) => {
+      const started = Date.now();
+      ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${exp.hypothesis}`);
+      const screen = evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, `[exp ${exp.seq}/${ctx.study.budget.experiments}]`, { round: r, screenAgainst, signal }));
+      return confirmCandidate(ctx, exp, screen, started, r, signal, () => incumbentFresh(signal));
+    }));
+    // the failures, in seq order: the chain's order does not depend on which evaluation finished first
+    for (const f of confirmed) {
+      if ('decision' in f) record(ctx, f.exp, f.decision, f.reason, f.j, f.started, undefined, f.ended);
+      else passed.push(f);
+    }
   }
   const better = (a: Passed, b: Passed) => b.j.improvement - a.j.improvement || a.exp.seq - b.exp.seq;
   passed.sort(better);
@@ -1010,10 +1009,11 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
 
 /**
  * The repeat numbers of the incumbent's fresh evaluations in round `r` still to run: with several
- * slots, one per round (the noise under the same load); none with one slot, as before.
+ * slots, one per round where a candidate passed its screen (the noise under the same load as the
+ * confirmations); none with one slot, or without confirmations (nothing would see it).
  */
 function incumbentRepeats(ctx: RunCtx, inc: ExperimentRow, r: number): number[] {
-  if (ctx.dispatcher.size <= 1 || inc.decision === 'crash' || inc.decision === 'timeout') return [];
+  if (ctx.dispatcher.size <= 1 || ctx.study.acceptance.confirm_repeats === 0 || inc.decision === 'crash' || inc.decision === 'timeout') return [];
   const evals = evaluationsOf(ctx.db, inc.id);
   const have = evals.filter((v) => v.round === r).length;
   const next = Math.max(-1, ...evals.map((v) => v.repeat)) + 1;
@@ -1034,44 +1034,58 @@ async function isKeptCommitOf(ctx: RunCtx, head: string, p: Passed): Promise<boo
 function judgeStored(ctx: RunCtx, exp: ExperimentRow, started: number): Passed | null {
   const m = okMetrics(evaluationsOf(ctx.db, exp.id));
   if (m.length !== 1 + ctx.study.acceptance.confirm_repeats) return null;
-  const j = judgeOf(ctx, exp, m);
+  const j = judgeOf(ctx, exp, m, 'final');
   return j.pass ? { exp, j, m, incMetrics: j.incumbent, started } : null;
 }
 
-/** Judge a candidate's screen; if it passes, run its confirmations and judge them. Returns it when it passed; a failure is recorded here. */
-async function confirmCandidate(ctx: RunCtx, exp: ExperimentRow, screen: EvaluationRow, started: number, r: number, signal: AbortSignal): Promise<Passed | null> {
+/** A candidate's failure, recorded when its round is decided (then every link of the round covers the round's fresh repeats). */
+interface Failed {
+  exp: ExperimentRow;
+  decision: Decision;
+  reason: string;
+  j: Judgement | null;
+  started: number;
+  ended: number;
+}
+
+/**
+ * Judge a candidate's screen; if it passes, run its confirmations beside the incumbent's fresh
+ * repeats of the round (`incumbentFresh`) and judge them all. Returns it when it passed, else its failure.
+ */
+async function confirmCandidate(
+  ctx: RunCtx, exp: ExperimentRow, screen: EvaluationRow, started: number, r: number, signal: AbortSignal, incumbentFresh: () => Promise<unknown>,
+): Promise<Passed | Failed> {
   const { study, db } = ctx;
   const label = `[exp ${exp.seq}/${study.budget.experiments}]`;
+  const fail = (decision: Decision, reason: string, j: Judgement | null): Failed => ({ exp, decision, reason, j, started, ended: Date.now() });
   if (screen.status !== 'ok') {
-    record(ctx, exp, screen.status as Decision, screen.reason ?? screen.status, null, started);
-    return null;
+    return fail(screen.status as Decision, screen.reason ?? screen.status, null);
   }
   const screenedOut = screen.telemetry ? (JSON.parse(screen.telemetry).screened_out as string | undefined) : undefined;
   if (screenedOut) {
-    record(ctx, exp, 'discarded', screenedOut, null, started);
-    return null;
+    return fail('discarded', screenedOut, null);
   }
-  let j = judgeOf(ctx, exp, [screen.metric!]);
+  let j = judgeOf(ctx, exp, [screen.metric!], 'screen');
   if (!j.pass) {
-    record(ctx, exp, 'discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction, fm(ctx))} does not beat the margin ${fm(ctx)(j.margin)}`, j, started);
-    return null;
+    return fail('discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction, fm(ctx))} does not beat the margin ${fm(ctx)(j.margin)}`, j);
   }
   const c = study.acceptance.confirm_repeats;
   const have = new Set(evaluationsOf(db, exp.id).map((v) => v.repeat));
-  const confirmations = await Promise.all(Array.from({ length: c }, (_, i) => i + 1).map((rep) => (have.has(rep)
-    ? Promise.resolve(evaluationsOf(db, exp.id).find((x) => x.repeat === rep)!)
-    : evaluateOnce(ctx, exp, rep, `${label} confirm ${rep}/${c}`, { round: r, signal }))));
+  const [confirmations] = await Promise.all([
+    Promise.all(Array.from({ length: c }, (_, i) => i + 1).map((rep) => (have.has(rep)
+      ? Promise.resolve(evaluationsOf(db, exp.id).find((x) => x.repeat === rep)!)
+      : evaluateOnce(ctx, exp, rep, `${label} confirm ${rep}/${c}`, { round: r, signal })))),
+    c > 0 ? incumbentFresh() : null,
+  ]);
   const failedRep = confirmations.find((v) => v.status !== 'ok');
   if (failedRep) {
-    record(ctx, exp, failedRep.status as Decision, `confirmation repeat ${failedRep.repeat}: ${failedRep.reason ?? failedRep.status}`, null, started);
-    return null;
+    return fail(failedRep.status as Decision, `confirmation repeat ${failedRep.repeat}: ${failedRep.reason ?? failedRep.status}`, null);
   }
   const m = okMetrics(evaluationsOf(db, exp.id));
   if (c > 0) {
-    j = judgeOf(ctx, exp, m);
+    j = judgeOf(ctx, exp, m, 'final');
     if (!j.pass) {
-      record(ctx, exp, 'discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction, fm(ctx))} ≤ margin ${fm(ctx)(j.margin)}`, j, started);
-      return null;
+      return fail('discarded', `passed the screen but not the confirmation: mean of ${m.length} Δ ${fmtDelta(j.improvement, study.metric.direction, fm(ctx))} ≤ margin ${fm(ctx)(j.margin)}`, j);
     }
   }
   return { exp, j, m, incMetrics: j.incumbent, started };
@@ -1101,14 +1115,14 @@ function keptReason(j: { improvement: number; margin: number }, n: number, fmt: 
 
 function record(
   ctx: RunCtx, exp: ExperimentRow, decision: Decision, reason: string,
-  j: { candidateMean: number; incumbentMean: number; improvement: number; margin: number } | null, started: number, keptCommit?: string,
+  j: { candidateMean: number; incumbentMean: number; improvement: number; margin: number } | null, started: number, keptCommit?: string, ended = Date.now(),
 ): void {
   const evals = evaluationsOf(ctx.db, exp.id);
   const m = okMetrics(evals);
   decideExperiment(ctx.db, exp.id, {
     decision, reason, metric: m.length ? mean(m) : null, incumbent_metric: j?.incumbentMean ?? null,
     improvement: j?.improvement ?? null, margin: j?.margin ?? null, kept_commit: keptCommit ?? null,
-    wall_ms: Date.now() - started, inside_ms: insideMs(evals),
+    wall_ms: ended - started, inside_ms: insideMs(evals),
   });
   const name = ctx.study.metric.name;
   const metricText = m.length ? `${name}=${fm(ctx)(mean(m))}` : '';

@@ -165,7 +165,7 @@ export function nelderMead(f: (x: number[]) => number, x0: number[], step = 0.5,
  * (it centres the noise prior; else the noise is left to the data). `minSignalSd`: the least
  * variation the model may assume of f (in y's units), so regions nobody tried stay uncertain.
  */
-export function fitGp(X: number[][], y: number[], counts: number[], noiseSd?: number, minSignalSd = 0): GpFit {
+export function fitGp(X: number[][], y: number[], counts: number[], noiseSd?: number, minSignalSd = 0, fixed?: GpHyper): GpFit {
   const d = X[0]?.length ?? 0;
   const p = standardize(X, y, counts);
   const snCentre = noiseSd !== undefined && noiseSd > 0 ? Math.log(Math.max(1e-4, noiseSd / p.scale)) : Math.log(0.1);
@@ -181,13 +181,17 @@ export function fitGp(X: number[][], y: number[], counts: number[], noiseSd?: nu
     const prior = h.logLen.reduce((s, l) => s + logNormal(l, Math.log(0.3), 1), 0) + logNormal(h.logSf, 0, 1) + logNormal(h.logSn, snCentre, snSpread);
     return -(fct.logLik + prior);
   };
-  let best: { x: number[]; value: number } | null = null;
-  for (const start of [0.3, 1]) {
-    const t0 = [...Array(d).fill(Math.log(start)), Math.max(0, sfFloor + 0.1), snCentre];
-    const r = nelderMead(objective, t0, 0.7, 50 + 25 * d);
-    if (!best || r.value < best.value) best = r;
+  // hyperparameters given (a fit conditioned on more points, e.g. the pending candidates of a round): no search
+  let hyper = fixed;
+  if (!hyper) {
+    let best: { x: number[]; value: number } | null = null;
+    for (const start of [0.3, 1]) {
+      const t0 = [...Array(d).fill(Math.log(start)), Math.max(0, sfFloor + 0.1), snCentre];
+      const r = nelderMead(objective, t0, 0.7, 50 + 25 * d);
+      if (!best || r.value < best.value) best = r;
+    }
+    hyper = unpack(best!.x);
   }
-  const hyper = unpack(best!.x);
   const fct = factor(p, hyper) ?? factor(p, { ...hyper, logSn: Math.log(0.3) })!;
   const kStar = (x: number[]) => p.X.map((xi) => fct.sf2 * matern52(x, xi, fct.len));
   return {

@@ -171,10 +171,20 @@ export class SearchProposer implements Proposer {
     const noise = obs.noiseSd ?? 0;
     const margin0 = ctx.screenMargin ?? T_SCREEN * noise * Math.sqrt(1 + 1 / obs.incumbentN);
     // optimism where nothing was tried: the prior lets f vary by at least the margin (else a flat start stays flat)
-    const model = obs.distinct >= 2 ? fitGp(obs.X, obs.y, obs.counts, obs.noiseSd, Math.max(margin0, noise)) : null;
+    const fit = obs.distinct >= 2 ? fitGp(obs.X, obs.y, obs.counts, obs.noiseSd, Math.max(margin0, noise)) : null;
     // the margin the ratchet's screen will ask of this candidate (the loop says; else an estimate)
     const margin = margin0;
-    const incPred = model ? model.predict(xInc) : null;
+    const incPred = fit ? fit.predict(xInc) : null;
+    // the candidates of this round still pending (parallel slots): believed to improve nothing (a
+    // "constant liar", as Optuna's samplers treat running trials), so this proposal goes elsewhere
+    // instead of next to one already being evaluated
+    const pending = fit ? ctx.ledger.filter((e) => e.decision === 'pending').map((e) => assignmentOf(e, start)).filter((a): a is Record<string, KnobValue> => a !== null) : [];
+    const model = fit && pending.length
+      ? fitGp(
+        [...obs.X, ...pending.map((a) => dims.map((d) => toUnit(d, a[d.key] ?? start[d.key]!)))], [...obs.y, ...pending.map(() => incPred!.mean)],
+        [...obs.counts, ...pending.map(() => 1)], obs.noiseSd, Math.max(margin0, noise), fit.hyper,
+      )
+      : fit;
 
     const region = trustRegion(ctx.ledger, dims.length);
     const pool = candidates(dims, xInc, obs, rand, model ? region : 0);

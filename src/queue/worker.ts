@@ -10,7 +10,7 @@
  * It refreshes a heartbeat key (host, slots, hardware, last seen) every 2 s, and on SIGTERM or
  * SIGINT stops taking jobs and finishes those it holds (BullMQ's worker.close()).
  */
-import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -58,6 +58,46 @@ export interface JobOptions {
 /** one corpus cache built at a time per folder (two slots asking for it wait for one build) */
 const building = new Map<string, Promise<unknown>>();
 
+/**
+ * A worker's temporary folders are named by its host and process id, so that a later worker can
+ * tell those of a worker that died (SIGKILL, OOM, power) from those of one that still runs.
+ */
+function tempFolder(kind: 'job' | 'cache'): string {
+  return mkdtempSync(join(tmpdir(), `autoagent-worker-${kind === 'cache' ? 'cache-' : ''}${hostname()}-${process.pid}-`));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary folders (job repositories, corpus caches) that workers of this host left
+ * when they died without cleaning up; those of live processes are kept. Returns the names removed.
+ */
+export function sweepDeadWorkerFolders(dir = tmpdir(), host = hostname()): string[] {
+  const escaped = host.replace(/[.*+?^$|()[\]{}\\]/g, '\\$&');
+  const re = new RegExp(`^autoagent-worker-(?:cache-)?${escaped}-(\\d+)-[^/]+$`);
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const pid = Number(re.exec(name)?.[1] ?? NaN);
+    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
 /** Evaluate one job in a private temporary repository; never throws for what the job holds. */
 export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResult> {
   const t0 = Date.now();
@@ -78,7 +118,7 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
     return refuse('locked resources outside the repository (other than a trainer\'s corpus cache) are not evaluated by queue workers yet');
   }
   if (data.unsafe_no_sandbox === false && o.unsafeNoSandbox) return refuse('this worker runs without a sandbox (--unsafe-no-sandbox) and the run was not started with --unsafe-no-sandbox');
-  const dir = mkdtempSync(join(tmpdir(), 'autoagent-worker-'));
+  const dir = tempFolder('job');
   try {
     await g.gitRaw(dir, ['init', '-q']);
     const bundle = join(dir, '.git', 'candidate.bundle');
@@ -220,7 +260,13 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   // trainer corpus caches live as long as the worker (content-addressed: every run on one corpus shares one)
   // (made by the first trainer job: a worker of command studies, or one killed, leaves no empty folder)
   let cacheDir: string | undefined;
-  const cacheRoot = () => (cacheDir ??= mkdtempSync(join(tmpdir(), 'autoagent-worker-cache-')));
+  const cacheRoot = () => (cacheDir ??= tempFolder('cache'));
+  // what workers of this host that died left behind: at the start, and before each job (one may have died since)
+  const sweep = () => {
+    const gone = sweepDeadWorkerFolders();
+    if (gone.length) o.log(`removed ${gone.length} temporary folder(s) left by worker(s) that died: ${gone.join(', ')}`);
+  };
+  sweep();
   // one GPU per job while there are as many as slots (as local trainer slots); else all of them are visible to each
   const freeGpus = gpus.length >= o.slots ? [...gpus] : [];
   const worker = new Worker<JobData, JobResult>(QUEUE_NAME, async (job: Job<JobData, JobResult>) => {
@@ -229,6 +275,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     try {
       const data = JobDataSchema.parse(job.data);
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: started`);
+      sweep();
       // no GPU to itself: with several slots, an even share of the CPUs (as local trainer slots)
       const lease: Lease | undefined = gpu ? { gpu: { ...gpu, devices: gpuDevices(gpu) }, hardware: gpu.name }
         : o.slots > 1 ? { cpus: Math.max(1, Math.floor(availableParallelism() / o.slots)), hardware: null } : undefined;

@@ -654,6 +654,43 @@ test('search proposes whole assignments where its model expects an improvement b
   assert.ok(ups.filter((n) => n > 6).length >= 6, `N_LAYER keeps rising: ${ups}`);
 });
 
+test('a round of proposals (parallel slots) spreads out: a pending round-mate is believed to improve nothing', async () => {
+  // a noisy bowl in two knobs, measured at seven assignments; the incumbent sits near the minimum
+  const f = (x: number, n: number) => (x - 3) ** 2 + (n - 5) ** 2;
+  const assign = (x: number, n: number) => ({ 'p.py:X': x, 'p.py:N': n });
+  const tried: Array<[number, number]> = [[1, 2], [3.5, 3], [4.6, 1], [0.4, 1], [2.5, 4], [6.2, 6], [2.6, 4]];
+  const ledger: LedgerEntry[] = [
+    { seq: 0, hypothesis: 'baseline', decision: 'baseline', metric: f(1, 2), values: [f(1, 2) + 0.2, f(1, 2) - 0.2, f(1, 2)] },
+    ...tried.slice(1).map(([x, n], i): LedgerEntry => ({ seq: i + 1, hypothesis: `X ${x}, N ${n}`, decision: i === 5 ? 'kept' : 'discarded', metric: f(x, n), values: [f(x, n)], meta: { proposer: 'search', assignment: assign(x, n), changed: [] } })),
+  ];
+  const files = { 'p.py': 'X = 2.6\nN = 4\n' };
+  const knobs = [{ file: 'p.py', name: 'X', min: 0, max: 10 }, { file: 'p.py', name: 'N', min: 1, max: 10 }];
+  // four proposals of one round, each seeing the ones before it: as pending round-mates (now), or only as seen files (before)
+  const round = async (asPending: boolean) => {
+    const out: Array<Record<string, number>> = [];
+    const seen = new Set([filesHash(files)]);
+    const l = structuredClone(ledger);
+    for (let i = 0; i < 4; i++) {
+      const prop = (await new SearchProposer().propose(ctxFor(files, { ledger: structuredClone(l), random: seededRandom(1, l.length), knobs, seen: new Set(seen), screenMargin: 0.3, baseFiles: { 'p.py': 'X = 1.0\nN = 2\n' } })))!;
+      const a = (prop.meta as { assignment: Record<string, number> }).assignment;
+      out.push(a);
+      seen.add(filesHash(applyEdits(files, prop.edits)));
+      if (asPending) l.push({ seq: l.length, hypothesis: prop.hypothesis, decision: 'pending', meta: JSON.parse(JSON.stringify(prop.meta)) });
+    }
+    // the smallest distance between two proposals of the round, in units of each knob's range
+    let min = Infinity;
+    for (let i = 0; i < out.length; i++) for (let j = i + 1; j < out.length; j++) {
+      min = Math.min(min, Math.hypot((out[i]!['p.py:X']! - out[j]!['p.py:X']!) / 10, (out[i]!['p.py:N']! - out[j]!['p.py:N']!) / 9));
+    }
+    return { out, min };
+  };
+  const now = await round(true);
+  const before = await round(false);
+  console.log(`  closest two proposals of a round: ${now.min.toFixed(3)} with pending round-mates (${JSON.stringify(now.out)}), ${before.min.toFixed(3)} without (${JSON.stringify(before.out)})`);
+  assert.ok(now.min > 0.05, `proposals of one round nearly coincide: ${JSON.stringify(now.out)}`);
+  assert.ok(now.min > 3 * before.min, `${now.min} vs ${before.min}`);
+});
+
 test('a knob declared with search: false is never proposed', async () => {
   const src = 'LR = 1e-3  # learning rate\nCOMPILE = True  # only matters on CUDA\n';
   assert.deepEqual(findKnobs('t.py', src, [{ file: 't.py', name: 'COMPILE', search: false }]).map((k) => k.name), ['LR']);

@@ -1,6 +1,6 @@
 // Parallel evaluation slots, with the in-process fake kind (milliseconds, no sandbox): rounds of
 // max(candidates, parallel) candidates from one incumbent, screens and confirmations in parallel,
-// fresh incumbent repeats interleaved, one keep per round at α / k, the same ledger whatever the
+// a fresh incumbent repeat beside the confirmations of a round where a screen passed, one keep per round at α / k, the same ledger whatever the
 // timing, GPU leases never shared, a stop in one slot stops the others.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +13,7 @@ import { auditRun } from '../../src/audit.ts';
 import { ledgerText } from '../../src/views.ts';
 import { openDb, listExperiments, evaluationsOfRun, evaluationsOf, getRun, latestRun } from '../../traces/index.ts';
 import { planSlots } from '../../src/slots.ts';
+import { judgeCandidate } from '../../src/acceptance.ts';
 import { StudySchema } from '../../src/study.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
 
@@ -42,7 +43,7 @@ function summary(dbPath: string, runId: string) {
   return out;
 }
 
-test('parallel 4: rounds of 4 candidates evaluated at once, one fresh incumbent repeat per round, one keep per round; audit passes', async () => {
+test('parallel 4: rounds of 4 candidates evaluated at once, one fresh incumbent repeat in a round where a screen passed, one keep per round; audit passes', async () => {
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 4\n') });
   try {
     const kind = new FakeKind({ noise: 0.05, delayMs: (seed) => 20 + (seed * 7919) % 40 });
@@ -57,19 +58,60 @@ test('parallel 4: rounds of 4 candidates evaluated at once, one fresh incumbent 
     assert.deepEqual([...rounds.values()].map((r) => r.length), [4, 4], 'two rounds of four candidates');
     for (const r of rounds.values()) assert.ok(r.filter((e) => e.decision === 'kept').length <= 1, 'at most one keep per round');
     assert.ok(exps.some((e) => e.decision === 'kept'), 'the quadratic improves');
-    // the incumbent of each round got one fresh repeat in that round, recorded with its round and slot
+    // the incumbent of a round where a screen passed (a candidate was confirmed) got one fresh repeat in
+    // that round, recorded with its round and slot, after the screens it was not seen by
     for (const [r, members] of rounds) {
       const incSeq = Math.max(0, ...exps.filter((e) => e.decision === 'kept' && e.round! < r).map((e) => e.seq));
       const inc = exps.find((e) => e.seq === incSeq)!;
-      assert.equal((evals.get(inc.id) ?? []).filter((v) => v.round === r).length, 1, `incumbent #${inc.seq} repeated once in round ${r}`);
+      const confirmed = members.filter((e) => (evals.get(e.id) ?? []).some((v) => v.repeat === 1));
+      const fresh = (evals.get(inc.id) ?? []).filter((v) => v.round === r);
+      assert.equal(fresh.length, confirmed.length ? 1 : 0, `incumbent #${inc.seq} repeated ${confirmed.length ? 'once' : 'never'} in round ${r}`);
       for (const e of members) for (const v of evals.get(e.id) ?? []) assert.ok(v.slot !== null && v.slot >= 0 && v.slot < 4);
+      // a screen is judged on what the incumbent had at the round's start: its stored incumbent metric (a
+      // candidate discarded at its screen) is the mean of the incumbent's evaluations of earlier rounds
+      const before = (evals.get(inc.id) ?? []).filter((v) => (v.round ?? inc.round ?? inc.seq) < r).map((v) => v.metric!);
+      for (const e of members.filter((x) => x.decision === 'discarded' && /^first evaluation/.test(x.reason ?? ''))) {
+        assert.ok(Math.abs(e.incumbent_metric! - before.reduce((a, b) => a + b, 0) / before.length) < 1e-9, `#${e.seq}: screened against the round's start`);
+      }
     }
+    assert.ok(exps.some((e) => /^first evaluation/.test(e.reason ?? '')), 'some candidate was discarded at its screen');
     const text = ledgerText(db, getRun(db, res.runId)!);
     assert.match(text, /round\s+slot/);
     assert.match(text, /fresh repeat of (the incumbent|incumbent #\d+) in round \d+/);
     db.close();
     const audit = await auditRun(openDb(res.dbPath), res.runId, { rescore: false });
     assert.ok(audit.ok, audit.problems.join('\n'));
+  } finally {
+    cleanup(repo);
+  }
+});
+
+test('audit re-derives a screen either way: as of the round start (now), or after the round\'s fresh incumbent repeat (runs before 2026-12-02); other numbers fail', async () => {
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 4\n').replace('experiments: 8', 'experiments: 16') });
+  try {
+    const res = await startRun(join(repo, 'study.yaml'), opts(new FakeKind({ noise: 0.05, delayMs: 5 })));
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    const db = openDb(res.dbPath);
+    const exps = listExperiments(db, res.runId);
+    const evals = evaluationsOfRun(db, res.runId);
+    const acc = (JSON.parse(getRun(db, res.runId)!.study_json) as { acceptance: { alpha: number; min_delta: number } }).acceptance;
+    const rule = { alpha: acc.alpha, minDelta: acc.min_delta };
+    // a candidate discarded at its screen in a round where the incumbent got a fresh repeat (after the screens)
+    const target = exps.map((e) => ({ e, old: judgeCandidate(exps, evals, e, [evaluationsOf(db, e.id)[0]?.metric ?? NaN], 'minimize', rule, 'final') }))
+      .find(({ e, old }) => e.decision === 'discarded' && /^first evaluation/.test(e.reason ?? '') && !old.pass && Math.abs(old.incumbentMean - e.incumbent_metric!) > 1e-12);
+    assert.ok(target, 'a screen-discarded candidate in a round with a fresh incumbent repeat');
+    const write = (j: { incumbentMean: number; improvement: number; margin: number }) => db.prepare('UPDATE experiments SET incumbent_metric = ?, improvement = ?, margin = ? WHERE id = ?').run(j.incumbentMean, j.improvement, j.margin, target.e.id);
+    const evidence = async () => (await auditRun(openDb(res.dbPath), res.runId, { rescore: false })).problems.filter((p) => p.startsWith('evidence:'));
+    assert.deepEqual(await evidence(), [], 'as the loop stored it');
+    // the numbers the loop before 2026-12-02 stored (its screen saw the round's fresh repeat): still the rule
+    write(target.old);
+    assert.deepEqual(await evidence(), []);
+    // numbers neither rule gives
+    write({ ...target.old, margin: target.old.margin * 2 + 0.01 });
+    const bad = await evidence();
+    assert.equal(bad.length, 1, bad.join('\n'));
+    assert.match(bad[0]!, new RegExp(`#${target.e.seq} \\(discarded\\): stored improvement`));
+    db.close();
   } finally {
     cleanup(repo);
   }
@@ -112,11 +154,19 @@ test('a pure-noise study with parallel 4 keeps at most 5% of its candidates (α 
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 4\nproposer: { type: random }\n').replace('experiments: 8', 'experiments: 80') });
   try {
     const res = await startRun(join(repo, 'study.yaml'), opts(new FakeKind({ pureNoise: true, noise: 1 })));
-    const exps = summary(res.dbPath, res.runId).filter((e) => e.seq > 0 && e.decision !== 'rejected');
+    const all = summary(res.dbPath, res.runId);
+    const exps = all.filter((e) => e.seq > 0 && e.decision !== 'rejected');
     const kept = exps.filter((e) => e.decision === 'kept').length;
     console.log(`  pure noise, parallel 4: kept ${kept} of ${exps.length} candidates`);
     assert.ok(exps.length >= 70);
     assert.ok(kept <= 0.05 * exps.length, `kept ${kept} of ${exps.length}`);
+    // a round where no screen passed runs its screens and nothing else: no fresh repeat of the incumbent
+    const rounds = [...new Set(exps.map((e) => e.round!))];
+    const quiet = rounds.filter((r) => exps.filter((e) => e.round === r).every((e) => e.evals.length === 1));
+    assert.ok(quiet.length >= 5, `${quiet.length} rounds without a passed screen`);
+    const freshIn = new Set(all.flatMap((e) => e.evals.filter((v) => v[2] !== null && v[2] !== (e.round ?? e.seq)).map((v) => v[2] as number)));
+    for (const r of quiet) assert.ok(!freshIn.has(r), `round ${r}: no screen passed, yet the incumbent was repeated`);
+    for (const r of freshIn) assert.ok(!quiet.includes(r));
   } finally {
     cleanup(repo);
   }

@@ -213,7 +213,9 @@ test('a worker SIGKILLed mid-job: the job is delivered again to another worker a
   await flush();
   // the command sleeps so a job is surely in flight when the worker is killed
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1, parallel: 1, command: 'sleep 1', baseline: 1 }) });
-  const pair = await Promise.all([startWorker(repo), startWorker(repo)]);
+  // the workers' own temporary folder, to see what a killed one leaves there
+  const tmp = mkdtempSync(join(tmpdir(), 'aa-worker-tmp-'));
+  const pair = await Promise.all([startWorker(repo, [], { TMPDIR: tmp }), startWorker(repo, [], { TMPDIR: tmp })]);
   try {
     const coordinator = run(repo, { url });
     await until('the first job to start', () => pair.some((w) => /started/.test(w.log())));
@@ -221,8 +223,10 @@ test('a worker SIGKILLed mid-job: the job is delivered again to another worker a
     const doomed = pair.find((w) => /started/.test(w.log()))!;
     const rescuer = pair.find((w) => w !== doomed)!;
     const jobId = /job (\S+) #0 repeat 0: started/.exec(doomed.log())![1]!;
+    const left = () => readdirSync(tmp).filter((n) => new RegExp(`^autoagent-worker-.*-${doomed.child.pid}-`).test(n));
     doomed.child.kill('SIGKILL');
     await doomed.exited;
+    assert.equal(left().length, 1, 'the killed worker left its job folder');
     try {
       const res = await coordinator.result;
       assert.equal(res.status, 'finished', res.stopReason ?? '');
@@ -232,10 +236,15 @@ test('a worker SIGKILLed mid-job: the job is delivered again to another worker a
       assert.equal(l.reduce((s, e) => s + e.evals.length, 0), done.size, 'each evaluation recorded once');
       assert.ok(l.every((e) => e.evals.every((v) => v[2] === 'ok')));
       await audited(res.dbPath, res.runId);
+      // the other worker removed it when it took the job (the dead worker's pid is gone); nothing else is left
+      assert.deepEqual(left(), []);
+      assert.match(rescuer.log(), /removed 1 temporary folder\(s\) left by worker\(s\) that died/);
     } finally {
       await stopWorker(rescuer);
     }
+    assert.deepEqual(readdirSync(tmp).filter((n) => n.startsWith('autoagent-')), [], 'a drained worker leaves nothing of its own');
   } finally {
+    rmSync(tmp, { recursive: true, force: true });
     cleanup(repo);
   }
 });
