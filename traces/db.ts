@@ -495,7 +495,7 @@ export function migrate(db: DB, path = 'the store'): void {
   if (current === MIGRATIONS.length) return;
   // rebuilding the search index (migration 11) takes about a minute per million spans: say so first,
   // since every other autoagent command on this store waits (and gives up after a few seconds)
-  if (current >= 1 && current < 11) {
+  if (current >= 1 && current < 11 && db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'spans'").get()) {
     const spans = (db.prepare('SELECT count(*) AS n FROM spans').get() as { n: number }).n;
     if (spans >= 100_000) process.stderr.write(`autoagent: upgrading ${path} (schema ${current} → ${MIGRATIONS.length}): rebuilding the search index of ${spans.toLocaleString('en-US')} spans, about ${Math.max(1, Math.round(spans / 1e6))} min; other commands on this store wait until it is done\n`);
   }
