@@ -30,6 +30,8 @@ import { normal, type Uniform } from './rng.ts';
 /** the screen's t quantile, roughly (the ratchet's own t falls from 4.3 to ~2 as repeats accumulate) */
 const T_SCREEN = 2;
 const RANDOM_CANDIDATES = 512;
+/** the initial design's steps from the incumbent (no model yet), drawn first */
+const INITIAL_STEPS = 64;
 const LOCAL_CANDIDATES = 768;
 /** trust region: starting side, bounds, and the kept changes in a row that double it */
 const TR_START = 0.8;
@@ -178,10 +180,11 @@ export class SearchProposer implements Proposer {
     // the candidates of this round still pending (parallel slots): believed to improve nothing (a
     // "constant liar", as Optuna's samplers treat running trials), so this proposal goes elsewhere
     // instead of next to one already being evaluated
-    const pending = fit ? ctx.ledger.filter((e) => e.decision === 'pending').map((e) => assignmentOf(e, start)).filter((a): a is Record<string, KnobValue> => a !== null) : [];
+    const pending = ctx.ledger.filter((e) => e.decision === 'pending').map((e) => assignmentOf(e, start)).filter((a): a is Record<string, KnobValue> => a !== null)
+      .map((a) => dims.map((d) => toUnit(d, a[d.key] ?? start[d.key]!)));
     const model = fit && pending.length
       ? fitGp(
-        [...obs.X, ...pending.map((a) => dims.map((d) => toUnit(d, a[d.key] ?? start[d.key]!)))], [...obs.y, ...pending.map(() => incPred!.mean)],
+        [...obs.X, ...pending], [...obs.y, ...pending.map(() => incPred!.mean)],
         [...obs.counts, ...pending.map(() => 1)], obs.noiseSd, Math.max(margin0, noise), fit.hyper,
       )
       : fit;
@@ -190,15 +193,16 @@ export class SearchProposer implements Proposer {
     const pool = candidates(dims, xInc, obs, rand, model ? region : 0);
     const scored: Scored[] = [];
     const seenKeys = new Set<string>();
-    const consider = (u: number[]): Scored | null => {
+    const consider = (u: number[], initial = false): Scored | null => {
       const values = knobs.map((k, i) => representable(k, dims[i]!, u[i]!));
       const key = JSON.stringify(values);
       if (seenKeys.has(key) || values.every((v, i) => same(v, knobs[i]!.value))) return null;
       seenKeys.add(key);
       let c: Scored;
       if (!model) {
-        // the initial steps first, in the order drawn; the fallbacks after them
-        c = { values, x: u, score: -scored.length };
+        // the initial steps first, in the order drawn; the fallbacks after them. With pending round-mates
+        // (parallel slots): the initial step farthest from them, so a round's first steps go different ways
+        c = { values, x: u, score: pending.length ? (initial ? 1 + Math.sqrt(dims.length) : 0) + Math.min(...pending.map((q) => Math.hypot(...q.map((v, j) => v - u[j]!)))) : -scored.length };
       } else {
         const x = dims.map((d, i) => toUnit(d, values[i]!));
         const p = model.predict(x);
@@ -209,7 +213,7 @@ export class SearchProposer implements Proposer {
       scored.push(c);
       return c;
     };
-    for (const u of pool) consider(u);
+    pool.forEach((u, i) => consider(u, !model && i < INITIAL_STEPS));
     if (model) {
       // polish the best few: small moves that raise the expected improvement, at shrinking scales
       const top = [...scored].sort((a, b) => b.score - a.score).slice(0, REFINE_TOP);
@@ -295,7 +299,7 @@ function candidates(dims: Dim[], xInc: number[], obs: Observations, rand: Unifor
     // an initial step: every knob moved by about a quarter of its range, in a random direction
     // (a bool or a choice changes half of the time); then anything, should those all be taken
     const step = (d: Dim, v: number) => (d.type === 'bool' || d.type === 'choice' ? (rand() < 0.5 ? v : rand()) : clamp(v + (rand() < 0.5 ? -1 : 1) * (0.15 + 0.2 * rand())));
-    for (let i = 0; i < 64; i++) out.push(xInc.map((v, j) => step(dims[j]!, v)));
+    for (let i = 0; i < INITIAL_STEPS; i++) out.push(xInc.map((v, j) => step(dims[j]!, v)));
     for (let j = 0; j < d; j++) for (let s = 0; s <= 16; s++) out.push(xInc.map((v, i) => (i === j ? s / 16 : v)));
     for (let i = 0; i < RANDOM_CANDIDATES; i++) out.push(dims.map(() => rand()));
     return out;

@@ -686,6 +686,36 @@ test('a round of proposals (parallel slots) spreads out: a pending round-mate is
   };
   const now = await round(true);
   const before = await round(false);
+  // and before any model (the first round of a run): the initial steps of one round go different ways
+  const closest = (pts: Array<[number, number]>) => {
+    let m = Infinity;
+    for (let i = 0; i < pts.length; i++) for (let j = i + 1; j < pts.length; j++) m = Math.min(m, Math.hypot((pts[i]![0] - pts[j]![0]) / 10, (pts[i]![1] - pts[j]![1]) / 9));
+    return m;
+  };
+  const first = async (seed: number, asPending: boolean) => {
+    const l: LedgerEntry[] = [{ seq: 0, hypothesis: 'baseline', decision: 'baseline', metric: f(1, 2), values: [f(1, 2)] }];
+    const base = { 'p.py': 'X = 1.0\nN = 2\n' };
+    const seen = new Set([filesHash(base)]);
+    const out: Array<[number, number]> = [];
+    for (let i = 0; i < 4; i++) {
+      const prop = (await new SearchProposer().propose(ctxFor(base, { ledger: structuredClone(l), random: seededRandom(seed, l.length), knobs, seen: new Set(seen) })))!;
+      const a = (prop.meta as { assignment: Record<string, number> }).assignment;
+      out.push([a['p.py:X']!, a['p.py:N']!]);
+      seen.add(filesHash(applyEdits(base, prop.edits)));
+      if (asPending) l.push({ seq: l.length, hypothesis: prop.hypothesis, decision: 'pending', meta: JSON.parse(JSON.stringify(prop.meta)) });
+    }
+    return closest(out);
+  };
+  const spread: number[] = [];
+  const blind: number[] = [];
+  for (let seed = 1; seed <= 6; seed++) {
+    spread.push(await first(seed, true));
+    blind.push(await first(seed, false));
+  }
+  const avg = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+  console.log(`  first round (no model yet), closest two of four over 6 seeds: ${spread.map((v) => v.toFixed(2)).join(' ')} with pending round-mates, ${blind.map((v) => v.toFixed(2)).join(' ')} without`);
+  assert.ok(Math.min(...spread) > 0.15, `initial steps of one round nearly coincide: ${spread}`);
+  assert.ok(avg(spread) > 1.5 * avg(blind), `${avg(spread)} vs ${avg(blind)}`);
   console.log(`  closest two proposals of a round: ${now.min.toFixed(3)} with pending round-mates (${JSON.stringify(now.out)}), ${before.min.toFixed(3)} without (${JSON.stringify(before.out)})`);
   assert.ok(now.min > 0.05, `proposals of one round nearly coincide: ${JSON.stringify(now.out)}`);
   assert.ok(now.min > 3 * before.min, `${now.min} vs ${before.min}`);
