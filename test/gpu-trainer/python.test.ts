@@ -3,7 +3,7 @@
 // AUTOAGENT_PYTHON overrides the interpreter; without a torch-enabled Python every test is skipped.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -26,6 +26,19 @@ function py(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000
   });
   if (r.error) throw r.error;
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `py` without blocking: several Pythons (each importing torch) run at once */
+function pyAsync(args: string[], env: Record<string, string> = {}, timeoutMs = 60_000): Promise<Run> {
+  return new Promise((done, fail) => {
+    const child = spawn(PYTHON, args, { timeout: timeoutMs, env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', fail);
+    child.on('close', (code, signal) => (signal ? fail(new Error(`python ${args.join(' ')}: killed by ${signal}\n${stderr}`)) : done({ code, stdout, stderr })));
+  });
 }
 
 function resultOf(run: Run): { status: string; val_bpb?: number; reason?: string; tokens: number } {
@@ -165,29 +178,32 @@ test('train.py (3 s) exports a model, evaluate scores it below 8 bits/byte', { s
   assert.equal(res.tokens, Math.min(65536, valBytes - 1), 'scores the first 65536 bytes of val (or all of it)');
 });
 
-test('train.py with AUTOAGENT_STEPS trains exactly that many steps whatever the clock; AUTOAGENT_TOKENS in whole steps', { skip }, () => {
+test('train.py with AUTOAGENT_STEPS trains exactly that many steps whatever the clock; AUTOAGENT_TOKENS in whole steps', { skip }, async () => {
   const src = fs.readFileSync(TRAIN, 'utf8');
   const perStep = Number(/^BATCH_SIZE = (\d+)/m.exec(src)![1]) * Number(/^BLOCK_SIZE = (\d+)/m.exec(src)![1]);
-  const run = (name: string, budget: Record<string, string>) => {
+  const run = async (name: string, budget: Record<string, string>) => {
     const out = path.join(tmp, name);
-    const r = py([TRAIN], {
+    const r = await pyAsync([TRAIN], {
       AUTOAGENT_DATA_DIR: path.join(brownCache(), 'train'), AUTOAGENT_SEED: '1', AUTOAGENT_OUTPUT_DIR: out,
       AUTOAGENT_TIME_BUDGET: '0.001', ...budget, // a clock budget that would stop after one step: the steps win
     }, 120_000);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     return { r, tel: JSON.parse(fs.readFileSync(path.join(out, 'telemetry.json'), 'utf8')) };
   };
-  const { r, tel } = run('steps-out', { AUTOAGENT_STEPS: '23' });
+  // three runs that share nothing, at once
+  const [{ r, tel }, { tel: tokens }, bad] = await Promise.all([
+    run('steps-out', { AUTOAGENT_STEPS: '23' }),
+    run('tokens-out', { AUTOAGENT_TOKENS: String(2 * perStep + 1) }),
+    pyAsync([TRAIN], { AUTOAGENT_DATA_DIR: path.join(brownCache(), 'train'), AUTOAGENT_OUTPUT_DIR: path.join(tmp, 'bad-out'), AUTOAGENT_STEPS: '0' }),
+  ]);
   assert.equal(tel.steps, 23);
   assert.equal(tel.budget, '23 steps');
   assert.equal(tel.tokens, 23 * perStep);
   assert.equal(tel.loss_curve[tel.loss_curve.length - 1][0], 23, 'the loss curve ends at step 23');
   assert.match(r.stdout, /budget 23 steps/);
   assert.match(r.stdout, /^done: 23 steps/m);
-  const tokens = run('tokens-out', { AUTOAGENT_TOKENS: String(2 * perStep + 1) }).tel;
   assert.equal(tokens.steps, 3, 'ceil(tokens / tokens per step)');
   assert.equal(tokens.budget, `${2 * perStep + 1} tokens = 3 steps`);
-  const bad = py([TRAIN], { AUTOAGENT_DATA_DIR: path.join(brownCache(), 'train'), AUTOAGENT_OUTPUT_DIR: path.join(tmp, 'bad-out'), AUTOAGENT_STEPS: '0' });
   assert.equal(bad.code, 1);
   assert.match(bad.stderr.trim(), /^train\.py: the budget \(0 steps\) must allow at least one step$/);
 });
@@ -237,16 +253,21 @@ for name, mod, meta in [
             json.dump(meta, f)
 `;
 
-test('evaluate: uniform model is exactly 8 bits/byte; cheats are rejected; broken exports crash', { skip }, () => {
+test('evaluate: uniform model is exactly 8 bits/byte; cheats are rejected; broken exports crash', { skip }, async () => {
   const models = path.join(tmp, 'models');
   fs.mkdirSync(models);
   fs.writeFileSync(path.join(tmp, 'models.py'), MODELS);
   const gen = py([path.join(tmp, 'models.py'), models]);
   assert.equal(gen.code, 0, gen.stderr);
   const evaluate = (name: string, extra: string[] = []) =>
-    py([PREPARE, 'evaluate', '--cache', brownCache(), '--model', path.join(models, name, 'model.pt'), '--device', 'cpu', ...extra]);
+    pyAsync([PREPARE, 'evaluate', '--cache', brownCache(), '--model', path.join(models, name, 'model.pt'), '--device', 'cpu', ...extra]);
+  const missingPath = path.join(models, 'absent', 'model.pt');
+  // the evaluations share nothing: all at once, checked in turn below
+  const [uni, noMeta, peek, peekbatch, nan, shape, missing] = await Promise.all([
+    evaluate('uniform', ['--context', '64', '--tokens', '5000']), evaluate('uniform'), evaluate('peek'), evaluate('peekbatch'),
+    evaluate('nan'), evaluate('shape'), pyAsync([PREPARE, 'evaluate', '--cache', brownCache(), '--model', missingPath]),
+  ]);
 
-  const uni = evaluate('uniform', ['--context', '64', '--tokens', '5000']);
   assert.equal(uni.code, 0, uni.stdout + uni.stderr);
   const u = resultOf(uni);
   assert.equal(u.status, 'ok');
@@ -255,12 +276,10 @@ test('evaluate: uniform model is exactly 8 bits/byte; cheats are rejected; broke
   const metric = /^METRIC val_bpb=(\S+)$/m.exec(uni.stdout);
   assert.ok(metric && Math.abs(Number(metric[1]) - 8.0) < 1e-6, uni.stdout);
 
-  const noMeta = evaluate('uniform');
   assert.equal(noMeta.code, 4, 'no model_meta.json and no --context');
   assert.equal(resultOf(noMeta).status, 'crash');
 
-  for (const name of ['peek', 'peekbatch']) {
-    const r = evaluate(name);
+  for (const [name, r] of [['peek', peek], ['peekbatch', peekbatch]] as const) {
     assert.equal(r.code, 3, `${name}: ${r.stdout}${r.stderr}`);
     const res = resultOf(r);
     assert.equal(res.status, 'rejected');
@@ -269,18 +288,14 @@ test('evaluate: uniform model is exactly 8 bits/byte; cheats are rejected; broke
     assert.doesNotMatch(r.stdout, /METRIC/);
   }
 
-  const nan = evaluate('nan');
   assert.equal(nan.code, 4, nan.stdout + nan.stderr);
   assert.equal(resultOf(nan).status, 'crash');
   assert.match(resultOf(nan).reason ?? '', /NaN\/inf/);
 
-  const shape = evaluate('shape');
   assert.equal(shape.code, 4, shape.stdout + shape.stderr);
   assert.equal(resultOf(shape).status, 'crash');
   assert.match(resultOf(shape).reason ?? '', /invalid export.*\[2, \d+, 128\]/);
 
-  const missingPath = path.join(models, 'absent', 'model.pt');
-  const missing = py([PREPARE, 'evaluate', '--cache', brownCache(), '--model', missingPath]);
   assert.equal(missing.code, 4);
   assert.equal(resultOf(missing).status, 'crash');
   assert.equal(resultOf(missing).reason, `no model export at ${missingPath}`);

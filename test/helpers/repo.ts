@@ -1,6 +1,6 @@
 /** Test fixtures: temporary git repositories with a small study. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -70,4 +70,43 @@ budget: { experiments: 1 }
 acceptance: { baseline_repeats: 2, confirm_repeats: ${confirmRepeats} }
 `,
   });
+}
+
+/** a few KB of varied English-like text in 40 documents, the same every time */
+export function tinyCorpus(): string {
+  const words = 'the quick brown fox jumps over a lazy dog while seven bright stars watch quietly from far above the old town'.split(' ');
+  let s = 7;
+  const docs = Array.from({ length: 40 }, () => Array.from({ length: 300 }, () => words[(s = (s * 1103515245 + 12345) % 2147483648) % words.length]).join(' ') + '.');
+  return docs.join('\n\n');
+}
+
+export interface TinyTrainerOverrides {
+  /** the flow mapping after `budget:` */
+  budget?: string;
+  /** the flow mapping after `trainer:` */
+  trainer?: string;
+  /** lines appended to the study */
+  extra?: string;
+}
+
+/** a tiny trainer study on tinyCorpus(): the shipped gpu-trainer/train.py, 3 s of training on CPU, one baseline evaluation */
+export function tinyTrainerStudy(o: TinyTrainerOverrides = {}): string {
+  return `name: tiny-gpt
+kind: trainer
+editable: [train.py]
+locked: [prepare.py, corpus.txt]
+metric: { name: val_bpb, direction: minimize }
+budget: ${o.budget ?? '{ experiment_seconds: 3, grace_seconds: 8, evaluate_seconds: 60, experiments: 1 }'}
+acceptance: { baseline_repeats: 1, confirm_repeats: 0 }
+trainer: ${o.trainer ?? '{ corpus: corpus.txt, eval_tokens: 4096 }'}
+${o.extra ?? ''}`;
+}
+
+const TRAINER_DIR = join(import.meta.dirname, '../../gpu-trainer');
+export const TRAINER_PREPARE_PY = readFileSync(join(TRAINER_DIR, 'prepare.py'), 'utf8');
+export const TRAINER_TRAIN_PY = readFileSync(join(TRAINER_DIR, 'train.py'), 'utf8');
+
+/** a repository with the shipped prepare.py and train.py, tinyCorpus() and tinyTrainerStudy(overrides) */
+export function tinyTrainerRepo(overrides: TinyTrainerOverrides = {}): string {
+  return makeRepo({ 'prepare.py': TRAINER_PREPARE_PY, 'train.py': TRAINER_TRAIN_PY, 'corpus.txt': tinyCorpus(), 'study.yaml': tinyTrainerStudy(overrides) });
 }

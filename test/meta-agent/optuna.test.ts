@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -115,6 +115,9 @@ function simulated(sampler: OptunaSampler) {
   if (!runs.has(sampler)) runs.set(sampler, simulate(sampler, LENGTH[sampler]!, [3]));
   return runs.get(sampler)!;
 }
+// the simulations share nothing and each proposal waits on a Python process: all start at once,
+// each test awaits its own (a failure still fails the test that awaits it)
+for (const s of ['tpe', 'cmaes', 'random', 'qmc'] as const) if (!samplerSkip(s)) simulated(s).catch(() => undefined);
 
 for (const sampler of ['tpe', 'cmaes', 'random', 'qmc'] as const) {
   test(`${sampler}: proposals are valid assignments within the space, written exactly, never repeated`, { skip: samplerSkip(sampler) }, async () => {
@@ -161,10 +164,9 @@ test('tpe beats its own baseline on a smooth objective, and the same ledger give
   const a = await simulated('tpe');
   assert.ok(a.best < a.baseline, `improves: ${a.best} < ${a.baseline}`);
   // the same ledger (rebuilt by a fresh proposer, as after a resume) gives exactly the same proposals
-  const b = await simulate('tpe', 6, [3]);
+  const [b, c] = await Promise.all([simulate('tpe', 6, [3]), simulate('tpe', 3, [], 7)]);
   assert.deepEqual(b.proposals, a.proposals.slice(0, 6));
   // another seed, another sequence
-  const c = await simulate('tpe', 3, [], 7);
   assert.notDeepEqual(c.proposals.map((p) => p.hypothesis), a.proposals.slice(0, 3).map((p) => p.hypothesis));
 });
 
@@ -247,6 +249,16 @@ function cli(repo: string, args: string[], env: NodeJS.ProcessEnv = process.env)
   return spawnSync(process.execPath, [BIN, ...args], { cwd: repo, encoding: 'utf8', env, timeout: 300_000 });
 }
 
+/** the CLI as `cli`, without blocking: other runs go on meanwhile */
+function cliAsync(repo: string, args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [BIN, ...args], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000 });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => done({ status, stderr }));
+  });
+}
+
 test('no Python with Optuna: the run refuses to start with the install line (exit 1), nothing recorded', async () => {
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml('proposer: { type: optuna }\n') });
   try {
@@ -284,16 +296,18 @@ test('resume is exact: 3 experiments then resumed to 6 propose what one uninterr
   const study = studyYaml('proposer: { type: optuna, sampler: tpe, seed: 5 }\n');
   const a = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': study });
   const b = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': study });
+  // the uninterrupted run (in b) goes on while the other (in a) runs and resumes: they share nothing
+  const running = cliAsync(b, ['run', 'study.yaml', '--experiments', '6']);
   try {
-    const first = cli(a, ['run', 'study.yaml', '--experiments', '3']);
+    const first = await cliAsync(a, ['run', 'study.yaml', '--experiments', '3']);
     assert.equal(first.status, 0, first.stderr);
     const dbA = openDb(join(a, '.autoagent', 'autoagent.db'));
     const runA = latestRun(dbA)!;
     assert.equal(listExperiments(dbA, runA.id).length, 4);
     dbA.close();
-    const resumed = cli(a, ['resume', runA.id, '--experiments', '6']);
+    const resumed = await cliAsync(a, ['resume', runA.id, '--experiments', '6']);
     assert.equal(resumed.status, 0, resumed.stderr);
-    const whole = cli(b, ['run', 'study.yaml', '--experiments', '6']);
+    const whole = await running;
     assert.equal(whole.status, 0, whole.stderr);
     const rows = (repo: string) => {
       const db = openDb(join(repo, '.autoagent', 'autoagent.db'));
@@ -307,6 +321,7 @@ test('resume is exact: 3 experiments then resumed to 6 propose what one uninterr
     assert.deepEqual(ra, rb);
     for (const r of ra.slice(1)) assert.match(r.hypothesis, /^optuna tpe trial \d+: /);
   } finally {
+    await running;
     cleanup(a);
     cleanup(b);
   }

@@ -19,7 +19,7 @@ import { auditRun } from '../../src/audit.ts';
 import { queueStatus } from '../../src/queue/cli.ts';
 import { main } from '../../src/cli.ts';
 import { cli } from '../helpers/cli.ts';
-import { makeRepo, cleanup, sh, PARAMS_PY } from '../helpers/repo.ts';
+import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo } from '../helpers/repo.ts';
 import { QUEUE_NAME, jobStudy, sha256, type JobData } from '../../src/queue/common.ts';
 import { evaluateJob } from '../../src/queue/worker.ts';
 import { StudySchema } from '../../src/study.ts';
@@ -459,24 +459,11 @@ test('status --queue and queue status show each worker: id, slots, GPU model, he
   }
 });
 
-/** a tiny trainer study (as test/src/trainer.test.ts): a few KB of text, 3 s of training on CPU */
+/** the tiny trainer study of test/helpers/repo.ts, on CPU, with room for a loaded machine */
 function trainerRepo(): string {
-  const words = 'the quick brown fox jumps over a lazy dog while seven bright stars watch quietly from far above the old town'.split(' ');
-  let x = 7;
-  const docs = Array.from({ length: 40 }, () => Array.from({ length: 300 }, () => words[(x = (x * 1103515245 + 12345) % 2147483648) % words.length]).join(' ') + '.');
-  return makeRepo({
-    'prepare.py': readFileSync(join(ROOT, 'gpu-trainer/prepare.py'), 'utf8'),
-    'train.py': readFileSync(join(ROOT, 'gpu-trainer/train.py'), 'utf8'),
-    'corpus.txt': docs.join('\n\n'),
-    'study.yaml': `name: tiny-gpt
-kind: trainer
-editable: [train.py]
-locked: [prepare.py, corpus.txt]
-metric: { name: val_bpb, direction: minimize }
-budget: { experiment_seconds: 3, grace_seconds: 20, evaluate_seconds: 120, experiments: 0 }
-acceptance: { baseline_repeats: 1, confirm_repeats: 0 }
-trainer: { corpus: corpus.txt, eval_tokens: 4096, device: cpu }
-`,
+  return tinyTrainerRepo({
+    budget: '{ experiment_seconds: 3, grace_seconds: 20, evaluate_seconds: 120, experiments: 0 }',
+    trainer: '{ corpus: corpus.txt, eval_tokens: 4096, device: cpu }',
   });
 }
 

@@ -2,22 +2,18 @@
  * The trainer kind end to end on CPU with tiny budgets, against deliberately cheating train files.
  * Each cheat must be caught by locked code: nothing a train.py prints or writes is trusted.
  */
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { openDb, listExperiments, evaluationsOf, getRun } from '../../traces/index.ts';
 import { showText } from '../../src/views.ts';
 import { findTorchPython } from '../../src/kinds/trainer.ts';
 import type { Proposer, ProposalContext } from '../../meta-agent/index.ts';
-import { makeRepo, cleanup } from '../helpers/repo.ts';
+import { cleanup, tinyTrainerRepo, TRAINER_PREPARE_PY as PREPARE, TRAINER_TRAIN_PY as TRAIN } from '../helpers/repo.ts';
 import { startMockAnthropic, anthropicText } from '../helpers/mock-llm.ts';
-
-const ROOT = resolve(import.meta.dirname, '../..');
-const PREPARE = readFileSync(join(ROOT, 'gpu-trainer/prepare.py'), 'utf8');
-const TRAIN = readFileSync(join(ROOT, 'gpu-trainer/train.py'), 'utf8');
 
 function torchAvailable(): string | null {
   try {
@@ -27,32 +23,6 @@ function torchAvailable(): string | null {
     return (e as Error).message;
   }
 }
-
-/** a few KB of varied English-like text, split in documents */
-function corpus(): string {
-  const words = 'the quick brown fox jumps over a lazy dog while seven bright stars watch quietly from far above the old town'.split(' ');
-  const docs: string[] = [];
-  let s = 7;
-  for (let d = 0; d < 40; d++) {
-    const out: string[] = [];
-    for (let i = 0; i < 300; i++) {
-      s = (s * 1103515245 + 12345) % 2147483648;
-      out.push(words[s % words.length]!);
-    }
-    docs.push(out.join(' ') + '.');
-  }
-  return docs.join('\n\n');
-}
-
-const STUDY = `name: tiny-gpt
-kind: trainer
-editable: [train.py]
-locked: [prepare.py, corpus.txt]
-metric: { name: val_bpb, direction: minimize }
-budget: { experiment_seconds: 3, grace_seconds: 8, evaluate_seconds: 60, experiments: 1 }
-acceptance: { baseline_repeats: 1, confirm_repeats: 0 }
-trainer: { corpus: corpus.txt, eval_tokens: 4096 }
-`;
 
 /** Python that exports a TorchScript model built by `body` (a Module class named M) and exits 0. */
 function exporter(body: string, extra = ''): string {
@@ -113,7 +83,7 @@ function scripted(trainFiles: Array<[string, string]>, onCall?: (i: number) => v
 test('trainer: a real baseline is scored by locked code, and every cheating train.py is caught', { timeout: 600_000 }, async (t) => {
   const why = torchAvailable();
   if (why) return t.skip(why);
-  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY });
+  const repo = tinyTrainerRepo();
   try {
     const cheats: Array<[string, string]> = [
       ['peek at the next token', PEEKER],
@@ -170,111 +140,116 @@ test('trainer: a real baseline is scored by locked code, and every cheating trai
   }
 });
 
-test('trainer: budget steps trains exactly trainer.steps steps in the sandbox, whatever experiment_seconds says', { timeout: 300_000 }, async (t) => {
-  const why = torchAvailable();
-  if (why) return t.skip(why);
-  const study = STUDY
-    .replace(/^budget: .*$/m, 'budget: { experiment_seconds: 0.001, grace_seconds: 60, evaluate_seconds: 60, experiments: 0 }')
-    .replace(/^trainer: \{ (.*) \}$/m, 'trainer: { $1, budget: steps, steps: 13 }');
-  assert.match(study, /budget: steps, steps: 13/);
-  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': study });
-  try {
-    const res = await startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter() });
-    assert.equal(res.status, 'finished', res.stopReason ?? '');
-    const db = openDb(res.dbPath);
-    const base = listExperiments(db, res.runId)[0]!;
-    assert.equal(base.decision, 'baseline');
-    const tel = JSON.parse(evaluationsOf(db, base.id)[0]!.telemetry!);
-    // a 0.001 s clock budget would stop after the first step: the steps budget decides
-    assert.equal(tel.train.steps, 13);
-    assert.equal(tel.train.budget, '13 steps');
-    assert.equal(tel.eval.status, 'ok');
-    db.close();
-  } finally {
-    cleanup(repo);
-  }
-});
-
-test('trainer: editing the prepared data during a run stops it (locked manifest)', { timeout: 300_000 }, async (t) => {
-  const why = torchAvailable();
-  if (why) return t.skip(why);
-  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY });
-  try {
-    const tamper = (i: number) => {
-      if (i !== 0) return;
-      const cacheRoot = join(repo, '.autoagent', 'cache');
-      const cache = join(cacheRoot, readdirSync(cacheRoot).find((n) => !n.startsWith('.'))!);
-      const val = join(cache, 'val', 'val.bin');
-      writeFileSync(val, Buffer.alloc(readFileSync(val).length, 32)); // all spaces: trivially predictable
-    };
-    const res = await startRun(join(repo, 'study.yaml'), {
-      overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(),
-      proposer: scripted([['anything', TRAIN.replace(/^LEARNING_RATE = .*$/m, 'LEARNING_RATE = 1e-3  # peak')]], tamper),
+// the four runs below share nothing (each its own repository, store and sandboxes) and none of them
+// asserts on a score the training clock decides: they run at once (the cheats above ran alone), with
+// a grace long enough that a slow start of four trainings at once never times one out
+const LOOSE = '{ experiment_seconds: 3, grace_seconds: 30, evaluate_seconds: 60, experiments: 1 }';
+describe('trainer runs at once', { concurrency: true }, () => {
+  test('trainer: budget steps trains exactly trainer.steps steps in the sandbox, whatever experiment_seconds says', { timeout: 300_000 }, async (t) => {
+    const why = torchAvailable();
+    if (why) return t.skip(why);
+    const repo = tinyTrainerRepo({
+      budget: '{ experiment_seconds: 0.001, grace_seconds: 60, evaluate_seconds: 60, experiments: 0 }',
+      trainer: '{ corpus: corpus.txt, eval_tokens: 4096, budget: steps, steps: 13 }',
     });
-    assert.equal(res.status, 'failed');
-    assert.match(res.stopReason!, /locked file .*val\.bin changed since the run started/);
-  } finally {
-    cleanup(repo);
-  }
-});
-
-test('trainer: editing prepare.py in the checkout stops the run', { timeout: 300_000 }, async (t) => {
-  const why = torchAvailable();
-  if (why) return t.skip(why);
-  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY });
-  try {
-    const res = await startRun(join(repo, 'study.yaml'), {
-      overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(),
-      proposer: scripted([['anything', TRAIN.replace(/^LEARNING_RATE = .*$/m, 'LEARNING_RATE = 1e-3  # peak')]], (i) => {
-        if (i === 0) writeFileSync(join(repo, 'prepare.py'), PREPARE.replace('def ', 'def _unused(): pass\ndef '));
-      }),
-    });
-    assert.equal(res.status, 'failed');
-    assert.match(res.stopReason!, /locked file prepare\.py changed since the run started/);
-  } finally {
-    cleanup(repo);
-  }
-});
-
-test('trainer: an llm proposer reads the loss curve in its digest and edits train.py (scripted model server)', { timeout: 300_000 }, async (t) => {
-  const why = torchAvailable();
-  if (why) return t.skip(why);
-  const key = process.env.ANTHROPIC_API_KEY;
-  process.env.ANTHROPIC_API_KEY = 'test-meta-key';
-  let digest = '';
-  const server = await startMockAnthropic((body: { messages: Array<{ content: unknown }> }) => {
-    digest = JSON.stringify(body.messages[0]!.content);
-    return anthropicText('```json\n' + JSON.stringify({
-      hypothesis: 'N_LAYER 2 → 1: in 3 seconds a shallower model takes more steps',
-      cited_traces: [], expected_effect: 'lower val_bpb from more steps',
-      edits: [{ path: 'train.py', search: 'N_LAYER = 2', replace: 'N_LAYER = 1' }],
-    }) + '\n```');
+    try {
+      const res = await startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter() });
+      assert.equal(res.status, 'finished', res.stopReason ?? '');
+      const db = openDb(res.dbPath);
+      const base = listExperiments(db, res.runId)[0]!;
+      assert.equal(base.decision, 'baseline');
+      const tel = JSON.parse(evaluationsOf(db, base.id)[0]!.telemetry!);
+      // a 0.001 s clock budget would stop after the first step: the steps budget decides
+      assert.equal(tel.train.steps, 13);
+      assert.equal(tel.train.budget, '13 steps');
+      assert.equal(tel.eval.status, 'ok');
+      db.close();
+    } finally {
+      cleanup(repo);
+    }
   });
-  const repo = makeRepo({ 'prepare.py': PREPARE, 'train.py': TRAIN, 'corpus.txt': corpus(), 'study.yaml': STUDY + `proposer: { type: llm, base_url: ${server.url}, max_turns: 0 }\n` });
-  try {
-    const res = await startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter() });
-    assert.equal(res.status, 'finished', res.stopReason ?? '');
-    const db = openDb(res.dbPath);
-    const run = getRun(db, res.runId)!;
-    const exps = listExperiments(db, run.id);
-    assert.equal(exps.length, 2);
-    assert.equal(exps[1]!.proposer, 'llm');
-    assert.ok(['kept', 'discarded'].includes(exps[1]!.decision!), `${exps[1]!.decision}: ${exps[1]!.reason}`);
-    assert.match(exps[1]!.diff, /-N_LAYER = 2[\s\S]*\+N_LAYER = 1/);
-    // the trainer digest: the baseline's evaluation with its loss numbers and the training figures
-    assert.match(digest, /loss by step/);
-    assert.match(digest, /tokens_per_s/);
-    const text = showText(db, run, exps[1]!);
-    assert.match(text, /hypothesis: N_LAYER 2 → 1/);
-    assert.match(text, /expected: {3}lower val_bpb/);
-    assert.match(text, /meta-agent conversation \(trace /);
-    db.close();
-  } finally {
-    if (key === undefined) delete process.env.ANTHROPIC_API_KEY;
-    else process.env.ANTHROPIC_API_KEY = key;
-    await server.close();
-    cleanup(repo);
-  }
+
+  test('trainer: editing the prepared data during a run stops it (locked manifest)', { timeout: 300_000 }, async (t) => {
+    const why = torchAvailable();
+    if (why) return t.skip(why);
+    const repo = tinyTrainerRepo({ budget: LOOSE });
+    try {
+      const tamper = (i: number) => {
+        if (i !== 0) return;
+        const cacheRoot = join(repo, '.autoagent', 'cache');
+        const cache = join(cacheRoot, readdirSync(cacheRoot).find((n) => !n.startsWith('.'))!);
+        const val = join(cache, 'val', 'val.bin');
+        writeFileSync(val, Buffer.alloc(readFileSync(val).length, 32)); // all spaces: trivially predictable
+      };
+      const res = await startRun(join(repo, 'study.yaml'), {
+        overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(),
+        proposer: scripted([['anything', TRAIN.replace(/^LEARNING_RATE = .*$/m, 'LEARNING_RATE = 1e-3  # peak')]], tamper),
+      });
+      assert.equal(res.status, 'failed');
+      assert.match(res.stopReason!, /locked file .*val\.bin changed since the run started/);
+    } finally {
+      cleanup(repo);
+    }
+  });
+
+  test('trainer: editing prepare.py in the checkout stops the run', { timeout: 300_000 }, async (t) => {
+    const why = torchAvailable();
+    if (why) return t.skip(why);
+    const repo = tinyTrainerRepo({ budget: LOOSE });
+    try {
+      const res = await startRun(join(repo, 'study.yaml'), {
+        overrides: { experiments: 1 }, unsafeNoSandbox: false, reporter: new MemoryReporter(),
+        proposer: scripted([['anything', TRAIN.replace(/^LEARNING_RATE = .*$/m, 'LEARNING_RATE = 1e-3  # peak')]], (i) => {
+          if (i === 0) writeFileSync(join(repo, 'prepare.py'), PREPARE.replace('def ', 'def _unused(): pass\ndef '));
+        }),
+      });
+      assert.equal(res.status, 'failed');
+      assert.match(res.stopReason!, /locked file prepare\.py changed since the run started/);
+    } finally {
+      cleanup(repo);
+    }
+  });
+
+  test('trainer: an llm proposer reads the loss curve in its digest and edits train.py (scripted model server)', { timeout: 300_000 }, async (t) => {
+    const why = torchAvailable();
+    if (why) return t.skip(why);
+    const key = process.env.ANTHROPIC_API_KEY;
+    process.env.ANTHROPIC_API_KEY = 'test-meta-key';
+    let digest = '';
+    const server = await startMockAnthropic((body: { messages: Array<{ content: unknown }> }) => {
+      digest = JSON.stringify(body.messages[0]!.content);
+      return anthropicText('```json\n' + JSON.stringify({
+        hypothesis: 'N_LAYER 2 → 1: in 3 seconds a shallower model takes more steps',
+        cited_traces: [], expected_effect: 'lower val_bpb from more steps',
+        edits: [{ path: 'train.py', search: 'N_LAYER = 2', replace: 'N_LAYER = 1' }],
+      }) + '\n```');
+    });
+    const repo = tinyTrainerRepo({ budget: LOOSE, extra: `proposer: { type: llm, base_url: ${server.url}, max_turns: 0 }\n` });
+    try {
+      const res = await startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter() });
+      assert.equal(res.status, 'finished', res.stopReason ?? '');
+      const db = openDb(res.dbPath);
+      const run = getRun(db, res.runId)!;
+      const exps = listExperiments(db, run.id);
+      assert.equal(exps.length, 2);
+      assert.equal(exps[1]!.proposer, 'llm');
+      assert.ok(['kept', 'discarded'].includes(exps[1]!.decision!), `${exps[1]!.decision}: ${exps[1]!.reason}`);
+      assert.match(exps[1]!.diff, /-N_LAYER = 2[\s\S]*\+N_LAYER = 1/);
+      // the trainer digest: the baseline's evaluation with its loss numbers and the training figures
+      assert.match(digest, /loss by step/);
+      assert.match(digest, /tokens_per_s/);
+      const text = showText(db, run, exps[1]!);
+      assert.match(text, /hypothesis: N_LAYER 2 → 1/);
+      assert.match(text, /expected: {3}lower val_bpb/);
+      assert.match(text, /meta-agent conversation \(trace /);
+      db.close();
+    } finally {
+      if (key === undefined) delete process.env.ANTHROPIC_API_KEY;
+      else process.env.ANTHROPIC_API_KEY = key;
+      await server.close();
+      cleanup(repo);
+    }
+  });
 });
 
 test('trainer: no Python with torch → one line with the install command', () => {
