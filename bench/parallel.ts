@@ -13,7 +13,8 @@
  *
  *   node --import tsx bench/parallel.ts [--experiments 16] [--seconds 2] [--arms wait-bound,CPU-bound,evaluator-wait]
  */
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,10 +32,18 @@ const E = Number(values.experiments);
 const S = Number(values.seconds);
 const SLOTS = [1, 2, 4];
 
+// the CPU-bound command does a fixed amount of work that takes about S s on one idle core here (measured now),
+// so on a busy machine it takes longer: the cores, not the clock, bound it
+const probe = 10_000_000;
+const t = Date.now();
+// the sandbox runs the system's python3 (a pyenv shim on PATH here is slower)
+execFileSync(existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', ['-c', `any(i < 0 for i in range(${probe}))`]);
+const ITERATIONS = Math.round((probe * S * 1000) / Math.max(1, Date.now() - t));
+
 interface Arm { command: string; evaluatorSleep: number; experiments: number }
 const ARMS: Record<string, Arm> = {
   'wait-bound': { command: `python3 -c "import time; time.sleep(${S})"`, evaluatorSleep: 0, experiments: E },
-  'CPU-bound': { command: `python3 -c "import time; t = time.time(); any(time.time() - t > ${S} for _ in iter(int, 1))"`, evaluatorSleep: 0, experiments: E },
+  'CPU-bound': { command: `python3 -c "any(i < 0 for i in range(${ITERATIONS}))"`, evaluatorSleep: 0, experiments: E },
   // the issue's whole run: 3 baseline repeats, 8 experiments, an evaluator that sleeps
   'evaluator-wait': { command: 'true', evaluatorSleep: S, experiments: 8 },
 };
@@ -100,7 +109,7 @@ const lines = [
   '',
   `One command study (3 baseline repeats, the \`search\` proposer, 1 confirmation) through the real loop and bubblewrap sandbox, with`,
   `\`parallel\` 1, 2 and 4, side by side in one run. *wait-bound*: ${E} experiments, each command sleeps ${S} s (a harness waiting on its`,
-  `model, a trainer on its own GPU); *CPU-bound*: ${E} experiments, each command spins one core for ${S} s; *evaluator-wait*: the issue's`,
+  `model, a trainer on its own GPU); *CPU-bound*: ${E} experiments, each command does ${S} s of one idle core's work (${(ITERATIONS / 1e6).toFixed(0)}M Python iterations); *evaluator-wait*: the issue's`,
   `whole run, 8 experiments whose locked evaluator sleeps ${S} s. *Experiments / h* counts decided experiments over the whole run's wall`,
   'time, baseline included. With slots, a round that has a candidate passing its screen also runs a fresh repeat of the incumbent',
   'beside the confirmations, so a run may do more evaluations.',
