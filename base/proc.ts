@@ -62,6 +62,16 @@ export interface Proc {
 
 export const DEFAULT_TAIL_BYTES = 64 * 1024;
 
+/** Whether process `pid` exists (one of another user counts: signalling it is refused, not unknown). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** signal a process group; false when none is left */
 export function signalGroup(pgid: number, sig: NodeJS.Signals | 0): boolean {
   try {

@@ -4,6 +4,7 @@
 // The cgroup is created UNDER the cgroup this process is already in, so outer limits still apply.
 import fs from 'node:fs';
 import path from 'node:path';
+import { pidAlive } from '../base/proc.ts';
 
 export interface PidsCgroup {
   dir: string;
@@ -101,15 +102,6 @@ function findBase(): Base | null {
     return { dir, v2: true };
   }
   return null;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Remove empty cgroups left behind by earlier (crashed) runs of this library. */

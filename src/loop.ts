@@ -52,6 +52,7 @@ import { liveExportFor } from './export/live.ts';
 import type { LangfuseLiveExporter } from './export/langfuse.ts';
 import { resolveRunPaths } from './run-paths.ts';
 import { ContaminationGuard } from './contamination.ts';
+import { pidAlive } from '../base/proc.ts';
 
 export interface Overrides {
   parallel?: number;
@@ -297,15 +298,6 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   claimRun(db, runId, process.pid);
   opts.reporter.event(`resuming run ${runId} on branch ${run.branch}`);
   return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts, live);
-}
-
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function drive(

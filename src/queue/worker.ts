@@ -28,6 +28,7 @@ import { discoverGpus, gpuDevices, type Lease } from '../slots.ts';
 import { sandboxAvailable } from '../../sandbox/index.ts';
 import { UserError } from '../../base/errors.ts';
 import type { DB } from '../../traces/index.ts';
+import { pidAlive } from '../../base/proc.ts';
 import {
   QUEUE_NAME, WORKER_KEY, HEARTBEAT_MS, HEARTBEAT_TTL_S, JobDataSchema, checkQueueUrl, connect, redactUrl, sha256,
   type JobData, type JobResult, type WorkerBeat,
@@ -66,15 +67,6 @@ function tempFolder(kind: 'job' | 'cache'): string {
   return mkdtempSync(join(tmpdir(), `autoagent-worker-${kind === 'cache' ? 'cache-' : ''}${hostname()}-${process.pid}-`));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Removes the temporary folders (job repositories, corpus caches) that workers of this host left
  * when they died without cleaning up; those of live processes are kept. Returns the names removed.
@@ -91,7 +83,7 @@ export function sweepDeadWorkerFolders(dir = tmpdir(), host = hostname()): strin
   }
   for (const name of names) {
     const pid = Number(re.exec(name)?.[1] ?? NaN);
-    if (!Number.isInteger(pid) || pid === process.pid || alive(pid)) continue;
+    if (!Number.isInteger(pid) || pid === process.pid || pidAlive(pid)) continue;
     rmSync(join(dir, name), { recursive: true, force: true });
     removed.push(name);
   }
