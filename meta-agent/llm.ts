@@ -232,7 +232,7 @@ const TOOLS: ToolDef[] = [
       description: "Full-text search over this run's task traces; returns matching traces with a snippet each.",
       parameters: {
         type: 'object',
-        properties: { query: { type: 'string', description: 'words to search for' }, limit: { type: 'integer', minimum: 1, maximum: 50, description: 'most results (default 10)' } },
+        properties: { query: { type: 'string', description: 'words that must all match (`a OR b`: either; a word ending in * is a prefix of 2 or more letters: `timeout*`)' }, limit: { type: 'integer', minimum: 1, maximum: 50, description: 'most results (default 10)' } },
         required: ['query'],
         additionalProperties: false,
       },
