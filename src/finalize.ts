@@ -24,11 +24,9 @@
  * or a clean branch name that already exists. A finalization that overrode any of these is
  * recorded as forced, with what it overrode.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { listExperiments, evaluationsOfRun, listFinalizations, recordFinalization, now, type DB, type ExperimentRow, type EvaluationRow, type RunRow } from '../traces/index.ts';
 import { UsageError, UserError } from '../base/errors.ts';
 import * as g from '../base/git.ts';
@@ -102,12 +100,10 @@ export interface FinalizeResult {
 
 export { listFinalizations, type FinalizationRow } from '../traces/index.ts';
 
-const execFileP = promisify(execFile);
 const IDENTITY = ['-c', 'user.name=autoagent', '-c', 'user.email=autoagent@localhost', '-c', 'commit.gpgsign=false'];
 
-async function git(repo: string, args: string[], env?: NodeJS.ProcessEnv): Promise<string> {
-  const { stdout } = await execFileP('git', args, { cwd: repo, maxBuffer: 512 * 1024 * 1024, encoding: 'utf8', env: env ? { ...process.env, ...env } : process.env });
-  return stdout;
+async function git(repo: string, args: string[], env?: Record<string, string>): Promise<string> {
+  return (await g.gitRaw(repo, args, { env })).toString('utf8');
 }
 
 /** the seed of the n-th finalization of a run: apart from the run's seeds (seq·1000 + repeat + 1) */
@@ -185,7 +181,7 @@ export async function pickTree(repo: string, ontoTree: string, commit: string, p
     try {
       await git(repo, ['apply', '--cached', patch], env);
     } catch (e) {
-      throw new UserError(`the change of ${short(commit)} does not apply onto tree ${short(ontoTree)}: ${((e as { stderr?: string }).stderr ?? '').trim().split('\n')[0]}`);
+      throw new UserError(`the change of ${short(commit)} does not apply onto tree ${short(ontoTree)}: ${(e as Error).message.replace(/^git apply failed \(exit \d+\): /, '')}`);
     }
     return (await git(repo, ['write-tree'], env)).trim();
   } finally {

@@ -11,11 +11,9 @@
  * No worker connected: the run says so once and waits up to `waitSeconds` for one, polling once a
  * second; then it stops, resumable (QueueWaitExpired).
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { Queue, Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Dispatcher, DispatchTarget, Dispatched } from '../dispatch.ts';
@@ -24,10 +22,10 @@ import type { Manifest } from '../lock.ts';
 import { LockViolation } from '../lock.ts';
 import type { Study } from '../study.ts';
 import { UserError, UsageError } from '../../base/errors.ts';
+import * as g from '../../base/git.ts';
 import type { EvalOutcome } from '../kinds/types.ts';
 import { QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
 
-const run = promisify(execFile);
 
 export { QueueWaitExpired } from '../dispatch.ts';
 import { QueueWaitExpired, type SlotStart } from '../dispatch.ts';
@@ -94,11 +92,11 @@ export class QueueDispatcher implements Dispatcher {
         const ref = `refs/autoagent-bundle/${commit}`;
         const dir = mkdtempSync(join(tmpdir(), 'autoagent-bundle-'));
         try {
-          await run('git', ['update-ref', ref, commit], { cwd: this.o.repo });
-          await run('git', ['bundle', 'create', '-q', join(dir, 'b'), ref], { cwd: this.o.repo });
+          await g.gitRaw(this.o.repo, ['update-ref', ref, commit]);
+          await g.gitRaw(this.o.repo, ['bundle', 'create', '-q', join(dir, 'b'), ref]);
           return readFileSync(join(dir, 'b')).toString('base64');
         } finally {
-          await run('git', ['update-ref', '-d', ref], { cwd: this.o.repo }).catch(() => undefined);
+          await g.gitRaw(this.o.repo, ['update-ref', '-d', ref]).catch(() => undefined);
           rmSync(dir, { recursive: true, force: true });
         }
       })();
