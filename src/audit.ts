@@ -396,12 +396,12 @@ export function rejudge(
  * What a screen of `e` saw: as of its round's start (the loop since 2026-12-02), or — for runs
  * recorded before — after the round's fresh incumbent repeat, which then ran beside the screens.
  */
-function screenViews(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, e: ExperimentRow): Array<Seen & { name: string }> {
-  return (['screen', 'final'] as const).map((stage) => ({
-    name: stage === 'screen' ? 'loop' : 'loop before 2026-12-02',
-    incumbent: incumbentMetrics(exps, evals, e, stage).metrics,
-    before: noiseGroupsBefore(exps, evals, e, stage),
-  }));
+function screenViews(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, e: ExperimentRow, final: Seen): Array<Seen & { name: string }> {
+  return [
+    { name: 'loop', incumbent: incumbentMetrics(exps, evals, e, 'screen').metrics, before: noiseGroupsBefore(exps, evals, e, 'screen') },
+    // the older visibility is the final judgement's (the round's fresh repeat included)
+    { name: 'loop before 2026-12-02', ...final },
+  ];
 }
 
 function storedMatches(e: ExperimentRow, j: Judgement): boolean {
@@ -462,7 +462,7 @@ async function checkEvidence(ctx: Ctx): Promise<Part> {
     judged++;
     const before = noiseGroupsBefore(exps, evals, e);
     // several candidates per round: each is tested at α / k (src/loop.ts roundAlpha)
-    const v = rejudge(dir, { ...rule, alpha: roundAlpha(rule.alpha, exps, e) }, c, { screen: screenViews(exps, evals, e), final: { incumbent: incM, before } }, m, screenEval.metric);
+    const v = rejudge(dir, { ...rule, alpha: roundAlpha(rule.alpha, exps, e) }, c, { screen: screenViews(exps, evals, e, { incumbent: incM, before }), final: { incumbent: incM, before } }, m, screenEval.metric);
     const screenPass = v.screen.find((x) => x.judgement.pass);
 
     if (e.decision === 'kept') {
