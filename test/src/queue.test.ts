@@ -6,9 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -21,7 +21,7 @@ import { main } from '../../src/cli.ts';
 import { cli } from '../helpers/cli.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo } from '../helpers/repo.ts';
 import { QUEUE_NAME, jobStudy, sha256, type JobData } from '../../src/queue/common.ts';
-import { evaluateJob } from '../../src/queue/worker.ts';
+import { evaluateJob, sweepDeadWorkerFolders } from '../../src/queue/worker.ts';
 import { StudySchema } from '../../src/study.ts';
 import { TrainerKind, findTorchPython } from '../../src/kinds/trainer.ts';
 import { buildManifest, sha256File } from '../../src/lock.ts';
@@ -599,6 +599,47 @@ test('a job whose locked files differ from the run\'s manifest is refused by the
     const tampered = await evaluateJob({ ...job(sha256File(join(repo, 'evaluate.py'))), study_hash: sha256('other') }, { unsafeNoSandbox: true, worker: 'w' });
     assert.match(tampered.refused ?? '', /does not match its hash/);
   } finally {
+    cleanup(repo);
+  }
+});
+
+test('dead workers\' folders: a candidate in the real sandbox cannot plant one in the host\'s temp folder, and a planted symlink is removed as a link, never followed', async () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'aa-sweep-'));
+  const precious = mkdtempSync(join(tmpdir(), 'aa-precious-'));
+  writeFileSync(join(precious, 'keep.txt'), 'mine');
+  const host = hostname();
+  const planted = [`autoagent-worker-${host}-999999-evil`, `autoagent-worker-cache-${host}-999998-evil`];
+  // the candidate's command: plants a dead-worker symlink to the precious folder and a folder, in /tmp and next to its checkout
+  const hostile = `python3 -c "import os; [os.symlink('${precious}', d + '/${planted[0]}') or os.makedirs(d + '/${planted[1]}') for d in ('/tmp', os.path.dirname(os.getcwd()))]"`;
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
+  const old = process.env.TMPDIR;
+  try {
+    const commit = sh(repo, 'git', ['rev-parse', 'HEAD']).trim();
+    sh(repo, 'git', ['update-ref', `refs/autoagent-bundle/${commit}`, commit]);
+    sh(repo, 'git', ['bundle', 'create', '-q', join(repo, 'b.bundle'), `refs/autoagent-bundle/${commit}`]);
+    const study = JSON.stringify(jobStudy(StudySchema.parse({ name: 'q', kind: 'command', editable: ['params.py'], locked: ['evaluate.py'], command: hostile, evaluate: 'python3 evaluate.py', metric: { name: 'loss', direction: 'minimize' } })));
+    const job: JobData = {
+      v: 1, run: 'r', study, study_hash: sha256(study), study_dir: '', commit, bundle: readFileSync(join(repo, 'b.bundle')).toString('base64'),
+      manifest: { files: { 'evaluate.py': sha256File(join(repo, 'evaluate.py')) }, external: {} }, base_tracked: ['params.py', 'evaluate.py', 'study.yaml'], hidden: [],
+      seq: 1, seed: 1001, repeat: 0, stage: 'screen', incumbent: commit, unsafe_no_sandbox: false,
+    };
+    process.env.TMPDIR = tmp;
+    const r = await evaluateJob(job, { unsafeNoSandbox: false, worker: 'w' });
+    assert.equal(r.refused, undefined);
+    // the command ran (in bubblewrap: its /tmp is its own) and the job folder is gone with whatever it planted there
+    assert.equal(r.outcome?.status, 'ok', `${r.outcome?.reason ?? ''} ${r.outcome?.stderrTail ?? ''}`);
+    assert.deepEqual(readdirSync(tmp).filter((n) => n.startsWith('autoagent-')), [], 'nothing planted in the host temp folder');
+    // the same names planted on the host (another local user): the sweep unlinks the symlink and keeps its target
+    symlinkSync(precious, join(tmp, planted[0]!));
+    mkdirSync(join(tmp, planted[1]!));
+    assert.deepEqual(sweepDeadWorkerFolders(tmp, host).sort(), [...planted].sort());
+    assert.deepEqual(readdirSync(tmp).filter((n) => n.startsWith('autoagent-')), []);
+    assert.equal(readFileSync(join(precious, 'keep.txt'), 'utf8'), 'mine', 'the link\'s target is untouched');
+  } finally {
+    if (old === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = old;
+    rmSync(tmp, { recursive: true, force: true });
+    rmSync(precious, { recursive: true, force: true });
     cleanup(repo);
   }
 });
