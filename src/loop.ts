@@ -25,7 +25,7 @@ import { buildManifest, matchGlobs, verifyManifest, walkFiles, LockViolation, ty
 import { globMatcher } from '../base/glob.ts';
 import { noiseMargin, type Judgement } from './ratchet.ts';
 import { pooledNoise, mean, stddev, type Noise } from '../base/stats.ts';
-import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf, type Stage } from './acceptance.ts';
+import { incumbentBefore, incumbentMetrics, judgeCandidate, keptMessage, noiseGroupsBefore, okMetrics, roundOf, visibleAt, type Stage } from './acceptance.ts';
 import { SlotPool, planSlots } from './slots.ts';
 import { LocalDispatcher, QueueWaitExpired, redactUrl, type Dispatcher } from './dispatch.ts';
 import { slotLine, runEtaMs, type SlotState } from './progress.ts';
@@ -499,19 +499,23 @@ const MAX_FAILED_PROPOSALS = 5;
 /** consecutive proposals that made no new candidate (repeats, whitespace-only) before the run stops */
 const MAX_EMPTY_PROPOSALS = 20;
 
+/** what the proposals since the last experiment came to: counted toward the stops, told to the next proposal */
+interface ProposalStreak {
+  empty: number;
+  failed: number;
+  lastFailure: string;
+  notes: string[];
+}
+
 /**
- * The main loop; returns the reason it stopped. Work goes in rounds: up to
- * `proposer.candidates` proposals from the same incumbent are recorded first, then evaluated
- * one after the other, then the round is decided (processRound). With one candidate per round
- * this is the plain propose → evaluate → decide loop.
+ * The main loop; returns the reason it stopped. Work goes in rounds: up to k candidates from the
+ * same incumbent (k = max(`proposer.candidates`, slots)), each screened as soon as it is proposed,
+ * while the next one is proposed; the round is decided when all are in (processRound). With one
+ * candidate per round this is the plain propose → evaluate → decide loop.
  */
 async function loop(ctx: RunCtx): Promise<string> {
   const { db, study } = ctx;
-  let empty = 0;
-  let failed = 0;
-  let lastFailure = '';
-  /** what happened to the proposals since the last experiment, told to the next proposal */
-  const notes: string[] = [];
+  const streak: ProposalStreak = { empty: 0, failed: 0, lastFailure: '', notes: [] };
   for (;;) {
     if (ctx.signal.aborted) throw new Interrupted();
     // whatever was decided since the last turn goes to Langfuse in the background
@@ -535,43 +539,59 @@ async function loop(ctx: RunCtx): Promise<string> {
     if (elapsedMs(ctx) >= study.budget.wall_seconds * 1000) {
       return `wall-time budget reached (${fmtDuration(study.budget.wall_seconds * 1000)})`;
     }
-    // a new round: propose up to k candidates from the incumbent, then evaluate them
+    // a new round: up to k candidates from the incumbent, each screened while the next is proposed
     const round = Math.max(0, ...exps.map((e) => e.round ?? e.seq)) + 1;
     const k = Math.min(Math.max(study.proposer.candidates, ctx.dispatcher.size), study.budget.experiments - done);
-    let made = 0;
-    while (made < k) {
-      if (ctx.signal.aborted) throw new Interrupted();
-      const out = await proposeNext(ctx, round, notes.slice(-5));
-      if (out === 'created' || out === 'rejected') {
-        made++;
-        empty = 0;
-        failed = 0;
-        notes.length = 0;
-        continue;
-      }
-      if (out === 'none') {
-        if (made === 0) return `the ${ctx.proposer.name} proposer has nothing left to propose`;
-        break;
-      }
-      if (out === 'empty') {
-        if (++empty >= MAX_EMPTY_PROPOSALS) {
-          if (made === 0) return `the ${ctx.proposer.name} proposer found nothing new to try`;
-          break;
-        }
-        continue;
-      }
-      // a failed proposal, or a model-made one that repeats what was tried (it cost money): both
-      // count toward the stop, and the next proposal is told what happened
-      lastFailure = 'skipped' in out ? out.skipped : out.failed;
-      notes.push('skipped' in out ? out.skipped : `a proposal failed: ${out.failed}`);
-      if (++failed >= MAX_FAILED_PROPOSALS) {
-        // what this round already proposed is evaluated first; the run stops at the next failure
-        if (made === 0) return `the ${ctx.proposer.name} proposer failed ${failed} times in a row (last: ${lastFailure})`;
-        break;
-      }
-      if (elapsedMs(ctx) >= study.budget.wall_seconds * 1000) break;
-    }
+    let stop: string | null = null;
+    await processRound(ctx, [], {
+      round,
+      propose: async (screen, signal) => {
+        stop = await proposeRound(ctx, streak, round, k, screen, signal);
+      },
+    });
+    if (stop !== null) return stop;
+    checkpoint(ctx);
   }
+}
+
+/**
+ * Propose up to `k` candidates of `round`, handing each one created to `screen` at once. Returns
+ * why the run stops when the round got no experiment at all (the proposer has nothing left, found
+ * nothing new, or failed too often), else null; a round that got some stops proposing early on
+ * the same conditions, and the run stops at the next round's failure.
+ */
+async function proposeRound(
+  ctx: RunCtx, streak: ProposalStreak, round: number, k: number, screen: (exp: ExperimentRow) => void, signal: AbortSignal,
+): Promise<string | null> {
+  let made = 0;
+  while (made < k) {
+    if (ctx.signal.aborted) throw new Interrupted();
+    if (signal.aborted) throw new Aborted();
+    const out = await proposeNext(ctx, round, streak.notes.slice(-5));
+    if (out === 'rejected' || (typeof out === 'object' && 'created' in out)) {
+      made++;
+      streak.empty = 0;
+      streak.failed = 0;
+      streak.notes.length = 0;
+      if (out !== 'rejected') screen(out.created);
+      continue;
+    }
+    if (out === 'none') return made === 0 ? `the ${ctx.proposer.name} proposer has nothing left to propose` : null;
+    if (out === 'empty') {
+      if (++streak.empty >= MAX_EMPTY_PROPOSALS) return made === 0 ? `the ${ctx.proposer.name} proposer found nothing new to try` : null;
+      continue;
+    }
+    // a failed proposal, or a model-made one that repeats what was tried (it cost money): both
+    // count toward the stop, and the next proposal is told what happened
+    streak.lastFailure = 'skipped' in out ? out.skipped : out.failed;
+    streak.notes.push('skipped' in out ? out.skipped : `a proposal failed: ${out.failed}`);
+    if (++streak.failed >= MAX_FAILED_PROPOSALS) {
+      // what this round already proposed is evaluated first; the run stops at the next failure
+      return made === 0 ? `the ${ctx.proposer.name} proposer failed ${streak.failed} times in a row (last: ${streak.lastFailure})` : null;
+    }
+    if (elapsedMs(ctx) >= ctx.study.budget.wall_seconds * 1000) break;
+  }
+  return null;
 }
 
 async function incumbentOf(ctx: RunCtx, exps: ExperimentRow[]): Promise<ExperimentRow> {
@@ -601,10 +621,15 @@ async function createBaseline(ctx: RunCtx): Promise<void> {
   });
 }
 
-function ledgerOf(ctx: RunCtx, exps: ExperimentRow[]): LedgerEntry[] {
+/**
+ * The ledger a proposal of `round` is shown: what was measured before the round started, so a
+ * proposal does not depend on which of its round-mates' screens happened to finish first (they
+ * run while it is made): the same seeds give the same proposals whatever the timing.
+ */
+function ledgerOf(ctx: RunCtx, exps: ExperimentRow[], round: number): LedgerEntry[] {
   const evals = evaluationsOfRun(ctx.db, ctx.run.id);
   return exps.map((e) => ({
-    values: okMetrics(evals.get(e.id) ?? []),
+    values: okMetrics(visibleAt(evals.get(e.id), e, round - 1)),
     seq: e.seq,
     hypothesis: e.hypothesis,
     decision: (e.decision ?? 'pending') as LedgerEntry['decision'],
@@ -623,11 +648,11 @@ function checkEditPath(ctx: RunCtx, p: string): string | null {
   return null;
 }
 
-type ProposeOutcome = 'created' | 'rejected' | 'empty' | 'none' | { failed: string } | { skipped: string };
+type ProposeOutcome = { created: ExperimentRow } | 'rejected' | 'empty' | 'none' | { failed: string } | { skipped: string };
 
 /**
  * Ask the proposer for one candidate of round `round` and record it: `created` (pending, to be
- * evaluated), `rejected` (recorded, never evaluated), `empty` (nothing new: a repeat, no change,
+ * evaluated; its row), `rejected` (recorded, never evaluated), `empty` (nothing new: a repeat, no change,
  * whitespace only), `none` (the proposer has nothing left) or a failed proposal (its trace says why).
  */
 async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise<ProposeOutcome> {
@@ -653,7 +678,7 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
     proposal = await ctx.proposer.propose({
       files, editable: ctx.study.editable.map((e) => pre + e.replace(/^\.\//, '')),
       knobs: ctx.study.knobs.map((k) => ({ ...k, file: pre + k.file.replace(/^\.\//, '') })), metric: ctx.study.metric,
-      ledger: ledgerOf(ctx, exps), random: seededRandom(ctx.study.proposer.seed, seq), seen,
+      ledger: ledgerOf(ctx, exps, round), random: seededRandom(ctx.study.proposer.seed, seq), seen,
       baseFiles: inc.seq === 0 ? files : await editableFiles(ctx, ctx.run.base_commit),
       screenMargin: screenMarginFor(ctx, exps, seq, round),
       seq, runId: ctx.run.id, kind: ctx.study.kind, command: ctx.study.command, incumbent: { seq: inc.seq, commit: parent, metric: inc.metric ?? undefined },
@@ -721,9 +746,9 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
 
 ${proposal.hypothesis}`);
   await g.pinCandidate(ctx.paths.repo, ctx.run.id, seq, candidate); // before the row: a recorded candidate always has its ref
-  insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
+  const created = insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
   if (session.hasTrace) ctx.reporter.event(`${label} proposed by ${ctx.proposer.name}${spendNote(session)}: ${proposal.hypothesis}`);
-  return 'created';
+  return { created };
 }
 
 /** ` (meta-agent 12.3k tokens, $0.0412, 21s)`, or nothing for a proposer that spent nothing */
@@ -756,31 +781,56 @@ export function runNoise(db: DB, runId: string): Noise {
 class Aborted extends Error {}
 
 /**
- * Run `tasks` (each gets an abort signal), at most the run's slots at once (the pool limits that).
- * When one fails, the others are aborted and awaited, and the first failure is thrown: nothing is
- * left running, and only evaluations that completed were recorded.
+ * Tasks run at once that stop together: when one fails, the others are aborted, and `settle`
+ * awaits every task (tasks may add tasks while they run) and throws the first failure; a run
+ * stopped from outside throws Interrupted. Nothing is left running, and only evaluations that
+ * completed were recorded.
  */
-async function together<T>(ctx: RunCtx, tasks: Array<(signal: AbortSignal) => Promise<T>>): Promise<T[]> {
-  const ac = new AbortController();
-  const onAbort = () => ac.abort();
-  ctx.signal.addEventListener('abort', onAbort, { once: true });
-  let first: unknown = null;
-  try {
-    const results = await Promise.allSettled(tasks.map(async (t) => {
+class TaskGroup {
+  private readonly ac = new AbortController();
+  private readonly tasks: Array<Promise<unknown>> = [];
+  private first: unknown = null;
+  private readonly onAbort = () => this.ac.abort();
+
+  constructor(private readonly ctx: RunCtx) {
+    ctx.signal.addEventListener('abort', this.onAbort, { once: true });
+  }
+
+  add<T>(task: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const p = (async () => {
       try {
-        return await t(ac.signal);
+        return await task(this.ac.signal);
       } catch (e) {
-        if (first === null && !(e instanceof Aborted)) first = e;
-        ac.abort();
+        if (this.first === null && !(e instanceof Aborted)) this.first = e;
+        this.ac.abort();
         throw e;
       }
-    }));
-    if (ctx.signal.aborted) throw new Interrupted();
-    if (first !== null) throw first;
-    return results.map((r) => (r as PromiseFulfilledResult<T>).value);
-  } finally {
-    ctx.signal.removeEventListener('abort', onAbort);
+    })();
+    this.tasks.push(p.catch(() => undefined));
+    return p;
   }
+
+  async settle(): Promise<void> {
+    try {
+      for (let seen = 0; seen < this.tasks.length;) {
+        const batch = this.tasks.slice(seen);
+        seen = this.tasks.length;
+        await Promise.all(batch);
+      }
+      if (this.ctx.signal.aborted) throw new Interrupted();
+      if (this.first !== null) throw this.first;
+    } finally {
+      this.ctx.signal.removeEventListener('abort', this.onAbort);
+    }
+  }
+}
+
+/** Run `tasks` at once, as a TaskGroup; their results in order. */
+async function together<T>(ctx: RunCtx, tasks: Array<(signal: AbortSignal) => Promise<T>>): Promise<T[]> {
+  const group = new TaskGroup(ctx);
+  const results = tasks.map((t) => group.add(t));
+  await group.settle();
+  return Promise.all(results);
 }
 
 /** One evaluation of `exp` as repeat `repeat`, in a free slot; recorded when it completes (not when it is cut short). */
@@ -934,20 +984,30 @@ function judgeOf(ctx: RunCtx, exp: ExperimentRow, m: number[], stage: Stage): Ju
   }, stage);
 }
 
+/** A new round being proposed: its number, and the proposals, which hand each candidate to `screen` as it is made. */
+interface RoundFeed {
+  round: number;
+  propose: (screen: (exp: ExperimentRow) => void, signal: AbortSignal) => Promise<void>;
+}
+
 /**
- * Evaluate the pending candidates of one round and decide it. With several slots the round runs
- * at once: the candidates' screens side by side, each judged as it comes in (against the
- * incumbent as of the round's start), and a candidate that passes starts its confirmations at
- * once; the first one to pass also starts one fresh repeat of the incumbent beside them (its
- * noise under the same load), which every final judgement of the round waits for. A round where
- * no screen passes runs nothing but its screens. Failures are recorded as they fail; then the best
+ * Evaluate the candidates of one round and decide it: the pending ones (a round resumed), or those
+ * of a new round as they are proposed (`feed`: each screen starts while the next candidate is
+ * proposed). With several slots the round runs at once: the candidates' screens side by side,
+ * each judged as it comes in once the round is complete (against the incumbent as of the round's
+ * start, at α / k for the round's k candidates), and a candidate that passes starts its
+ * confirmations at once; the first one to pass also starts one fresh repeat of the incumbent
+ * beside them (its noise under the same load), which every final judgement of the round waits
+ * for. A round where no screen passes runs nothing but its screens. Failures are recorded in seq
+ * order when the round is decided; then the best
  * of those that passed is kept and the others discarded. Passed candidates stay pending until
  * then, with all their evaluations stored, so a run killed in between re-judges them from the
  * store on resume without evaluating again.
  */
-async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void> {
-  const parent = pending[0]!.parent_commit;
-  const r = roundOf(pending[0]!);
+async function processRound(ctx: RunCtx, pending: ExperimentRow[], feed?: RoundFeed): Promise<void> {
+  const exps = listExperiments(ctx.db, ctx.run.id);
+  const parent = pending[0]?.parent_commit ?? incumbentCommit(await incumbentOf(ctx, exps));
+  const r = feed?.round ?? roundOf(pending[0]!);
   // A keep interrupted after the branch moved: the head must be one member's kept commit
   // (its parent, its tree and its message say so); finish recording that round.
   const head = await g.revParse(ctx.paths.repo, `refs/heads/${ctx.run.branch}`);
@@ -961,17 +1021,28 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[]): Promise<void
       else record(ctx, exp, 'discarded', 'its stored evaluations do not pass the acceptance rule', null, started);
     }
   } else {
-    const inc = incumbentBefore(listExperiments(ctx.db, ctx.run.id), pending[0]!.seq)!;
+    // (a seq not recorded yet: the next one, whose incumbent is the current one)
+    const inc = incumbentBefore(exps, pending[0]?.seq ?? exps.length)!;
     const screenAgainst = taskMeans(ctx.db, ctx.run.id, inc.seq);
     // the incumbent's fresh repeats of this round: started by the first screen that passes, awaited by every final judgement
     let fresh: Promise<unknown> | null = null;
     const incumbentFresh = (signal: AbortSignal) => (fresh ??= Promise.all(incumbentRepeats(ctx, inc, r).map((rep) => evaluateOnce(ctx, inc, rep, `[incumbent #${inc.seq} repeat ${rep + 1}]`, { round: r, signal }))));
-    const confirmed = await together(ctx, pending.map((exp) => async (signal: AbortSignal) => {
+    const group = new TaskGroup(ctx);
+    const members: Array<Promise<Passed | Failed>> = [];
+    // a screen is judged once the round is complete: its α / k counts every candidate of the round
+    let complete: Promise<unknown> = Promise.resolve();
+    const screen = (exp: ExperimentRow) => members.push(group.add(async (signal) => {
       const started = Date.now();
       ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${exp.hypothesis}`);
-      const screen = evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, `[exp ${exp.seq}/${ctx.study.budget.experiments}]`, { round: r, screenAgainst, signal }));
-      return confirmCandidate(ctx, exp, screen, started, r, signal, () => incumbentFresh(signal));
+      const first = evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, `[exp ${exp.seq}/${ctx.study.budget.experiments}]`, { round: r, screenAgainst, signal }));
+      await complete;
+      if (signal.aborted) throw new Aborted();
+      return confirmCandidate(ctx, exp, first, started, r, signal, () => incumbentFresh(signal));
     }));
+    if (feed) complete = group.add((signal) => feed.propose(screen, signal)).catch(() => undefined);
+    pending.forEach(screen);
+    await group.settle();
+    const confirmed = await Promise.all(members);
     // the failures, in seq order: the chain's order does not depend on which evaluation finished first
     for (const f of confirmed) {
       if ('decision' in f) record(ctx, f.exp, f.decision, f.reason, f.j, f.started, undefined, f.ended);

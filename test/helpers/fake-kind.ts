@@ -38,6 +38,8 @@ export class FakeKind implements KindAdapter {
   readonly onGpu = new Map<string, number>();
   gpuOverlap = 0;
   readonly leases: string[] = [];
+  /** the experiment seq of each evaluation, in the order they started */
+  readonly started: number[] = [];
 
   constructor(private readonly o: FakeKindOptions = {}) {}
 
@@ -48,6 +50,7 @@ export class FakeKind implements KindAdapter {
   async evaluate(req: EvalRequest): Promise<EvalOutcome> {
     this.running++;
     this.evaluations++;
+    this.started.push(req.run.seq);
     this.maxRunning = Math.max(this.maxRunning, this.running);
     const uuid = req.lease?.gpu?.uuid;
     if (uuid) {

@@ -15,6 +15,7 @@ import { openDb, listExperiments, evaluationsOfRun, evaluationsOf, getRun, lates
 import { planSlots } from '../../src/slots.ts';
 import { judgeCandidate } from '../../src/acceptance.ts';
 import { StudySchema } from '../../src/study.ts';
+import type { Proposer } from '../../meta-agent/types.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, EVALUATE_PY, studyYaml } from '../helpers/repo.ts';
 
 const BIN = resolve(import.meta.dirname, '../../bin/autoagent.js');
@@ -129,6 +130,45 @@ test('the same seeds give the same ledger whatever the timing of the slots', asy
     }
   }
   assert.deepEqual(runs[1], runs[0]);
+});
+
+test('a round screens each candidate while the next is proposed; proposals see only what was measured before their round', async () => {
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 4\n') });
+  try {
+    const kind = new FakeKind({ noise: 0.05, delayMs: 30 });
+    let waitedOut = 0;
+    const sawRoundMates: string[] = [];
+    const xs = [0.5, 1, 1.5, 2, 2.5, 2.8, 3.2, 3.5];
+    const proposer: Proposer = {
+      name: 'scripted',
+      propose: async (ctx) => {
+        const seq = ctx.seq!;
+        for (const e of ctx.ledger.filter((x) => x.decision === 'pending' && x.values?.length)) sawRoundMates.push(`#${ctx.seq} saw #${e.seq}'s ${e.values!.length} value(s)`);
+        // the last candidate of a round waits (5 s at most) until a round-mate's screen has started
+        if (ctx.round?.length === 3) {
+          const mates = [seq - 1, seq - 2, seq - 3];
+          const deadline = Date.now() + 5000;
+          while (!kind.started.some((s) => mates.includes(s)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+          if (!kind.started.some((s) => mates.includes(s))) waitedOut++;
+          // then until the screens running are in: their values are stored, and must still not be shown
+          const until = Date.now() + 5000;
+          while (kind.running > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+        }
+        const x = xs[seq - 1];
+        return x === undefined ? null : { hypothesis: `X = ${x}`, edits: [{ path: 'params.py', content: ctx.files['params.py']!.replace(/^X = .*/m, `X = ${x}`) }] };
+      },
+    };
+    const res = await startRun(join(repo, 'study.yaml'), opts(kind, { proposer }));
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    assert.equal(waitedOut, 0, 'the last candidate of each round was proposed after a round-mate\'s screen had started');
+    assert.deepEqual(sawRoundMates, [], 'a proposal is not shown its round-mates\' screens');
+    const all = summary(res.dbPath, res.runId).filter((e) => e.seq > 0);
+    assert.deepEqual(all.map((e) => e.round), [1, 1, 1, 1, 2, 2, 2, 2]);
+    const audit = await auditRun(openDb(res.dbPath), res.runId, { rescore: false });
+    assert.ok(audit.ok, audit.problems.join('\n'));
+  } finally {
+    cleanup(repo);
+  }
 });
 
 test('acceptance.seed_offset moves every evaluation to seeds the default run never used, and audit passes', async () => {
