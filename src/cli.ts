@@ -1,4 +1,5 @@
 /** The autoagent command line. */
+import type { IO } from './io.ts';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -136,11 +137,7 @@ function addRunOptions(c: Command): Command {
     .option('--json', 'print the final ledger as JSON');
 }
 
-export interface IO {
-  out: (text: string) => void;
-  err: (text: string) => void;
-  errIsTTY: boolean;
-}
+export type { IO } from './io.ts';
 
 const processIO: IO = {
   out: (t) => void process.stdout.write(t),

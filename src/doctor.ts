@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { delimiter, join } from 'node:path';
 import { executable, findChromium } from './report/png.ts';
 import { sandboxAvailable } from '../sandbox/index.ts';
-import type { IO } from './cli.ts';
+import type { IO } from './io.ts';
 
 export interface Check {
   name: string;

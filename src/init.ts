@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { UsageError, UserError } from '../base/errors.ts';
 import { repoRoot } from '../base/git.ts';
 import { parseStudy } from './study.ts';
-import type { IO } from './cli.ts';
+import type { IO } from './io.ts';
 
 export const KINDS = ['command', 'trainer', 'harness'] as const;
 type Kind = (typeof KINDS)[number];

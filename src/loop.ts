@@ -36,7 +36,7 @@ import { readPaths, type EvalContext } from './evaluation.ts';
 import { cleanWork } from './workspace.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
 import { KNOB_PROPOSERS, makeProposer, checkProposer } from '../meta-agent/proposers.ts';
-import { requireKnobs } from './knobs-cli.ts';
+import { requireKnobs } from './knobs.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
 import { seededRandom } from '../meta-agent/search/rng.ts';
 import { toneOf, type Reporter } from './report.ts';

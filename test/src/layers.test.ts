@@ -5,7 +5,7 @@
 // a checker that finds nothing fails here too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import ts from 'typescript';
@@ -60,6 +60,54 @@ function violations(root: string, layers = LAYERS): string[] {
   return out.sort();
 }
 
+/**
+ * The import cycles among the project's modules (inside a folder too; type-only imports count),
+ * each as its modules in a ring from the smallest path, e.g. "src/a.ts -> src/b.ts -> src/a.ts".
+ */
+function cycles(root: string, layers = LAYERS): string[] {
+  const graph = new Map<string, string[]>();
+  for (const top of layers) {
+    if (!existsSync(join(root, top))) continue;
+    for (const file of codeFiles(join(root, top))) {
+      graph.set(relative(root, file), importsOf(readFileSync(file, 'utf8')).map((spec) => relative(root, resolve(dirname(file), spec))));
+    }
+  }
+  // Tarjan's strongly connected components; a component of two or more modules (or one importing itself) is a cycle
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const out: string[] = [];
+  const visit = (v: string) => {
+    index.set(v, index.size);
+    low.set(v, index.get(v)!);
+    stack.push(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (stack.includes(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const scc: string[] = [];
+    for (let w = ''; w !== v;) scc.push((w = stack.pop()!));
+    if (scc.length > 1 || graph.get(v)!.includes(v)) {
+      // one ring through the component, from its smallest path
+      const members = new Set(scc);
+      const start = [...scc].sort()[0]!;
+      const ring = [start];
+      for (let at = start; ;) {
+        at = graph.get(at)!.filter((w) => members.has(w)).sort()[0]!;
+        ring.push(at);
+        if (ring.indexOf(at) < ring.length - 1) break;
+      }
+      out.push(`${ring.join(' -> ')} (${scc.length} module${scc.length > 1 ? 's' : ''} in the cycle)`);
+    }
+  };
+  for (const v of [...graph.keys()].sort()) if (!index.has(v)) visit(v);
+  return out.sort();
+}
+
 function tree(files: Record<string, string>): string {
   const root = mkdtempSync(join(tmpdir(), 'layers-'));
   for (const [p, text] of Object.entries(files)) {
@@ -105,6 +153,36 @@ test('the checker finds each kind of import against the direction, and passes a 
 
 test('no import in the project goes against the folders\' direction (base/ imports no other folder)', () => {
   assert.deepEqual(violations(ROOT), []);
+});
+
+test('the cycle checker finds an import cycle inside a folder, a type-only one, a dynamic one, and passes a tree without', () => {
+  const bad = tree({
+    'src/cli.ts': "import { knobs } from './knobs-cli.ts';\nexport const cli = knobs;\n",
+    'src/knobs-cli.ts': "import type { IO } from './cli.ts';\nexport const knobs = 1;\n",
+    'src/loop.ts': "export async function f() { return import('./ui/server.ts'); }\n",
+    'src/ui/server.ts': "import '../loop.ts';\n",
+    'base/self.ts': "import './self.ts';\n",
+  });
+  const good = tree({
+    'src/cli.ts': "import { knobs } from './knobs-cli.ts';\nimport './io.ts';\n",
+    'src/knobs-cli.ts': "import type { IO } from './io.ts';\nexport const knobs = 1;\n",
+    'src/io.ts': "export interface IO { out: string }\n",
+  });
+  try {
+    assert.deepEqual(cycles(bad), [
+      'base/self.ts -> base/self.ts (1 module in the cycle)',
+      'src/cli.ts -> src/knobs-cli.ts -> src/cli.ts (2 modules in the cycle)',
+      'src/loop.ts -> src/ui/server.ts -> src/loop.ts (2 modules in the cycle)',
+    ]);
+    assert.deepEqual(cycles(good), []);
+  } finally {
+    rmSync(bad, { recursive: true, force: true });
+    rmSync(good, { recursive: true, force: true });
+  }
+});
+
+test('no module of the project imports itself through others (no import cycles, inside a folder either)', () => {
+  assert.deepEqual(cycles(ROOT), []);
 });
 
 test('the Layout section of the README names the same order', () => {
