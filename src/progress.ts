@@ -73,7 +73,7 @@ function money(x: number): string {
 /** `[exp 3/8] slot 2 · 12/50 tasks · 41.2k tokens · $0.0123 · 1m 05s, ~3m 10s left` */
 export function slotLine(s: SlotState, now: number, runEta?: number | null): string {
   const p = s.progress;
-  const bits: string[] = [`${s.label}${s.slot !== null ? ` slot ${s.slot}` : ''}`];
+  const bits: string[] = [`${s.label}${s.slot !== null ? ` slot ${s.slot}` : ''}${p.worker ? ` on ${p.worker}` : ''}`];
   if (p.tasksTotal) bits.push(`${p.tasksDone ?? 0}/${p.tasksTotal} tasks`);
   if (p.step !== undefined) bits.push(`step ${p.step}${p.steps ? `/${p.steps}` : ''}${p.loss !== undefined ? ` loss ${Number.isFinite(p.loss) ? p.loss.toFixed(3) : String(p.loss)}` : ''}`);
   if (p.tokens) bits.push(`${fmtTokens(p.tokens)} tokens`);

@@ -45,6 +45,8 @@ export interface EvalProgress {
   /** model tokens and dollars this evaluation spent so far */
   tokens?: number;
   dollars?: number;
+  /** the queue worker running it (src/queue/): its id */
+  worker?: string;
 }
 
 export interface EvalRequest {

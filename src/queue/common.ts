@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { UsageError } from '../../base/errors.ts';
 import type { Study } from '../study.ts';
-import type { EvalOutcome } from '../kinds/types.ts';
+import type { EvalOutcome, EvalProgress } from '../kinds/types.ts';
 
 /** the BullMQ queue every coordinator and worker of one Redis share */
 export const QUEUE_NAME = 'autoagent-evals';
@@ -133,6 +133,27 @@ export interface JobResult {
   /** ms the worker spent unbundling and checking, and evaluating */
   setupMs: number;
   evalMs: number;
+}
+
+/** The numbers of a job's progress (src/kinds/types.ts EvalProgress) a coordinator shows. */
+const PROGRESS_NUMBERS = ['tasksDone', 'tasksTotal', 'step', 'steps', 'loss', 'fraction', 'tokens', 'dollars'] as const;
+
+/**
+ * A job's progress as a worker reported it (BullMQ job progress, read from Redis), as the
+ * coordinator may show it on a terminal: the known fields that are finite numbers, and the
+ * worker's id when it is a plain name (letters, digits, `.`, `_`, `-`); anything else is dropped,
+ * so nothing from the queue reaches a terminal unchecked. Null when nothing is left.
+ */
+export function jobProgressOf(raw: unknown): EvalProgress | null {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return null;
+  const r = raw as Record<string, unknown>;
+  const p: EvalProgress = {};
+  for (const k of PROGRESS_NUMBERS) {
+    const v = r[k];
+    if (typeof v === 'number' && Number.isFinite(v)) p[k] = v;
+  }
+  if (typeof r.worker === 'string' && /^[A-Za-z0-9._-]{1,100}$/.test(r.worker)) p.worker = r.worker;
+  return Object.keys(p).length ? p : null;
 }
 
 export interface WorkerBeat {

@@ -14,7 +14,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Queue, Job } from 'bullmq';
+import { Queue, QueueEvents, Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Dispatcher, DispatchTarget, Dispatched } from '../dispatch.ts';
 import { SlotPool } from '../slots.ts';
@@ -23,8 +23,8 @@ import { LockViolation } from '../lock.ts';
 import type { Study } from '../study.ts';
 import { UserError, UsageError } from '../../base/errors.ts';
 import * as g from '../../base/git.ts';
-import type { EvalOutcome } from '../kinds/types.ts';
-import { QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
+import type { EvalOutcome, EvalProgress } from '../kinds/types.ts';
+import { QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobProgressOf, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
 
 
 export { QueueWaitExpired } from '../dispatch.ts';
@@ -66,6 +66,9 @@ export class QueueDispatcher implements Dispatcher {
   private reachable: Promise<void> | null = null;
   /** trainer studies: the corpus cache folder (prepare.py build) the manifest's external files are in */
   private readonly trainerCache: string | null;
+  /** the queue's events (a connection of their own), read for the progress of the jobs waited for */
+  private events: { queue: QueueEvents; conn: Redis } | null = null;
+  private readonly progressOf = new Map<string, (p: EvalProgress) => void>();
 
   constructor(private readonly o: QueueDispatcherOptions) {
     checkQueueUrl(o.url);
@@ -117,12 +120,12 @@ export class QueueDispatcher implements Dispatcher {
           bundle: await this.bundle(t.commit), manifest: this.o.manifest, trainer_cache: this.trainerCache, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
           seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, incumbent: t.incumbent, unsafe_no_sandbox: this.o.unsafeNoSandbox,
         };
-        let res = await this.submit(id, data, t.signal);
+        let res = await this.submit(id, data, t.signal, t.onProgress);
         if (res && !res.refused && res.incumbent !== t.incumbent) {
           // a result measured for another incumbent (a job queued before the incumbent changed) is
           // never used for this decision: it is evaluated again for the current incumbent, as its own job
           this.o.say(`experiment #${t.seq} repeat ${t.repeat}: the result on the queue was measured for incumbent ${res.incumbent.slice(0, 10)}, the incumbent is now ${t.incumbent.slice(0, 10)}: evaluated again`);
-          res = await this.submit(jobId({ run: this.o.runId, commit: t.commit, studyHash: this.identityHash, stage: t.stage, repeat: t.repeat, seed: t.seed, incumbent: t.incumbent }), data, t.signal);
+          res = await this.submit(jobId({ run: this.o.runId, commit: t.commit, studyHash: this.identityHash, stage: t.stage, repeat: t.repeat, seed: t.seed, incumbent: t.incumbent }), data, t.signal, t.onProgress);
         }
         if (!res) return { out: aborted(), slot: null, hardware: null, screenedAgainst: t.incumbent };
         if (res.refused) throw new LockViolation(`worker ${res.worker} refused experiment #${t.seq} repeat ${t.repeat}: ${res.refused}`);
@@ -136,8 +139,42 @@ export class QueueDispatcher implements Dispatcher {
     });
   }
 
-  /** Add the job (a no-op when its id exists) and wait for its result; null when `signal` aborts first. */
-  private async submit(id: string, data: JobData, signal: AbortSignal): Promise<JobResult | null> {
+  /**
+   * Tell `f` the progress job `id` reports (checked: common.ts jobProgressOf) until the returned
+   * function is called. The queue's events are read from the first call on: from the moment of
+   * that call by Redis's own clock (an event stream id is its time in ms), so what a job reports
+   * while that connection is still being set up is read too.
+   */
+  private async listen(id: string, f: (p: EvalProgress) => void): Promise<() => void> {
+    if (!this.events) {
+      const [s, us] = await this.conn.time();
+      const conn = connect(this.o.url);
+      const queue = new QueueEvents(QUEUE_NAME, { connection: conn, lastEventId: `${Number(s) * 1000 + Math.floor(Number(us) / 1000)}-0` });
+      queue.on('error', () => undefined);
+      queue.on('progress', ({ jobId: job, data }) => {
+        const to = this.progressOf.get(job);
+        const p = to ? jobProgressOf(data) : null;
+        if (to && p) to(p);
+      });
+      this.events = { queue, conn };
+    }
+    this.progressOf.set(id, f);
+    return () => {
+      if (this.progressOf.get(id) === f) this.progressOf.delete(id);
+    };
+  }
+
+  /** Add the job (a no-op when its id exists) and wait for its result, telling `onProgress` its progress; null when `signal` aborts first. */
+  private async submit(id: string, data: JobData, signal: AbortSignal, onProgress?: (p: EvalProgress) => void): Promise<JobResult | null> {
+    const unlisten = onProgress ? await this.listen(id, onProgress) : null;
+    try {
+      return await this.waitFor(id, data, signal);
+    } finally {
+      unlisten?.();
+    }
+  }
+
+  private async waitFor(id: string, data: JobData, signal: AbortSignal): Promise<JobResult | null> {
     // a resumed coordinator finds the jobs its predecessor queued: their results are taken, not evaluated again
     const found = await this.queue.getJobState(id);
     const what = `experiment #${data.seq} repeat ${data.repeat} (job ${id.slice(0, 15)})`;
@@ -221,6 +258,10 @@ export class QueueDispatcher implements Dispatcher {
 
   async close(): Promise<void> {
     await this.queue.close().catch(() => undefined);
+    if (this.events) {
+      await this.events.queue.close().catch(() => undefined);
+      this.events.conn.disconnect();
+    }
     this.conn.disconnect();
   }
 }

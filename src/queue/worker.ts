@@ -22,7 +22,7 @@ import { evaluateCommit, readPaths, type EvalContext } from '../evaluation.ts';
 import { buildManifest, LockViolation, sha256File, verifyManifest, walkFiles } from '../lock.ts';
 import { globMatcher } from '../../base/glob.ts';
 import { TrainerKind } from '../kinds/trainer.ts';
-import type { KindAdapter, PrepareResult, RunPaths as RunRepoPaths } from '../kinds/types.ts';
+import type { EvalProgress, KindAdapter, PrepareResult, RunPaths as RunRepoPaths } from '../kinds/types.ts';
 import { SpendGuard } from '../../task-agent/evaluate.ts';
 import { discoverGpus, gpuDevices, type Lease } from '../slots.ts';
 import { sandboxAvailable } from '../../sandbox/index.ts';
@@ -54,6 +54,8 @@ export interface JobOptions {
   cacheDir?: string | (() => string);
   /** what this job's slot holds (a GPU, or a CPU share with several slots); trainer jobs only */
   lease?: Lease;
+  /** the evaluation's progress as it goes (a trainer's steps and loss) */
+  onProgress?: (p: EvalProgress) => void;
 }
 
 /** one corpus cache built at a time per folder (two slots asking for it wait for one build) */
@@ -164,7 +166,7 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
     const t1 = Date.now();
     let out;
     try {
-      out = await evaluateCommit(ctx, { commit: data.commit, label: `${data.seq}-${data.repeat}`, seq: data.seq, seed: data.seed, repeat: data.repeat, lease });
+      out = await evaluateCommit(ctx, { commit: data.commit, label: `${data.seq}-${data.repeat}`, seq: data.seq, seed: data.seed, repeat: data.repeat, lease, onProgress: o.onProgress });
     } catch (e) {
       if (e instanceof LockViolation) return refuse(e.message.replace(/: the run stops.*$/, ''));
       throw e;
@@ -236,6 +238,38 @@ export function gpuSummary(models: string[]): string {
   return [...counts].map(([m, n]) => (n > 1 ? `${n}× ${m}` : m)).join(' + ');
 }
 
+/** how often a job's progress goes to Redis at most (ms) */
+const PROGRESS_MS = 1000;
+
+/** `send` the latest value pushed, at most once every `ms` (the first at once, the last one late rather than lost); stop() drops what is pending. */
+export function latestEvery<T>(ms: number, send: (v: T) => void): { push: (v: T) => void; stop: () => void } {
+  let last = -Infinity;
+  let pending: { v: T } | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const flush = () => {
+    timer = null;
+    if (!pending) return;
+    last = Date.now();
+    const { v } = pending;
+    pending = null;
+    send(v);
+  };
+  return {
+    push: (v) => {
+      pending = { v };
+      if (timer) return;
+      const wait = last + ms - Date.now();
+      if (wait <= 0) flush();
+      else timer = setTimeout(flush, wait);
+    },
+    stop: () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      pending = null;
+    },
+  };
+}
+
 /** Runs until `o.stop` resolves; then finishes the jobs it holds and returns. */
 export async function runWorker(o: WorkerOptions): Promise<void> {
   checkQueueUrl(o.url);
@@ -271,7 +305,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       // no GPU to itself: with several slots, an even share of the CPUs (as local trainer slots)
       const lease: Lease | undefined = gpu ? { gpu: { ...gpu, devices: gpuDevices(gpu) }, hardware: gpu.name }
         : o.slots > 1 ? { cpus: Math.max(1, Math.floor(availableParallelism() / o.slots)), hardware: null } : undefined;
-      const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease });
+      // the progress goes to the coordinator's slot line, the latest at most once a second
+      const progress = latestEvery(PROGRESS_MS, (p: EvalProgress) => void job.updateProgress({ ...p, worker: id }).catch(() => undefined));
+      const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease, onProgress: progress.push }).finally(progress.stop);
       const what = r.refused ? `refused: ${r.refused}` : `${r.outcome!.status}${r.outcome!.metric !== null ? ` ${r.outcome!.metric}` : ''}`;
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: ${what} (${r.evalMs} ms)`);
       return r;

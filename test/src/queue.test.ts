@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { openDb, listExperiments, evaluationsOfRun, getRun } from '../../traces/index.ts';
 import { startRun } from '../../src/loop.ts';
@@ -20,8 +20,8 @@ import { queueStatus } from '../../src/queue/cli.ts';
 import { main } from '../../src/cli.ts';
 import { cli } from '../helpers/cli.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo } from '../helpers/repo.ts';
-import { QUEUE_NAME, jobStudy, sha256, type JobData } from '../../src/queue/common.ts';
-import { evaluateJob, sweepDeadWorkerFolders } from '../../src/queue/worker.ts';
+import { QUEUE_NAME, WORKER_KEY, jobStudy, sha256, type JobData, type JobResult } from '../../src/queue/common.ts';
+import { evaluateJob, latestEvery, sweepDeadWorkerFolders } from '../../src/queue/worker.ts';
 import { StudySchema } from '../../src/study.ts';
 import { TrainerKind, findTorchPython } from '../../src/kinds/trainer.ts';
 import { buildManifest, sha256File } from '../../src/lock.ts';
@@ -476,6 +476,56 @@ function torchMissing(): string | null {
   }
 }
 
+test('latestEvery sends the first value at once, then the latest at most once per interval; stop drops what is pending', async () => {
+  const sent: number[] = [];
+  const l = latestEvery(80, (v: number) => sent.push(v));
+  l.push(1);
+  l.push(2);
+  l.push(3);
+  assert.deepEqual(sent, [1], 'the first at once; the next ones wait');
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual(sent, [1, 3], 'then only the latest');
+  l.push(4);
+  l.stop();
+  await new Promise((r) => setTimeout(r, 150));
+  assert.deepEqual(sent, [1, 3], 'a value pending at stop is dropped');
+});
+
+test('a job\'s progress reaches the coordinator\'s slot line; from a hostile worker only finite numbers and a plain worker name get through', async () => {
+  await flush();
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 0, baseline: 1, parallel: 1 }) });
+  const conn = new Redis(url, { maxRetriesPerRequest: null });
+  // a worker of our own, in this process: it heartbeats like one, reports progress, and answers with a plain result
+  const beat = () => conn.set(`${WORKER_KEY}fake`, JSON.stringify({ id: 'fake', host: 'h', pid: 1, slots: 1, hardware: 'cpu', active: 0, started: Date.now(), seen: Date.now() }), 'EX', 10);
+  await beat();
+  const fakeConn = new Redis(url, { maxRetriesPerRequest: null });
+  const fake = new Worker<JobData, JobResult>(QUEUE_NAME, async (job) => {
+    await job.updateProgress({ step: 7, steps: 70, loss: 2.5, tasksTotal: 9, tasksDone: '\x1b[31m5', fraction: 'all', dollars: null, worker: '\x1b]0;owned\x07box', extra: '\x1b[2J'.repeat(1000) });
+    await job.updateProgress({ step: 8, steps: 70, loss: 2.25, worker: 'box-2.lan' });
+    await job.updateProgress('\x1b[2J');
+    await new Promise((r) => setTimeout(r, 500));
+    return {
+      v: 1, worker: 'box-2.lan', hardware: null, incumbent: job.data.incumbent, setupMs: 0, evalMs: 1,
+      outcome: { status: 'ok', metric: 1.5, reason: null, commandMs: 1, evaluatorMs: 0, exitCode: 0, stdoutTail: '', stderrTail: '', telemetry: null },
+    };
+  }, { connection: fakeConn });
+  try {
+    const q = run(repo, { url });
+    const res = await q.result;
+    assert.equal(res.status, 'finished', `${res.stopReason}\n${q.reporter.lines.join('\n')}`);
+    const lines = q.reporter.progressLines;
+    assert.ok(lines.some((l) => /step 8\/70 loss 2\.250/.test(l) && l.includes(' on box-2.lan')), lines.join('\n'));
+    assert.ok(lines.some((l) => /step 7\/70 loss 2\.500/.test(l) && l.includes('0/9 tasks')), `the numbers of the hostile report, not its strings: ${lines.join('\n')}`);
+    assert.deepEqual(lines.filter((l) => /[\x00-\x08\x0b-\x1f\x7f]/.test(l) || l.includes('owned') || l.length > 300), [], 'no control character, hostile name or flood reached the line');
+  } finally {
+    await fake.close();
+    fakeConn.disconnect();
+    await conn.del(`${WORKER_KEY}fake`);
+    conn.disconnect();
+    cleanup(repo);
+  }
+});
+
 test('a trainer study on a worker: prepare.py builds the corpus cache there, checked against the coordinator\'s; the evaluation is the worker\'s', { timeout: 300_000 }, async (t) => {
   const why = torchMissing();
   if (why) return t.skip(why);
@@ -501,6 +551,8 @@ test('a trainer study on a worker: prepare.py builds the corpus cache there, che
     assert.equal(tel.worker, id);
     assert.equal(tel.eval.status, 'ok');
     assert.ok(tel.train.steps > 0, 'training telemetry came back');
+    // the training's progress streamed from the worker to the coordinator's slot line as it ran
+    assert.ok(q.reporter.progressLines.some((l) => l.includes(` on ${id}`) && /step \d+ loss \d/.test(l)), q.reporter.progressLines.join('\n'));
     await audited(res.dbPath, res.runId);
   } finally {
     await stopWorker(w);
