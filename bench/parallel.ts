@@ -8,10 +8,12 @@
  * evaluations per minute, and the decisions (rounds change which candidates are tried, so the kept
  * counts are shown, not compared).
  *
- * A third arm is the issue's whole-run check: 8 experiments whose *evaluator* sleeps (the command does nothing).
+ *   - slow proposer: the wait-bound command, with a proposer that takes 1 s per candidate (a model call):
+ *     each candidate is screened while the next one is proposed.
+ * A fourth arm is the issue's whole-run check: 8 experiments whose *evaluator* sleeps (the command does nothing).
  * Experiments per hour counts decided experiments over the whole run's wall time (baseline included).
  *
- *   node --import tsx bench/parallel.ts [--experiments 16] [--seconds 2] [--arms wait-bound,CPU-bound,evaluator-wait]
+ *   node --import tsx bench/parallel.ts [--experiments 16] [--seconds 2] [--arms wait-bound,CPU-bound,slow-proposer,evaluator-wait]
  */
 import { existsSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -19,6 +21,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRun } from '../src/loop.ts';
+import type { Proposer } from '../meta-agent/types.ts';
 import { MemoryReporter } from '../src/report.ts';
 import { openDb, listExperiments, evaluationsOfRun } from '../traces/index.ts';
 import { writeSection, machine } from './markdown.ts';
@@ -26,7 +29,7 @@ import { makeRepo as makeGitRepo } from '../test/helpers/repo.ts';
 
 const { values } = parseArgs({ options: {
   experiments: { type: 'string', default: '16' }, seconds: { type: 'string', default: '2' },
-  arms: { type: 'string', default: 'wait-bound,CPU-bound,evaluator-wait' },
+  arms: { type: 'string', default: 'wait-bound,CPU-bound,slow-proposer,evaluator-wait' },
 } });
 const E = Number(values.experiments);
 const S = Number(values.seconds);
@@ -40,9 +43,10 @@ const t = Date.now();
 execFileSync(existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', ['-c', `any(i < 0 for i in range(${probe}))`]);
 const ITERATIONS = Math.round((probe * S * 1000) / Math.max(1, Date.now() - t));
 
-interface Arm { command: string; evaluatorSleep: number; experiments: number }
+interface Arm { command: string; evaluatorSleep: number; experiments: number; proposeMs?: number }
 const ARMS: Record<string, Arm> = {
   'wait-bound': { command: `python3 -c "import time; time.sleep(${S})"`, evaluatorSleep: 0, experiments: E },
+  'slow-proposer': { command: `python3 -c "import time; time.sleep(${S})"`, evaluatorSleep: 0, experiments: E, proposeMs: 1000 },
   'CPU-bound': { command: `python3 -c "any(i < 0 for i in range(${ITERATIONS}))"`, evaluatorSleep: 0, experiments: E },
   // the issue's whole run: 3 baseline repeats, 8 experiments, an evaluator that sleeps
   'evaluator-wait': { command: 'true', evaluatorSleep: S, experiments: 8 },
@@ -59,6 +63,22 @@ n = int(re.search(r'^N = (\\S+)', src, re.M).group(1))
 random.seed(int(os.environ['AUTOAGENT_SEED']))
 print(f'METRIC loss={(x - 3.0) ** 2 + (n - 5) ** 2 + 0.05 * random.gauss(0, 1)}')
 `;
+
+/**
+ * A proposer that thinks like a model call: it waits `ms`, then sets X and N at random (seeded by
+ * the run and the proposal, so every arm tries the same candidates).
+ */
+function slowProposer(ms: number): Proposer {
+  return {
+    name: 'slow',
+    propose: async (ctx) => {
+      await new Promise((r) => setTimeout(r, ms));
+      const x = (ctx.random() * 6).toFixed(3);
+      const n = Math.floor(ctx.random() * 11);
+      return { hypothesis: `X = ${x}, N = ${n}`, edits: [{ path: 'params.py', content: `X = ${x}\nN = ${n}\n` }] };
+    },
+  };
+}
 
 function makeRepo({ command, evaluatorSleep, experiments }: Arm): string {
   return makeGitRepo({
@@ -88,7 +108,10 @@ for (const kind of chosen) {
     const repo = makeRepo(ARMS[kind]!);
     try {
       const started = Date.now();
-      const res = await startRun(join(repo, 'study.yaml'), { overrides: { parallel }, unsafeNoSandbox: false, reporter: new MemoryReporter() });
+      const arm = ARMS[kind]!;
+      const res = await startRun(join(repo, 'study.yaml'), {
+        overrides: { parallel }, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: arm.proposeMs ? slowProposer(arm.proposeMs) : undefined,
+      });
       const wall = (Date.now() - started) / 1000;
       if (res.status !== 'finished') throw new Error(`${kind} parallel ${parallel}: ${res.status} ${res.stopReason}`);
       const db = openDb(res.dbPath);
@@ -109,7 +132,8 @@ const lines = [
   '',
   `One command study (3 baseline repeats, the \`search\` proposer, 1 confirmation) through the real loop and bubblewrap sandbox, with`,
   `\`parallel\` 1, 2 and 4, side by side in one run. *wait-bound*: ${E} experiments, each command sleeps ${S} s (a harness waiting on its`,
-  `model, a trainer on its own GPU); *CPU-bound*: ${E} experiments, each command does ${S} s of one idle core's work (${(ITERATIONS / 1e6).toFixed(0)}M Python iterations); *evaluator-wait*: the issue's`,
+  `model, a trainer on its own GPU); *CPU-bound*: ${E} experiments, each command does ${S} s of one idle core's work (${(ITERATIONS / 1e6).toFixed(0)}M Python iterations); *slow-proposer*: wait-bound, with a`,
+  'proposer that takes 1 s per candidate (a model call; random X, N), each candidate screened while the next is proposed; *evaluator-wait*: the issue\'s',
   `whole run, 8 experiments whose locked evaluator sleeps ${S} s. *Experiments / h* counts decided experiments over the whole run's wall`,
   'time, baseline included. With slots, a round that has a candidate passing its screen also runs a fresh repeat of the incumbent',
   'beside the confirmations, so a run may do more evaluations.',

@@ -70,14 +70,20 @@ function money(x: number): string {
   return x < 1 ? `$${x.toFixed(4)}` : `$${x.toFixed(2)}`;
 }
 
-/** `[exp 3/8] slot 2 · 12/50 tasks · 41.2k tokens · $0.0123 · 1m 05s, ~3m 10s left` */
-export function slotLine(s: SlotState, now: number, runEta?: number | null): string {
-  const p = s.progress;
-  const bits: string[] = [`${s.label}${s.slot !== null ? ` slot ${s.slot}` : ''}${p.worker ? ` on ${p.worker}` : ''}`];
+/** An evaluation's progress in words: `12/50 tasks`, `step 1200/5000 loss 3.412`, `41.2k tokens`, `$0.0123` (what it has of them). */
+export function progressBits(p: EvalProgress): string[] {
+  const bits: string[] = [];
   if (p.tasksTotal) bits.push(`${p.tasksDone ?? 0}/${p.tasksTotal} tasks`);
   if (p.step !== undefined) bits.push(`step ${p.step}${p.steps ? `/${p.steps}` : ''}${p.loss !== undefined ? ` loss ${Number.isFinite(p.loss) ? p.loss.toFixed(3) : String(p.loss)}` : ''}`);
   if (p.tokens) bits.push(`${fmtTokens(p.tokens)} tokens`);
   if (p.dollars) bits.push(money(p.dollars));
+  return bits;
+}
+
+/** `[exp 3/8] slot 2 · 12/50 tasks · 41.2k tokens · $0.0123 · 1m 05s, ~3m 10s left` */
+export function slotLine(s: SlotState, now: number, runEta?: number | null): string {
+  const p = s.progress;
+  const bits: string[] = [`${s.label}${s.slot !== null ? ` slot ${s.slot}` : ''}${p.worker ? ` on ${p.worker}` : ''}`, ...progressBits(p)];
   const eta = evalEtaMs(s, now);
   bits.push(`${fmtDuration(now - s.started)}${eta !== null ? `, ~${fmtDuration(eta)} left` : ''}`);
   if (runEta !== undefined && runEta !== null) bits.push(`run ~${fmtDuration(runEta)} left`);

@@ -3,7 +3,9 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { UserError } from '../../base/errors.ts';
 import { runWorker } from './worker.ts';
-import { QUEUE_NAME, checkQueueUrl, liveWorkers, redactUrl, type WorkerBeat } from './common.ts';
+import { QUEUE_NAME, checkQueueUrl, jobProgressOf, liveWorkers, redactUrl, type WorkerBeat } from './common.ts';
+import type { EvalProgress } from '../kinds/types.ts';
+import { progressBits } from '../progress.ts';
 import { killAllSandboxes } from '../../sandbox/index.ts';
 import { table } from '../../base/format.ts';
 
@@ -41,7 +43,12 @@ export interface QueueStatus {
   jobs: { waiting: number; active: number; completed: number; failed: number; delayed: number };
   /** age of the oldest job still waiting (s), null when none waits */
   oldest_waiting_s: number | null;
+  /** the jobs running now (the first RUNNING_SHOWN): name (run, experiment, repeat), worker and progress as reported, for how long */
+  running: Array<{ id: string; name: string; worker: string | null; progress: EvalProgress | null; running_s: number | null }>;
 }
+
+/** running jobs `queue status` lists at most */
+const RUNNING_SHOWN = 50;
 
 export async function queueStatus(url: string): Promise<QueueStatus> {
   checkQueueUrl(url);
@@ -61,10 +68,26 @@ export async function queueStatus(url: string): Promise<QueueStatus> {
     const workers = (await liveWorkers(conn)).map((w) => ({ ...w, seen_ago_s: Math.round((now - w.seen) / 100) / 10 }));
     const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed');
     const oldest = await queue.getJobs(['waiting', 'prioritized'], 0, 0, true);
+    // the running jobs' name, progress and start only (a job's data holds its candidate's git bundle)
+    const running: QueueStatus['running'] = [];
+    for (const id of await queue.getRanges(['active'], 0, RUNNING_SHOWN - 1, true)) {
+      const [name, progress, processedOn] = await conn.hmget(queue.toKey(id), 'name', 'progress', 'processedOn');
+      let p: EvalProgress | null = null;
+      try {
+        p = progress ? jobProgressOf(JSON.parse(progress)) : null;
+      } catch {
+        p = null;
+      }
+      running.push({
+        id, name: (name ?? '').replace(/[^\x20-\x7e]/g, '?').slice(0, 120), worker: p?.worker ?? null, progress: p,
+        running_s: processedOn ? Math.round((now - Number(processedOn)) / 1000) : null,
+      });
+    }
     return {
       queue: redactUrl(url), workers,
       jobs: { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0 },
       oldest_waiting_s: oldest[0] ? Math.round((now - oldest[0].timestamp) / 1000) : null,
+      running,
     };
   } finally {
     await queue.close().catch(() => undefined);
@@ -87,5 +110,9 @@ export function queueStatusText(s: QueueStatus): string {
   const j = s.jobs;
   lines.push('', `jobs: ${j.waiting} waiting, ${j.active} active, ${j.completed} completed, ${j.failed} failed${j.delayed ? `, ${j.delayed} delayed` : ''}`);
   lines.push(`oldest waiting job: ${s.oldest_waiting_s === null ? 'none' : `${s.oldest_waiting_s} s`}`);
+  if (s.running.length) {
+    lines.push('', `running${j.active > s.running.length ? ` (the first ${s.running.length})` : ''}:`, ...table(['job', 'worker', 'progress', 'for'],
+      s.running.map((r) => [r.name, r.worker ?? '?', r.progress ? progressBits(r.progress).join(' · ') || '-' : '-', r.running_s === null ? '?' : `${r.running_s} s`])).split('\n').map((l) => `  ${l}`));
+  }
   return lines.join('\n');
 }

@@ -67,7 +67,8 @@ export class QueueDispatcher implements Dispatcher {
   /** trainer studies: the corpus cache folder (prepare.py build) the manifest's external files are in */
   private readonly trainerCache: string | null;
   /** the queue's events (a connection of their own), read for the progress of the jobs waited for */
-  private events: { queue: QueueEvents; conn: Redis } | null = null;
+  private events: Promise<{ queue: QueueEvents; conn: Redis } | null> | null = null;
+  private closed = false;
   private readonly progressOf = new Map<string, (p: EvalProgress) => void>();
 
   constructor(private readonly o: QueueDispatcherOptions) {
@@ -146,8 +147,10 @@ export class QueueDispatcher implements Dispatcher {
    * while that connection is still being set up is read too.
    */
   private async listen(id: string, f: (p: EvalProgress) => void): Promise<() => void> {
-    if (!this.events) {
+    this.events ??= (async () => {
       const [s, us] = await this.conn.time();
+      // closed meanwhile (the run ended while this waited for Redis): no connection is left behind
+      if (this.closed) return null;
       const conn = connect(this.o.url);
       const queue = new QueueEvents(QUEUE_NAME, { connection: conn, lastEventId: `${Number(s) * 1000 + Math.floor(Number(us) / 1000)}-0` });
       queue.on('error', () => undefined);
@@ -156,8 +159,10 @@ export class QueueDispatcher implements Dispatcher {
         const p = to ? jobProgressOf(data) : null;
         if (to && p) to(p);
       });
-      this.events = { queue, conn };
-    }
+      return { queue, conn };
+    })();
+    // progress is for people: without it (Redis gone meanwhile), the job is still waited for
+    if (!(await this.events.catch(() => null)) && !this.closed) this.events = null; // tried again by the next job
     this.progressOf.set(id, f);
     return () => {
       if (this.progressOf.get(id) === f) this.progressOf.delete(id);
@@ -186,7 +191,8 @@ export class QueueDispatcher implements Dispatcher {
     } else if (found !== 'unknown') {
       this.o.say(`${what} is already on the queue (${found}): ${found === 'completed' ? 'its result is used' : 'waiting for its result'}, not evaluating it again`);
     }
-    const add = () => this.queue.add('eval', data, {
+    // named for people (queue status, BullMQ dashboards): the run, the experiment, the repeat
+    const add = () => this.queue.add(`${data.run} #${data.seq} repeat ${data.repeat}`, data, {
       jobId: id, attempts: 1,
       // kept a week: a resumed coordinator reads results it did not see; failed ones tell why
       removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 },
@@ -258,9 +264,11 @@ export class QueueDispatcher implements Dispatcher {
 
   async close(): Promise<void> {
     await this.queue.close().catch(() => undefined);
-    if (this.events) {
-      await this.events.queue.close().catch(() => undefined);
-      this.events.conn.disconnect();
+    this.closed = true;
+    const events = await this.events?.catch(() => null);
+    if (events) {
+      await events.queue.close().catch(() => undefined);
+      events.conn.disconnect();
     }
     this.conn.disconnect();
   }

@@ -55,7 +55,7 @@ export function renderReport(db: DB, runOrId: string | RunRow): string {
   const harness = run.kind === 'harness' || spend.traces > 0;
   const edits = auditEdits(db, run);
   const sections = [
-    header(db, run, ledger, exps, spend),
+    header(db, run, ledger, exps, spend, [...all.values()].flat()),
     section('Progress', progressChart(run, exps, evals, ledger.baseline.mean), 'progress'),
     harness ? section('Task scores of the kept experiments', heatmap(db, run, exps), 'heatmap') : '',
     harness && spend.traces > 0 ? section('Tokens and cost per experiment', spendCharts(db, run, exps), 'spend') : '',
@@ -141,7 +141,25 @@ const fmtUsd = (x: number): string => (x === 0 ? '$0' : x < 1e-4 ? `$${x.toExpon
 
 type Ledger = ReturnType<typeof ledgerData>;
 
-function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spend: TraceSpend): string {
+/** Where an evaluation ran: its queue worker's id (from its telemetry) and its hardware class, as known; '' on this machine without either. */
+function whereOf(v: EvaluationRow): string {
+  const worker = (safeJson(v.telemetry) as { worker?: unknown } | null)?.worker;
+  return [typeof worker === 'string' ? `on ${worker}` : '', v.hardware ?? ''].filter(Boolean).join(' · ');
+}
+
+/** `12 on this machine (cpu) · 8 on box-1-4242-ab12cd (NVIDIA H200)`; null when no evaluation says where it ran */
+function evaluatedOn(evaluations: EvaluationRow[]): string | null {
+  const by = new Map<string, number>();
+  for (const v of evaluations) {
+    const worker = (safeJson(v.telemetry) as { worker?: unknown } | null)?.worker;
+    const key = `${typeof worker === 'string' ? `on ${worker}` : 'on this machine'}${v.hardware ? ` (${v.hardware})` : ''}`;
+    by.set(key, (by.get(key) ?? 0) + 1);
+  }
+  if ([...by.keys()].every((k) => k === 'on this machine')) return null;
+  return [...by].map(([k, n]) => `${n} ${k}`).join(' · ');
+}
+
+function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spend: TraceSpend, evaluations: EvaluationRow[]): string {
   const banners: string[] = [];
   if (run.self_reported) banners.push('SELF-REPORTED metric: the numbers below were read from the candidate\'s own output, not computed by a locked evaluator.');
   if (run.unsafe_no_sandbox) banners.push('UNSAFE: this run executed candidate code without a sandbox (--unsafe-no-sandbox).');
@@ -170,6 +188,7 @@ function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spen
     fact('experiments', esc(counts)),
     fact('spend', esc(spendParts.join(' · '))),
     study?.harness?.benchmark ? fact('benchmark', esc(`${study.harness.benchmark}${study.harness.split ? ` (${study.harness.split})` : ''}`)) : '',
+    evaluatedOn(evaluations) ? fact('evaluated on', esc(evaluatedOn(evaluations)!)) : '',
     fact('started', esc(run.created_at.replace('T', ' ').slice(0, 19))),
     fact('ledger head', ledger.ledger
       ? `<code class="ledger-head">${esc(ledger.ledger.head.slice(0, 16))}</code> <span class="sub">${ledger.ledger.links} decisions chained; <code>autoagent audit ${esc(run.id)} --expect-head ${esc(ledger.ledger.head.slice(0, 16))}</code> proves the ledger was not rewritten since this report</span>`
@@ -567,7 +586,7 @@ function keptTable(run: RunRow, exps: ExperimentRow[], evals: Map<number, Evalua
 <td class="num">${esc(fmtMetric(e.incumbent_metric))} → ${esc(fmtMetric(e.metric))}</td>
 <td class="num">${esc(fmtDelta(e.improvement, run.direction))}</td>
 <td class="num">${esc(fmtMetric(e.margin))}</td>
-<td class="num" title="${esc(ev.map((v) => `#${v.repeat + 1} seed ${v.seed}: ${v.status} ${fmtMetric(v.metric)}`).join('\n'))}">${ev.length}${ok.length ? `<div class="sub">${esc(ok.map(fmtMetric).join(', '))}</div>` : ''}</td>
+<td class="num" title="${esc(ev.map((v) => `#${v.repeat + 1} seed ${v.seed}: ${v.status} ${fmtMetric(v.metric)}${whereOf(v) ? ` · ${whereOf(v)}` : ''}`).join('\n'))}">${ev.length}${ok.length ? `<div class="sub">${esc(ok.map(fmtMetric).join(', '))}</div>` : ''}</td>
 <td class="cites">${cites.length ? cites.map((c) => `<code>${esc(c)}</code>`).join(' ') : '<span class="muted">—</span>'}</td>
 ${ablated ? testDeltaCell(run, e.seq, bySeq.get(e.seq)?.ablation ?? null) : ''}</tr>`;
   });

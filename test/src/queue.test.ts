@@ -16,7 +16,8 @@ import { openDb, listExperiments, evaluationsOfRun, getRun } from '../../traces/
 import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { auditRun } from '../../src/audit.ts';
-import { queueStatus } from '../../src/queue/cli.ts';
+import { renderReport } from '../../src/report/html.ts';
+import { queueStatus, queueStatusText } from '../../src/queue/cli.ts';
 import { main } from '../../src/cli.ts';
 import { cli } from '../helpers/cli.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo } from '../helpers/repo.ts';
@@ -184,6 +185,18 @@ test('two workers: the run completes, audit passes, and the ledger equals the lo
     // at-least-once: a job may run twice when a loaded machine delays a lock renewal; each is recorded once
     assert.equal(new Set(all).size, b.reduce((s, e) => s + e.evals.length, 0), 'one job per recorded evaluation');
     await audited(queued.dbPath, queued.runId);
+    // the report says where the evaluations ran: on which worker, on what hardware
+    const wid = (w: Proc) => /worker (\S+) on/.exec(w.log())![1]!;
+    const rdb = openDb(queued.dbPath);
+    const html = renderReport(rdb, queued.runId);
+    rdb.close();
+    const on = /<b>evaluated on<\/b> ([^<]*)<\/div>/.exec(html)?.[1] ?? '';
+    const counted = [...on.matchAll(/(\d+) on (\S+)/g)];
+    assert.deepEqual(counted.map((m) => m[2]).sort(), [wid(w1), wid(w2)].sort(), on);
+    assert.equal(counted.reduce((n, m) => n + Number(m[1]), 0), b.reduce((n, e) => n + e.evals.length, 0), on);
+    const ldb = openDb(local.dbPath);
+    assert.doesNotMatch(renderReport(ldb, local.runId), /evaluated on/, 'a local run without hardware classes says nothing of it');
+    ldb.close();
     // queue status sees both workers and the completed jobs
     const s = await queueStatus(url);
     assert.equal(s.workers.length, 2);
@@ -224,6 +237,8 @@ test('a worker SIGKILLed mid-job: the job is delivered again to another worker a
     const rescuer = pair.find((w) => w !== doomed)!;
     const jobId = /job (\S+) #0 repeat 0: started/.exec(doomed.log())![1]!;
     const left = () => readdirSync(tmp).filter((n) => new RegExp(`^autoagent-worker-.*-${doomed.child.pid}-`).test(n));
+    // (its job folder is made just after it says `started`)
+    await until('the job folder', () => left().length === 1);
     doomed.child.kill('SIGKILL');
     await doomed.exited;
     assert.equal(left().length, 1, 'the killed worker left its job folder');
@@ -499,9 +514,11 @@ test('a job\'s progress reaches the coordinator\'s slot line; from a hostile wor
   const beat = () => conn.set(`${WORKER_KEY}fake`, JSON.stringify({ id: 'fake', host: 'h', pid: 1, slots: 1, hardware: 'cpu', active: 0, started: Date.now(), seen: Date.now() }), 'EX', 10);
   await beat();
   const fakeConn = new Redis(url, { maxRetriesPerRequest: null });
+  let status: Awaited<ReturnType<typeof queueStatus>> | null = null;
   const fake = new Worker<JobData, JobResult>(QUEUE_NAME, async (job) => {
     await job.updateProgress({ step: 7, steps: 70, loss: 2.5, tasksTotal: 9, tasksDone: '\x1b[31m5', fraction: 'all', dollars: null, worker: '\x1b]0;owned\x07box', extra: '\x1b[2J'.repeat(1000) });
     await job.updateProgress({ step: 8, steps: 70, loss: 2.25, worker: 'box-2.lan' });
+    status = await queueStatus(url);
     await job.updateProgress('\x1b[2J');
     await new Promise((r) => setTimeout(r, 500));
     return {
@@ -517,6 +534,12 @@ test('a job\'s progress reaches the coordinator\'s slot line; from a hostile wor
     assert.ok(lines.some((l) => /step 8\/70 loss 2\.250/.test(l) && l.includes(' on box-2.lan')), lines.join('\n'));
     assert.ok(lines.some((l) => /step 7\/70 loss 2\.500/.test(l) && l.includes('0/9 tasks')), `the numbers of the hostile report, not its strings: ${lines.join('\n')}`);
     assert.deepEqual(lines.filter((l) => /[\x00-\x08\x0b-\x1f\x7f]/.test(l) || l.includes('owned') || l.length > 300), [], 'no control character, hostile name or flood reached the line');
+    // queue status lists the running job: its name (run, experiment, repeat), worker, progress
+    const run0 = status!.running;
+    assert.equal(run0.length, 1);
+    assert.equal(run0[0]!.name, `${res.runId} #0 repeat 0`);
+    assert.equal(run0[0]!.worker, 'box-2.lan');
+    assert.match(queueStatusText(status!), new RegExp(`running:\\n.*\\n\\s+${res.runId} #0 repeat 0\\s+box-2\\.lan\\s+step 8/70 loss 2\\.250\\s+\\d+ s`));
   } finally {
     await fake.close();
     fakeConn.disconnect();
