@@ -307,6 +307,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
         : o.slots > 1 ? { cpus: Math.max(1, Math.floor(availableParallelism() / o.slots)), hardware: null } : undefined;
       // the progress goes to the coordinator's slot line, the latest at most once a second
       const progress = latestEvery(PROGRESS_MS, (p: EvalProgress) => void job.updateProgress({ ...p, worker: id }).catch(() => undefined));
+      progress.push({}); // which worker holds the job, at once (kinds without progress of their own too)
       const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease, onProgress: progress.push }).finally(progress.stop);
       const what = r.refused ? `refused: ${r.refused}` : `${r.outcome!.status}${r.outcome!.metric !== null ? ` ${r.outcome!.metric}` : ''}`;
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: ${what} (${r.evalMs} ms)`);
