@@ -14,6 +14,14 @@ import type { EvalOutcome, EvalProgress } from '../kinds/types.ts';
 export const QUEUE_NAME = 'autoagent-evals';
 /** a worker refreshes `${WORKER_KEY}<id>` (JSON, expiring) every HEARTBEAT_MS */
 export const WORKER_KEY = 'autoagent:workers:';
+/**
+ * a candidate's git bundle, stored once under `${BLOB_KEY}<its sha256>` (content-addressed: the
+ * jobs of one commit, its repeats and confirmations, share it; a job carries only the hash, and a
+ * worker checks the bytes it reads against it)
+ */
+export const BLOB_KEY = 'autoagent:blob:';
+/** how long a bundle stays in Redis after the last job that named it was added (as completed jobs) */
+export const BLOB_TTL_S = 7 * 86400;
 export const HEARTBEAT_MS = 2000;
 export const HEARTBEAT_TTL_S = 10;
 
@@ -96,8 +104,12 @@ export const JobDataSchema = z.object({
   /** the study file's folder, repo-relative */
   study_dir: z.string(),
   commit: z.string().regex(/^[0-9a-f]{40,64}$/),
-  /** `git bundle` of the commit, base64; it holds refs/autoagent-bundle/<commit> */
-  bundle: z.string(),
+  /**
+   * `git bundle` of the commit (it holds refs/autoagent-bundle/<commit>): its sha256, the key of
+   * its bytes in Redis (BLOB_KEY); or the bundle itself, base64 (jobs made before 2026-12-03)
+   */
+  bundle_sha256: z.string().regex(/^[0-9a-f]{64}$/).optional(),
+  bundle: z.string().optional(),
   /** the locked files' sha256 as hashed when the run started (repo-relative), and outside the repository */
   manifest: z.object({ files: z.record(z.string(), z.string()), external: z.record(z.string(), z.string()) }),
   /**

@@ -24,7 +24,7 @@ import type { Study } from '../study.ts';
 import { UserError, UsageError } from '../../base/errors.ts';
 import * as g from '../../base/git.ts';
 import type { EvalOutcome, EvalProgress } from '../kinds/types.ts';
-import { QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobProgressOf, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
+import { BLOB_KEY, BLOB_TTL_S, QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobProgressOf, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
 
 
 export { QueueWaitExpired } from '../dispatch.ts';
@@ -59,7 +59,8 @@ export class QueueDispatcher implements Dispatcher {
   private readonly studyHash: string;
   /** what of the study a job's identity depends on (common.ts evalIdentityHash) */
   private readonly identityHash: string;
-  private readonly bundles = new Map<string, Promise<string>>();
+  /** each commit's bundle: its sha256 and bytes (kept to put it back should Redis have lost it) */
+  private readonly bundles = new Map<string, Promise<{ sha: string; bytes: Buffer }>>();
   private workersAt = 0;
   private workers = -1;
   private toldNoWorker = false;
@@ -88,8 +89,19 @@ export class QueueDispatcher implements Dispatcher {
     o.say(`evaluations go to queue ${redactUrl(o.url)} (${o.size} at once); start workers with \`autoagent worker --queue ${redactUrl(o.url)}\``);
   }
 
-  /** `git bundle` of the commit (its whole history), base64; one per commit per run. */
-  private bundle(commit: string): Promise<string> {
+  /**
+   * `git bundle` of the commit (its whole history), made once per commit per run and stored in
+   * Redis under its sha256 (BLOB_KEY) with BLOB_TTL_S to live, renewed by every job that names it
+   * (and stored again when it expired or Redis lost it). Returns its sha256.
+   */
+  private async bundle(commit: string): Promise<string> {
+    const b = await this.bundleBytes(commit);
+    const key = `${BLOB_KEY}${b.sha}`;
+    if (!(await this.conn.expire(key, BLOB_TTL_S))) await this.conn.set(key, b.bytes, 'EX', BLOB_TTL_S);
+    return b.sha;
+  }
+
+  private bundleBytes(commit: string): Promise<{ sha: string; bytes: Buffer }> {
     let b = this.bundles.get(commit);
     if (!b) {
       b = (async () => {
@@ -98,7 +110,8 @@ export class QueueDispatcher implements Dispatcher {
         try {
           await g.gitRaw(this.o.repo, ['update-ref', ref, commit]);
           await g.gitRaw(this.o.repo, ['bundle', 'create', '-q', join(dir, 'b'), ref]);
-          return readFileSync(join(dir, 'b')).toString('base64');
+          const bytes = readFileSync(join(dir, 'b'));
+          return { sha: sha256(bytes), bytes };
         } finally {
           await g.gitRaw(this.o.repo, ['update-ref', '-d', ref]).catch(() => undefined);
           rmSync(dir, { recursive: true, force: true });
@@ -118,7 +131,7 @@ export class QueueDispatcher implements Dispatcher {
         const id = jobId({ run: this.o.runId, commit: t.commit, studyHash: this.identityHash, stage: t.stage, repeat: t.repeat, seed: t.seed });
         const data: JobData = {
           v: 1, run: this.o.runId, study: this.studyText, study_hash: this.studyHash, study_dir: this.o.studyDir, commit: t.commit,
-          bundle: await this.bundle(t.commit), manifest: this.o.manifest, trainer_cache: this.trainerCache, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
+          bundle_sha256: await this.bundle(t.commit), manifest: this.o.manifest, trainer_cache: this.trainerCache, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
           seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, incumbent: t.incumbent, unsafe_no_sandbox: this.o.unsafeNoSandbox,
         };
         let res = await this.submit(id, data, t.signal, t.onProgress);

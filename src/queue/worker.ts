@@ -30,7 +30,7 @@ import { UserError } from '../../base/errors.ts';
 import type { DB } from '../../traces/index.ts';
 import { pidAlive } from '../../base/proc.ts';
 import {
-  QUEUE_NAME, WORKER_KEY, HEARTBEAT_MS, HEARTBEAT_TTL_S, JobDataSchema, checkQueueUrl, connect, redactUrl, sha256,
+  BLOB_KEY, QUEUE_NAME, WORKER_KEY, HEARTBEAT_MS, HEARTBEAT_TTL_S, JobDataSchema, checkQueueUrl, connect, redactUrl, sha256,
   type JobData, type JobResult, type WorkerBeat,
 } from './common.ts';
 
@@ -56,6 +56,8 @@ export interface JobOptions {
   lease?: Lease;
   /** the evaluation's progress as it goes (a trainer's steps and loss) */
   onProgress?: (p: EvalProgress) => void;
+  /** the bytes stored under a sha256 (BLOB_KEY in Redis); null when there are none */
+  blob?: (sha: string) => Promise<Buffer | null>;
 }
 
 /** one corpus cache built at a time per folder (two slots asking for it wait for one build) */
@@ -116,7 +118,19 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
   try {
     await g.gitRaw(dir, ['init', '-q']);
     const bundle = join(dir, '.git', 'candidate.bundle');
-    writeFileSync(bundle, Buffer.from(data.bundle, 'base64'));
+    let bytes: Buffer;
+    if (data.bundle_sha256) {
+      const got = o.blob ? await o.blob(data.bundle_sha256) : null;
+      // not a refusal (that stops the run): the job fails, and the coordinator stores the bundle again when it queues it again
+      if (!got) throw new Error(`the candidate's bundle ${data.bundle_sha256.slice(0, 12)} is not on the queue (expired, or Redis lost it)`);
+      if (sha256(got) !== data.bundle_sha256) return refuse(`the bundle on the queue does not match its sha256 ${data.bundle_sha256.slice(0, 12)}`);
+      bytes = got;
+    } else if (data.bundle !== undefined) {
+      bytes = Buffer.from(data.bundle, 'base64');
+    } else {
+      return refuse('the job holds no bundle');
+    }
+    writeFileSync(bundle, bytes);
     await g.gitRaw(dir, ['fetch', '-q', bundle, `refs/autoagent-bundle/${data.commit}:refs/autoagent-bundle/${data.commit}`]);
     if ((await g.revParse(dir, `${data.commit}^{commit}`)) !== data.commit) return refuse(`the bundle does not hold commit ${data.commit.slice(0, 10)}`);
     // the locked files as the candidate commit has them, checked against the run's manifest (evaluateCommit)
@@ -308,7 +322,9 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       // the progress goes to the coordinator's slot line, the latest at most once a second
       const progress = latestEvery(PROGRESS_MS, (p: EvalProgress) => void job.updateProgress({ ...p, worker: id }).catch(() => undefined));
       progress.push({}); // which worker holds the job, at once (kinds without progress of their own too)
-      const r = await evaluateJob(data, { unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease, onProgress: progress.push }).finally(progress.stop);
+      const r = await evaluateJob(data, {
+        unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease, onProgress: progress.push, blob: (sha) => beats.getBuffer(`${BLOB_KEY}${sha}`),
+      }).finally(progress.stop);
       const what = r.refused ? `refused: ${r.refused}` : `${r.outcome!.status}${r.outcome!.metric !== null ? ` ${r.outcome!.metric}` : ''}`;
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: ${what} (${r.evalMs} ms)`);
       return r;

@@ -21,7 +21,7 @@ import { queueStatus, queueStatusText } from '../../src/queue/cli.ts';
 import { main } from '../../src/cli.ts';
 import { cli } from '../helpers/cli.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo } from '../helpers/repo.ts';
-import { QUEUE_NAME, WORKER_KEY, jobStudy, sha256, type JobData, type JobResult } from '../../src/queue/common.ts';
+import { BLOB_KEY, QUEUE_NAME, WORKER_KEY, jobStudy, sha256, type JobData, type JobResult } from '../../src/queue/common.ts';
 import { evaluateJob, latestEvery, sweepDeadWorkerFolders } from '../../src/queue/worker.ts';
 import { StudySchema } from '../../src/study.ts';
 import { TrainerKind, findTorchPython } from '../../src/kinds/trainer.ts';
@@ -197,6 +197,16 @@ test('two workers: the run completes, audit passes, and the ledger equals the lo
     const ldb = openDb(local.dbPath);
     assert.doesNotMatch(renderReport(ldb, local.runId), /evaluated on/, 'a local run without hardware classes says nothing of it');
     ldb.close();
+    // each candidate's bundle is in Redis once, under its sha256; the jobs carry only that hash
+    const r = new Redis(url);
+    const blobs = await r.keys(`${BLOB_KEY}*`);
+    const jobKeys = (await r.keys(`bull:${QUEUE_NAME}:ev-*`)).filter((k) => !k.includes(':', `bull:${QUEUE_NAME}:ev-`.length));
+    const datas = await Promise.all(jobKeys.map(async (k) => JSON.parse((await r.hget(k, 'data'))!) as JobData));
+    r.disconnect();
+    assert.equal(datas.length, new Set(all).size);
+    assert.ok(datas.every((d) => d.bundle === undefined && d.bundle_sha256 && blobs.includes(`${BLOB_KEY}${d.bundle_sha256}`)));
+    assert.equal(blobs.length, new Set(datas.map((d) => d.commit)).size, 'one bundle per commit, shared by its jobs');
+    assert.ok(blobs.length < datas.length, 'repeats and confirmations share their commit\'s bundle');
     // queue status sees both workers and the completed jobs
     const s = await queueStatus(url);
     assert.equal(s.workers.length, 2);
@@ -651,7 +661,7 @@ test('no worker connected: the run says so once, waits up to --queue-wait, and s
   }
 });
 
-test('a job whose locked files differ from the run\'s manifest is refused by the worker', async () => {
+test('a job whose locked files differ from the run\'s manifest, or whose bundle is not the one its sha256 names, is refused by the worker', async () => {
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
   try {
     const commit = sh(repo, 'git', ['rev-parse', 'HEAD']).trim();
@@ -673,6 +683,24 @@ test('a job whose locked files differ from the run\'s manifest is refused by the
     assert.equal(bad.outcome, undefined);
     const tampered = await evaluateJob({ ...job(sha256File(join(repo, 'evaluate.py'))), study_hash: sha256('other') }, { unsafeNoSandbox: true, worker: 'w' });
     assert.match(tampered.refused ?? '', /does not match its hash/);
+    // the bundle by its sha256 (as the coordinator sends it): the bytes read are checked against it
+    const bytes = readFileSync(join(repo, 'b.bundle'));
+    const { bundle: _inline, ...rest } = job(sha256File(join(repo, 'evaluate.py')));
+    const byHash = { ...rest, bundle_sha256: sha256(bytes) };
+    const stored = await evaluateJob(byHash, { unsafeNoSandbox: true, worker: 'w', blob: async (sha) => (sha === sha256(bytes) ? bytes : null) });
+    assert.equal(stored.outcome?.metric, 13, stored.refused ?? stored.outcome?.reason ?? '');
+    // another bundle (a commit with other locked files) stored under that hash: refused, not evaluated
+    writeFileSync(join(repo, 'evaluate.py'), EVALUATE_PY.replace('** 2}', '** 2 - 100}'));
+    sh(repo, 'git', ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qam', 'a swapped scorer']);
+    const other = sh(repo, 'git', ['rev-parse', 'HEAD']).trim();
+    sh(repo, 'git', ['update-ref', `refs/autoagent-bundle/${commit}`, other]);
+    sh(repo, 'git', ['bundle', 'create', '-q', join(repo, 'swapped.bundle'), `refs/autoagent-bundle/${commit}`]);
+    const swapped = await evaluateJob(byHash, { unsafeNoSandbox: true, worker: 'w', blob: async () => readFileSync(join(repo, 'swapped.bundle')) });
+    assert.match(swapped.refused ?? '', /^the bundle on the queue does not match its sha256/);
+    assert.equal(swapped.outcome, undefined);
+    // none under that hash (expired, or Redis lost it): the job fails (the coordinator queues it again), nothing is evaluated
+    await assert.rejects(evaluateJob(byHash, { unsafeNoSandbox: true, worker: 'w', blob: async () => null }), /bundle [0-9a-f]{12} is not on the queue/);
+    await assert.rejects(evaluateJob(byHash, { unsafeNoSandbox: true, worker: 'w' }), /is not on the queue/);
   } finally {
     cleanup(repo);
   }
