@@ -212,6 +212,7 @@ export class QueueDispatcher implements Dispatcher {
     });
     await add();
     const pollMs = this.o.pollMs ?? 100;
+    let storedAgain = false;
     let noWorkerSince: number | null = null;
     for (;;) {
       if (signal.aborted) {
@@ -224,7 +225,17 @@ export class QueueDispatcher implements Dispatcher {
         if (job?.returnvalue) return job.returnvalue;
       } else if (state === 'failed') {
         const job = await Job.fromId<JobData, JobResult>(this.queue, id);
-        throw new UserError(`queue job for experiment #${data.seq} repeat ${data.repeat} failed on a worker: ${job?.failedReason ?? 'no reason given'}`);
+        const why = job?.failedReason ?? 'no reason given';
+        if (!storedAgain && data.bundle_sha256 && why.includes(`bundle ${data.bundle_sha256.slice(0, 12)} is not on the queue`)) {
+          // the bundle expired or Redis lost it (not its job): stored again, and the job queued again, once
+          storedAgain = true;
+          this.o.say(`${what}: its bundle was gone from the queue when a worker took it: stored and queued again`);
+          await this.bundle(data.commit);
+          await this.queue.remove(id);
+          await add();
+          continue;
+        }
+        throw new UserError(`queue job for experiment #${data.seq} repeat ${data.repeat} failed on a worker: ${why}`);
       } else if (state === 'unknown') {
         // gone (removed, or Redis lost it): add it again
         await add();

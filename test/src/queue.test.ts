@@ -630,6 +630,30 @@ test('a trainer job whose corpus cache comes out different on the worker is refu
   }
 });
 
+test('a bundle gone from Redis before a worker takes its job (expired, lost): the coordinator stores it again and the run completes, each evaluation once', async () => {
+  await flush();
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 0, baseline: 1, parallel: 1 }) });
+  const r = new Redis(url);
+  let w: Proc | null = null;
+  try {
+    const q = run(repo, { url, waitSeconds: 60 });
+    // no worker yet: the job waits; its bundle is deleted from Redis meanwhile
+    await until('the job to wait', async () => (await r.keys(`${BLOB_KEY}*`)).length === 1 && q.reporter.lines.some((l) => /no worker is connected/.test(l)));
+    await r.del(...(await r.keys(`${BLOB_KEY}*`)));
+    w = await startWorker(repo);
+    const res = await q.result;
+    assert.equal(res.status, 'finished', `${res.stopReason}\n${q.reporter.lines.join('\n')}\n${w.log()}`);
+    assert.ok(q.reporter.lines.some((l) => /its bundle was gone from the queue when a worker took it: stored and queued again/.test(l)), q.reporter.lines.join('\n'));
+    assert.match(w.log(), /is not on the queue/);
+    assert.equal(ledger(res.dbPath, res.runId)[0]!.evals.length, 1);
+    await audited(res.dbPath, res.runId);
+  } finally {
+    if (w) await stopWorker(w);
+    r.disconnect();
+    cleanup(repo);
+  }
+});
+
 test('no worker connected: the run says so once, waits up to --queue-wait, and stops resumable; the password is never printed', async () => {
   await flush();
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1 }) });
