@@ -59,8 +59,8 @@ export class QueueDispatcher implements Dispatcher {
   private readonly studyHash: string;
   /** what of the study a job's identity depends on (common.ts evalIdentityHash) */
   private readonly identityHash: string;
-  /** each commit's bundle: its sha256 and bytes (kept to put it back should Redis have lost it) */
-  private readonly bundles = new Map<string, Promise<{ sha: string; bytes: Buffer }>>();
+  /** each commit's bundle in Redis: its sha256 */
+  private readonly bundles = new Map<string, Promise<string>>();
   private workersAt = 0;
   private workers = -1;
   private toldNoWorker = false;
@@ -90,37 +90,41 @@ export class QueueDispatcher implements Dispatcher {
   }
 
   /**
-   * `git bundle` of the commit (its whole history), made once per commit per run and stored in
-   * Redis under its sha256 (BLOB_KEY) with BLOB_TTL_S to live, renewed by every job that names it
-   * (and stored again when it expired or Redis lost it). Returns its sha256.
+   * The sha256 of the commit's `git bundle` (its whole history), stored in Redis under it
+   * (BLOB_KEY) for BLOB_TTL_S, renewed by every job that names it; the bytes stay in Redis only.
+   * Made once per commit per run, and made and stored again when Redis no longer has it (expired,
+   * lost): a bundle made again may differ byte for byte (git's packing), so its new sha256 is sent.
    */
   private async bundle(commit: string): Promise<string> {
-    const b = await this.bundleBytes(commit);
-    const key = `${BLOB_KEY}${b.sha}`;
-    if (!(await this.conn.expire(key, BLOB_TTL_S))) await this.conn.set(key, b.bytes, 'EX', BLOB_TTL_S);
-    return b.sha;
+    const known = this.bundles.get(commit);
+    if (known) {
+      const sha = await known.catch(() => null);
+      if (sha && (await this.conn.expire(`${BLOB_KEY}${sha}`, BLOB_TTL_S))) return sha;
+      if (this.bundles.get(commit) === known) this.bundles.delete(commit);
+    }
+    let made = this.bundles.get(commit);
+    if (!made) {
+      made = this.storeBundle(commit);
+      made.catch(() => this.bundles.delete(commit));
+      this.bundles.set(commit, made);
+    }
+    return made;
   }
 
-  private bundleBytes(commit: string): Promise<{ sha: string; bytes: Buffer }> {
-    let b = this.bundles.get(commit);
-    if (!b) {
-      b = (async () => {
-        const ref = `refs/autoagent-bundle/${commit}`;
-        const dir = mkdtempSync(join(tmpdir(), 'autoagent-bundle-'));
-        try {
-          await g.gitRaw(this.o.repo, ['update-ref', ref, commit]);
-          await g.gitRaw(this.o.repo, ['bundle', 'create', '-q', join(dir, 'b'), ref]);
-          const bytes = readFileSync(join(dir, 'b'));
-          return { sha: sha256(bytes), bytes };
-        } finally {
-          await g.gitRaw(this.o.repo, ['update-ref', '-d', ref]).catch(() => undefined);
-          rmSync(dir, { recursive: true, force: true });
-        }
-      })();
-      b.catch(() => this.bundles.delete(commit));
-      this.bundles.set(commit, b);
+  private async storeBundle(commit: string): Promise<string> {
+    const ref = `refs/autoagent-bundle/${commit}`;
+    const dir = mkdtempSync(join(tmpdir(), 'autoagent-bundle-'));
+    try {
+      await g.gitRaw(this.o.repo, ['update-ref', ref, commit]);
+      await g.gitRaw(this.o.repo, ['bundle', 'create', '-q', join(dir, 'b'), ref]);
+      const bytes = readFileSync(join(dir, 'b'));
+      const sha = sha256(bytes);
+      await this.conn.set(`${BLOB_KEY}${sha}`, bytes, 'EX', BLOB_TTL_S);
+      return sha;
+    } finally {
+      await g.gitRaw(this.o.repo, ['update-ref', '-d', ref]).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
     }
-    return b;
   }
 
   evaluate(t: DispatchTarget, start: SlotStart): Promise<Dispatched> {
@@ -205,7 +209,8 @@ export class QueueDispatcher implements Dispatcher {
       this.o.say(`${what} is already on the queue (${found}): ${found === 'completed' ? 'its result is used' : 'waiting for its result'}, not evaluating it again`);
     }
     // named for people (queue status, BullMQ dashboards): the run, the experiment, the repeat
-    const add = () => this.queue.add(`${data.run} #${data.seq} repeat ${data.repeat}`, data, {
+    let sent = data;
+    const add = () => this.queue.add(`${sent.run} #${sent.seq} repeat ${sent.repeat}`, sent, {
       jobId: id, attempts: 1,
       // kept a week: a resumed coordinator reads results it did not see; failed ones tell why
       removeOnComplete: { age: 7 * 86400 }, removeOnFail: { age: 7 * 86400 },
@@ -226,11 +231,11 @@ export class QueueDispatcher implements Dispatcher {
       } else if (state === 'failed') {
         const job = await Job.fromId<JobData, JobResult>(this.queue, id);
         const why = job?.failedReason ?? 'no reason given';
-        if (!storedAgain && data.bundle_sha256 && why.includes(`bundle ${data.bundle_sha256.slice(0, 12)} is not on the queue`)) {
+        if (!storedAgain && sent.bundle_sha256 && why.includes(`bundle ${sent.bundle_sha256.slice(0, 12)} is not on the queue`)) {
           // the bundle expired or Redis lost it (not its job): stored again, and the job queued again, once
           storedAgain = true;
           this.o.say(`${what}: its bundle was gone from the queue when a worker took it: stored and queued again`);
-          await this.bundle(data.commit);
+          sent = { ...sent, bundle_sha256: await this.bundle(sent.commit) };
           await this.queue.remove(id);
           await add();
           continue;
