@@ -250,29 +250,30 @@ test('GPU leases: N+1 trainer slots asked on N GPUs get N slots, and no GPU ever
   }
 });
 
-test('kill -9 at seeded moments of a --parallel 3 run, resumed each time: it completes with every experiment once, every repeat once, and audit passes', async () => {
+test('kill -9 at 10 seeded moments of a --parallel 3 run, resumed each time: it completes with every experiment once, every repeat once, and audit passes', async () => {
   // each evaluation sleeps ~0.4 s, so kills land in screens, confirmations, incumbent repeats and keeps
   const yaml = studyYaml().replace(/^command: .*$/m, 'command: python3 -c "import time; time.sleep(0.4)"');
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': yaml });
   const dbPath = join(repo, '.autoagent', 'autoagent.db');
   let rng = 7;
   const next = () => (rng = (rng * 48271) % 2147483647) / 2147483647;
+  const KILLS = 10;
   try {
     let runId: string | null = null;
     let kills = 0;
     let inFlight = 0;
     let finished = false;
-    for (let attempt = 0; attempt < 12 && !finished; attempt++) {
-      const args = runId ? ['resume', runId, '--parallel', '3'] : ['run', 'study.yaml', '--experiments', '9', '--parallel', '3'];
+    for (let attempt = 0; attempt < KILLS + 4 && !finished; attempt++) {
+      const args = runId ? ['resume', runId, '--parallel', '3'] : ['run', 'study.yaml', '--experiments', '18', '--parallel', '3'];
       const child = spawn(process.execPath, [BIN, ...args], { cwd: repo, stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       child.stderr!.on('data', (b: Buffer) => (err += b.toString()));
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      // the first 8 starts are killed once they have recorded a new evaluation, 0–0.8 s later (inside screens,
-      // confirmations, incumbent repeats, keeps); the last ones run to the end
+      // the first KILLS starts are killed once they have recorded a new evaluation, 0–0.8 s later (inside
+      // proposals, screens, confirmations, incumbent repeats, keeps); the last ones run to the end
       let code: number | null | undefined;
       void exited.then((c) => (code = c));
-      if (attempt < 8) {
+      if (attempt < KILLS) {
         const count = () => {
           if (!existsSync(dbPath)) return -1;
           const db = openDb(dbPath);
@@ -297,7 +298,7 @@ test('kill -9 at seeded moments of a --parallel 3 run, resumed each time: it com
         runId = latestRun(db)?.id ?? null;
         db.close();
       }
-      if (attempt < 8 && code === null && runId) {
+      if (attempt < KILLS && code === null && runId) {
         const db = openDb(dbPath);
         inFlight += listExperiments(db, runId).some((e) => e.status === 'pending') ? 1 : 0;
         db.close();
@@ -305,14 +306,15 @@ test('kill -9 at seeded moments of a --parallel 3 run, resumed each time: it com
       if (code === 0) finished = true;
       else assert.equal(code, null, `a run ended by itself with exit ${code}: ${err.slice(-600)}`);
     }
-    assert.ok(finished, 'the run finished within 12 starts');
+    assert.ok(finished, `the run finished within ${KILLS + 4} starts`);
     console.log(`  ${kills} kills, ${inFlight} with an experiment in flight`);
-    assert.ok(kills >= 4 && inFlight >= 2, `killed ${kills} times, ${inFlight} in flight`);
+    // (a start that finishes the run before its kill is not killed: the last ones may)
+    assert.ok(kills >= KILLS - 2 && inFlight >= KILLS / 2, `killed ${kills} times, ${inFlight} in flight`);
     const db = openDb(dbPath);
     const run = getRun(db, runId!)!;
     const exps = listExperiments(db, run.id);
     assert.equal(run.status, 'finished');
-    assert.deepEqual(exps.map((e) => e.seq), Array.from({ length: 10 }, (_, i) => i));
+    assert.deepEqual(exps.map((e) => e.seq), Array.from({ length: 19 }, (_, i) => i));
     for (const e of exps) {
       assert.equal(e.status, 'decided', `#${e.seq} decided`);
       const reps = evaluationsOf(db, e.id).map((v) => v.repeat);
