@@ -342,7 +342,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     if (/lock/i.test(e.message)) o.log(`result refused by the queue: ${e.message}`);
   });
   worker.on('failed', (job, e: Error) => {
-    const what = `job ${job?.id?.slice(0, 15) ?? '?'}${job?.data ? ` #${job.data.seq} repeat ${job.data.repeat}` : ''}`;
+    const what = `job ${job?.id?.slice(0, 15) ?? '?'}${typeof job?.data?.seq === 'number' && typeof job.data.repeat === 'number' ? ` #${job.data.seq} repeat ${job.data.repeat}` : ''}`;
     o.log(/lock/i.test(e.message) ? `${what}: result refused by the queue: ${e.message}` : `${what}: failed: ${e.message}`);
   });
   const started = Date.now();
