@@ -20,7 +20,8 @@ import { renderReport } from '../../src/report/html.ts';
 import { queueStatus, queueStatusText } from '../../src/queue/cli.ts';
 import { main } from '../../src/cli.ts';
 import { cli } from '../helpers/cli.ts';
-import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo } from '../helpers/repo.ts';
+import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo, tinyTrainerStudy, tinyCorpus, TRAINER_PREPARE_PY, TRAINER_TRAIN_PY } from '../helpers/repo.ts';
+import { sandboxAvailable } from '../../sandbox/index.ts';
 import { BLOB_KEY, QUEUE_NAME, WORKER_KEY, jobStudy, sha256, type JobData, type JobResult } from '../../src/queue/common.ts';
 import { evaluateJob, latestEvery, sweepDeadWorkerFolders } from '../../src/queue/worker.ts';
 import { StudySchema } from '../../src/study.ts';
@@ -592,6 +593,63 @@ test('a trainer study on a worker: prepare.py builds the corpus cache there, che
     cleanup(repo);
   }
   assert.deepEqual(caches().filter((n) => !before.has(n)), [], 'the drained worker left no corpus cache behind');
+});
+
+test('a hostile train.py on a sandboxed worker: its progress lines reach the coordinator as numbers only, at most once a second, and it cannot reach the queue', { timeout: 300_000 }, async (t) => {
+  const why = torchMissing();
+  if (why) return t.skip(why);
+  if (!sandboxAvailable().ok) return t.skip('no bubblewrap here');
+  await flush();
+  const r = new Redis(url);
+  await r.set('autoagent:target', 'untouched');
+  // before training: 20,000 forged progress lines (escape sequences after the numbers, a number too big
+  // for a double, an injected worker field), then a try at the queue's Redis, to overwrite a key and to
+  // publish its own progress; then the real training
+  const hostile = `import socket, sys
+for i in range(20000):
+    print(f"step {i} | loss 2.5\\x1b]0;owned\\x07\\x1b[2J worker=evil")
+print("step 7 | loss 1e999")
+sys.stdout.flush()
+try:
+    s = socket.create_connection(("127.0.0.1", ${port}), timeout=2)
+    s.sendall(b"SET autoagent:target owned\\r\\n")
+    s.close()
+    print("REACHED THE QUEUE")
+except OSError as e:
+    print(f"no queue from the sandbox: {e}")
+` + TRAINER_TRAIN_PY;
+  const repo = makeRepo({ 'prepare.py': TRAINER_PREPARE_PY, 'train.py': hostile, 'corpus.txt': tinyCorpus(), 'study.yaml': tinyTrainerStudy({
+    budget: '{ experiment_seconds: 3, grace_seconds: 20, evaluate_seconds: 120, experiments: 0 }',
+    trainer: '{ corpus: corpus.txt, eval_tokens: 4096, device: cpu }',
+  }) });
+  // a real worker process, sandboxed (no --unsafe-no-sandbox)
+  const w = startProc(['worker', '--queue', url, '--lock-ms', '60000'], repo);
+  try {
+    await until('the worker to start', () => /slot\(s\)/.test(w.log()), 90_000);
+    assert.doesNotMatch(w.log(), /WITHOUT sandbox/);
+    const q = run(repo, { url });
+    const res = await q.result;
+    assert.equal(res.status, 'finished', `${res.stopReason}\n${q.reporter.lines.join('\n')}\n${w.log()}`);
+    const db = openDb(res.dbPath);
+    const v = [...evaluationsOfRun(db, res.runId).values()].flat()[0]!;
+    const seconds = (Date.parse(v.created_at) - Date.parse(getRun(db, res.runId)!.created_at)) / 1000;
+    db.close();
+    assert.match(v.stdout_tail, /no queue from the sandbox/, 'the candidate ran, and found no network');
+    assert.doesNotMatch(v.stdout_tail, /REACHED THE QUEUE/);
+    assert.equal(await r.get('autoagent:target'), 'untouched');
+    const lines = q.reporter.progressLines;
+    const id = /worker (\S+) on/.exec(w.log())![1]!;
+    assert.ok(lines.some((l) => l.includes(` on ${id}`) && /step \d+ loss 2\.500/.test(l)), lines.join('\n'));
+    assert.deepEqual(lines.filter((l) => /[\x00-\x1f\x7f]|owned|evil|Infinity|NaN/.test(l)), [], 'numbers only reach the line');
+    assert.ok(lines.every((l) => !l.includes(' on ') || l.includes(` on ${id}`)), 'the worker named is the worker');
+    // 20,000 lines at once: the worker sent at most one report a second (the slot line is also redrawn once a second)
+    assert.ok(lines.length <= 2 * seconds + 10, `${lines.length} slot lines in ${seconds} s`);
+  } finally {
+    w.child.kill('SIGTERM');
+    await w.exited;
+    r.disconnect();
+    cleanup(repo);
+  }
 });
 
 test('a trainer job whose corpus cache comes out different on the worker is refused; one whose cache matches is evaluated', { timeout: 300_000 }, async (t) => {
