@@ -999,8 +999,8 @@ interface RoundFeed {
  * confirmations at once; the first one to pass also starts one fresh repeat of the incumbent
  * beside them (its noise under the same load), which every final judgement of the round waits
  * for. A round where no screen passes runs nothing but its screens. Failures are recorded in seq
- * order when the round is decided; then the best
- * of those that passed is kept and the others discarded. Passed candidates stay pending until
+ * order when the round is decided; then the best of those that passed is kept and the others
+ * discarded. Passed candidates stay pending until
  * then, with all their evaluations stored, so a run killed in between re-judges them from the
  * store on resume without evaluating again.
  */

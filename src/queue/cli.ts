@@ -68,9 +68,8 @@ export async function queueStatus(url: string): Promise<QueueStatus> {
     const workers = (await liveWorkers(conn)).map((w) => ({ ...w, seen_ago_s: Math.round((now - w.seen) / 100) / 10 }));
     const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed');
     const oldest = await queue.getJobs(['waiting', 'prioritized'], 0, 0, true);
-    // the running jobs' name, progress and start only (a job's data holds its candidate's git bundle)
-    const running: QueueStatus['running'] = [];
-    for (const id of await queue.getRanges(['active'], 0, RUNNING_SHOWN - 1, true)) {
+    // the running jobs' name, progress and start only (not their data), read at once
+    const running: QueueStatus['running'] = await Promise.all((await queue.getRanges(['active'], 0, RUNNING_SHOWN - 1, true)).map(async (id) => {
       const [name, progress, processedOn] = await conn.hmget(queue.toKey(id), 'name', 'progress', 'processedOn');
       let p: EvalProgress | null = null;
       try {
@@ -78,11 +77,11 @@ export async function queueStatus(url: string): Promise<QueueStatus> {
       } catch {
         p = null;
       }
-      running.push({
+      return {
         id, name: (name ?? '').replace(/[^\x20-\x7e]/g, '?').slice(0, 120), worker: p?.worker ?? null, progress: p,
         running_s: processedOn ? Math.round((now - Number(processedOn)) / 1000) : null,
-      });
-    }
+      };
+    }));
     return {
       queue: redactUrl(url), workers,
       jobs: { waiting: (c.waiting ?? 0) + (c.prioritized ?? 0), active: c.active ?? 0, completed: c.completed ?? 0, failed: c.failed ?? 0, delayed: c.delayed ?? 0 },

@@ -141,18 +141,23 @@ const fmtUsd = (x: number): string => (x === 0 ? '$0' : x < 1e-4 ? `$${x.toExpon
 
 type Ledger = ReturnType<typeof ledgerData>;
 
-/** Where an evaluation ran: its queue worker's id (from its telemetry) and its hardware class, as known; '' on this machine without either. */
-function whereOf(v: EvaluationRow): string {
+/** the queue worker that ran an evaluation (its telemetry says), null when it ran on this machine */
+function workerOf(v: EvaluationRow): string | null {
   const worker = (safeJson(v.telemetry) as { worker?: unknown } | null)?.worker;
-  return [typeof worker === 'string' ? `on ${worker}` : '', v.hardware ?? ''].filter(Boolean).join(' · ');
+  return typeof worker === 'string' ? worker : null;
+}
+
+/** Where an evaluation ran: its queue worker and its hardware class, as known; '' on this machine without either. */
+function whereOf(v: EvaluationRow): string {
+  const worker = workerOf(v);
+  return [worker ? `on ${worker}` : '', v.hardware ?? ''].filter(Boolean).join(' · ');
 }
 
 /** `12 on this machine (cpu) · 8 on box-1-4242-ab12cd (NVIDIA H200)`; null when no evaluation says where it ran */
 function evaluatedOn(evaluations: EvaluationRow[]): string | null {
   const by = new Map<string, number>();
   for (const v of evaluations) {
-    const worker = (safeJson(v.telemetry) as { worker?: unknown } | null)?.worker;
-    const key = `${typeof worker === 'string' ? `on ${worker}` : 'on this machine'}${v.hardware ? ` (${v.hardware})` : ''}`;
+    const key = `on ${workerOf(v) ?? 'this machine'}${v.hardware ? ` (${v.hardware})` : ''}`;
     by.set(key, (by.get(key) ?? 0) + 1);
   }
   if ([...by.keys()].every((k) => k === 'on this machine')) return null;
@@ -175,6 +180,7 @@ function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spen
   }
   if (prop.traces) spendParts.push(`meta-agent ${fmtInt(prop.tokens)} tokens, ${fmtUsd(prop.cost_usd)} over ${prop.traces} proposal(s)`);
   const fact = (k: string, v: string) => `<div><b>${esc(k)}</b> ${v}</div>`;
+  const on = evaluatedOn(evaluations);
   const facts = [
     fact('run', `<code>${esc(run.id)}</code>`),
     fact('kind', esc(run.kind)),
@@ -188,7 +194,7 @@ function header(db: DB, run: RunRow, ledger: Ledger, exps: ExperimentRow[], spen
     fact('experiments', esc(counts)),
     fact('spend', esc(spendParts.join(' · '))),
     study?.harness?.benchmark ? fact('benchmark', esc(`${study.harness.benchmark}${study.harness.split ? ` (${study.harness.split})` : ''}`)) : '',
-    evaluatedOn(evaluations) ? fact('evaluated on', esc(evaluatedOn(evaluations)!)) : '',
+    on ? fact('evaluated on', esc(on)) : '',
     fact('started', esc(run.created_at.replace('T', ' ').slice(0, 19))),
     fact('ledger head', ledger.ledger
       ? `<code class="ledger-head">${esc(ledger.ledger.head.slice(0, 16))}</code> <span class="sub">${ledger.ledger.links} decisions chained; <code>autoagent audit ${esc(run.id)} --expect-head ${esc(ledger.ledger.head.slice(0, 16))}</code> proves the ledger was not rewritten since this report</span>`
@@ -586,7 +592,7 @@ function keptTable(run: RunRow, exps: ExperimentRow[], evals: Map<number, Evalua
 <td class="num">${esc(fmtMetric(e.incumbent_metric))} → ${esc(fmtMetric(e.metric))}</td>
 <td class="num">${esc(fmtDelta(e.improvement, run.direction))}</td>
 <td class="num">${esc(fmtMetric(e.margin))}</td>
-<td class="num" title="${esc(ev.map((v) => `#${v.repeat + 1} seed ${v.seed}: ${v.status} ${fmtMetric(v.metric)}${whereOf(v) ? ` · ${whereOf(v)}` : ''}`).join('\n'))}">${ev.length}${ok.length ? `<div class="sub">${esc(ok.map(fmtMetric).join(', '))}</div>` : ''}</td>
+<td class="num" title="${esc(ev.map((v) => [`#${v.repeat + 1} seed ${v.seed}: ${v.status} ${fmtMetric(v.metric)}`, whereOf(v)].filter(Boolean).join(' · ')).join('\n'))}">${ev.length}${ok.length ? `<div class="sub">${esc(ok.map(fmtMetric).join(', '))}</div>` : ''}</td>
 <td class="cites">${cites.length ? cites.map((c) => `<code>${esc(c)}</code>`).join(' ') : '<span class="muted">—</span>'}</td>
 ${ablated ? testDeltaCell(run, e.seq, bySeq.get(e.seq)?.ablation ?? null) : ''}</tr>`;
   });
