@@ -294,6 +294,8 @@ Examples:
     .option('--unsafe-no-sandbox', 'run candidate code without bubblewrap (only jobs of runs started so)')
     .option('--lock-ms <ms>', 'BullMQ lock duration: a job is handed to another worker this long after this one stops renewing it', intArg('--lock-ms'), 30000)
     .option('--stalled-ms <ms>', 'how often this worker looks for jobs whose worker died', intArg('--stalled-ms'), 30000)
+    .option('--models <own>', 'also evaluate harness studies, calling models with this machine\'s keys (OPENAI_API_KEY, ANTHROPIC_API_KEY, *_BASE_URL): the queue carries none')
+    .option('--data <dir>', 'harness studies: the benchmark data here (as AUTOAGENT_DATA); it must be the coordinator\'s, byte for byte')
     .action(async (o: WorkerCliOptions) => {
       const { workerCommand } = await import('./queue/cli.ts'); // BullMQ and ioredis only when used
       exit.code = await workerCommand(o, io.err);

@@ -8,6 +8,7 @@
  *     `autoagent worker` processes on any machine that reaches it.
  */
 import type { EvalOutcome, EvalProgress } from './kinds/types.ts';
+import type { TraceExport } from '../traces/index.ts';
 import { evaluateCommit, type EvalContext } from './evaluation.ts';
 import { UserError } from '../base/errors.ts';
 
@@ -54,6 +55,8 @@ export interface Dispatched {
   hardware: string | null;
   /** the incumbent commit the result was measured for (its job's); the loop uses a result only when it is the target's */
   screenedAgainst: string;
+  /** traces made elsewhere (a queue worker's harness evaluation), checked: the loop records them with the evaluation */
+  traces?: TraceExport;
 }
 
 /** Called when an evaluation takes its slot; returns what to do when it gives the slot back. */

@@ -85,3 +85,35 @@ export function verifyManifest(m: Manifest, repo: string, worktree: string | nul
   }
   for (const [abs, h] of Object.entries(m.external)) check(abs, abs, h);
 }
+
+/**
+ * The external part of a manifest as another machine can compare it: for each locked root (a
+ * file or a folder, as prepare() named them), its files' sha256 by path relative to the root (a
+ * file root: by its own name). Two machines whose roots lie at different paths hold the same
+ * locked resources when these are equal.
+ */
+export function relativeManifest(external: Record<string, string>, roots: string[]): Array<Record<string, string>> {
+  return roots.map((root) => {
+    const out: Record<string, string> = {};
+    for (const [abs, sha] of Object.entries(external)) {
+      if (abs === root) out[root.split('/').pop()!] = sha;
+      else if (abs.startsWith(`${root}/`)) out[abs.slice(root.length + 1)] = sha;
+    }
+    return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  });
+}
+
+/** The first difference between two relativeManifest()s, in words; null when they are equal. */
+export function relativeManifestDiff(want: Array<Record<string, string>>, have: Array<Record<string, string>>): string | null {
+  if (want.length !== have.length) return `${want.length} locked resource(s) on the coordinator, ${have.length} here`;
+  for (let i = 0; i < want.length; i++) {
+    const w = want[i]!;
+    const h = have[i]!;
+    for (const [rel, sha] of Object.entries(w)) {
+      if (!(rel in h)) return `${rel} is missing here`;
+      if (h[rel] !== sha) return `${rel}: sha256 ${sha.slice(0, 12)} on the coordinator, ${h[rel]!.slice(0, 12)} here`;
+    }
+    for (const rel of Object.keys(h)) if (!(rel in w)) return `${rel} is here and not on the coordinator`;
+  }
+  return null;
+}

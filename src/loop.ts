@@ -13,7 +13,7 @@
 import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
-  openDb, insertRun, setRunAnnotations, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
+  openDb, importTraces, insertRun, setRunAnnotations, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
   listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead, recordPromotionIntent, finishPromotion, promotionsOf,
   runTraceTotals, taskMeanScores, okEvaluationMs, meanOkEvaluationMs,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
@@ -236,7 +236,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
   const db = openDb(dbPath);
   const paths: RunPaths = { repo, studyDir: r.studyDir, studyPath, stateDir: join(repo, '.autoagent') };
-  const adapter = opts.kind ?? adapterFor(study).adapter;
+  const adapter = opts.kind ?? adapterFor(study, { keysElsewhere: Boolean(queueUrl(study, opts)) }).adapter;
   opts.reporter.event(`preparing ${study.kind} study ${study.name}…`);
   const prepared = await adapter.prepare(study, paths);
   const manifest = buildManifest(repo, r.locked, prepared.lockedExternal);
@@ -290,7 +290,8 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
-  const adapter = opts.kind ?? adapterFor(study).adapter;
+  const onQueue = Boolean(queueUrl(study, opts)) || (opts.queue?.url !== null && Boolean((JSON.parse(run.environment ?? '{}') as { queue?: string }).queue));
+  const adapter = opts.kind ?? adapterFor(study, { keysElsewhere: onQueue }).adapter;
   const prepared = await adapter.prepare(study, paths);
   const manifest: Manifest = JSON.parse(run.lock_manifest);
   verifyManifest(manifest, run.repo, null, r.tracked);
@@ -416,7 +417,7 @@ async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, e
     url, size: Math.max(1, study.parallel), waitSeconds: opts.queue?.waitSeconds ?? study.queue?.wait_seconds ?? 600,
     runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,
     baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, lockedExternal: evalCtx.prepared.lockedExternal,
-    say: (line) => opts.reporter.event(line),
+    say: (line) => opts.reporter.event(line), guard: evalCtx.guard,
   });
 }
 
@@ -858,7 +859,7 @@ async function evaluateOnce(
     });
   };
   try {
-    const { out, slot, hardware, screenedAgainst } = await ctx.dispatcher.evaluate({
+    const { out, slot, hardware, screenedAgainst, traces } = await ctx.dispatcher.evaluate({
       commit: exp.candidate_commit!, label: `${exp.seq}-${repeat}`, seq: exp.seq, seed, repeat, stage, incumbent, screenAgainst: o.screenAgainst, signal,
       onProgress: (p) => {
         if (!state) return;
@@ -886,6 +887,8 @@ async function evaluateOnce(
     if (o.signal?.aborted) throw new Aborted();
     // a result measured for another incumbent is never recorded for this one (the queue's dispatcher evaluates such a job again)
     if (screenedAgainst !== incumbent) throw new Error(`experiment #${exp.seq} repeat ${repeat}: the dispatcher returned a result measured for incumbent ${screenedAgainst.slice(0, 10)}, not ${incumbent.slice(0, 10)}`);
+    // a queue worker's traces are recorded whatever the outcome (a partial evaluation's too, as a local one's are); twice adds nothing
+    if (traces) importTraces(ctx.db, traces);
     if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
     if (out.providerFailed) throw new ProviderStop(out.providerFailed);
     insertEvaluation(ctx.db, {

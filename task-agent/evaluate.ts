@@ -40,8 +40,20 @@ export class SpendGuard {
     if (this.maxDollars > 0 && this.dollars >= this.maxDollars) throw new BudgetExceeded(`dollar budget reached ($${this.dollars.toFixed(4)} of $${this.maxDollars})`);
   }
   add(r: ModelResponse): void {
-    this.tokens += r.usage.input_tokens + r.usage.output_tokens;
+    const tokens = r.usage.input_tokens + r.usage.output_tokens;
+    this.tokens += tokens;
     this.dollars += r.cost_usd;
+    for (const s of this.sinks) s(tokens, r.cost_usd);
+  }
+  private readonly sinks: Array<(tokens: number, dollars: number) => void> = [];
+  /** every later add() is also told to `sink` (what it added): a count shared with other processes (src/queue/spend.ts) */
+  share(sink: (tokens: number, dollars: number) => void): void {
+    this.sinks.push(sink);
+  }
+  /** totals counted elsewhere (the whole run's, on the queue): this guard's rise to them, never fall */
+  observe(tokens: number, dollars: number): void {
+    if (Number.isFinite(tokens)) this.tokens = Math.max(this.tokens, tokens);
+    if (Number.isFinite(dollars)) this.dollars = Math.max(this.dollars, dollars);
   }
 }
 

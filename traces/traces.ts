@@ -1092,3 +1092,62 @@ function finishTask(t: TaskScore & { _ms: number }): TaskScore {
     duration_ms: _ms / rest.repeats,
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// moving an evaluation's traces between stores (a queue worker's store → the coordinator's)
+
+/** The traces of one group with their spans, as one store gives them to another (traces/transfer on the queue). */
+export interface TraceExport {
+  traces: Array<TraceRecord & { finalized: boolean }>;
+  spans: SpanRecord[];
+}
+
+/** The traces of `groupId` (task traces and any other role) and all their spans, in insertion order. */
+export function exportTraceGroup(db: DB, groupId: string): TraceExport {
+  const rows = db.prepare('SELECT * FROM traces WHERE group_id = ? ORDER BY seq').all(groupId) as TraceRow[];
+  const spans = db.prepare('SELECT s.* FROM spans s JOIN traces t ON t.id = s.trace_id WHERE t.group_id = ? ORDER BY s.seq').all(groupId) as SpanRow2[];
+  return { traces: rows.map(toTrace), spans: spans.map(toSpan) };
+}
+
+/** Deletes the traces of `groupId`, their spans and their search index entries; returns how many traces went. */
+export function deleteTraceGroup(db: DB, groupId: string): number {
+  return db.transaction(() => {
+    const ids = 'SELECT id FROM traces WHERE group_id = @g';
+    db.prepare(`DELETE FROM trace_fts WHERE rowid IN (SELECT seq FROM spans WHERE trace_id IN (${ids})) OR rowid IN (SELECT -seq FROM traces WHERE group_id = @g)`).run({ g: groupId });
+    db.prepare(`DELETE FROM spans WHERE trace_id IN (${ids})`).run({ g: groupId });
+    return db.prepare('DELETE FROM traces WHERE group_id = @g').run({ g: groupId }).changes;
+  })();
+}
+
+/**
+ * Writes exported traces and their spans (with their search index entries) in one transaction:
+ * all or none. A trace whose id the store has already is skipped with its spans, so importing the
+ * same export twice (a result read again after a crash) adds nothing. Spans of traces not in the
+ * export are refused (the whole import throws). Returns what was added.
+ */
+export function importTraces(db: DB, x: TraceExport): { traces: number; spans: number } {
+  const st = stmts(db);
+  const inExport = new Set(x.traces.map((t) => t.id));
+  for (const s of x.spans) if (!inExport.has(s.trace_id)) throw new Error(`span ${s.id} belongs to trace ${s.trace_id}, which is not in the export`);
+  const traceRows = x.traces.map((t) => {
+    const { finalized, ...rec } = t;
+    return { id: t.id, finalized, p: traceParams(rec) };
+  });
+  const spanRows = x.spans.map((s) => ({ trace_id: s.trace_id, row: spanRow(s) }));
+  return db.transaction(() => {
+    const added = new Set<string>();
+    for (const t of traceRows) {
+      if (st.getTraceRow.get(t.id)) continue;
+      writeTrace(st, t.p);
+      if (t.finalized) db.prepare('UPDATE traces SET finalized = 1 WHERE id = ?').run(t.id);
+      added.add(t.id);
+    }
+    let spans = 0;
+    for (const s of spanRows) {
+      if (!added.has(s.trace_id)) continue;
+      writeSpan(st, s.row);
+      spans++;
+    }
+    return { traces: added.size, spans };
+  })();
+}

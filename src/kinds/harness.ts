@@ -57,7 +57,13 @@ export class HarnessKind implements KindAdapter {
   private benchmark: Benchmark | null = null;
   private data: string | undefined;
 
-  constructor(private readonly study: Study) {}
+  /**
+   * `dataRoot`: the benchmark data's folder, over the study's `harness.data` and AUTOAGENT_DATA (a
+   * queue worker's own copy); `hide`: more host paths the agent must not see (a worker's store);
+   * `keysElsewhere`: the model is called by queue workers with their keys, not here (prepare does
+   * not ask for one).
+   */
+  constructor(private readonly study: Study, private readonly opts: { dataRoot?: string; hide?: string[]; keysElsewhere?: boolean } = {}) {}
 
   private settings() {
     return this.study.harness!;
@@ -66,7 +72,7 @@ export class HarnessKind implements KindAdapter {
   async prepare(study: Study, paths: RunPaths): Promise<PrepareResult> {
     const s = this.settings();
     const base = join(paths.repo, paths.studyDir);
-    this.data = dataRoot(s.data, base);
+    this.data = this.opts.dataRoot ? resolve(this.opts.dataRoot) : dataRoot(s.data, base);
     // a folder next to the study, or a built-in suite by name
     const local = resolve(base, s.benchmark);
     const b = await loadBenchmark(existsSync(join(local, 'benchmark.yaml')) ? local : s.benchmark, { dataRoot: this.data });
@@ -75,7 +81,7 @@ export class HarnessKind implements KindAdapter {
     if (tasks.length === 0) throw new UsageError(`${paths.studyPath}: field \`harness.split\`: benchmark ${b.name} has no ${s.split} tasks`);
     const harness = loadHarness(join(base, s.dir));
     // fail before the first task when a key is missing
-    createProvider(harness.config.provider, { prices: loadPrices(s.prices ? resolve(base, s.prices) : undefined) });
+    if (!this.opts.keysElsewhere) createProvider(harness.config.provider, { prices: loadPrices(s.prices ? resolve(base, s.prices) : undefined) });
     return {
       // the scorer, loaders and answer files: hashed at start, verified before every evaluation
       lockedExternal: b.lockedPaths.map((p) => resolve(p)),
@@ -109,7 +115,7 @@ export class HarnessKind implements KindAdapter {
       return fail((e as Error).message);
     }
     const tasks = studyTasks(b, s.split, s.limit);
-    const hide = hiddenPaths(b, [req.paths.repo, req.paths.stateDir, ...(this.data ? [this.data] : [])]);
+    const hide = hiddenPaths(b, [req.paths.repo, req.paths.stateDir, ...(this.data ? [this.data] : []), ...(this.opts.hide ?? [])]);
     // progress: tasks scored of the whole evaluation (screen and rest), tokens and dollars so far
     const spent = { tasks: 0, tokens: 0, dollars: 0 };
     const onTask = req.onProgress ? (r: { tokens: number; cost_usd: number }) => {

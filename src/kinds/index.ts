@@ -13,6 +13,8 @@ export interface SplitOptions {
   dataRoot?: string;
   /** harness, test split: every test task, not the study's `limit` */
   all?: boolean;
+  /** harness: queue workers call the model with their own keys (`run --queue`): none is needed here */
+  keysElsewhere?: boolean;
 }
 
 /** The one place a study's kind picks its adapter; on the test split, also the study as that split evaluates it. */
@@ -26,7 +28,7 @@ export function adapterFor(study: Study, o: SplitOptions = {}): { study: Study; 
     case 'trainer':
       return { study, adapter: new TrainerKind(study, test ? 'test' : 'val') };
     case 'harness': {
-      if (!test) return { study, adapter: new HarnessKind(study) };
+      if (!test) return { study, adapter: new HarnessKind(study, { keysElsewhere: o.keysElsewhere }) };
       const harness = { ...study.harness!, split: 'test' as unknown as 'val', screen_tasks: 0, ...(o.all ? { limit: 0 } : {}), ...(o.dataRoot ? { data: resolve(o.dataRoot) } : {}) };
       const s: Study = { ...study, harness };
       return { study: s, adapter: new HarnessKind(s) };

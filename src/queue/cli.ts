@@ -1,18 +1,20 @@
 /** `autoagent worker` and `autoagent queue status`. */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { UserError } from '../../base/errors.ts';
+import { resolve } from 'node:path';
+import { UsageError, UserError } from '../../base/errors.ts';
 import { runWorker } from './worker.ts';
-import { QUEUE_NAME, checkQueueUrl, jobProgressOf, liveWorkers, redactUrl, type WorkerBeat } from './common.ts';
+import { MODELS_QUEUE_NAME, QUEUE_NAME, checkQueueUrl, jobProgressOf, liveWorkers, redactUrl, type WorkerBeat } from './common.ts';
 import type { EvalProgress } from '../kinds/types.ts';
 import { progressBits } from '../progress.ts';
 import { killAllSandboxes } from '../../sandbox/index.ts';
 import { table } from '../../base/format.ts';
 
-export interface WorkerCliOptions { queue: string; slots: number; unsafeNoSandbox?: boolean; lockMs: number; stalledMs: number }
+export interface WorkerCliOptions { queue: string; slots: number; unsafeNoSandbox?: boolean; lockMs: number; stalledMs: number; models?: string; data?: string }
 
 export async function workerCommand(o: WorkerCliOptions, err: (t: string) => void): Promise<number> {
   checkQueueUrl(o.queue);
+  if (o.models !== undefined && o.models !== 'own') throw new UsageError(`--models: '${o.models}' is not a choice; the one choice is 'own' (model calls with this machine's keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, their *_BASE_URL)`);
   let stop!: () => void;
   const stopped = new Promise<void>((ok) => (stop = ok));
   let signals = 0;
@@ -28,6 +30,7 @@ export async function workerCommand(o: WorkerCliOptions, err: (t: string) => voi
   try {
     await runWorker({
       url: o.queue, slots: o.slots, unsafeNoSandbox: Boolean(o.unsafeNoSandbox), lockMs: o.lockMs, stalledMs: o.stalledMs,
+      models: o.models === 'own', dataDir: o.data ? resolve(o.data) : undefined,
       log: (line) => err(`${line}\n`), stop: stopped,
     });
   } finally {
@@ -61,15 +64,18 @@ export async function queueStatus(url: string): Promise<QueueStatus> {
     conn.disconnect();
     throw new UserError(`cannot reach queue ${redactUrl(url)}: ${(e as Error).message.replace(url, redactUrl(url))}`);
   }
-  const queue = new Queue(QUEUE_NAME, { connection: conn });
-  queue.on('error', () => undefined);
+  // the evaluations' queue and the one of jobs that call a model (workers with --models own)
+  const queues = [QUEUE_NAME, MODELS_QUEUE_NAME].map((name) => new Queue(name, { connection: conn }));
+  for (const q of queues) q.on('error', () => undefined);
   try {
     const now = Date.now();
     const workers = (await liveWorkers(conn)).map((w) => ({ ...w, seen_ago_s: Math.round((now - w.seen) / 100) / 10 }));
-    const c = await queue.getJobCounts('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed');
-    const oldest = await queue.getJobs(['waiting', 'prioritized'], 0, 0, true);
+    const c: Record<string, number> = {};
+    for (const q of queues) for (const [k, n] of Object.entries(await q.getJobCounts('waiting', 'prioritized', 'active', 'completed', 'failed', 'delayed'))) c[k] = (c[k] ?? 0) + n;
+    const oldest = (await Promise.all(queues.map((q) => q.getJobs(['waiting', 'prioritized'], 0, 0, true)))).flat().sort((a, b) => a.timestamp - b.timestamp);
     // the running jobs' name, progress and start only (not their data), read at once
-    const running: QueueStatus['running'] = await Promise.all((await queue.getRanges(['active'], 0, RUNNING_SHOWN - 1, true)).map(async (id) => {
+    const active = (await Promise.all(queues.map(async (q) => (await q.getRanges(['active'], 0, RUNNING_SHOWN - 1, true)).map((id) => ({ q, id }))))).flat().slice(0, RUNNING_SHOWN);
+    const running: QueueStatus['running'] = await Promise.all(active.map(async ({ q: queue, id }) => {
       const [name, progress, processedOn] = await conn.hmget(queue.toKey(id), 'name', 'progress', 'processedOn');
       let p: EvalProgress | null = null;
       try {
@@ -89,7 +95,7 @@ export async function queueStatus(url: string): Promise<QueueStatus> {
       running,
     };
   } finally {
-    await queue.close().catch(() => undefined);
+    await Promise.all(queues.map((q) => q.close().catch(() => undefined)));
     conn.disconnect();
   }
 }
@@ -99,8 +105,8 @@ export function workersText(workers: QueueStatus['workers']): string[] {
   if (workers.length === 0) return ['workers: none connected'];
   return [
     `workers: ${workers.length} (${workers.reduce((a, w) => a + w.slots, 0)} slots)`,
-    ...table(['worker', 'host', 'slots', 'busy', 'GPU', 'heartbeat'],
-      workers.map((w) => [w.id, w.host, String(w.slots), String(w.active), w.hardware, `${w.seen_ago_s} s ago`])).split('\n').map((l) => `  ${l}`),
+    ...table(['worker', 'host', 'slots', 'busy', 'GPU', 'models', 'heartbeat'],
+      workers.map((w) => [w.id, w.host, String(w.slots), String(w.active), w.hardware, w.models ? 'own keys' : '-', `${w.seen_ago_s} s ago`])).split('\n').map((l) => `  ${l}`),
   ];
 }
 

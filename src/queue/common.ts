@@ -22,6 +22,13 @@ export const WORKER_KEY = 'autoagent:workers:';
 export const BLOB_KEY = 'autoagent:blob:';
 /** how long a bundle stays in Redis after the last job that named it was added (as completed jobs) */
 export const BLOB_TTL_S = 7 * 86400;
+/** a run's spend on the queue: a hash of tokens and dollars (src/queue/spend.ts) */
+export const SPEND_KEY = 'autoagent:spend:';
+/**
+ * jobs that call a model (kind harness): a queue of their own, taken only by workers started with
+ * `--models own` (the queue carries no keys: such a worker uses the keys of its own environment)
+ */
+export const MODELS_QUEUE_NAME = 'autoagent-evals-models';
 export const HEARTBEAT_MS = 2000;
 export const HEARTBEAT_TTL_S = 10;
 
@@ -129,15 +136,37 @@ export const JobDataSchema = z.object({
   stage: z.string(),
   /** the run was started with --unsafe-no-sandbox (a sandboxed worker still sandboxes) */
   unsafe_no_sandbox: z.boolean(),
+  /**
+   * harness studies: the benchmark's locked resources (scorer, loaders, data) as the coordinator
+   * hashed them, per root by relative path (src/lock.ts relativeManifest); the worker's own must be
+   * the same, byte for byte
+   */
+  locked_roots: z.array(z.record(z.string(), z.string())).optional(),
+  /** harness studies: the incumbent's mean score per task, for the minibatch screen */
+  screen_against: z.record(z.string(), z.number()).optional(),
+  /** harness studies: the run's token and dollar budgets (0: none); the spend is counted on the queue (src/queue/spend.ts) */
+  spend: z.object({ max_tokens: z.number().nonnegative(), max_dollars: z.number().nonnegative() }).optional(),
 });
 export type JobData = z.infer<typeof JobDataSchema>;
+
+/** An evaluation's traces as a job's result names them: gzipped JSON lines in content-addressed parts (src/queue/traces.ts). */
+export interface TraceParts {
+  /** the sha256 of each part (BLOB_KEY), in order */
+  parts: string[];
+  traces: number;
+  spans: number;
+  /** bytes of JSON lines, before gzip */
+  bytes: number;
+}
 
 export interface JobResult {
   v: 1;
   /** the worker would not evaluate this job (locked files differ, a kind it does not run): one line */
   refused?: string;
   /** what the worker's evaluation gave, as a local slot's (src/kinds/types.ts) */
-  outcome?: Omit<EvalOutcome, 'screenedOut' | 'budgetExceeded' | 'providerFailed'>;
+  outcome?: EvalOutcome;
+  /** harness jobs: the evaluation's traces, stored in parts on the queue (src/queue/traces.ts) */
+  traces?: TraceParts;
   hardware: string | null;
   worker: string;
   /** the job's incumbent commit: what the result was measured for */
@@ -180,6 +209,8 @@ export interface WorkerBeat {
   active: number;
   started: number;
   seen: number;
+  /** started with `--models own`: takes jobs that call a model (MODELS_QUEUE_NAME) */
+  models?: boolean;
 }
 
 /** The workers whose heartbeat has not expired. */

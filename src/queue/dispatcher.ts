@@ -24,7 +24,12 @@ import type { Study } from '../study.ts';
 import { UserError, UsageError } from '../../base/errors.ts';
 import * as g from '../../base/git.ts';
 import type { EvalOutcome, EvalProgress } from '../kinds/types.ts';
-import { BLOB_KEY, BLOB_TTL_S, QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobProgressOf, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
+import { relativeManifest } from '../lock.ts';
+import type { SpendGuard } from '../../task-agent/evaluate.ts';
+import type { TraceExport } from '../../traces/index.ts';
+import { shareSpend, type SharedSpend } from './spend.ts';
+import { TraceTransferError, unpackTraces } from './traces.ts';
+import { BLOB_KEY, BLOB_TTL_S, MODELS_QUEUE_NAME, QUEUE_NAME, checkQueueUrl, connect, evalIdentityHash, jobId, jobProgressOf, jobStudy, liveWorkers, redactUrl, sha256, type JobData, type JobResult } from './common.ts';
 
 
 export { QueueWaitExpired } from '../dispatch.ts';
@@ -48,6 +53,8 @@ export interface QueueDispatcherOptions {
   say: (line: string) => void;
   /** how often a queued job's state is read (ms) */
   pollMs?: number;
+  /** the run's token and dollar limits: harness studies count their spend on the queue with the workers' (src/queue/spend.ts) */
+  guard?: SpendGuard;
 }
 
 export class QueueDispatcher implements Dispatcher {
@@ -71,22 +78,35 @@ export class QueueDispatcher implements Dispatcher {
   private events: Promise<{ queue: QueueEvents; conn: Redis } | null> | null = null;
   private closed = false;
   private readonly progressOf = new Map<string, (p: EvalProgress) => void>();
+  /** harness studies: jobs that call a model go to their own queue, taken by workers with --models own */
+  private readonly models: boolean;
+  private readonly queueName: string;
+  /** harness studies: the benchmark's locked files by relative path (src/lock.ts relativeManifest) */
+  private readonly lockedRoots: Array<Record<string, string>> | undefined;
+  private spend: Promise<SharedSpend | null> | null = null;
 
   constructor(private readonly o: QueueDispatcherOptions) {
     checkQueueUrl(o.url);
-    if (o.study.kind === 'harness') throw new UsageError('--queue: kind harness is not evaluated by queue workers yet (this version: kinds command and trainer); run it without --queue');
+    this.models = o.study.kind === 'harness';
+    this.queueName = this.models ? MODELS_QUEUE_NAME : QUEUE_NAME;
     const cache = o.study.kind === 'trainer' ? o.lockedExternal?.[0] ?? null : null;
-    if (Object.keys(o.manifest.external).some((p) => !cache || !p.startsWith(`${cache}/`))) throw new UsageError('--queue: locked resources outside the repository (other than a trainer\'s corpus cache) are not evaluated by queue workers yet');
+    // a harness study's benchmark (scorer, loaders, data) is checked by relative path on the worker
+    if (!this.models && Object.keys(o.manifest.external).some((p) => !cache || !p.startsWith(`${cache}/`))) throw new UsageError('--queue: locked resources outside the repository (other than a trainer\'s corpus cache) are not evaluated by queue workers yet');
+    this.lockedRoots = this.models ? relativeManifest(o.manifest.external, o.lockedExternal ?? []) : undefined;
     this.trainerCache = cache;
     this.size = o.size;
     this.pool = new SlotPool({ size: o.size, leases: Array.from({ length: o.size }, () => ({ hardware: null })), note: null });
     this.conn = connect(o.url, o.say);
-    this.queue = new Queue<JobData, JobResult>(QUEUE_NAME, { connection: this.conn });
+    this.queue = new Queue<JobData, JobResult>(this.queueName, { connection: this.conn });
     this.queue.on('error', () => undefined);
     this.studyText = JSON.stringify(jobStudy(o.study));
     this.studyHash = sha256(this.studyText);
     this.identityHash = evalIdentityHash(o.study);
-    o.say(`evaluations go to queue ${redactUrl(o.url)} (${o.size} at once); start workers with \`autoagent worker --queue ${redactUrl(o.url)}\``);
+    o.say(`evaluations go to queue ${redactUrl(o.url)} (${o.size} at once); start workers with \`${this.workerCommand()}\``);
+  }
+
+  private workerCommand(): string {
+    return `autoagent worker --queue ${redactUrl(this.o.url)}${this.models ? ' --models own' : ''}`;
   }
 
   /**
@@ -137,7 +157,13 @@ export class QueueDispatcher implements Dispatcher {
           v: 1, run: this.o.runId, study: this.studyText, study_hash: this.studyHash, study_dir: this.o.studyDir, commit: t.commit,
           bundle_sha256: await this.bundle(t.commit), manifest: this.o.manifest, trainer_cache: this.trainerCache, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
           seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, incumbent: t.incumbent, unsafe_no_sandbox: this.o.unsafeNoSandbox,
+          ...(this.models ? {
+            locked_roots: this.lockedRoots,
+            spend: { max_tokens: this.o.study.budget.tokens, max_dollars: this.o.study.budget.dollars },
+            ...(t.screenAgainst?.size ? { screen_against: Object.fromEntries(t.screenAgainst) } : {}),
+          } : {}),
         };
+        const spend = this.models ? await (this.spend ??= this.o.guard ? shareSpend(this.conn, this.o.runId, this.o.guard, { seed: true }) : Promise.resolve(null)) : null;
         let res = await this.submit(id, data, t.signal, t.onProgress);
         if (res && !res.refused && res.incumbent !== t.incumbent) {
           // a result measured for another incumbent (a job queued before the incumbent changed) is
@@ -147,14 +173,35 @@ export class QueueDispatcher implements Dispatcher {
         }
         if (!res) return { out: aborted(), slot: null, hardware: null, screenedAgainst: t.incumbent };
         if (res.refused) throw new LockViolation(`worker ${res.worker} refused experiment #${t.seq} repeat ${t.repeat}: ${res.refused}`);
+        let traces: TraceExport | undefined;
+        if (this.models) {
+          await spend?.refresh().catch(() => undefined); // what the workers spent: the run's guard sees it before the next decision
+          traces = await this.traces(res, data);
+        }
         return {
           out: { ...res.outcome!, telemetry: { ...res.outcome!.telemetry, worker: res.worker, incumbent: res.incumbent } },
-          slot: this.size > 1 ? slot : null, hardware: res.hardware, screenedAgainst: res.incumbent,
+          slot: this.size > 1 ? slot : null, hardware: res.hardware, screenedAgainst: res.incumbent, ...(traces ? { traces } : {}),
         };
       } finally {
         end?.();
       }
     });
+  }
+
+  /**
+   * A harness job's traces, read from the parts its result names and checked (src/queue/traces.ts):
+   * a result without them, or whose parts are gone or do not check, is refused (the run stops,
+   * naming the worker); nothing of it is recorded.
+   */
+  private async traces(res: JobResult, data: JobData): Promise<TraceExport> {
+    const what = `worker ${res.worker}'s result for experiment #${data.seq} repeat ${data.repeat}`;
+    if (!res.traces) throw new LockViolation(`${what} holds no traces (every harness evaluation has them): refused`);
+    try {
+      return await unpackTraces(res.traces, (sha) => this.conn.getBuffer(`${BLOB_KEY}${sha}`), { run: data.run, seq: data.seq, repeat: data.repeat });
+    } catch (e) {
+      if (e instanceof TraceTransferError) throw new LockViolation(`${what} is refused: ${e.message}`);
+      throw e;
+    }
   }
 
   /**
@@ -169,7 +216,7 @@ export class QueueDispatcher implements Dispatcher {
       // closed meanwhile (the run ended while this waited for Redis): no connection is left behind
       if (this.closed) return null;
       const conn = connect(this.o.url);
-      const queue = new QueueEvents(QUEUE_NAME, { connection: conn, lastEventId: `${Number(s) * 1000 + Math.floor(Number(us) / 1000)}-0` });
+      const queue = new QueueEvents(this.queueName, { connection: conn, lastEventId: `${Number(s) * 1000 + Math.floor(Number(us) / 1000)}-0` });
       queue.on('error', () => undefined);
       queue.on('progress', ({ jobId: job, data }) => {
         const to = this.progressOf.get(job);
@@ -250,7 +297,7 @@ export class QueueDispatcher implements Dispatcher {
           noWorkerSince ??= Date.now();
           if (!this.toldNoWorker) {
             this.toldNoWorker = true;
-            this.o.say(`no worker is connected to queue ${redactUrl(this.o.url)}: waiting up to ${this.o.waitSeconds} s for one (\`autoagent worker --queue ${redactUrl(this.o.url)}\`)`);
+            this.o.say(`no worker${this.models ? ' with --models own' : ''} is connected to queue ${redactUrl(this.o.url)}: waiting up to ${this.o.waitSeconds} s for one (\`${this.workerCommand()}\`)`);
           }
           if (Date.now() - noWorkerSince > this.o.waitSeconds * 1000) {
             await this.queue.remove(id).catch(() => undefined); // not left for a worker that comes later (resume adds it again)
@@ -285,7 +332,7 @@ export class QueueDispatcher implements Dispatcher {
   /** live workers, read at most every 2 s */
   private async workerCount(): Promise<number> {
     if (Date.now() - this.workersAt > 2000 || this.workers < 0) {
-      this.workers = (await liveWorkers(this.conn)).length;
+      this.workers = (await liveWorkers(this.conn)).filter((w) => !this.models || w.models).length;
       this.workersAt = Date.now();
     }
     return this.workers;

@@ -19,19 +19,22 @@ import * as g from '../../base/git.ts';
 import { StudySchema, type Study } from '../study.ts';
 import { CommandKind } from '../kinds/command.ts';
 import { evaluateCommit, readPaths, type EvalContext } from '../evaluation.ts';
-import { buildManifest, LockViolation, sha256File, verifyManifest, walkFiles } from '../lock.ts';
+import { buildManifest, LockViolation, relativeManifest, relativeManifestDiff, sha256File, verifyManifest, walkFiles } from '../lock.ts';
 import { globMatcher } from '../../base/glob.ts';
 import { TrainerKind } from '../kinds/trainer.ts';
-import type { EvalProgress, KindAdapter, PrepareResult, RunPaths as RunRepoPaths } from '../kinds/types.ts';
+import type { EvalOutcome, EvalProgress, KindAdapter, PrepareResult, RunPaths as RunRepoPaths } from '../kinds/types.ts';
+import { HarnessKind } from '../kinds/harness.ts';
+import { packTraces } from './traces.ts';
+import { shareSpend, type SharedSpend } from './spend.ts';
 import { SpendGuard } from '../../task-agent/evaluate.ts';
 import { discoverGpus, gpuDevices, type Lease } from '../slots.ts';
 import { sandboxAvailable } from '../../sandbox/index.ts';
 import { UserError } from '../../base/errors.ts';
-import type { DB } from '../../traces/index.ts';
+import { openDb, exportTraceGroup, deleteTraceGroup, type DB } from '../../traces/index.ts';
 import { pidAlive } from '../../base/proc.ts';
 import {
   BLOB_KEY, QUEUE_NAME, WORKER_KEY, HEARTBEAT_MS, HEARTBEAT_TTL_S, JobDataSchema, checkQueueUrl, connect, redactUrl, sha256,
-  type JobData, type JobResult, type WorkerBeat,
+  BLOB_TTL_S, MODELS_QUEUE_NAME, type JobData, type JobResult, type TraceParts, type WorkerBeat,
 } from './common.ts';
 
 export interface WorkerOptions {
@@ -45,6 +48,13 @@ export interface WorkerOptions {
   log: (line: string) => void;
   /** resolves when the worker should stop (SIGTERM / SIGINT in the CLI) */
   stop: Promise<void>;
+  /**
+   * `--models own`: also take jobs that call a model (kind harness; MODELS_QUEUE_NAME), up to
+   * `slots` of them beside up to `slots` others, with the keys of this process's environment
+   */
+  models?: boolean;
+  /** `--data DIR`: harness jobs' benchmark data here */
+  dataDir?: string;
 }
 
 export interface JobOptions {
@@ -58,6 +68,16 @@ export interface JobOptions {
   onProgress?: (p: EvalProgress) => void;
   /** the bytes stored under a sha256 (BLOB_KEY in Redis); null when there are none */
   blob?: (sha: string) => Promise<Buffer | null>;
+  /** stores bytes under their sha256 on the queue (BLOB_KEY); returns the sha256 (a harness job's traces) */
+  putBlob?: (bytes: Buffer) => Promise<string>;
+  /** harness jobs: this worker calls models with its own environment's keys (`--models own`); without, they are refused */
+  models?: boolean;
+  /** harness jobs: the benchmark data's folder here (`--data`), over the study's `harness.data` and AUTOAGENT_DATA */
+  dataDir?: string;
+  /** harness jobs: the worker's store (traces until they are shipped, the model cache), made when first asked for */
+  store?: () => { db: DB; dir: string };
+  /** harness jobs: counts the job's spend with the run's on the queue (src/queue/spend.ts) */
+  shareSpend?: (run: string, guard: SpendGuard) => Promise<SharedSpend>;
 }
 
 /** one corpus cache built at a time per folder (two slots asking for it wait for one build) */
@@ -107,10 +127,14 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
   } catch (e) {
     return refuse(`the study in the job is not valid here: ${(e as Error).message.split('\n')[0]}`);
   }
-  if (study.kind === 'harness') return refuse('kind harness is not evaluated by queue workers yet (this version: kinds command and trainer)');
+  if (study.kind === 'harness') {
+    if (!o.models) return refuse('kind harness calls a model, and this worker was not started with --models own (the queue carries no keys)');
+    if (!o.store || !o.putBlob) return refuse('kind harness needs a store for its traces and a way to send them, which this worker has not');
+    if (!data.locked_roots) return refuse('the job names none of its benchmark\'s locked files');
+  }
   const external = Object.keys(data.manifest.external);
   const cacheRoot = data.trainer_cache ?? null;
-  if (study.kind === 'trainer' ? !cacheRoot || external.some((p) => !p.startsWith(`${cacheRoot}/`)) : external.length > 0) {
+  if (study.kind === 'trainer' ? !cacheRoot || external.some((p) => !p.startsWith(`${cacheRoot}/`)) : study.kind === 'command' && external.length > 0) {
     return refuse('locked resources outside the repository (other than a trainer\'s corpus cache) are not evaluated by queue workers yet');
   }
   if (data.unsafe_no_sandbox === false && o.unsafeNoSandbox) return refuse('this worker runs without a sandbox (--unsafe-no-sandbox) and the run was not started with --unsafe-no-sandbox');
@@ -158,6 +182,33 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
     let prepared: PrepareResult = { lockedExternal: [], environment: {} };
     let manifest = data.manifest;
     let lease: Lease = { hardware: null };
+    let db = null as unknown as DB; // the kinds run here other than harness write nothing to a store
+    let guard = new SpendGuard(0, 0, 0, 0);
+    let spend: SharedSpend | null = null;
+    const group = `${data.run}/${data.seq}/${data.repeat}`;
+    if (study.kind === 'harness') {
+      // the whole candidate tree (its harness folder; a benchmark folder next to the study)
+      await g.gitRaw(dir, ['read-tree', data.commit]);
+      await g.gitRaw(dir, ['checkout-index', '-a', '-f']);
+      const store = o.store!();
+      db = store.db;
+      const harness = new HarnessKind(study, { dataRoot: o.dataDir, hide: [store.dir] });
+      try {
+        prepared = await harness.prepare(study, paths);
+      } catch (e) {
+        if (e instanceof UserError) return refuse(e.message);
+        throw e;
+      }
+      // the scorer, loaders, answers and data as this worker has them: the coordinator's, byte for byte
+      const ext = buildManifest(dir, [], prepared.lockedExternal).external;
+      const why = relativeManifestDiff(data.locked_roots!, relativeManifest(ext, prepared.lockedExternal));
+      if (why) return refuse(`the benchmark's locked files here differ from the coordinator's (${why}): the same benchmark and data must be readable here (--data)`);
+      adapter = harness;
+      manifest = { files: data.manifest.files, external: ext };
+      guard = new SpendGuard(0, 0, data.spend?.max_tokens ?? 0, data.spend?.max_dollars ?? 0);
+      spend = o.shareSpend ? await o.shareSpend(data.run, guard) : null;
+      deleteTraceGroup(db, group); // what an earlier delivery of this job left here
+    }
     if (study.kind === 'trainer') {
       const t = await prepareTrainer(data, study, paths, cacheRoot!, o);
       if ('refused' in t) return refuse(t.refused);
@@ -170,23 +221,32 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
       base = { ...base, hardware: lease.hardware };
     }
     const ctx: EvalContext = {
-      // the kinds run here write nothing to the store; the coordinator records the outcome
-      db: null as unknown as DB,
+      // the coordinator records the outcome (and a harness job's traces, sent with it)
+      db,
       runId: data.run, study, paths, adapter, prepared,
       manifest, baseTracked: new Set(data.base_tracked), isLocked: globMatcher(study.locked, data.study_dir), hidden: data.hidden,
       policy: { unsafeNoSandbox: unsafe, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes, read: readPaths(study, dirname(studyPath)) },
-      guard: new SpendGuard(0, 0, 0, 0),
+      guard,
     };
     const t1 = Date.now();
     let out;
     try {
-      out = await evaluateCommit(ctx, { commit: data.commit, label: `${data.seq}-${data.repeat}`, seq: data.seq, seed: data.seed, repeat: data.repeat, lease, onProgress: o.onProgress });
+      const screenAgainst = data.screen_against ? new Map(Object.entries(data.screen_against)) : undefined;
+      out = await evaluateCommit(ctx, { commit: data.commit, label: `${data.seq}-${data.repeat}`, seq: data.seq, seed: data.seed, repeat: data.repeat, lease, screenAgainst, onProgress: o.onProgress });
     } catch (e) {
       if (e instanceof LockViolation) return refuse(e.message.replace(/: the run stops.*$/, ''));
       throw e;
+    } finally {
+      await spend?.settled();
     }
-    const { screenedOut: _s, budgetExceeded: _b, providerFailed: _p, ...outcome } = out;
-    return { ...base, outcome: { ...outcome, status: outcome.status === 'rejected' ? 'crash' : outcome.status } as JobResult['outcome'], setupMs: t1 - t0, evalMs: Date.now() - t1 };
+    const evalMs = Date.now() - t1;
+    let traces: TraceParts | undefined;
+    if (study.kind === 'harness') {
+      traces = await packTraces(exportTraceGroup(db, group), o.putBlob!);
+      deleteTraceGroup(db, group);
+    }
+    const outcome = { ...out, status: out.status === 'rejected' ? 'crash' : out.status } as EvalOutcome;
+    return { ...base, outcome, ...(traces ? { traces } : {}), setupMs: t1 - t0, evalMs };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -309,9 +369,18 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   sweep();
   // one GPU per job while there are as many as slots (as local trainer slots); else all of them are visible to each
   const freeGpus = gpus.length >= o.slots ? [...gpus] : [];
-  const worker = new Worker<JobData, JobResult>(QUEUE_NAME, async (job: Job<JobData, JobResult>) => {
+  // harness jobs: one store for the worker's life, in its cache folder (traces until shipped, the model cache)
+  let store: { db: DB; dir: string } | undefined;
+  const storeOf = () => (store ??= { db: openDb(join(cacheRoot(), 'worker.db')), dir: cacheRoot() });
+  const putBlob = async (bytes: Buffer) => {
+    const sha = sha256(bytes);
+    await beats.set(`${BLOB_KEY}${sha}`, bytes, 'EX', BLOB_TTL_S);
+    return sha;
+  };
+  const processor = async (job: Job<JobData, JobResult>) => {
     active++;
-    const gpu = freeGpus.shift();
+    // jobs that call a model hold no GPU
+    const gpu = job.queueName === QUEUE_NAME ? freeGpus.shift() : undefined;
     try {
       const data = JobDataSchema.parse(job.data);
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: started`);
@@ -324,6 +393,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       progress.push({}); // which worker holds the job, at once (kinds without progress of their own too)
       const r = await evaluateJob(data, {
         unsafeNoSandbox: o.unsafeNoSandbox, worker: id, cacheDir: cacheRoot, lease, onProgress: progress.push, blob: (sha) => beats.getBuffer(`${BLOB_KEY}${sha}`),
+        models: o.models, dataDir: o.dataDir, store: storeOf, putBlob, shareSpend: (run, guard) => shareSpend(beats, run, guard),
       }).finally(progress.stop);
       const what = r.refused ? `refused: ${r.refused}` : `${r.outcome!.status}${r.outcome!.metric !== null ? ` ${r.outcome!.metric}` : ''}`;
       o.log(`job ${job.id!.slice(0, 15)} #${data.seq} repeat ${data.repeat}: ${what} (${r.evalMs} ms)`);
@@ -332,31 +402,35 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       if (gpu) freeGpus.push(gpu);
       active--;
     }
-  }, {
+  };
+  const workers = [QUEUE_NAME, ...(o.models ? [MODELS_QUEUE_NAME] : [])].map((name) => new Worker<JobData, JobResult>(name, processor, {
     connection: conn, concurrency: o.slots, lockDuration: o.lockMs, stalledInterval: o.stalledMs,
     // a job whose worker died is handed out again (not failed) this many times
     maxStalledCount: 5,
-  });
-  // a job whose lock this worker lost (stalled past it: the job went to another worker): its result is refused
-  worker.on('error', (e: Error) => {
-    if (/lock/i.test(e.message)) o.log(`result refused by the queue: ${e.message}`);
-  });
-  worker.on('failed', (job, e: Error) => {
-    const what = `job ${job?.id?.slice(0, 15) ?? '?'}${typeof job?.data?.seq === 'number' && typeof job.data.repeat === 'number' ? ` #${job.data.seq} repeat ${job.data.repeat}` : ''}`;
-    o.log(/lock/i.test(e.message) ? `${what}: result refused by the queue: ${e.message}` : `${what}: failed: ${e.message}`);
-  });
+  }));
+  for (const worker of workers) {
+    // a job whose lock this worker lost (stalled past it: the job went to another worker): its result is refused
+    worker.on('error', (e: Error) => {
+      if (/lock/i.test(e.message)) o.log(`result refused by the queue: ${e.message}`);
+    });
+    worker.on('failed', (job, e: Error) => {
+      const what = `job ${job?.id?.slice(0, 15) ?? '?'}${typeof job?.data?.seq === 'number' && typeof job.data.repeat === 'number' ? ` #${job.data.seq} repeat ${job.data.repeat}` : ''}`;
+      o.log(/lock/i.test(e.message) ? `${what}: result refused by the queue: ${e.message}` : `${what}: failed: ${e.message}`);
+    });
+  }
   const started = Date.now();
   const beat = async () => {
-    const b: WorkerBeat = { id, host: hostname(), pid: process.pid, slots: o.slots, hardware, gpus: gpus.map((g) => g.name), active, started, seen: Date.now() };
+    const b: WorkerBeat = { id, host: hostname(), pid: process.pid, slots: o.slots, hardware, gpus: gpus.map((g) => g.name), active, started, seen: Date.now(), models: Boolean(o.models) };
     await beats.set(`${WORKER_KEY}${id}`, JSON.stringify(b), 'EX', HEARTBEAT_TTL_S).catch(() => undefined);
   };
   await beat();
   const timer = setInterval(() => void beat(), HEARTBEAT_MS);
-  o.log(`worker ${id} on ${redactUrl(o.url)}: ${o.slots} slot(s), ${hardware}${o.unsafeNoSandbox ? ', WITHOUT sandbox' : ''}`);
+  o.log(`worker ${id} on ${redactUrl(o.url)}: ${o.slots} slot(s), ${hardware}${o.models ? ', model calls with this machine\'s keys' : ''}${o.unsafeNoSandbox ? ', WITHOUT sandbox' : ''}`);
   await o.stop;
   o.log('worker: stopping: finishing the jobs it holds');
   clearInterval(timer);
-  await worker.close();
+  await Promise.all(workers.map((w) => w.close()));
+  store?.db.close();
   await beats.del(`${WORKER_KEY}${id}`).catch(() => undefined);
   beats.disconnect();
   conn.disconnect();

@@ -5,11 +5,9 @@
 // differ is refused; no worker → the run says so once and stops resumable at its deadline.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { openDb, listExperiments, evaluationsOfRun, getRun } from '../../traces/index.ts';
@@ -20,6 +18,7 @@ import { renderReport } from '../../src/report/html.ts';
 import { queueStatus, queueStatusText } from '../../src/queue/cli.ts';
 import { main } from '../../src/cli.ts';
 import { cli } from '../helpers/cli.ts';
+import { redisServer, startProc, startWorker as startQueueWorker, stopWorker, killProcs, until, type Proc, type RedisServer } from '../helpers/queue.ts';
 import { makeRepo, cleanup, sh, PARAMS_PY, tinyTrainerRepo, tinyTrainerStudy, tinyCorpus, TRAINER_PREPARE_PY, TRAINER_TRAIN_PY } from '../helpers/repo.ts';
 import { sandboxAvailable } from '../../sandbox/index.ts';
 import { BLOB_KEY, QUEUE_NAME, WORKER_KEY, jobStudy, sha256, type JobData, type JobResult } from '../../src/queue/common.ts';
@@ -30,9 +29,6 @@ import { buildManifest, sha256File } from '../../src/lock.ts';
 import { QueueDispatcher } from '../../src/queue/dispatcher.ts';
 import { parse as parseYaml } from 'yaml';
 
-const ROOT = resolve(import.meta.dirname, '../..');
-const BIN = join(ROOT, 'bin/autoagent.js');
-const REDIS = '/usr/bin/redis-server';
 
 // deterministic: the metric depends on the parameters only
 const EVALUATE_PY = `import re
@@ -56,88 +52,25 @@ acceptance: { baseline_repeats: ${o.baseline ?? 2}, min_delta: 0, confirm_repeat
 `;
 }
 
-let redis: ChildProcess;
-let redisDir: string;
+let redis: RedisServer;
 let url: string;
 let port: number;
-const children: ChildProcess[] = [];
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.on('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => ok(p));
-    });
-  });
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-async function startRedis(): Promise<void> {
-  redis = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', '', '--dir', redisDir], { stdio: 'ignore' });
-  await until('redis', async () => {
-    const r = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    r.on('error', () => undefined);
-    try {
-      await r.connect();
-      return (await r.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      r.disconnect();
-    }
-  });
-}
 
 before(async () => {
-  redisDir = mkdtempSync(join(tmpdir(), 'autoagent-redis-'));
-  port = await freePort();
-  url = `redis://127.0.0.1:${port}`;
-  await startRedis();
+  redis = await redisServer();
+  ({ url, port } = redis);
 });
 
-after(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  redis.kill('SIGKILL');
-  rmSync(redisDir, { recursive: true, force: true });
+after(() => {
+  killProcs();
+  redis.close();
 });
 
-async function flush(): Promise<void> {
-  const r = new Redis(url);
-  await r.flushall();
-  r.disconnect();
-}
+const flush = () => redis.flushall();
 
-interface Proc { child: ChildProcess; log: () => string; exited: Promise<number | null> }
-
-function startProc(args: string[], cwd: string, env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
-  children.push(child);
-  let text = '';
-  child.stdout!.on('data', (b: Buffer) => (text += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (text += b.toString()));
-  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)));
-  return { child, log: () => text, exited };
-}
-
-async function startWorker(cwd: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Proc> {
-  const w = startProc(['worker', '--queue', url, '--unsafe-no-sandbox', '--lock-ms', '3000', '--stalled-ms', '1000', ...extra], cwd, env);
-  await until('the worker to start', () => /slot\(s\)/.test(w.log()), 90_000);
-  return w;
-}
-
-async function stopWorker(w: Proc): Promise<void> {
-  if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGTERM');
-  await w.exited;
+/** a worker without the sandbox (the jobs' own tests sandbox theirs), short locks */
+function startWorker(cwd: string, extra: string[] = [], env: Record<string, string> = {}): Promise<Proc> {
+  return startQueueWorker(url, cwd, ['--unsafe-no-sandbox', ...extra], env);
 }
 
 function ledger(dbPath: string, runId: string) {
@@ -315,11 +248,9 @@ test('Redis restarted mid-run: the coordinator and the worker reconnect, the run
   try {
     const coordinator = run(repo, { url });
     await until('a first result', () => /: ok/.test(w.log()), 60_000);
-    const down = new Promise((ok) => redis.once('exit', ok));
-    redis.kill('SIGTERM'); // AOF written on shutdown
-    await down;
+    await redis.stop('SIGTERM'); // AOF written on shutdown
     await new Promise((r) => setTimeout(r, 1500));
-    await startRedis();
+    await redis.start();
     const res = await coordinator.result;
     assert.equal(res.status, 'finished', res.stopReason ?? '');
     const l = ledger(res.dbPath, res.runId);
@@ -465,7 +396,7 @@ test('status --queue and queue status show each worker: id, slots, GPU model, he
     assert.match(text.stdout, /^no runs yet/);
     assert.match(text.stdout, /workers: 1 \(2 slots\)/);
     const row = text.stdout.split('\n').find((l) => l.includes(id)) ?? '';
-    assert.match(row, new RegExp(`${id}\\s+\\S+\\s+2\\s+0\\s+2× NVIDIA H200\\s+\\d+(\\.\\d)? s ago$`), text.stdout);
+    assert.match(row, new RegExp(`${id}\\s+\\S+\\s+2\\s+0\\s+2× NVIDIA H200\\s+-\\s+\\d+(\\.\\d)? s ago$`), text.stdout);
     const json = await cli(['status', '--queue', url, '--db', db, '--json']);
     const q = JSON.parse(json.stdout) as { runs: unknown[]; queue: { workers: Array<{ id: string; slots: number; hardware: string; gpus: string[]; seen_ago_s: number }> } };
     assert.deepEqual(q.runs, []);
