@@ -9,11 +9,9 @@
  *
  *   node --import tsx bench/distributed.ts [--experiments 8] [--seconds 2]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { rmSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -23,11 +21,11 @@ import { openDb, listExperiments, evaluationsOfRun } from '../traces/index.ts';
 import { QUEUE_NAME, type JobResult } from '../src/queue/common.ts';
 import { writeSection, machine } from './markdown.ts';
 import { makeRepo as makeGitRepo } from '../test/helpers/repo.ts';
+import { redisServer, startWorker, stopWorker, type Proc } from '../test/helpers/queue.ts';
 
 const { values } = parseArgs({ options: { experiments: { type: 'string', default: '8' }, seconds: { type: 'string', default: '2' } } });
 const E = Number(values.experiments);
 const S = Number(values.seconds);
-const BIN = resolve(import.meta.dirname, '../bin/autoagent.js');
 
 const EVALUATE = `import re
 src = open('params.py').read()
@@ -54,42 +52,15 @@ acceptance: { baseline_repeats: 2, min_delta: 0, confirm_repeats: 1 }
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((ok) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => ok(p));
-    });
-  });
-}
-
-async function waitFor(check: () => boolean | Promise<boolean>, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('timed out');
-}
-
-const port = await freePort();
-const url = `redis://127.0.0.1:${port}`;
-const redisDir = mkdtempSync(join(tmpdir(), 'autoagent-bench-redis-'));
-const redis = spawn('/usr/bin/redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--appendonly', 'yes', '--maxmemory-policy', 'noeviction', '--save', '', '--dir', redisDir], { stdio: 'ignore' });
-const workers: ChildProcess[] = [];
+const redis = await redisServer();
+const url = redis.url;
+const workers: Proc[] = [];
 const conn = new Redis(url, { maxRetriesPerRequest: null });
-conn.on('error', () => undefined); // until redis-server listens
-await waitFor(async () => (await conn.ping().catch(() => '')) === 'PONG', 30_000);
+conn.on('error', () => undefined);
 
+/** n more workers (BullMQ's default lock and stall check, as a user's) */
 async function addWorkers(n: number): Promise<void> {
-  await Promise.all(Array.from({ length: n }, async () => {
-    const w = spawn(process.execPath, [BIN, 'worker', '--queue', url], { stdio: ['ignore', 'ignore', 'pipe'] });
-    workers.push(w);
-    let log = '';
-    w.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-    await waitFor(() => /slot\(s\)/.test(log), 120_000);
-  }));
+  workers.push(...(await Promise.all(Array.from({ length: n }, () => startWorker(url, process.cwd(), ['--lock-ms', '30000', '--stalled-ms', '30000'])))));
 }
 
 interface Row { where: string; wall: number; experiments: number; evals: number; kept: number; overheadMean: number | null; overheadMax: number | null }
@@ -137,11 +108,9 @@ try {
   await addWorkers(2);
   await measure('queue, 4 workers', 4);
 } finally {
-  for (const w of workers) w.kill('SIGTERM');
+  await Promise.all(workers.map(stopWorker));
   conn.disconnect();
-  await new Promise((r) => setTimeout(r, 1000));
-  redis.kill('SIGTERM');
-  rmSync(redisDir, { recursive: true, force: true });
+  redis.close();
 }
 
 const local = rows[0]!;

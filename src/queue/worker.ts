@@ -377,8 +377,14 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     await beats.set(`${BLOB_KEY}${sha}`, bytes, 'EX', BLOB_TTL_S);
     return sha;
   };
+  const started = Date.now();
+  const beat = async () => {
+    const b: WorkerBeat = { id, host: hostname(), pid: process.pid, slots: o.slots, hardware, gpus: gpus.map((g) => g.name), active, started, seen: Date.now(), models: Boolean(o.models) };
+    await beats.set(`${WORKER_KEY}${id}`, JSON.stringify(b), 'EX', HEARTBEAT_TTL_S).catch(() => undefined);
+  };
   const processor = async (job: Job<JobData, JobResult>) => {
     active++;
+    void beat(); // `busy` in queue status at once, not at the next heartbeat
     // jobs that call a model hold no GPU
     const gpu = job.queueName === QUEUE_NAME ? freeGpus.shift() : undefined;
     try {
@@ -401,6 +407,7 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
     } finally {
       if (gpu) freeGpus.push(gpu);
       active--;
+      void beat();
     }
   };
   const workers = [QUEUE_NAME, ...(o.models ? [MODELS_QUEUE_NAME] : [])].map((name) => new Worker<JobData, JobResult>(name, processor, {
@@ -418,11 +425,6 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
       o.log(/lock/i.test(e.message) ? `${what}: result refused by the queue: ${e.message}` : `${what}: failed: ${e.message}`);
     });
   }
-  const started = Date.now();
-  const beat = async () => {
-    const b: WorkerBeat = { id, host: hostname(), pid: process.pid, slots: o.slots, hardware, gpus: gpus.map((g) => g.name), active, started, seen: Date.now(), models: Boolean(o.models) };
-    await beats.set(`${WORKER_KEY}${id}`, JSON.stringify(b), 'EX', HEARTBEAT_TTL_S).catch(() => undefined);
-  };
   await beat();
   const timer = setInterval(() => void beat(), HEARTBEAT_MS);
   o.log(`worker ${id} on ${redactUrl(o.url)}: ${o.slots} slot(s), ${hardware}${o.models ? ', model calls with this machine\'s keys' : ''}${o.unsafeNoSandbox ? ', WITHOUT sandbox' : ''}`);

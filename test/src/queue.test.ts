@@ -381,6 +381,27 @@ test('a result on the queue measured for another incumbent is not used: the job 
   }
 });
 
+test('a worker\'s busy count changes as a job starts and ends, not at its next heartbeat', { timeout: 120_000 }, async () => {
+  await flush();
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1, parallel: 1, command: 'sleep 3', baseline: 1 }) });
+  const w = await startWorker(repo, ['--slots', '1']);
+  try {
+    const id = /worker (\S+) on/.exec(w.log())![1]!;
+    const busy = async () => (await queueStatus(url)).workers.find((x) => x.id === id)!.active;
+    assert.equal(await busy(), 0);
+    const coordinator = run(repo, { url });
+    await until('the first job to start', () => /#0 repeat 0: started/.test(w.log()), 60_000);
+    assert.equal(await busy(), 1, 'busy as soon as the job started');
+    const res = await coordinator.result;
+    assert.equal(res.status, 'finished', res.stopReason ?? '');
+    // its last job done, the worker says so within a second (heartbeats are 2 s apart)
+    await until('the worker to be idle', async () => (await busy()) === 0, 1000);
+  } finally {
+    await stopWorker(w);
+    cleanup(repo);
+  }
+});
+
 test('status --queue and queue status show each worker: id, slots, GPU model, heartbeat age; a drained worker is gone', { timeout: 120_000 }, async () => {
   await flush();
   const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml() });
