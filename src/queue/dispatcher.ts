@@ -165,11 +165,13 @@ export class QueueDispatcher implements Dispatcher {
         };
         const spend = this.models ? await (this.spend ??= this.o.guard ? shareSpend(this.conn, this.o.runId, this.o.guard, { seed: true }) : Promise.resolve(null)) : null;
         let res = await this.submit(id, data, t.signal, t.onProgress);
+        let used = id;
         if (res && !res.refused && res.incumbent !== t.incumbent) {
           // a result measured for another incumbent (a job queued before the incumbent changed) is
           // never used for this decision: it is evaluated again for the current incumbent, as its own job
           this.o.say(`experiment #${t.seq} repeat ${t.repeat}: the result on the queue was measured for incumbent ${res.incumbent.slice(0, 10)}, the incumbent is now ${t.incumbent.slice(0, 10)}: evaluated again`);
-          res = await this.submit(jobId({ run: this.o.runId, commit: t.commit, studyHash: this.identityHash, stage: t.stage, repeat: t.repeat, seed: t.seed, incumbent: t.incumbent }), data, t.signal, t.onProgress);
+          used = jobId({ run: this.o.runId, commit: t.commit, studyHash: this.identityHash, stage: t.stage, repeat: t.repeat, seed: t.seed, incumbent: t.incumbent });
+          res = await this.submit(used, data, t.signal, t.onProgress);
         }
         if (!res) return { out: aborted(), slot: null, hardware: null, screenedAgainst: t.incumbent };
         if (res.refused) throw new LockViolation(`worker ${res.worker} refused experiment #${t.seq} repeat ${t.repeat}: ${res.refused}`);
@@ -177,6 +179,8 @@ export class QueueDispatcher implements Dispatcher {
         if (this.models) {
           await spend?.refresh().catch(() => undefined); // what the workers spent: the run's guard sees it before the next decision
           traces = await this.traces(res, data);
+          // not a measurement (the provider failed, the budget ran out; the run stops): `resume` evaluates it again, as a local run does
+          if (res.outcome?.providerFailed || res.outcome?.budgetExceeded) await this.queue.remove(used).catch(() => undefined);
         }
         return {
           out: { ...res.outcome!, telemetry: { ...res.outcome!.telemetry, worker: res.worker, incumbent: res.incumbent } },

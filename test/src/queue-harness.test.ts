@@ -15,7 +15,7 @@ import {
   openDb, runTraceTotals, insertTrace, insertSpans, finishTrace, exportTraceGroup, importTraces, tracesOf, getTrace, searchTraces,
   type DB, type TraceExport,
 } from '../../traces/index.ts';
-import { startRun } from '../../src/loop.ts';
+import { startRun, resumeRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { auditRun } from '../../src/audit.ts';
 import { sandboxAvailable } from '../../sandbox/index.ts';
@@ -24,7 +24,7 @@ import { packTraces, unpackTraces, TraceTransferError } from '../../src/queue/tr
 import { shareSpend } from '../../src/queue/spend.ts';
 import { queueStatus, queueStatusText } from '../../src/queue/cli.ts';
 import { SpendGuard, BudgetExceeded } from '../../task-agent/evaluate.ts';
-import { startMockOpenAI, openaiText, openaiToolCall, type MockServer } from '../helpers/mock-llm.ts';
+import { startMockOpenAI, openaiText, openaiToolCall, openaiError, type MockServer } from '../helpers/mock-llm.ts';
 import { makeRepo, cleanup } from '../helpers/repo.ts';
 import { redisServer, startWorker, stopWorker, killProcs, type RedisServer } from '../helpers/queue.ts';
 
@@ -67,7 +67,7 @@ const TASKS = [
  * it looks for the model key (its environment, every /proc/N/environ), tries the queue's Redis,
  * and lists /tmp (a worker's store lives in the host's).
  */
-function tinyHarnessRepo(redisPort: number, experiments = 2): string {
+function tinyHarnessRepo(redisPort: number, experiments = 2, withTool = true): string {
   const snoop = `export default { name: 'snoop', description: 'snoop', parameters: { type: 'object', properties: {} }, async run() {
   const fs = await import('node:fs');
   const net = await import('node:net');
@@ -86,7 +86,7 @@ function tinyHarnessRepo(redisPort: number, experiments = 2): string {
   return makeRepo({
     'bench/benchmark.yaml': 'name: tiny\ndescription: tiny arithmetic\ntasks: tasks.jsonl\nscorer: { type: exact }\n',
     'bench/tasks.jsonl': TASKS.map((t) => JSON.stringify(t)).join('\n') + '\n',
-    'h/harness.yaml': 'provider: openai\nmodel: gpt-4.1-mini\nsystem: prompts/system.md\nmax_steps: 4\ntools: [snoop]\ntask_timeout_seconds: 30\ntemperature: 0.5\n',
+    'h/harness.yaml': `provider: openai\nmodel: gpt-4.1-mini\nsystem: prompts/system.md\nmax_steps: 4\n${withTool ? 'tools: [snoop]\n' : ''}task_timeout_seconds: 30\ntemperature: 0.5\n`,
     'h/prompts/system.md': 'You answer {{task.question}} with a number only.',
     'h/tools/snoop.ts': snoop,
     'study.yaml': `name: qh
@@ -236,6 +236,38 @@ acceptance: { baseline_repeats: 1 }
       await stopWorker(w);
       cleanup(repo);
     }
+  }
+});
+
+test('the provider fails on the worker: the run stops resumable, and `resume` evaluates the job again instead of reusing the failure', { timeout: 180_000 }, async () => {
+  await redis.flushall();
+  let down = true;
+  const server = await startMockOpenAI((body: { messages: Array<{ role: string; content: unknown }> }) => {
+    if (down) return openaiError(401, 'bad key', 'invalid_request_error', 'invalid_api_key');
+    const q = /What is (\d+)\+(\d+)/.exec(JSON.stringify(body.messages))!;
+    return openaiText(String(Number(q[1]) + Number(q[2])));
+  });
+  servers.push(server);
+  const repo = tinyHarnessRepo(redis.port, 0, false); // a harness without the tool: the model answers at once
+  const w = await startWorker(redis.url, repo, ['--models', 'own', '--unsafe-no-sandbox', '--lock-ms', '60000'], { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: 'k' });
+  try {
+    const first = await withoutKeys(() => startRun(join(repo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: true, reporter: new MemoryReporter(), queue: { url: redis.url } }));
+    assert.equal(first.status, 'stopped', first.stopReason ?? '');
+    assert.equal(first.stopCause, 'provider');
+    down = false;
+    const res = await withoutKeys(() => resumeRun(first.runId, repo, { overrides: {}, unsafeNoSandbox: true, reporter: new MemoryReporter(), queue: { url: redis.url } }));
+    assert.equal(res.status, 'finished', `${res.stopReason}\n${w.log()}`);
+    const db = openDb(res.dbPath);
+    try {
+      const ok = tracesOf(db, { runId: res.runId, experimentSeq: 0 }).filter((t) => t.status === 'ok' && t.score === 1);
+      assert.equal(ok.length, 3 * 2, 'the baseline evaluated again, on the working provider');
+      await audited(db, res.runId);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await stopWorker(w);
+    cleanup(repo);
   }
 });
 
