@@ -163,7 +163,11 @@ export class QueueDispatcher implements Dispatcher {
             ...(t.screenAgainst?.size ? { screen_against: Object.fromEntries(t.screenAgainst) } : {}),
           } : {}),
         };
-        const spend = this.models ? await (this.spend ??= this.o.guard ? shareSpend(this.conn, this.o.runId, this.o.guard, { seed: true }) : Promise.resolve(null)) : null;
+        // the run's spend counted on the queue from the first job on (a failed attempt is made again by the next job)
+        const spend = this.models ? await (this.spend ??= this.o.guard ? shareSpend(this.conn, this.o.runId, this.o.guard, { seed: true }).catch((e) => {
+          this.spend = null;
+          throw e;
+        }) : Promise.resolve(null)) : null;
         let res = await this.submit(id, data, t.signal, t.onProgress);
         let used = id;
         if (res && !res.refused && res.incumbent !== t.incumbent) {

@@ -26,17 +26,18 @@ export async function shareSpend(r: Redis, run: string, guard: SpendGuard, o: { 
   if (o.seed) await r.multi().hsetnx(key, 'tokens', String(guard.tokens)).hsetnx(key, 'dollars', String(guard.dollars)).expire(key, BLOB_TTL_S).exec();
   const pending = new Set<Promise<unknown>>();
   const observe = (tokens: unknown, dollars: unknown) => guard.observe(Number(tokens ?? NaN), Number(dollars ?? NaN));
-  guard.share((tokens, dollars) => {
-    const p = r.multi().hincrby(key, 'tokens', Math.round(tokens)).hincrbyfloat(key, 'dollars', dollars).expire(key, BLOB_TTL_S).exec()
-      .then((res) => observe(res?.[0]?.[1], res?.[1]?.[1]))
-      .catch(() => undefined) // Redis away: this process's own count still stops it; the shared one catches up with the next add
-      .finally(() => pending.delete(p));
-    pending.add(p);
-  });
   const refresh = async () => {
     const [tokens, dollars] = await r.hmget(key, 'tokens', 'dollars');
     observe(tokens, dollars);
   };
   await refresh();
+  // shared last: a call that failed above left nothing registered (a second try does not count twice)
+  guard.share((tokens, dollars) => {
+    const p = r.multi().hincrby(key, 'tokens', Math.round(tokens)).hincrbyfloat(key, 'dollars', dollars).expire(key, BLOB_TTL_S).exec()
+      .then((res) => observe(res?.[0]?.[1], res?.[1]?.[1]))
+      .catch(() => undefined) // refused by Redis (a BullMQ connection waits out an outage instead): this add is missing from the shared count; this process's own total still has it
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  });
   return { refresh, settled: async () => void (await Promise.all([...pending])) };
 }
