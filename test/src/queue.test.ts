@@ -383,7 +383,7 @@ test('a result on the queue measured for another incumbent is not used: the job 
 
 test('a worker\'s busy count changes as a job starts and ends, not at its next heartbeat', { timeout: 120_000 }, async () => {
   await flush();
-  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 1, parallel: 1, command: 'sleep 3', baseline: 1 }) });
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'evaluate.py': EVALUATE_PY, 'study.yaml': studyYaml({ experiments: 0, parallel: 1, command: 'sleep 2', baseline: 1 }) });
   const w = await startWorker(repo, ['--slots', '1']);
   try {
     const id = /worker (\S+) on/.exec(w.log())![1]!;
