@@ -130,7 +130,8 @@ test('a harness study on a sandboxed worker with its own key: traces come back t
   const server = await arithmetic();
   const repo = tinyHarnessRepo(redis.port);
   // a worker with the key, sandboxed; and one without --models (it must take none of these jobs)
-  const w = await startWorker(redis.url, repo, ['--models', 'own', '--lock-ms', '60000'], { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: SECRET });
+  // two slots: two evaluations write their traces into the worker's one store at once
+  const w = await startWorker(redis.url, repo, ['--models', 'own', '--slots', '2', '--lock-ms', '60000'], { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: SECRET });
   const plain = await startWorker(redis.url, repo, ['--unsafe-no-sandbox'], { OPENAI_API_KEY: undefined, OPENAI_BASE_URL: undefined });
   try {
     assert.match(w.log(), /model calls with this machine's keys/);
@@ -180,6 +181,10 @@ test('a harness study on a sandboxed worker with its own key: traces come back t
       db.close();
     }
     assert.doesNotMatch(plain.log(), /job /, 'a worker without --models own took a harness job');
+    // the two baseline repeats ran at once on the worker's two slots
+    const lines = w.log().split('\n');
+    const firstDone = lines.findIndex((l) => /repeat \d+: (ok|crash)/.test(l));
+    assert.ok(lines.slice(0, firstDone).filter((l) => /: started/.test(l)).length >= 2, w.log());
   } finally {
     await stopWorker(w);
     await stopWorker(plain);
