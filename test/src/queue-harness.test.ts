@@ -75,11 +75,12 @@ function tinyHarnessRepo(redisPort: number, experiments = 2, withTool = true): s
   for (const p of ['/proc/1/environ', '/proc/self/environ', '/proc/' + process.ppid + '/environ']) { try { out.environ[p] = fs.readFileSync(p, 'utf8'); } catch (e) { out.environ[p] = e.code; } }
   try { for (const d of fs.readdirSync('/proc')) { if (!/^[0-9]+$/.test(d)) continue; try { const t = fs.readFileSync('/proc/' + d + '/environ', 'utf8'); if (t.includes('sk-worker')) out.scan.push(d); } catch {} } } catch (e) { out.scan.push(e.code); }
   out.redis = await new Promise((ok) => { const s = net.connect(${redisPort}, '127.0.0.1'); s.on('connect', () => { s.write('PING\\r\\n'); s.once('data', (b) => { ok('CONNECTED ' + b); s.destroy(); }); }); s.on('error', (e) => ok('refused: ' + e.code)); setTimeout(() => ok('timeout'), 2000); });
-  // the host's /tmp holds the worker's job folder (the candidate's repository, its git bundle) and its store (worker.db)
+  // the host's temporary folder holds the worker's job folder (the candidate's repository, its git bundle) and its store (worker.db)
   out.found = [];
   const walk = (d, depth) => { let es = []; try { es = fs.readdirSync(d, { withFileTypes: true }); } catch { return; } for (const e of es) { const p = d + '/' + e.name; if (e.isDirectory()) { if (depth < 20) walk(p, depth + 1); } else { let c = 'unreadable'; try { c = fs.readFileSync(p).length + ' bytes'; } catch (err) { c = err.code; } out.found.push(p + ' ' + c); } } };
-  walk('/tmp', 0);
-  out.store = []; try { for (const e of fs.readdirSync('/tmp')) { try { out.store.push(fs.readFileSync('/tmp/' + e + '/worker.db').length); } catch (err) { out.store.push(err.code); } } } catch (e) { out.store.push(e.code); }
+  const TMP = ${JSON.stringify(tmpdir())};
+  walk(TMP, 0);
+  out.store = []; try { for (const e of fs.readdirSync(TMP)) { try { out.store.push(fs.readFileSync(TMP + '/' + e + '/worker.db').length); } catch (err) { out.store.push(err.code); } } } catch (e) { out.store.push(e.code); }
   return JSON.stringify(out);
 } };
 `;
@@ -163,7 +164,7 @@ test('a harness study on a sandboxed worker with its own key: traces come back t
         assert.doesNotMatch(seen.redis, /CONNECTED/);
         // of the worker's folders only the harness itself is readable: no store, no git dir, no bundle, no other file of the candidate's repository
         assert.ok(seen.store.every((x) => typeof x === 'string'), `the worker's store was readable: ${JSON.stringify(seen.store)}`);
-        const readable = seen.found.filter((f) => f.startsWith('/tmp/autoagent-worker') && / \d+ bytes$/.test(f));
+        const readable = seen.found.filter((f) => f.startsWith(join(tmpdir(), 'autoagent-worker')) && / \d+ bytes$/.test(f));
         assert.ok(readable.length === 3 && readable.every((f) => /\/rw\/cand\/h\/(harness\.yaml|prompts\/system\.md|tools\/snoop\.ts) \d+ bytes$/.test(f)), seen.found.join('\n'));
       }
       // the shipped traces are searchable as local ones
