@@ -12,9 +12,14 @@ import { table } from '../../base/format.ts';
 
 export interface WorkerCliOptions { queue: string; slots: number; unsafeNoSandbox?: boolean; lockMs: number; stalledMs: number; models?: string; data?: string }
 
+/** what a `--models own` worker needs at least one of: a provider's key, or the base URL of a local OpenAI- or Anthropic-compatible server */
+const MODEL_ENV = ['OPENAI_API_KEY', 'OPENAI_BASE_URL', 'ANTHROPIC_API_KEY', 'ANTHROPIC_BASE_URL'];
+
 export async function workerCommand(o: WorkerCliOptions, err: (t: string) => void): Promise<number> {
   checkQueueUrl(o.queue);
   if (o.models !== undefined && o.models !== 'own') throw new UsageError(`--models: '${o.models}' is not a choice; the one choice is 'own' (model calls with this machine's keys: OPENAI_API_KEY, ANTHROPIC_API_KEY, their *_BASE_URL)`);
+  // a worker that would take harness jobs and refuse each one (which fails their runs) does not start
+  if (o.models === 'own' && !MODEL_ENV.some((k) => process.env[k])) throw new UsageError(`--models own: this environment has none of ${MODEL_ENV.join(', ')}: set the key (or the base URL of a local server) of the provider the harness uses`);
   let stop!: () => void;
   const stopped = new Promise<void>((ok) => (stop = ok));
   let signals = 0;

@@ -26,7 +26,7 @@ import { queueStatus, queueStatusText } from '../../src/queue/cli.ts';
 import { SpendGuard, BudgetExceeded } from '../../task-agent/evaluate.ts';
 import { startMockOpenAI, openaiText, openaiToolCall, openaiError, type MockServer } from '../helpers/mock-llm.ts';
 import { makeRepo, cleanup } from '../helpers/repo.ts';
-import { redisServer, startWorker, stopWorker, killProcs, type RedisServer } from '../helpers/queue.ts';
+import { redisServer, startProc, startWorker, stopWorker, killProcs, type RedisServer } from '../helpers/queue.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const DATA = resolve(ROOT, '../shared/data');
@@ -195,6 +195,12 @@ test('a harness study on a sandboxed worker with its own key: traces come back t
   const aof = filesUnder(redis.dir).map((f) => readFileSync(f, 'latin1')).join('');
   assert.ok(aof.includes(MODELS_QUEUE_NAME), 'the append-only file is read (it holds the jobs)');
   assert.ok(!aof.includes(SECRET), 'the model key was written to the queue');
+});
+
+test('`worker --models own` without any model key in its environment does not start (it would refuse every harness job)', async () => {
+  const w = startProc(['worker', '--queue', redis.url, '--models', 'own'], tmpdir(), { OPENAI_API_KEY: undefined, OPENAI_BASE_URL: undefined, ANTHROPIC_API_KEY: undefined, ANTHROPIC_BASE_URL: undefined });
+  assert.equal(await w.exited, 2);
+  assert.match(w.log(), /--models own: this environment has none of OPENAI_API_KEY, OPENAI_BASE_URL, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL/);
 });
 
 test('a worker\'s benchmark data must be the coordinator\'s: a copy elsewhere (--data) is used, a copy with one byte changed is refused', { skip: (!hasData && 'no ../shared/data') || noSandbox, timeout: 240_000 }, async () => {
