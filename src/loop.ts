@@ -417,7 +417,7 @@ async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, e
     url, size: Math.max(1, study.parallel), waitSeconds: opts.queue?.waitSeconds ?? study.queue?.wait_seconds ?? 600,
     runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,
     baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, lockedExternal: evalCtx.prepared.lockedExternal,
-    say: (line) => opts.reporter.event(line), guard: evalCtx.guard,
+    say: (line) => opts.reporter.event(line), guard: evalCtx.guard, baseCommit: getRun(evalCtx.db, evalCtx.runId)!.base_commit,
   });
 }
 

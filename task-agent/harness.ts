@@ -3,14 +3,15 @@
  * surface of a harness study. Loading is pure (no model call, no tool code executed): it
  * validates the YAML, reads the prompts, and lists the tool modules to load inside the sandbox.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
 import { UsageError } from '../base/errors.ts';
 import type { Task } from '../benchmarks/types.ts';
 
-const PromptPath = z.string().regex(/^[^/].*\.md$/, 'a prompt file relative to the harness folder, e.g. prompts/system.md');
+/** inside the harness folder: relative, no `..` segment (a candidate's harness.yaml must not read the host's files into a prompt) */
+const PromptPath = z.string().regex(/^(?!.*(?:^|\/)\.\.(?:\/|$))[^/].*\.md$/, 'a prompt file inside the harness folder, e.g. prompts/system.md (relative, no ..)');
 const ToolName = z.string().regex(/^[a-z][a-z0-9_]*$/, 'a tool name of lowercase letters, digits and _ (tools/<name>.ts)');
 
 /** What a routing rule may change for the tasks it matches. */
@@ -110,7 +111,10 @@ export function loadHarness(dir: string): Harness {
   for (const p of promptPaths) {
     const f = join(abs, p);
     if (!existsSync(f)) throw new UsageError(`${file}: prompt ${p} not found in the harness folder`);
-    prompts[p] = readFileSync(f, 'utf8');
+    // read only a regular file that is inside the folder once links are followed (not a FIFO, not a link out)
+    const real = realpathSync(f);
+    if (!real.startsWith(`${realpathSync(abs)}/`) || !statSync(real).isFile()) throw new UsageError(`${file}: prompt ${p} is not a file inside the harness folder`);
+    prompts[p] = readFileSync(real, 'utf8');
   }
   const toolModules: Record<string, string> = {};
   for (const n of toolNames) {

@@ -142,6 +142,11 @@ export const JobDataSchema = z.object({
    * the same, byte for byte
    */
   locked_roots: z.array(z.record(z.string(), z.string())).optional(),
+  /**
+   * harness studies: the run's base commit (in the bundle: the candidate descends from it); the
+   * worker prepares the benchmark from its tree, as the coordinator did, never from the candidate's
+   */
+  base_commit: z.string().regex(/^[0-9a-f]{40,64}$/).optional(),
   /** harness studies: the incumbent's mean score per task, for the minibatch screen */
   screen_against: z.record(z.string(), z.number()).optional(),
   /** harness studies: the run's token and dollar budgets (0: none); the spend is counted on the queue (src/queue/spend.ts) */

@@ -55,6 +55,8 @@ export interface QueueDispatcherOptions {
   pollMs?: number;
   /** the run's token and dollar limits: harness studies count their spend on the queue with the workers' (src/queue/spend.ts) */
   guard?: SpendGuard;
+  /** the run's base commit (harness studies: the tree a worker prepares the benchmark from) */
+  baseCommit?: string;
 }
 
 export class QueueDispatcher implements Dispatcher {
@@ -158,7 +160,7 @@ export class QueueDispatcher implements Dispatcher {
           bundle_sha256: await this.bundle(t.commit), manifest: this.o.manifest, trainer_cache: this.trainerCache, base_tracked: [...this.o.baseTracked], hidden: this.o.hidden,
           seq: t.seq, seed: t.seed, repeat: t.repeat, stage: t.stage, incumbent: t.incumbent, unsafe_no_sandbox: this.o.unsafeNoSandbox,
           ...(this.models ? {
-            locked_roots: this.lockedRoots,
+            locked_roots: this.lockedRoots, base_commit: this.o.baseCommit,
             spend: { max_tokens: this.o.study.budget.tokens, max_dollars: this.o.study.budget.dollars },
             ...(t.screenAgainst?.size ? { screen_against: Object.fromEntries(t.screenAgainst) } : {}),
           } : {}),

@@ -131,6 +131,7 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
     if (!o.models) return refuse('kind harness calls a model, and this worker was not started with --models own (the queue carries no keys)');
     if (!o.store || !o.putBlob) return refuse('kind harness needs a store for its traces and a way to send them, which this worker has not');
     if (!data.locked_roots) return refuse('the job names none of its benchmark\'s locked files');
+    if (!data.base_commit) return refuse('the job names no base commit to prepare its benchmark from');
   }
   const external = Object.keys(data.manifest.external);
   const cacheRoot = data.trainer_cache ?? null;
@@ -187,8 +188,10 @@ export async function evaluateJob(data: JobData, o: JobOptions): Promise<JobResu
     let spend: SharedSpend | null = null;
     const group = `${data.run}/${data.seq}/${data.repeat}`;
     if (study.kind === 'harness') {
-      // the whole candidate tree (its harness folder; a benchmark folder next to the study)
-      await g.gitRaw(dir, ['read-tree', data.commit]);
+      // the run's base tree, as the coordinator prepared from it (a benchmark folder next to the study, the
+      // harness it checks a key for): nothing the candidate changed is read here; its tree is the evaluation's
+      if ((await g.revParse(dir, `${data.base_commit}^{commit}`)) !== data.base_commit) return refuse(`the bundle does not hold the run's base commit ${data.base_commit!.slice(0, 10)}`);
+      await g.gitRaw(dir, ['read-tree', data.base_commit!]);
       await g.gitRaw(dir, ['checkout-index', '-a', '-f']);
       const store = o.store!();
       db = store.db;

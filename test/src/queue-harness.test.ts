@@ -12,10 +12,11 @@ import { join, resolve } from 'node:path';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import {
-  openDb, runTraceTotals, insertTrace, insertSpans, finishTrace, exportTraceGroup, importTraces, tracesOf, getTrace, searchTraces,
+  openDb, listExperiments, runTraceTotals, insertTrace, insertSpans, finishTrace, exportTraceGroup, importTraces, tracesOf, getTrace, searchTraces,
   type DB, type TraceExport,
 } from '../../traces/index.ts';
 import { startRun, resumeRun } from '../../src/loop.ts';
+import type { Proposer } from '../../meta-agent/types.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { auditRun } from '../../src/audit.ts';
 import { sandboxAvailable } from '../../sandbox/index.ts';
@@ -195,6 +196,50 @@ test('a harness study on a sandboxed worker with its own key: traces come back t
   const aof = filesUnder(redis.dir).map((f) => readFileSync(f, 'latin1')).join('');
   assert.ok(aof.includes(MODELS_QUEUE_NAME), 'the append-only file is read (it holds the jobs)');
   assert.ok(!aof.includes(SECRET), 'the model key was written to the queue');
+});
+
+test('a hostile candidate harness.yaml points its system prompt out of the harness folder at a host file: the candidate crashes, locally and on a worker, and the file never reaches a model or a trace', { skip: noSandbox, timeout: 180_000 }, async () => {
+  const secretDir = mkdtempSync(join(tmpdir(), 'aa-secret-'));
+  dirs.push(secretDir);
+  const token = `HOST-SECRET-${process.pid}-${Date.now()}`;
+  writeFileSync(join(secretDir, 'notes.md'), token);
+  // from the candidate's harness folder, wherever it is, up to / and down to the host file
+  const escape = `${'../'.repeat(40)}${secretDir.slice(1)}/notes.md`;
+  const hostile: Proposer = {
+    name: 'hostile',
+    async propose(ctx) {
+      if ((ctx.seq ?? 1) > 1) return null;
+      return { hypothesis: 'read the host', edits: [{ path: 'h/harness.yaml', content: ctx.files['h/harness.yaml']!.replace('system: prompts/system.md', `system: ${escape}`) }] };
+    },
+  };
+  const server = await arithmetic();
+  for (const where of ['local', 'worker'] as const) {
+    await redis.flushall();
+    const repo = tinyHarnessRepo(redis.port, 1, false);
+    const w = where === 'worker' ? await startWorker(redis.url, repo, ['--models', 'own', '--lock-ms', '60000'], { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: 'k' }) : null;
+    const env = { OPENAI_BASE_URL: process.env.OPENAI_BASE_URL, OPENAI_API_KEY: process.env.OPENAI_API_KEY };
+    if (!w) Object.assign(process.env, { OPENAI_BASE_URL: server.baseURL, OPENAI_API_KEY: 'k' });
+    try {
+      const opts = { overrides: {}, unsafeNoSandbox: false, reporter: new MemoryReporter(), proposer: hostile, ...(w ? { queue: { url: redis.url } } : {}) };
+      const res = w ? await withoutKeys(() => startRun(join(repo, 'study.yaml'), opts)) : await startRun(join(repo, 'study.yaml'), opts);
+      assert.equal(res.status, 'finished', `${where}: ${res.stopReason}`);
+      const db = openDb(res.dbPath);
+      try {
+        const exp = listExperiments(db, res.runId).find((e) => e.seq === 1)!;
+        assert.equal(exp.decision, 'crash', `${where}: ${exp.decision} ${exp.reason}`);
+        assert.match(exp.reason ?? '', /the candidate harness does not load: .*a prompt file inside the harness folder/);
+        assert.equal(searchTraces(db, token).length, 0);
+        assert.equal(tracesOf(db, { runId: res.runId, experimentSeq: 1 }).length, 0, 'no task ran');
+      } finally {
+        db.close();
+      }
+      assert.ok(server.requests.length > 0 && server.requests.every((r) => !JSON.stringify(r.body).includes(token)), `${where}: the host file reached the model`);
+    } finally {
+      for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      if (w) await stopWorker(w);
+      cleanup(repo);
+    }
+  }
 });
 
 test('`worker --models own` without any model key in its environment does not start (it would refuse every harness job)', async () => {
