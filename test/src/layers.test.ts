@@ -117,8 +117,19 @@ function tree(files: Record<string, string>): string {
   return root;
 }
 
+/** a checker's self-test: on a tree of `bad` files it finds exactly `expected`, on a tree of `good` ones nothing */
+function selfTest(check: (root: string) => string[], bad: Record<string, string>, good: Record<string, string>, expected: string[]): void {
+  const roots = [tree(bad), tree(good)];
+  try {
+    assert.deepEqual(check(roots[0]!), expected);
+    assert.deepEqual(check(roots[1]!), []);
+  } finally {
+    for (const r of roots) rmSync(r, { recursive: true, force: true });
+  }
+}
+
 test('the checker finds each kind of import against the direction, and passes a tree that keeps it', () => {
-  const bad = tree({
+  selfTest(violations, {
     'base/errors.ts': "import { loop } from '../src/loop.ts';\nexport const x = loop;\n",
     'base/git.ts': "export type T = import('../traces/db.ts').DB;\n",
     'traces/db.ts': "export async function f() { return import('../meta-agent/x.ts'); }\nexport type DB = number;\n",
@@ -126,29 +137,21 @@ test('the checker finds each kind of import against the direction, and passes a 
     'src/loop.ts': "import '../base/errors.ts';\nimport '../test/helpers/h.ts';\nexport const loop = 1, y = 2;\nexport type Loop = 1;\n",
     'extra/a.ts': "export const a = 1;\n",
     'test/helpers/h.ts': "import '../../src/loop.ts';\n",
-  });
-  const good = tree({
+  }, {
     'base/errors.ts': "import { readFileSync } from 'node:fs';\nimport './git.ts';\n",
     'base/git.ts': "export const g = 1;\n",
     'traces/db.ts': "import '../base/git.ts';\n",
     'src/loop.ts': "import '../traces/db.ts';\nimport('../base/errors.ts');\n",
     'test/x.test.ts': "import '../src/loop.ts';\n",
-  });
-  try {
-    assert.deepEqual(violations(bad), [
-      'base/errors.ts -> src/loop.ts (base -> src: against the direction)',
+  }, [
+    'base/errors.ts -> src/loop.ts (base -> src: against the direction)',
       'base/git.ts -> traces/db.ts (base -> traces: against the direction)',
       'extra/ holds code but has no layer',
       'meta-agent/x.ts -> src/loop.ts (meta-agent -> src: against the direction)',
       'meta-agent/x.ts -> src/loop.ts (meta-agent -> src: against the direction)',
       'src/loop.ts -> test/helpers/h.ts (src -> test: not a layer)',
-      'traces/db.ts -> meta-agent/x.ts (traces -> meta-agent: against the direction)',
-    ]);
-    assert.deepEqual(violations(good), []);
-  } finally {
-    rmSync(bad, { recursive: true, force: true });
-    rmSync(good, { recursive: true, force: true });
-  }
+    'traces/db.ts -> meta-agent/x.ts (traces -> meta-agent: against the direction)',
+  ]);
 });
 
 test('no import in the project goes against the folders\' direction (base/ imports no other folder)', () => {
@@ -156,29 +159,21 @@ test('no import in the project goes against the folders\' direction (base/ impor
 });
 
 test('the cycle checker finds an import cycle inside a folder, a type-only one, a dynamic one, and passes a tree without', () => {
-  const bad = tree({
+  selfTest(cycles, {
     'src/cli.ts': "import { knobs } from './knobs-cli.ts';\nexport const cli = knobs;\n",
     'src/knobs-cli.ts': "import type { IO } from './cli.ts';\nexport const knobs = 1;\n",
     'src/loop.ts': "export async function f() { return import('./ui/server.ts'); }\n",
     'src/ui/server.ts': "import '../loop.ts';\n",
     'base/self.ts': "import './self.ts';\n",
-  });
-  const good = tree({
+  }, {
     'src/cli.ts': "import { knobs } from './knobs-cli.ts';\nimport './io.ts';\n",
     'src/knobs-cli.ts': "import type { IO } from './io.ts';\nexport const knobs = 1;\n",
     'src/io.ts': "export interface IO { out: string }\n",
-  });
-  try {
-    assert.deepEqual(cycles(bad), [
-      'base/self.ts -> base/self.ts (1 module in the cycle)',
-      'src/cli.ts -> src/knobs-cli.ts -> src/cli.ts (2 modules in the cycle)',
-      'src/loop.ts -> src/ui/server.ts -> src/loop.ts (2 modules in the cycle)',
-    ]);
-    assert.deepEqual(cycles(good), []);
-  } finally {
-    rmSync(bad, { recursive: true, force: true });
-    rmSync(good, { recursive: true, force: true });
-  }
+  }, [
+    'base/self.ts -> base/self.ts (1 module in the cycle)',
+    'src/cli.ts -> src/knobs-cli.ts -> src/cli.ts (2 modules in the cycle)',
+    'src/loop.ts -> src/ui/server.ts -> src/loop.ts (2 modules in the cycle)',
+  ]);
 });
 
 test('no module of the project imports itself through others (no import cycles, inside a folder either)', () => {
