@@ -19,7 +19,7 @@ import * as g from '../../base/git.ts';
 import { StudySchema, type Study } from '../study.ts';
 import { CommandKind } from '../kinds/command.ts';
 import { evaluateCommit, readPaths, type EvalContext } from '../evaluation.ts';
-import { buildManifest, LockViolation, relativeManifest, relativeManifestDiff, sha256File, verifyManifest, walkFiles } from '../lock.ts';
+import { buildManifest, LockViolation, relativeManifest, relativeManifestDiff, verifyManifest } from '../lock.ts';
 import { globMatcher } from '../../base/glob.ts';
 import { TrainerKind } from '../kinds/trainer.ts';
 import type { EvalOutcome, EvalProgress, KindAdapter, PrepareResult, RunPaths as RunRepoPaths } from '../kinds/types.ts';
@@ -274,27 +274,25 @@ async function prepareTrainer(data: JobData, study: Study, paths: RunRepoPaths, 
     writeFileSync(join(paths.repo, train), content);
   }
   const adapter = new TrainerKind(study);
-  const differs = (): string | null => {
-    if (!existsSync(cache)) return 'it was not built';
-    const have = walkFiles(cache).filter((f) => f !== 'meta.json');
-    for (const rel of have) if (!expected.has(rel)) return `${rel} is not in the coordinator's`;
-    for (const [rel, h] of expected) {
-      if (!existsSync(join(cache, rel))) return `${rel} is missing`;
-      const got = sha256File(join(cache, rel));
-      if (got !== h) return `${rel}: sha256 ${h.slice(0, 12)} on the coordinator, ${got.slice(0, 12)} here`;
-    }
-    return null;
+  const expectedRel = Object.fromEntries(expected);
+  // the cache's files as hashed here; its data files (not meta.json) against the coordinator's, in words when they differ
+  const hashed = () => (existsSync(cache) ? buildManifest(paths.repo, [], [cache]).external : null);
+  const differs = (ext: Record<string, string>): string | null => {
+    const { 'meta.json': _meta, ...have } = relativeManifest(ext, [cache])[0]!;
+    return relativeManifestDiff([expectedRel], [have]);
   };
   const prev = building.get(cache) ?? Promise.resolve();
   const step = prev.catch(() => undefined).then(async () => {
-    const reuse = differs() === null;
+    const before = hashed();
+    const reuse = before !== null && differs(before) === null;
     const prepared = await adapter.prepare(study, paths, { cache, reuse });
-    const why = reuse ? null : differs();
-    if (why) {
+    const external = hashed(); // after prepare.py (meta.json is made again)
+    const why = external === null ? 'it was not built' : reuse ? null : differs(external);
+    if (why || !external) {
       rmSync(cache, { recursive: true, force: true });
       return { refused: `the corpus cache prepare.py built on this worker differs from the coordinator's (${why}): the same corpus must be readable here (trainer.corpus)` };
     }
-    return { adapter, prepared, manifest: { files: data.manifest.files, external: buildManifest(paths.repo, [], [cache]).external } };
+    return { adapter, prepared, manifest: { files: data.manifest.files, external } };
   });
   building.set(cache, step);
   try {
