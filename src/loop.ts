@@ -290,7 +290,7 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   updateRunStudy(db, runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
-  const onQueue = Boolean(queueUrl(study, opts)) || (opts.queue?.url !== null && Boolean((JSON.parse(run.environment ?? '{}') as { queue?: string }).queue));
+  const onQueue = Boolean(queueUrl(study, opts)) || (opts.queue?.url !== null && Boolean(recordedQueue(run)));
   const adapter = opts.kind ?? adapterFor(study, { keysElsewhere: onQueue }).adapter;
   const prepared = await adapter.prepare(study, paths);
   const manifest: Manifest = JSON.parse(run.lock_manifest);
@@ -398,13 +398,19 @@ function queueUrl(study: Study, opts: LoopOptions): string | undefined {
   return opts.queue?.url === null ? undefined : opts.queue?.url ?? study.queue?.url;
 }
 
+/** the queue the run evaluated on, as recorded when it started (its password replaced by ***) */
+function recordedQueue(run: RunRow): string | undefined {
+  return (JSON.parse(run.environment ?? '{}') as { queue?: string }).queue;
+}
+
 /**
  * This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`, else on
  * resume the queue the run used: re-attached to its jobs, not evaluating them again here).
  */
 async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Promise<Dispatcher> {
   let url = queueUrl(study, opts);
-  const used = (JSON.parse(getRun(evalCtx.db, evalCtx.runId)!.environment ?? '{}') as { queue?: string }).queue;
+  const run = getRun(evalCtx.db, evalCtx.runId)!;
+  const used = recordedQueue(run);
   if (!url && used && opts.queue?.url !== null) {
     if (/:\*\*\*@/.test(used)) throw new UsageError(`run ${evalCtx.runId} evaluated on queue ${used}, whose password is not stored: resume it with --queue URL (or --no-queue to evaluate here)`);
     opts.reporter.event(`the run evaluated on queue ${used}: resuming there (--no-queue evaluates here)`);
@@ -417,7 +423,7 @@ async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, e
     url, size: Math.max(1, study.parallel), waitSeconds: opts.queue?.waitSeconds ?? study.queue?.wait_seconds ?? 600,
     runId: evalCtx.runId, repo: evalCtx.paths.repo, study, studyDir: evalCtx.paths.studyDir, manifest: evalCtx.manifest,
     baseTracked: r.tracked, hidden: r.hiddenFiles, unsafeNoSandbox: evalCtx.policy.unsafeNoSandbox, lockedExternal: evalCtx.prepared.lockedExternal,
-    say: (line) => opts.reporter.event(line), guard: evalCtx.guard, baseCommit: getRun(evalCtx.db, evalCtx.runId)!.base_commit,
+    say: (line) => opts.reporter.event(line), guard: evalCtx.guard, baseCommit: run.base_commit,
   });
 }
 
