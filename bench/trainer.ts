@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRun } from '../src/loop.ts';
 import { MemoryReporter } from '../src/report.ts';
-import { openDb, listExperiments, evaluationsOf, getRun, type DB } from '../traces/index.ts';
+import { openDb, listExperiments, evaluationsOf, getRun, SqliteStore, type DB } from '../traces/index.ts';
 import type { Proposer } from '../meta-agent/index.ts';
 import { mean } from '../base/stats.ts';
 import { runNoise } from '../src/loop.ts';
@@ -112,7 +112,7 @@ for (let seed = 1; seed <= SEEDS; seed++) {
       const db = openDb(res.dbPath);
       const run = getRun(db, res.runId)!;
       const s = summarize(db, run.id);
-      const noiseSd = runNoise(db, run.id).sd;
+      const noiseSd = runNoise(new SqliteStore(db), run.id).sd;
       db.close();
       // re-measure with seeds no decision used: each kept train.py against its parent's (false keeps), and the final
       // tree against the baseline's (the figure)

@@ -26,6 +26,8 @@ export interface ProposerSettings {
 
 /** proposers that turn knobs: with no knobs they have nothing to do, and a run refuses to start */
 export const KNOB_PROPOSERS: ReadonlySet<string> = new Set(['search', 'random', 'hybrid', 'optuna']);
+/** proposers whose proposals are recorded as traces (a model's calls, a coding agent's session), read back as the run's history */
+export const TRACED_PROPOSERS: ReadonlySet<string> = new Set(['llm', 'command', 'hybrid']);
 
 /** the model an llm proposer uses when the study names none */
 export const DEFAULT_META_MODEL = { anthropic: 'claude-sonnet-4-6', openai: 'gpt-5' } as const;

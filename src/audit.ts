@@ -27,8 +27,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import {
-  findRun, listExperiments, evaluationsOfRun, tracesOf, ledgerGenesis, ledgerLink, roundRepeatsOf,
-  type DB, type RunRow, type ExperimentRow, type EvaluationRow,
+  tracesOf, ledgerGenesis, ledgerLink, roundRepeatsOf, SqliteStore,
+  type DB, type RunStore, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { StudySchema, type Study } from './study.ts';
 import { sha256File, type Manifest } from './lock.ts';
@@ -114,7 +114,7 @@ export function finalIncumbent(exps: ExperimentRow[]): ExperimentRow | undefined
 }
 
 interface Ctx {
-  db: DB;
+  store: RunStore;
   run: RunRow;
   study: Study;
   studyDir: string;
@@ -750,7 +750,8 @@ async function checkRescore(ctx: Ctx, opts: AuditOptions): Promise<Part> {
   const local = resolve(base, s.benchmark);
   const b = await loadBenchmark(existsSync(join(local, 'benchmark.yaml')) ? local : s.benchmark, { dataRoot: data });
   const tasks = new Map(b.tasks.map((t) => [t.id, t]));
-  const traces = tracesOf(ctx.db, { runId: ctx.run.id }).filter((t) => t.finalized);
+  // a store that keeps no traces has none to re-score (it takes no harness run: src/loop.ts)
+  const traces = ctx.store.sqlite ? tracesOf(ctx.store.sqlite, { runId: ctx.run.id }).filter((t) => t.finalized) : [];
   const where = (t: (typeof traces)[number]) => `trace ${t.id} (task ${t.task_id}, ${t.experiment_seq !== null && t.experiment_seq >= 0 ? `experiment #${t.experiment_seq}` : `group ${t.group_id}`}, repeat ${t.repeat})`;
   let rescored = 0;
   await pool(traces, 4, async (t) => {
@@ -804,13 +805,17 @@ async function checkRescore(ctx: Ctx, opts: AuditOptions): Promise<Part> {
 
 // ---------------------------------------------------------------------------------------------
 
-/** `run`: an id (or unique prefix), or the run itself as placed by resolveRunPaths (a copied repository). */
-export async function auditRun(db: DB, runOrId: string | RunRow, opts: AuditOptions = {}): Promise<AuditReport> {
+/**
+ * `run`: an id (or unique prefix), or the run itself as placed by resolveRunPaths (a copied repository).
+ * `from`: the store (any RunStore), or the SQLite handle of a store file.
+ */
+export async function auditRun(from: RunStore | DB, runOrId: string | RunRow, opts: AuditOptions = {}): Promise<AuditReport> {
+  const store = 'prepare' in from ? new SqliteStore(from) : from;
   if (opts.expectHead !== undefined && !/^[0-9a-f]{8,64}$/i.test(opts.expectHead)) {
     throw new UsageError(`--expect-head ${opts.expectHead}: expected the ledger head a run printed (8 to 64 hex digits)`);
   }
-  const run = typeof runOrId === 'string' ? findRun(db, runOrId) : runOrId;
-  const exps = listExperiments(db, run.id);
+  const run = typeof runOrId === 'string' ? store.findRun(runOrId) : runOrId;
+  const exps = store.listExperiments(run.id);
   const checks: AuditCheck[] = [];
   const problems: string[] = [];
   const add = (name: string, part: Part) => {
@@ -827,8 +832,8 @@ export async function auditRun(db: DB, runOrId: string | RunRow, opts: AuditOpti
   const onBase = tip ? await gitOk(run.repo, ['merge-base', '--is-ancestor', run.base_commit, tip]) : false;
   const commits = tip && onBase ? (await git(run.repo, ['rev-list', '--reverse', `${run.base_commit}..${tip}`])).split('\n').filter(Boolean) : [];
   const ctx: Ctx = {
-    db, run, study: runStudy(run), studyDir: runStudyDir(run), manifest: JSON.parse(run.lock_manifest) as Manifest,
-    exps, evals: evaluationsOfRun(db, run.id), repo: run.repo, tip, commits, parents: new Map(), subjects: new Map(),
+    store, run, study: runStudy(run), studyDir: runStudyDir(run), manifest: JSON.parse(run.lock_manifest) as Manifest,
+    exps, evals: store.evaluationsOfRun(run.id), repo: run.repo, tip, commits, parents: new Map(), subjects: new Map(),
     byKeptCommit: new Map(exps.filter((e) => e.kept_commit).map((e) => [e.kept_commit!, e])),
     kept: exps.filter((e) => e.decision === 'kept'),
     refs: await candidateRefs(run.repo, run.id),

@@ -14,7 +14,8 @@ import { openWorkspace } from './workspace.ts';
 import type { Lease } from './slots.ts';
 
 export interface EvalContext {
-  db: DB;
+  /** where a harness evaluation writes its traces; null: a store that keeps none (src/loop.ts refuses harness runs on it) */
+  db: DB | null;
   runId: string;
   study: Study;
   paths: RunPaths;

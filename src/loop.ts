@@ -13,10 +13,7 @@
 import { rmSync, existsSync, readdirSync } from 'node:fs';
 import { dirname, join, relative, resolve, isAbsolute, normalize } from 'node:path';
 import {
-  openDb, importTraces, insertRun, setRunAnnotations, getRun, findRun, claimRun, setRunStatus, addRunElapsed, updateRunStudy, insertExperiment, decideExperiment,
-  listExperiments, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead, recordPromotionIntent, finishPromotion, promotionsOf,
-  runTraceTotals, taskMeanScores, okEvaluationMs, meanOkEvaluationMs,
-  type DB, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
+  openDb, SqliteStore, type LedgerStore, type RunStore, type RunRow, type ExperimentRow, type EvaluationRow, type Decision, type ProposalRecord,
 } from '../traces/index.ts';
 import { loadStudy, StudySchema, type Study } from './study.ts';
 import { UsageError, UserError } from '../base/errors.ts';
@@ -35,7 +32,7 @@ import { adapterFor } from './kinds/index.ts';
 import { readPaths, type EvalContext } from './evaluation.ts';
 import { cleanWork } from './workspace.ts';
 import type { KindAdapter, PrepareResult, RunPaths, SandboxPolicy } from './kinds/types.ts';
-import { KNOB_PROPOSERS, makeProposer, checkProposer } from '../meta-agent/proposers.ts';
+import { KNOB_PROPOSERS, TRACED_PROPOSERS, makeProposer, checkProposer } from '../meta-agent/proposers.ts';
 import { requireKnobs } from './knobs.ts';
 import { filesHash, applyEdits, type Proposer, type LedgerEntry, type FileEdit } from '../meta-agent/index.ts';
 import { seededRandom } from '../meta-agent/search/rng.ts';
@@ -66,7 +63,13 @@ export interface Overrides {
 }
 
 export interface LoopOptions {
+  /** the store file (--db); the repository's .autoagent/autoagent.db when not given */
   dbPath?: string;
+  /**
+   * use this store instead of a file (tests, embedding: a MemoryStore runs the loop without SQLite); a
+   * study whose evaluations or proposals write traces needs one that keeps them (`sqlite`)
+   */
+  store?: RunStore;
   overrides: Overrides;
   unsafeNoSandbox: boolean;
   reporter: Reporter;
@@ -86,6 +89,7 @@ export interface LoopOptions {
 
 export interface RunResult {
   runId: string;
+  /** where the store is: the file's path, or `(memory)` */
   dbPath: string;
   status: RunRow['status'];
   stopReason: string | null;
@@ -95,8 +99,7 @@ export interface RunResult {
 
 /** Everything one run needs, passed explicitly (no module state: several runs can share a process). */
 interface RunCtx {
-  db: DB;
-  dbPath: string;
+  store: RunStore;
   run: RunRow;
   study: Study;
   paths: RunPaths;
@@ -178,11 +181,11 @@ async function finishLiveExport(ctx: RunCtx): Promise<void> {
     let onAbort = (): void => undefined;
     const aborted = new Promise<void>((ok) => (onAbort = ok));
     ctx.signal.addEventListener('abort', onAbort, { once: true });
-    await Promise.race([live.sync(ctx.db, ctx.run.id, { final: true }), aborted]);
+    await Promise.race([live.sync(ctx.store.sqlite!, ctx.run.id, { final: true }), aborted]);
     ctx.signal.removeEventListener('abort', onAbort);
   }
   await live.shutdown(ctx.signal.aborted ? { waitMs: 2000 } : {});
-  const missed = live.undelivered(ctx.db, ctx.run.id);
+  const missed = live.undelivered(ctx.store.sqlite!, ctx.run.id);
   if (missed > 0) ctx.reporter.event(`langfuse: ${missed} experiment(s) not delivered; \`autoagent export langfuse ${ctx.run.id}\` sends them (so does resuming the run)`);
 }
 
@@ -190,6 +193,18 @@ function checkSandbox(unsafe: boolean): void {
   if (unsafe) return;
   const s = sandboxAvailable();
   if (!s.ok) throw new UserError(s.message);
+}
+
+/**
+ * A store that keeps no traces (a MemoryStore) takes only a run that writes none: not a harness
+ * study (a trace per task), not a proposer whose proposals are traces, not a live Langfuse export.
+ */
+function checkTraceStore(store: RunStore, study: Study, opts: LoopOptions, live: LangfuseLiveExporter | null): void {
+  if (store.sqlite) return;
+  const why = study.kind === 'harness' ? 'a harness study records a trace of every task'
+    : !opts.proposer && TRACED_PROPOSERS.has(study.proposer.type) ? `the ${study.proposer.type} proposer's proposals are recorded as traces`
+      : live ? 'the live Langfuse export sends the traces' : null;
+  if (why) throw new UsageError(`this run needs a store that keeps traces (${store.where} keeps none): ${why}`);
 }
 
 /** Paths the lock and the proposer need, derived from the study and the files at `commit`. */
@@ -233,8 +248,8 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   }
 
   // the store before preparing (which may take long): a bad --db ends the command at once
-  const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo);
-  const db = openDb(dbPath);
+  const store = opts.store ?? new SqliteStore(openDb(opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(repo)));
+  checkTraceStore(store, study, opts, live);
   const paths: RunPaths = { repo, studyDir: r.studyDir, studyPath, stateDir: join(repo, '.autoagent') };
   const adapter = opts.kind ?? adapterFor(study, { keysElsewhere: Boolean(queueUrl(study, opts)) }).adapter;
   opts.reporter.event(`preparing ${study.kind} study ${study.name}…`);
@@ -244,7 +259,7 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
   g.excludeStateDir(await g.gitCommonDir(repo));
   const runId = runIdFor(study.name);
   const branch = `autoagent/${runId}`;
-  insertRun(db, {
+  store.insertRun({
     id: runId, name: study.name, kind: study.kind, study_path: studyPath, study_json: JSON.stringify(study),
     study_text: loaded.text, config_hash: loaded.configHash, repo, base_commit: base, branch,
     lock_manifest: JSON.stringify(manifest), metric_name: study.metric.name, direction: study.metric.direction,
@@ -252,13 +267,13 @@ export async function startRun(studyFile: string, opts: LoopOptions): Promise<Ru
     // the queue (its password never stored): `resume` without --queue goes back to it
     environment: JSON.stringify({ ...prepared, node: process.version, platform: process.platform, ...(queueUrl(study, opts) ? { queue: redactUrl(queueUrl(study, opts)!) } : {}) }),
   });
-  if (opts.annotations) setRunAnnotations(db, runId, opts.annotations);
+  if (opts.annotations) store.setRunAnnotations(runId, opts.annotations);
   await g.createBranch(repo, branch, base);
-  claimRun(db, runId, process.pid);
-  opts.reporter.event(`run ${runId} on branch ${branch} (store ${relative(process.cwd(), dbPath) || dbPath})`);
+  store.claimRun(runId, process.pid);
+  opts.reporter.event(`run ${runId} on branch ${branch} (store ${relative(process.cwd(), store.where) || store.where})`);
   if (opts.unsafeNoSandbox) opts.reporter.event('WARNING: --unsafe-no-sandbox: candidate code runs without isolation (recorded on the run)');
   if (adapter.selfReported) opts.reporter.event('WARNING: metric.from: output — the metric is SELF-REPORTED by candidate code (marked on every report)');
-  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts, live);
+  return drive(store, runId, study, paths, adapter, prepared, manifest, r, opts, live);
 }
 
 /** A run marked running whose process is gone was killed: show it as interrupted. */
@@ -268,11 +283,14 @@ export function effectiveStatus(run: RunRow): RunRow['status'] | 'interrupted' {
 }
 
 export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions): Promise<RunResult> {
-  const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(await g.repoRoot(cwd));
-  if (!existsSync(dbPath)) throw new UsageError(`${dbPath}: no autoagent store here (pass --db PATH)`);
-  const db = openDb(dbPath);
+  let store = opts.store;
+  if (!store) {
+    const dbPath = opts.dbPath ? resolve(opts.dbPath) : defaultDbPath(await g.repoRoot(cwd));
+    if (!existsSync(dbPath)) throw new UsageError(`${dbPath}: no autoagent store here (pass --db PATH)`);
+    store = new SqliteStore(openDb(dbPath));
+  }
   // an exact id or a unique prefix; the paths where the store's repository is now (a copied repo resumes as itself)
-  const place = await resolveRunPaths(findRun(db, runRef), dbPath, cwd);
+  const place = await resolveRunPaths(store.findRun(runRef), store.sqlite ? store.where : null, cwd);
   const run = place.run;
   const runId = run.id;
   if (place.note) opts.reporter.event(place.note);
@@ -287,7 +305,8 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   const study = applyOverrides(StudySchema.parse(JSON.parse(run.study_json)), opts.overrides);
   if (!opts.proposer) checkProposer(study.proposer);
   const live = await liveExportFor(study, opts.reporter);
-  updateRunStudy(db, runId, JSON.stringify(study));
+  checkTraceStore(store, study, opts, live);
+  store.updateRunStudy(runId, JSON.stringify(study));
   const paths: RunPaths = { repo: run.repo, studyDir: relative(run.repo, dirname(run.study_path)).split('\\').join('/'), studyPath: run.study_path, stateDir: join(run.repo, '.autoagent') };
   const r = await resolvePaths(study, run.study_path, run.repo, run.base_commit);
   const onQueue = Boolean(queueUrl(study, opts)) || (opts.queue?.url !== null && Boolean(recordedQueue(run)));
@@ -296,29 +315,29 @@ export async function resumeRun(runRef: string, cwd: string, opts: LoopOptions):
   const manifest: Manifest = JSON.parse(run.lock_manifest);
   verifyManifest(manifest, run.repo, null, r.tracked);
   if (!(await g.revParse(run.repo, `refs/heads/${run.branch}`))) await g.createBranch(run.repo, run.branch, run.base_commit);
-  claimRun(db, runId, process.pid);
+  store.claimRun(runId, process.pid);
   opts.reporter.event(`resuming run ${runId} on branch ${run.branch}`);
-  return drive(db, dbPath, runId, study, paths, adapter, prepared, manifest, r, opts, live);
+  return drive(store, runId, study, paths, adapter, prepared, manifest, r, opts, live);
 }
 
 async function drive(
-  db: DB, dbPath: string, runId: string, study: Study, paths: RunPaths, adapter: KindAdapter, prepared: PrepareResult,
+  store: RunStore, runId: string, study: Study, paths: RunPaths, adapter: KindAdapter, prepared: PrepareResult,
   manifest: Manifest, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions, live: LangfuseLiveExporter | null,
 ): Promise<RunResult> {
   const policy: SandboxPolicy = {
     unsafeNoSandbox: opts.unsafeNoSandbox, memoryMB: study.sandbox.memory_mb, maxProcesses: study.sandbox.max_processes,
     read: readPaths(study, dirname(paths.studyPath)),
   };
-  const guard = runGuard(db, runId, study);
+  const guard = runGuard(store, runId, study);
   const plan = planSlots(study, study.parallel);
   if (plan.note) opts.reporter.event(`note: ${plan.note}`);
   if (plan.size > 1) opts.reporter.event(`${plan.size} evaluation slots${plan.leases.some((l) => l.gpu) ? ` (GPUs ${plan.leases.map((l) => l.gpu!.uuid).join(', ')})` : ''}; rounds of ${Math.max(study.proposer.candidates, plan.size)} candidates, each tested at α / k`);
   const evalCtx: EvalContext = {
-    db, runId, study, paths, adapter, prepared, manifest, baseTracked: r.tracked, isLocked: r.isLocked, hidden: r.hiddenFiles,
+    db: store.sqlite, runId, study, paths, adapter, prepared, manifest, baseTracked: r.tracked, isLocked: r.isLocked, hidden: r.hiddenFiles,
     policy, guard, signal: opts.signal,
   };
   const ctx: RunCtx = {
-    db, dbPath, run: getRun(db, runId)!, study, paths, adapter, prepared, manifest,
+    store, run: store.getRun(runId)!, study, paths, adapter, prepared, manifest,
     isEditable: r.isEditable, isLocked: r.isLocked,
     proposer: opts.proposer ?? makeProposer(study.proposer, study.locked.map((l) => (paths.studyDir ? `${paths.studyDir}/` : '') + l.replace(/^\.\//, ''))),
     policy,
@@ -333,7 +352,7 @@ async function drive(
     live,
     evalCtx,
     contamination: new ContaminationGuard(study, paths, (note) => opts.reporter.event(note)),
-    dispatcher: await dispatcherFor(study, plan, evalCtx, r, opts),
+    dispatcher: await dispatcherFor(study, plan, evalCtx, store.getRun(runId)!, r, opts),
     etaCache: null,
     metricFmt: null,
   };
@@ -368,7 +387,7 @@ async function drive(
       reason = `${e.message}; fix the provider and resume with \`autoagent resume ${runId}\``;
     } else {
       checkpoint(ctx);
-      setRunStatus(db, runId, 'stopped', `error: ${(e as Error).message}`);
+      store.setRunStatus(runId, 'stopped', `error: ${(e as Error).message}`);
       await finishLiveExport(ctx);
       throw e;
     }
@@ -381,14 +400,14 @@ async function drive(
     }
   }
   checkpoint(ctx);
-  setRunStatus(db, runId, status, reason);
+  store.setRunStatus(runId, status, reason);
   await dropEmptyBranch(ctx);
   await finishLiveExport(ctx);
-  const found = runSummary(db, runId);
+  const found = runSummary(store, runId);
   if (found) opts.reporter.event(found);
-  const head = ledgerHead(db, runId)!.head.slice(0, 16);
+  const head = store.ledgerHead(runId)!.head.slice(0, 16);
   opts.reporter.event(`ledger head: ${head} (keep it: \`autoagent audit ${runId} --expect-head ${head}\` later proves the ledger was not rewritten since)`);
-  return { runId, dbPath, status, stopReason: reason, ...(stopCause ? { stopCause } : {}) };
+  return { runId, dbPath: store.where, status, stopReason: reason, ...(stopCause ? { stopCause } : {}) };
 }
 
 class BaselineFailed extends UserError {}
@@ -407,9 +426,8 @@ function recordedQueue(run: RunRow): string | undefined {
  * This machine's slots, or the queue's workers (`--queue`, else the study's `queue.url`, else on
  * resume the queue the run used: re-attached to its jobs, not evaluating them again here).
  */
-async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Promise<Dispatcher> {
+async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, evalCtx: EvalContext, run: RunRow, r: Awaited<ReturnType<typeof resolvePaths>>, opts: LoopOptions): Promise<Dispatcher> {
   let url = queueUrl(study, opts);
-  const run = getRun(evalCtx.db, evalCtx.runId)!;
   const used = recordedQueue(run);
   if (!url && used && opts.queue?.url !== null) {
     if (/:\*\*\*@/.test(used)) throw new UsageError(`run ${evalCtx.runId} evaluated on queue ${used}, whose password is not stored: resume it with --queue URL (or --no-queue to evaluate here)`);
@@ -433,7 +451,7 @@ async function dispatcherFor(study: Study, plan: ReturnType<typeof planSlots>, e
  * still at the base commit (a compare-and-swap delete).
  */
 async function dropEmptyBranch(ctx: RunCtx): Promise<void> {
-  const exps = listExperiments(ctx.db, ctx.run.id);
+  const exps = ctx.store.listExperiments(ctx.run.id);
   const baselineDone = exps.some((e) => e.seq === 0 && e.decision === 'baseline');
   const ran = exps.some((e) => e.seq > 0);
   if (ran && baselineDone) return;
@@ -455,24 +473,19 @@ function metaProvider(study: Study, paths: RunPaths): Provider | null {
 }
 
 /** The run's spend so far (from its traces) against its token and dollar budgets. */
-function runGuard(db: DB, runId: string, study: Study): SpendGuard {
-  const spent = runTraceTotals(db, runId);
+function runGuard(store: RunStore, runId: string, study: Study): SpendGuard {
+  const spent = store.traceTotals(runId);
   return new SpendGuard(spent.tokens, spent.cost_usd, study.budget.tokens, study.budget.dollars);
-}
-
-/** per-task mean scores of an experiment's evaluations (harness kinds), for the screen */
-function taskMeans(db: DB, runId: string, seq: number): Map<string, number> {
-  return taskMeanScores(db, runId, seq);
 }
 
 function checkpoint(ctx: RunCtx): void {
   const t = Date.now();
-  addRunElapsed(ctx.db, ctx.run.id, t - ctx.lastCheckpoint);
+  ctx.store.addRunElapsed(ctx.run.id, t - ctx.lastCheckpoint);
   ctx.lastCheckpoint = t;
 }
 
 function elapsedMs(ctx: RunCtx): number {
-  return getRun(ctx.db, ctx.run.id)!.elapsed_ms + (Date.now() - ctx.lastCheckpoint);
+  return ctx.store.getRun(ctx.run.id)!.elapsed_ms + (Date.now() - ctx.lastCheckpoint);
 }
 
 /**
@@ -481,10 +494,10 @@ function elapsedMs(ctx: RunCtx): number {
  * again on this resume — from the store, finishing the keep when the branch already moved to it.
  */
 function reconcilePromotions(ctx: RunCtx): void {
-  const exps = listExperiments(ctx.db, ctx.run.id);
-  for (const p of promotionsOf(ctx.db, ctx.run.id, 'intent')) {
+  const exps = ctx.store.listExperiments(ctx.run.id);
+  for (const p of ctx.store.promotionsOf(ctx.run.id, 'intent')) {
     const e = exps.find((x) => x.seq === p.experiment_seq);
-    if (e && e.decision !== null) finishPromotion(ctx.db, ctx.run.id, p.experiment_seq);
+    if (e && e.decision !== null) ctx.store.finishPromotion(ctx.run.id, p.experiment_seq);
     else ctx.reporter.event(`resume: experiment #${p.experiment_seq} was being kept (commit ${p.kept_commit.slice(0, 10)}) when the run stopped; its round is decided again`);
   }
 }
@@ -521,13 +534,13 @@ interface ProposalStreak {
  * candidate per round this is the plain propose → evaluate → decide loop.
  */
 async function loop(ctx: RunCtx): Promise<string> {
-  const { db, study } = ctx;
+  const { study } = ctx;
   const streak: ProposalStreak = { empty: 0, failed: 0, lastFailure: '', notes: [] };
   for (;;) {
     if (ctx.signal.aborted) throw new Interrupted();
     // whatever was decided since the last turn goes to Langfuse in the background
-    if (ctx.live) void ctx.live.sync(db, ctx.run.id);
-    const exps = listExperiments(db, ctx.run.id);
+    if (ctx.live) void ctx.live.sync(ctx.store.sqlite!, ctx.run.id);
+    const exps = ctx.store.listExperiments(ctx.run.id);
     const pending = exps.filter((e) => e.status === 'pending');
     if (pending.length) {
       if (pending[0]!.seq === 0) await processExperiment(ctx, pending[0]!);
@@ -621,7 +634,7 @@ async function editableFiles(ctx: RunCtx, commit: string): Promise<Record<string
 async function createBaseline(ctx: RunCtx): Promise<void> {
   const base = ctx.run.base_commit;
   const files = await editableFiles(ctx, base);
-  insertExperiment(ctx.db, {
+  ctx.store.insertExperiment({
     run_id: ctx.run.id, seq: 0, parent_commit: base, candidate_commit: base, proposer: 'baseline',
     hypothesis: 'baseline (the starting commit, evaluated repeatedly to measure noise)', meta: null,
     edits: '[]', diff: '', files_hash: filesHash(files),
@@ -634,7 +647,7 @@ async function createBaseline(ctx: RunCtx): Promise<void> {
  * run while it is made): the same seeds give the same proposals whatever the timing.
  */
 function ledgerOf(ctx: RunCtx, exps: ExperimentRow[], round: number): LedgerEntry[] {
-  const evals = evaluationsOfRun(ctx.db, ctx.run.id);
+  const evals = ctx.store.evaluationsOfRun(ctx.run.id);
   return exps.map((e) => ({
     values: okMetrics(visibleAt(evals.get(e.id), e, round - 1)),
     seq: e.seq,
@@ -663,7 +676,7 @@ type ProposeOutcome = { created: ExperimentRow } | 'rejected' | 'empty' | 'none'
  * whitespace only), `none` (the proposer has nothing left) or a failed proposal (its trace says why).
  */
 async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise<ProposeOutcome> {
-  const exps = listExperiments(ctx.db, ctx.run.id);
+  const exps = ctx.store.listExperiments(ctx.run.id);
   const inc = await incumbentOf(ctx, exps);
   const parent = incumbentCommit(inc);
   const files = await editableFiles(ctx, parent);
@@ -673,13 +686,14 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
   // the proposer sees repo-relative paths; the study's are relative to its folder
   const pre = ctx.paths.studyDir ? `${ctx.paths.studyDir}/` : '';
   const session = new ProposalSession({
-    db: ctx.db, runId: ctx.run.id, seq, proposer: ctx.proposer.name, provider: ctx.metaProvider, guard: ctx.guard,
+    db: ctx.store.sqlite, runId: ctx.run.id, seq, proposer: ctx.proposer.name, provider: ctx.metaProvider, guard: ctx.guard,
     limits: { tokens: ctx.study.proposer.tokens, dollars: ctx.study.proposer.dollars }, signal: ctx.signal,
   });
-  const history = new StoreHistory({
-    db: ctx.db, runId: ctx.run.id, kind: ctx.study.kind, incumbentSeq: inc.seq,
+  // what a model proposer reads of the run's traces (none in a store that keeps none)
+  const history = ctx.store.sqlite ? new StoreHistory({
+    db: ctx.store.sqlite, runId: ctx.run.id, kind: ctx.study.kind, incumbentSeq: inc.seq,
     readFile: async (p: string) => (ctx.isHidden(p) ? null : g.showFile(ctx.paths.repo, parent, p).catch(() => null)),
-  });
+  }) : undefined;
   let proposal: Proposal | null;
   try {
     proposal = await ctx.proposer.propose({
@@ -740,8 +754,8 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
   const row = { run_id: ctx.run.id, seq, parent_commit: parent, proposer: ctx.proposer.name, hypothesis: proposal.hypothesis, meta, round, proposal: record ? JSON.stringify(record) : null, files_hash: hash, edits: JSON.stringify(edits), contamination: contamination ? JSON.stringify(contamination.record) : null };
   if (rejection) {
     // recorded with its diff for audit, never written into any tree, never evaluated
-    const exp = insertExperiment(ctx.db, { ...row, candidate_commit: null, diff: await g.diffEdits(files, edits) });
-    decideExperiment(ctx.db, exp.id, {
+    const exp = ctx.store.insertExperiment({ ...row, candidate_commit: null, diff: await g.diffEdits(files, edits) });
+    ctx.store.decideExperiment(exp.id, {
       decision: 'rejected', reason: rejection, metric: null, incumbent_metric: inc.metric, improvement: null, margin: null,
       wall_ms: 0, inside_ms: 0,
     });
@@ -753,7 +767,7 @@ async function proposeNext(ctx: RunCtx, round: number, notes: string[]): Promise
 
 ${proposal.hypothesis}`);
   await g.pinCandidate(ctx.paths.repo, ctx.run.id, seq, candidate); // before the row: a recorded candidate always has its ref
-  const created = insertExperiment(ctx.db, { ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
+  const created = ctx.store.insertExperiment({ ...row, candidate_commit: candidate, diff: await g.diff(ctx.paths.repo, parent, candidate) });
   if (session.hasTrace) ctx.reporter.event(`${label} proposed by ${ctx.proposer.name}${spendNote(session)}: ${proposal.hypothesis}`);
   return { created };
 }
@@ -761,7 +775,7 @@ ${proposal.hypothesis}`);
 /** ` (meta-agent 12.3k tokens, $0.0412, 21s)`, or nothing for a proposer that spent nothing */
 /** The margin the screen of a candidate proposed now (experiment `seq` of `round`) will have to beat, as of now. */
 function screenMarginFor(ctx: RunCtx, exps: ExperimentRow[], seq: number, round: number): number {
-  const evals = evaluationsOfRun(ctx.db, ctx.run.id);
+  const evals = ctx.store.evaluationsOfRun(ctx.run.id);
   const at = { seq, round };
   const inc = incumbentMetrics([...exps, { id: -1, seq, round, decision: null, candidate_commit: null }] as ExperimentRow[], evals, at, 'screen').metrics;
   return noiseMargin(pooledNoise(noiseGroupsBefore(exps, evals, at, 'screen')), 1, Math.max(1, inc.length), {
@@ -780,8 +794,8 @@ function seedFor(study: Study, seq: number, repeat: number): number {
 }
 
 /** The run's noise as `log` shows it: the groups the next decision would pool. */
-export function runNoise(db: DB, runId: string): Noise {
-  return pooledNoise(noiseGroupsBefore(listExperiments(db, runId), evaluationsOfRun(db, runId), { seq: Infinity, round: Infinity }));
+export function runNoise(store: LedgerStore, runId: string): Noise {
+  return pooledNoise(noiseGroupsBefore(store.listExperiments(runId), store.evaluationsOfRun(runId), { seq: Infinity, round: Infinity }));
 }
 
 /** Thrown into the evaluations still running when one of a batch stops the run (the others are cut short, not recorded). */
@@ -894,10 +908,10 @@ async function evaluateOnce(
     // a result measured for another incumbent is never recorded for this one (the queue's dispatcher evaluates such a job again)
     if (screenedAgainst !== incumbent) throw new Error(`experiment #${exp.seq} repeat ${repeat}: the dispatcher returned a result measured for incumbent ${screenedAgainst.slice(0, 10)}, not ${incumbent.slice(0, 10)}`);
     // a queue worker's traces are recorded whatever the outcome (a partial evaluation's too, as a local one's are); twice adds nothing
-    if (traces) importTraces(ctx.db, traces);
+    if (traces) ctx.store.importTraces(traces);
     if (out.budgetExceeded) throw new BudgetStop(out.budgetExceeded);
     if (out.providerFailed) throw new ProviderStop(out.providerFailed);
-    insertEvaluation(ctx.db, {
+    ctx.store.insertEvaluation({
       experiment_id: exp.id, repeat, seed, status: out.status, metric: out.metric, reason: out.reason,
       command_ms: Math.round(out.commandMs), evaluator_ms: Math.round(out.evaluatorMs), exit_code: out.exitCode,
       stdout_tail: out.stdoutTail, stderr_tail: out.stderrTail,
@@ -906,7 +920,7 @@ async function evaluateOnce(
     });
     checkpoint(ctx);
     ctx.etaCache = null;
-    return evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === repeat)!;
+    return ctx.store.evaluationsOf(exp.id).find((v) => v.repeat === repeat)!;
   } finally {
     if (timer) {
       clearInterval(timer);
@@ -920,18 +934,19 @@ const HEARTBEAT_MS = 5000;
 
 /** the mean duration of this run's completed evaluations, else null */
 function typicalEvalMs(ctx: RunCtx): number | null {
-  return meanOkEvaluationMs(ctx.db, ctx.run.id);
+  const ms = ctx.store.okEvaluationMs(ctx.run.id);
+  return ms.length ? mean(ms) : null;
 }
 
 /** The run's ETA (src/progress.ts runEtaMs), from the store at most every 5 s. */
 function runEta(ctx: RunCtx): number | null {
   const now = Date.now();
   if (ctx.etaCache && now - ctx.etaCache.at < 5000) return ctx.etaCache.ms === null ? null : Math.max(0, ctx.etaCache.ms - (now - ctx.etaCache.at));
-  const exps = listExperiments(ctx.db, ctx.run.id);
-  const evalMs = okEvaluationMs(ctx.db, ctx.run.id);
+  const exps = ctx.store.listExperiments(ctx.run.id);
+  const evalMs = ctx.store.okEvaluationMs(ctx.run.id);
   const decided = exps.filter((e) => e.seq > 0 && e.decision !== null && e.decision !== 'rejected' && e.wall_ms !== null);
   const base = exps.find((e) => e.seq === 0);
-  const baselineLeft = base?.decision ? 0 : ctx.study.acceptance.baseline_repeats - (base ? evaluationsOf(ctx.db, base.id).length : 0);
+  const baselineLeft = base?.decision ? 0 : ctx.study.acceptance.baseline_repeats - (base ? ctx.store.evaluationsOf(base.id).length : 0);
   const ms = runEtaMs({
     experimentsLeft: Math.max(0, ctx.study.budget.experiments - decided.length - exps.filter((e) => e.decision === 'rejected').length),
     experimentMs: decided.map((e) => e.wall_ms!), baselineLeft, evaluationMs: evalMs, slots: ctx.dispatcher.size,
@@ -953,23 +968,23 @@ function insideMs(evals: EvaluationRow[]): number {
 async function runBaseline(ctx: RunCtx, exp: ExperimentRow, started: number): Promise<void> {
   const n = ctx.study.acceptance.baseline_repeats;
   const name = ctx.study.metric.name;
-  const done = new Set(evaluationsOf(ctx.db, exp.id).map((v) => v.repeat));
+  const done = new Set(ctx.store.evaluationsOf(exp.id).map((v) => v.repeat));
   const todo = Array.from({ length: n }, (_, r) => r).filter((r) => !done.has(r));
   await together(ctx, todo.map((r) => async (signal: AbortSignal) => {
     const v = await evaluateOnce(ctx, exp, r, `[baseline ${r + 1}/${n}]`, { signal });
     if (v.status !== 'ok') {
-      decideExperiment(ctx.db, exp.id, {
+      ctx.store.decideExperiment(exp.id, {
         decision: v.status === 'timeout' ? 'timeout' : 'crash', reason: `baseline repeat ${r + 1} ${v.status}: ${v.reason}`,
-        metric: null, incumbent_metric: null, improvement: null, margin: null, wall_ms: Date.now() - started, inside_ms: insideMs(evaluationsOf(ctx.db, exp.id)),
+        metric: null, incumbent_metric: null, improvement: null, margin: null, wall_ms: Date.now() - started, inside_ms: insideMs(ctx.store.evaluationsOf(exp.id)),
       });
       throw new BaselineFailed(`the baseline failed (${v.status}: ${v.reason}); fix the starting commit and start a new run`);
     }
     ctx.reporter.event(`[baseline ${r + 1}/${n}] ${name}=${fmtMetric(v.metric!)} (${fmtDuration(v.command_ms + v.evaluator_ms)}, seed ${v.seed}${v.slot !== null ? `, slot ${v.slot + 1}` : ''})`);
   }));
-  const evals = evaluationsOf(ctx.db, exp.id);
+  const evals = ctx.store.evaluationsOf(exp.id);
   const m = okMetrics(evals);
   const sd = stddev(m);
-  decideExperiment(ctx.db, exp.id, {
+  ctx.store.decideExperiment(exp.id, {
     decision: 'baseline', reason: `${m.length} repeats: mean ${metricFormat(sd)(mean(m))}, sd ${metricFormat(sd)(sd)}`,
     metric: mean(m), incumbent_metric: null, improvement: null, margin: null, wall_ms: Date.now() - started, inside_ms: insideMs(evals),
   });
@@ -988,7 +1003,7 @@ interface Passed {
 
 /** The acceptance test of candidate `exp` on its evaluations `m` at `stage` (src/acceptance.ts: the same rule `audit` re-derives). */
 function judgeOf(ctx: RunCtx, exp: ExperimentRow, m: number[], stage: Stage): Judgement & { incumbent: number[] } {
-  return judgeCandidate(listExperiments(ctx.db, ctx.run.id), evaluationsOfRun(ctx.db, ctx.run.id), exp, m, ctx.study.metric.direction, {
+  return judgeCandidate(ctx.store.listExperiments(ctx.run.id), ctx.store.evaluationsOfRun(ctx.run.id), exp, m, ctx.study.metric.direction, {
     alpha: ctx.study.acceptance.alpha, minDelta: ctx.study.acceptance.min_delta,
   }, stage);
 }
@@ -1014,7 +1029,7 @@ interface RoundFeed {
  * store on resume without evaluating again.
  */
 async function processRound(ctx: RunCtx, pending: ExperimentRow[], feed?: RoundFeed): Promise<void> {
-  const exps = listExperiments(ctx.db, ctx.run.id);
+  const exps = ctx.store.listExperiments(ctx.run.id);
   const parent = pending[0]?.parent_commit ?? incumbentCommit(await incumbentOf(ctx, exps));
   const r = feed?.round ?? roundOf(pending[0]!);
   // A keep interrupted after the branch moved: the head must be one member's kept commit
@@ -1032,7 +1047,7 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[], feed?: RoundF
   } else {
     // (a seq not recorded yet: the next one, whose incumbent is the current one)
     const inc = incumbentBefore(exps, pending[0]?.seq ?? exps.length)!;
-    const screenAgainst = taskMeans(ctx.db, ctx.run.id, inc.seq);
+    const screenAgainst = ctx.store.taskMeanScores(ctx.run.id, inc.seq);
     // the incumbent's fresh repeats of this round: started by the first screen that passes, awaited by every final judgement
     let fresh: Promise<unknown> | null = null;
     const incumbentFresh = (signal: AbortSignal) => (fresh ??= Promise.all(incumbentRepeats(ctx, inc, r).map((rep) => evaluateOnce(ctx, inc, rep, `[incumbent #${inc.seq} repeat ${rep + 1}]`, { round: r, signal }))));
@@ -1043,7 +1058,7 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[], feed?: RoundF
     const screen = (exp: ExperimentRow) => members.push(group.add(async (signal) => {
       const started = Date.now();
       ctx.reporter.event(`[exp ${exp.seq}/${ctx.study.budget.experiments}] ${exp.hypothesis}`);
-      const first = evaluationsOf(ctx.db, exp.id).find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, `[exp ${exp.seq}/${ctx.study.budget.experiments}]`, { round: r, screenAgainst, signal }));
+      const first = ctx.store.evaluationsOf(exp.id).find((v) => v.repeat === 0) ?? (await evaluateOnce(ctx, exp, 0, `[exp ${exp.seq}/${ctx.study.budget.experiments}]`, { round: r, screenAgainst, signal }));
       await complete;
       if (signal.aborted) throw new Aborted();
       return confirmCandidate(ctx, exp, first, started, r, signal, () => incumbentFresh(signal));
@@ -1062,7 +1077,7 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[], feed?: RoundF
   passed.sort(better);
   // a candidate measured against an incumbent that is no longer the incumbent is never promoted: dropped
   if (!moved) {
-    const current = incumbentCommit(await incumbentOf(ctx, listExperiments(ctx.db, ctx.run.id)));
+    const current = incumbentCommit(await incumbentOf(ctx, ctx.store.listExperiments(ctx.run.id)));
     for (const p of passed.filter((x) => x.exp.parent_commit !== current)) {
       passed.splice(passed.indexOf(p), 1);
       record(ctx, p.exp, 'discarded', `measured against incumbent ${p.exp.parent_commit.slice(0, 10)}, but the incumbent is now ${current.slice(0, 10)}: not promoted`, p.j, p.started);
@@ -1086,7 +1101,7 @@ async function processRound(ctx: RunCtx, pending: ExperimentRow[], feed?: RoundF
  */
 function incumbentRepeats(ctx: RunCtx, inc: ExperimentRow, r: number): number[] {
   if (ctx.dispatcher.size <= 1 || ctx.study.acceptance.confirm_repeats === 0 || inc.decision === 'crash' || inc.decision === 'timeout') return [];
-  const evals = evaluationsOf(ctx.db, inc.id);
+  const evals = ctx.store.evaluationsOf(inc.id);
   const have = evals.filter((v) => v.round === r).length;
   const next = Math.max(-1, ...evals.map((v) => v.repeat)) + 1;
   return Array.from({ length: Math.max(0, INCUMBENT_REPEATS_PER_ROUND - have) }, (_, i) => next + i);
@@ -1104,7 +1119,7 @@ async function isKeptCommitOf(ctx: RunCtx, head: string, p: Passed): Promise<boo
 
 /** A round member whose keep was interrupted after the branch moved: its stored evaluations, judged again. */
 function judgeStored(ctx: RunCtx, exp: ExperimentRow, started: number): Passed | null {
-  const m = okMetrics(evaluationsOf(ctx.db, exp.id));
+  const m = okMetrics(ctx.store.evaluationsOf(exp.id));
   if (m.length !== 1 + ctx.study.acceptance.confirm_repeats) return null;
   const j = judgeOf(ctx, exp, m, 'final');
   return j.pass ? { exp, j, m, incMetrics: j.incumbent, started } : null;
@@ -1127,7 +1142,7 @@ interface Failed {
 async function confirmCandidate(
   ctx: RunCtx, exp: ExperimentRow, screen: EvaluationRow, started: number, r: number, signal: AbortSignal, incumbentFresh: () => Promise<unknown>,
 ): Promise<Passed | Failed> {
-  const { study, db } = ctx;
+  const { study, store } = ctx;
   const label = `[exp ${exp.seq}/${study.budget.experiments}]`;
   const fail = (decision: Decision, reason: string, j: Judgement | null): Failed => ({ exp, decision, reason, j, started, ended: Date.now() });
   if (screen.status !== 'ok') {
@@ -1142,10 +1157,10 @@ async function confirmCandidate(
     return fail('discarded', `first evaluation: Δ ${fmtDelta(j.improvement, study.metric.direction, fm(ctx))} does not beat the margin ${fm(ctx)(j.margin)}`, j);
   }
   const c = study.acceptance.confirm_repeats;
-  const have = new Set(evaluationsOf(db, exp.id).map((v) => v.repeat));
+  const have = new Set(store.evaluationsOf(exp.id).map((v) => v.repeat));
   const [confirmations] = await Promise.all([
     Promise.all(Array.from({ length: c }, (_, i) => i + 1).map((rep) => (have.has(rep)
-      ? Promise.resolve(evaluationsOf(db, exp.id).find((x) => x.repeat === rep)!)
+      ? Promise.resolve(store.evaluationsOf(exp.id).find((x) => x.repeat === rep)!)
       : evaluateOnce(ctx, exp, rep, `${label} confirm ${rep}/${c}`, { round: r, signal })))),
     c > 0 ? incumbentFresh() : null,
   ]);
@@ -1153,7 +1168,7 @@ async function confirmCandidate(
   if (failedRep) {
     return fail(failedRep.status as Decision, `confirmation repeat ${failedRep.repeat}: ${failedRep.reason ?? failedRep.status}`, null);
   }
-  const m = okMetrics(evaluationsOf(db, exp.id));
+  const m = okMetrics(store.evaluationsOf(exp.id));
   if (c > 0) {
     j = judgeOf(ctx, exp, m, 'final');
     if (!j.pass) {
@@ -1171,14 +1186,14 @@ async function keepCandidate(ctx: RunCtx, p: Passed, passedInRound: number, alre
   const { exp, j, m, incMetrics } = p;
   let kept = alreadyKept;
   if (!kept) {
-    const message = keptMessage(ctx.study.metric.name, ctx.run.id, exp.seq, exp.hypothesis, j, m, incMetrics, ledgerHead(ctx.db, ctx.run.id)!.head);
+    const message = keptMessage(ctx.study.metric.name, ctx.run.id, exp.seq, exp.hypothesis, j, m, incMetrics, ctx.store.ledgerHead(ctx.run.id)!.head);
     kept = await g.commitTree(ctx.paths.repo, exp.candidate_commit!, exp.parent_commit, message);
-    recordPromotionIntent(ctx.db, { run_id: ctx.run.id, experiment_seq: exp.seq, kept_commit: kept, expected_parent: exp.parent_commit });
+    ctx.store.recordPromotionIntent({ run_id: ctx.run.id, experiment_seq: exp.seq, kept_commit: kept, expected_parent: exp.parent_commit });
     await g.advanceBranch(ctx.paths.repo, ctx.run.branch, kept, exp.parent_commit);
   }
   const reason = keptReason(j, m.length, fm(ctx)) + (passedInRound > 1 ? ` (the best of ${passedInRound} that passed in its round)` : '');
   record(ctx, exp, 'kept', reason, j, p.started, kept);
-  finishPromotion(ctx.db, ctx.run.id, exp.seq);
+  ctx.store.finishPromotion(ctx.run.id, exp.seq);
 }
 
 function keptReason(j: { improvement: number; margin: number }, n: number, fmt: MetricFmt): string {
@@ -1189,9 +1204,9 @@ function record(
   ctx: RunCtx, exp: ExperimentRow, decision: Decision, reason: string,
   j: { candidateMean: number; incumbentMean: number; improvement: number; margin: number } | null, started: number, keptCommit?: string, ended = Date.now(),
 ): void {
-  const evals = evaluationsOf(ctx.db, exp.id);
+  const evals = ctx.store.evaluationsOf(exp.id);
   const m = okMetrics(evals);
-  decideExperiment(ctx.db, exp.id, {
+  ctx.store.decideExperiment(exp.id, {
     decision, reason, metric: m.length ? mean(m) : null, incumbent_metric: j?.incumbentMean ?? null,
     improvement: j?.improvement ?? null, margin: j?.margin ?? null, kept_commit: keptCommit ?? null,
     wall_ms: ended - started, inside_ms: insideMs(evals),
@@ -1205,13 +1220,13 @@ function record(
 /** The run's metric format (decimals from the baseline's noise), fixed once the baseline is decided. */
 function fm(ctx: RunCtx): MetricFmt {
   if (ctx.metricFmt) return ctx.metricFmt;
-  const f = runMetricFmt(ctx.db, ctx.run.id);
-  if (listExperiments(ctx.db, ctx.run.id).some((e) => e.seq === 0 && e.decision === 'baseline')) ctx.metricFmt = f;
+  const f = runMetricFmt(ctx.store, ctx.run.id);
+  if (ctx.store.listExperiments(ctx.run.id).some((e) => e.seq === 0 && e.decision === 'baseline')) ctx.metricFmt = f;
   return f;
 }
 
 function bestLine(ctx: RunCtx): string {
-  const exps = listExperiments(ctx.db, ctx.run.id);
+  const exps = ctx.store.listExperiments(ctx.run.id);
   const base = exps.find((e) => e.seq === 0);
   const kept = exps.filter((e) => e.decision === 'kept');
   const best = kept.length ? kept[kept.length - 1]! : base;

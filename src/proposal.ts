@@ -40,7 +40,8 @@ export class ProposalSession implements ProposalServices {
 
   constructor(
     private readonly o: {
-      db: DB;
+      /** where the trace goes; null: a store that keeps no traces, and a proposer that records one is refused */
+      db: DB | null;
       runId: string;
       seq: number;
       proposer: string;
@@ -60,20 +61,26 @@ export class ProposalSession implements ProposalServices {
     return { tokens: this.tokens, dollars: this.dollars };
   }
 
+  /** the store's handle, where the trace is written */
+  private get db(): DB {
+    if (!this.o.db) throw new UsageError(`the ${this.o.proposer} proposer records its proposals as traces, and this run's store keeps none: run it on a store file`);
+    return this.o.db;
+  }
+
   private open(): void {
     if (this.opened) return;
-    this.opened = true;
-    insertTrace(this.o.db, {
+    insertTrace(this.db, {
       id: this.traceId, role: 'proposal', run_id: this.o.runId, experiment_seq: this.o.seq, group_id: `${this.o.runId}/${this.o.seq}/proposal`,
       task_id: 'proposal', repeat: 0, benchmark: 'meta-agent', split: '', harness: this.o.proposer, status: 'ok', score: null, pass: null,
       output: null, error: null, started_at: this.started, ended_at: this.started, input_tokens: 0, output_tokens: 0,
       cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0,
     });
+    this.opened = true;
   }
 
   record(span: ProposalSpan): void {
     this.open();
-    insertSpan(this.o.db, {
+    insertSpan(this.db, {
       id: randomUUID(), trace_id: this.traceId, parent_id: null, kind: span.kind, name: span.name, status: span.status,
       started_at: span.started_at, ended_at: span.ended_at, input: span.input, output: span.output, error: span.error ?? null,
       input_tokens: 0, output_tokens: 0, cache_read_tokens: 0, cache_write_tokens: 0, cost_usd: 0, attributes: span.attributes ?? {},
@@ -105,7 +112,7 @@ export class ProposalSession implements ProposalServices {
         cache_read_tokens: res?.usage.cache_read_tokens ?? 0, cache_write_tokens: res?.usage.cache_write_tokens ?? 0, cost_usd: res?.cost_usd ?? 0,
         attributes: res ? { model: res.model, latency_ms: res.latency_ms, attempts: res.attempts } : {},
       };
-      insertSpan(this.o.db, span);
+      insertSpan(this.db, span);
       if (res) {
         this.o.guard.add(res);
         this.tokens += res.usage.input_tokens + res.usage.output_tokens;
@@ -118,7 +125,7 @@ export class ProposalSession implements ProposalServices {
   /** Closes the trace (once): ok with the proposal as output, or error with the reason. */
   finish(status: 'ok' | 'error', output: unknown, error: string | null = null): void {
     if (!this.opened) return;
-    finishTrace(this.o.db, this.traceId, {
+    finishTrace(this.db, this.traceId, {
       status, ended_at: Date.now(), output: output === null || output === undefined ? null : typeof output === 'string' ? output : JSON.stringify(output),
       error, ...this.usage, cost_usd: this.dollars,
     });

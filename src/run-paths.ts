@@ -54,8 +54,9 @@ export async function storeHome(dbPath: string, cwd = process.cwd()): Promise<st
  * (the recorded one is gone, or is another folder) and it holds the run's base commit (so a store
  * pointed at from an unrelated repository never redirects a run there).
  */
-export async function resolveRunPaths(run: RunRow, dbPath: string, cwd = process.cwd()): Promise<RunPlace> {
-  const home = await storeHome(dbPath, cwd);
+export async function resolveRunPaths(run: RunRow, dbPath: string | null, cwd = process.cwd()): Promise<RunPlace> {
+  // a store that is no file (in memory) belongs to no repository: the recorded one
+  const home = dbPath === null ? null : await storeHome(dbPath, cwd);
   if (!home || real(home) === real(run.repo)) return { run, note: null };
   if (!(await hasCommit(home, run.base_commit))) return { run, note: null };
   const rel = relative(run.repo, run.study_path);

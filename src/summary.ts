@@ -2,8 +2,7 @@
  * What a run found, in plain words: the line printed at its end (kept changes with their effect
  * and evidence, or why nothing was kept), and the once-only note after a baseline without noise.
  */
-import type { DB } from '../traces/index.ts';
-import { evaluationsOf, getRun, listExperiments, type ExperimentRow } from '../traces/index.ts';
+import type { ExperimentRow, LedgerStore } from '../traces/index.ts';
 import { fmtDelta, fmtMetric as fmtPlain, metricFormat, type MetricFmt } from '../base/format.ts';
 import { stddev } from '../base/stats.ts';
 
@@ -41,18 +40,18 @@ function plural(n: number, one: string, many = `${one}s`): string {
  * change and why it was not kept. Null when the run has no baseline (it failed before one).
  */
 /** The run's metric format (base/format.ts metricFormat): decimals from its baseline repeats' sd. */
-export function runMetricFmt(db: DB, runId: string): MetricFmt {
-  const base = listExperiments(db, runId).find((e) => e.seq === 0);
+export function runMetricFmt(store: LedgerStore, runId: string): MetricFmt {
+  const base = store.listExperiments(runId).find((e) => e.seq === 0);
   if (!base) return fmtPlain;
-  return metricFormat(stddev(evaluationsOf(db, base.id).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!)));
+  return metricFormat(stddev(store.evaluationsOf(base.id).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!)));
 }
 
-export function runSummary(db: DB, runId: string): string | null {
-  const run = getRun(db, runId);
+export function runSummary(store: LedgerStore, runId: string): string | null {
+  const run = store.getRun(runId);
   if (!run) return null;
-  const fmtMetric = runMetricFmt(db, runId);
+  const fmtMetric = runMetricFmt(store, runId);
   const fmtDeltaRun = (x: number | null, d: 'minimize' | 'maximize') => fmtDelta(x, d, fmtMetric);
-  const exps = listExperiments(db, runId);
+  const exps = store.listExperiments(runId);
   const base = exps.find((e) => e.seq === 0);
   if (!base || base.decision !== 'baseline' || base.metric === null) return null;
   const name = run.metric_name;
@@ -65,7 +64,7 @@ export function runSummary(db: DB, runId: string): string | null {
     count('rejected') && `${count('rejected')} rejected before evaluation`,
   ].filter(Boolean);
   const otherText = others.length ? ` (${others.join(', ')})` : '';
-  const baseSd = stddev(evaluationsOf(db, base.id).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!));
+  const baseSd = stddev(store.evaluationsOf(base.id).filter((v) => v.status === 'ok' && v.metric !== null).map((v) => v.metric!));
   const baseText = `${name} ${fmtMetric(base.metric)} ± ${fmtMetric(baseSd)}`;
   if (tried.length === 0) return `kept nothing: no change was tried after the baseline (${baseText})`;
 
@@ -97,6 +96,6 @@ export function runSummary(db: DB, runId: string): string | null {
   const why = /confirmation/.test(best.reason ?? '')
     ? `it passed its first evaluation but not the confirmation (${best.reason!.replace(/^passed the screen but not the confirmation: /, '')})`
     : `a gain inside the noise margin ${fmtMetric(best.margin)} can be the seed's alone`;
-  return `${head}: the best, ${measured}, was not kept: ${why} (baseline ${baseText} over ${plural(evaluationsOf(db, base.id).length, 'seed')}); `
+  return `${head}: the best, ${measured}, was not kept: ${why} (baseline ${baseText} over ${plural(store.evaluationsOf(base.id).length, 'seed')}); `
     + `\`autoagent show ${best.seq}\` for the evidence`;
 }

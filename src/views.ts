@@ -1,7 +1,7 @@
 /** What `log`, `show` and `status` print, as data (for --json) and as text. */
 import {
   listExperiments, evaluationsOfRun, ownEvaluations, evaluationsOf, listRuns, getExperiment, pickRun, getTrace, proposalOf, renderTranscript, ledgerHead,
-  listFinalizations, spendByRole,
+  listFinalizations, spendByRole, SqliteStore,
   type DB, type RunRow, type ExperimentRow, type EvaluationRow,
 } from '../traces/index.ts';
 import { UsageError } from '../base/errors.ts';
@@ -56,7 +56,7 @@ function contaminationOf(e: ExperimentRow): { verdict: string; summary: string }
 export function ledgerData(db: DB, run: RunRow) {
   const exps = listExperiments(db, run.id);
   const evals = evaluationsOfRun(db, run.id);
-  const noise = runNoise(db, run.id);
+  const noise = runNoise(new SqliteStore(db), run.id);
   const base = exps.find((e) => e.seq === 0);
   const baseMetrics = (base ? ownEvaluations(evals.get(base.id), base) : []).filter((v) => v.status === 'ok').map((v) => v.metric!);
   const rows: LedgerRow[] = [];
@@ -145,7 +145,7 @@ function countDecisions(exps: ExperimentRow[]): Record<string, number> {
 export function ledgerText(db: DB, run: RunRow): string {
   const d = ledgerData(db, run);
   // one format for this run's metric (decimals from its baseline noise), as the run's progress lines print it
-  const fmtMetric = runMetricFmt(db, run.id);
+  const fmtMetric = runMetricFmt(new SqliteStore(db), run.id);
   const lines: string[] = [];
   lines.push(`run ${run.id} · ${run.kind} · ${effectiveStatus(run)}${run.stop_reason ? ` (${run.stop_reason})` : ''}`);
   lines.push(`branch ${run.branch} · metric ${run.metric_name} (${run.direction})`);
@@ -260,7 +260,7 @@ function proposerWhy(meta: unknown, metric: string): string[] {
 }
 
 export function showText(db: DB, run: RunRow, exp: ExperimentRow, opts: { full?: boolean } = {}): string {
-  const fmtMetric = runMetricFmt(db, run.id);
+  const fmtMetric = runMetricFmt(new SqliteStore(db), run.id);
   const d = showData(db, run, exp);
   const lines: string[] = [];
   lines.push(`experiment ${exp.seq} of run ${run.id}`);

@@ -12,4 +12,4 @@ export * from './cache.ts';
 export * from './admin.ts';
 export * from './ui.ts';
 export * from './store.ts';
-export { MemoryLedger } from './memory.ts';
+export { MemoryStore } from './memory.ts';

@@ -317,14 +317,7 @@ export function exportedSeqs(db: DB, runId: string, target: string): Set<number>
 /** Durations (command + evaluator, ms) of a run's evaluations that ended ok, in no set order. */
 export function okEvaluationMs(db: DB, runId: string): number[] {
   return (db.prepare(`SELECT v.command_ms + v.evaluator_ms ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
-    WHERE e.run_id = ? AND v.status = 'ok'`).all(runId) as Array<{ ms: number }>).map((r) => r.ms);
-}
-
-/** The mean duration (ms) of a run's evaluations that ended ok; null when none has. */
-export function meanOkEvaluationMs(db: DB, runId: string): number | null {
-  const row = db.prepare(`SELECT AVG(v.command_ms + v.evaluator_ms) ms FROM evaluations v JOIN experiments e ON e.id = v.experiment_id
-    WHERE e.run_id = ? AND v.status = 'ok'`).get(runId) as { ms: number | null };
-  return row.ms;
+    WHERE e.run_id = ? AND v.status = 'ok' ORDER BY v.experiment_id, v.repeat`).all(runId) as Array<{ ms: number }>).map((r) => r.ms);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 /**
- * The ledger in memory (a LedgerStore, traces/store.ts) for fast tests: the same rows, orderings,
- * chain links and refusals as the SQLite store, checked by test/traces/conformance.test.ts.
+ * The store in memory (a RunStore, traces/store.ts) for fast tests: the same rows, orderings,
+ * chain links and refusals as the SQLite store, checked by test/traces/conformance.test.ts. It keeps
+ * no traces: their totals are zero, a run's task scores are none, and importing some is refused.
  * Values are bound as better-sqlite3 binds them (undefined and NaN are stored as null; a boolean
  * is refused); rows are returned as copies, as a SELECT returns fresh objects.
  */
@@ -9,7 +10,9 @@ import {
   runByRef, ledgerGenesis, ledgerLink, roundRepeatsOf,
   type NewRun, type NewExperiment, type NewEvaluation, type DecisionFields, type RunAnnotations,
 } from './ledger.ts';
-import type { LedgerStore } from './store.ts';
+import type { RunStore } from './store.ts';
+import type { TraceExport } from './traces.ts';
+import { UsageError } from '../base/errors.ts';
 import type { EvaluationRow, ExperimentRow, PromotionRow, RunRow, RunStatus } from './types.ts';
 
 /** a value as SQLite stores it through better-sqlite3 */
@@ -22,7 +25,9 @@ function bind<T>(v: T): T {
 const unique = (what: string) => new Error(`UNIQUE constraint failed: ${what}`);
 const foreignKey = () => new Error('FOREIGN KEY constraint failed');
 
-export class MemoryLedger implements LedgerStore {
+export class MemoryStore implements RunStore {
+  readonly where = '(memory)';
+  readonly sqlite = null;
   /** runs in insertion order (SQLite's rowid order) */
   private runs: RunRow[] = [];
   private experiments = new Map<number, ExperimentRow>();
@@ -199,5 +204,21 @@ export class MemoryLedger implements LedgerStore {
 
   finishPromotion(runId: string, seq: number): void {
     for (const x of this.promotions) if (x.run_id === runId && x.experiment_seq === seq) x.state = 'done';
+  }
+
+  okEvaluationMs(runId: string): number[] {
+    return [...this.evaluationsOfRun(runId).values()].flat().filter((v) => v.status === 'ok').map((v) => v.command_ms + v.evaluator_ms);
+  }
+
+  traceTotals(_runId: string): { tokens: number; cost_usd: number } {
+    return { tokens: 0, cost_usd: 0 };
+  }
+
+  taskMeanScores(_runId: string, _seq: number): Map<string, number> {
+    return new Map();
+  }
+
+  importTraces(_x: TraceExport): { traces: number; spans: number } {
+    throw new UsageError('this store keeps no traces (a memory store): a run whose evaluations or proposals write traces needs the SQLite store');
   }
 }

@@ -1,18 +1,25 @@
 /**
- * The ledger as an interface (Optuna's BaseStorage is the model): runs, experiments, evaluations,
- * decisions with their chain links, promotions, and a run's label, tags and notes. Two
- * implementations: SqliteLedger (the store file, over traces/ledger.ts) and MemoryLedger
- * (traces/memory.ts, for fast tests). test/traces/conformance.test.ts runs the same calls against
- * both and expects the same results: the same rows, orderings, chain links and refusals.
+ * The store as an interface (Optuna's BaseStorage is the model). `LedgerStore`: runs, experiments,
+ * evaluations, decisions with their chain links, promotions, and a run's label, tags and notes.
+ * `RunStore`: what a run (src/loop.ts) and its audit (src/audit.ts) read and write — the ledger,
+ * plus the few reads of the run's traces they need. Two implementations: SqliteStore (the store
+ * file, over traces/ledger.ts and traces/views.ts) and MemoryStore (traces/memory.ts, for fast
+ * tests). test/traces/conformance.test.ts runs the same calls against both and expects the same
+ * results: the same rows, orderings, chain links and refusals.
  *
- * Not covered: traces and spans, search, finalizations, ablations, exports, the model cache (they
- * stay functions over the SQLite handle, traces/*.ts), and the loop does not take a LedgerStore yet.
+ * Not behind the interface: writing and reading traces and spans (harness evaluations, model
+ * proposals and what a model proposer reads of the run's history), search, finalizations,
+ * ablations, exports, the model cache. They stay functions over the SQLite handle (traces/*.ts),
+ * which a RunStore hands out as `sqlite`; a MemoryStore has none (null) and keeps no traces, so a
+ * run that would write some is refused on it before it starts (src/loop.ts traceNeed).
  */
 import type { DB } from './db.ts';
+import { runTraceTotals, taskMeanScores } from './views.ts';
+import { importTraces, type TraceExport } from './traces.ts';
 import {
   insertRun, getRun, findRun, latestRun, listRuns, setRunStatus, claimRun, updateRunStudy, addRunElapsed, setRunAnnotations,
   insertExperiment, decideExperiment, listExperiments, getExperiment, insertEvaluation, evaluationsOf, evaluationsOfRun, ledgerHead,
-  recordPromotionIntent, promotionsOf, finishPromotion,
+  recordPromotionIntent, promotionsOf, finishPromotion, okEvaluationMs,
   type NewRun, type NewExperiment, type NewEvaluation, type DecisionFields, type RunAnnotations,
 } from './ledger.ts';
 import type { EvaluationRow, ExperimentRow, PromotionRow, RunRow, RunStatus } from './types.ts';
@@ -55,6 +62,8 @@ export interface LedgerStore {
   evaluationsOf(experimentId: number): EvaluationRow[];
   /** a run's evaluations by experiment id (ascending), each list by repeat; experiments without any are absent */
   evaluationsOfRun(runId: string): Map<number, EvaluationRow[]>;
+  /** the durations (command + evaluator, ms) of a run's evaluations that ended ok, by experiment id, then repeat */
+  okEvaluationMs(runId: string): number[];
 
   // promotions (the intent of a keep, before the branch moves)
   /** an intent; a second one for the same (run, seq) replaces the commits and is an intent again */
@@ -64,9 +73,41 @@ export interface LedgerStore {
   finishPromotion(runId: string, seq: number): void;
 }
 
-/** The ledger in the SQLite store (traces/ledger.ts's functions over one handle). */
-export class SqliteLedger implements LedgerStore {
-  constructor(readonly db: DB) {}
+/** What a run and its audit read and write: the ledger, and the reads of its traces they need. */
+export interface RunStore extends LedgerStore {
+  /** where the store is, for people: the file's path, or `(memory)` */
+  readonly where: string;
+  /**
+   * the SQLite handle for what is not behind this interface (traces and spans, search, exports, the
+   * model cache); null for a store that keeps no traces (MemoryStore)
+   */
+  readonly sqlite: DB | null;
+  /** the tokens and dollars of a run's traces (task-agent and meta-agent): its spend so far */
+  traceTotals(runId: string): { tokens: number; cost_usd: number };
+  /** per task, the mean score of experiment `seq`'s task traces (a trace without a score counts 0) */
+  taskMeanScores(runId: string, seq: number): Map<string, number>;
+  /** traces made elsewhere (a queue worker's), with their search rows; a trace already here is skipped */
+  importTraces(x: TraceExport): { traces: number; spans: number };
+}
+
+/** The store file: traces/ledger.ts's and traces/views.ts's functions over one SQLite handle. */
+export class SqliteStore implements RunStore {
+  readonly sqlite: DB;
+  constructor(readonly db: DB, readonly where = db.name) {
+    this.sqlite = db;
+  }
+  traceTotals(runId: string): { tokens: number; cost_usd: number } {
+    return runTraceTotals(this.db, runId);
+  }
+  taskMeanScores(runId: string, seq: number): Map<string, number> {
+    return taskMeanScores(this.db, runId, seq);
+  }
+  importTraces(x: TraceExport): { traces: number; spans: number } {
+    return importTraces(this.db, x);
+  }
+  okEvaluationMs(runId: string): number[] {
+    return okEvaluationMs(this.db, runId);
+  }
   insertRun(run: NewRun): void {
     insertRun(this.db, run);
   }

@@ -93,6 +93,8 @@ export class HarnessKind implements KindAdapter {
   }
 
   async evaluate(req: EvalRequest): Promise<EvalOutcome> {
+    const db = req.run.db;
+    if (!db) throw new UsageError('a harness evaluation records a trace of every task, and this run\'s store keeps none: run it on a store file');
     const s = this.settings();
     const b = this.benchmark!;
     const base = join(req.worktree, req.paths.studyDir);
@@ -126,7 +128,7 @@ export class HarnessKind implements KindAdapter {
     } : undefined;
     req.onProgress?.({ tasksDone: 0, tasksTotal: tasks.length, tokens: 0, dollars: 0 });
     const common = {
-      db: req.run.db, harness, harnessName: s.dir, benchmark: b, provider, runId: req.run.id, experimentSeq: req.run.seq,
+      db, harness, harnessName: s.dir, benchmark: b, provider, runId: req.run.id, experimentSeq: req.run.seq,
       repeat: req.repeat, concurrency: s.concurrency, hide, unsafeNoSandbox: req.policy.unsafeNoSandbox,
       memoryMB: req.policy.memoryMB, maxProcesses: req.policy.maxProcesses, guard: req.guard, cache: s.cache, signal: req.signal,
       readable: workerReadable(harness.dir), onTask,

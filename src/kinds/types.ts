@@ -67,7 +67,8 @@ export interface EvalRequest {
   /** how far the evaluation has come (the loop's live status line); called as the kind learns more */
   onProgress?: (p: EvalProgress) => void;
   /** where this evaluation belongs (harness kinds write traces under it) */
-  run: { db: DB; id: string; seq: number };
+  /** the run, and the store handle its traces go to (null: a store that keeps none) */
+  run: { db: DB | null; id: string; seq: number };
   /** the run's token and dollar budget */
   guard: SpendGuard;
   /** what the evaluation's slot holds: a GPU (trainer: only that device, CUDA_VISIBLE_DEVICES), a CPU share */

@@ -11,7 +11,9 @@ import { startRun } from '../../src/loop.ts';
 import { MemoryReporter } from '../../src/report.ts';
 import { auditRun } from '../../src/audit.ts';
 import { ledgerText } from '../../src/views.ts';
-import { openDb, listExperiments, evaluationsOfRun, evaluationsOf, getRun, latestRun } from '../../traces/index.ts';
+import { openDb, listExperiments, evaluationsOfRun, evaluationsOf, getRun, latestRun, MemoryStore, SqliteStore, type LedgerStore } from '../../traces/index.ts';
+import { readFileSync, readdirSync } from 'node:fs';
+import { UsageError } from '../../base/errors.ts';
 import { planSlots } from '../../src/slots.ts';
 import { judgeCandidate } from '../../src/acceptance.ts';
 import { StudySchema } from '../../src/study.ts';
@@ -37,11 +39,15 @@ const opts = (kind: FakeKind, extra: Partial<Parameters<typeof startRun>[1]> = {
 
 function summary(dbPath: string, runId: string) {
   const db = openDb(dbPath);
-  const exps = listExperiments(db, runId);
-  const evals = evaluationsOfRun(db, runId);
-  const out = exps.map((e) => ({ seq: e.seq, round: e.round, decision: e.decision, hypothesis: e.hypothesis, evals: (evals.get(e.id) ?? []).map((v) => [v.repeat, v.seed, v.round, v.metric]) }));
+  const out = ledgerSummary(new SqliteStore(db), runId);
   db.close();
   return out;
+}
+
+function ledgerSummary(store: LedgerStore, runId: string) {
+  const exps = store.listExperiments(runId);
+  const evals = store.evaluationsOfRun(runId);
+  return exps.map((e) => ({ seq: e.seq, round: e.round, decision: e.decision, hypothesis: e.hypothesis, evals: (evals.get(e.id) ?? []).map((v) => [v.repeat, v.seed, v.round, v.metric]) }));
 }
 
 test('parallel 4: rounds of 4 candidates evaluated at once, one fresh incumbent repeat in a round where a screen passed, one keep per round; audit passes', async () => {
@@ -130,6 +136,74 @@ test('the same seeds give the same ledger whatever the timing of the slots', asy
     }
   }
   assert.deepEqual(runs[1], runs[0]);
+});
+
+test('the loop takes a store: on a MemoryStore it records the ledger the store file records, audit passes on it, and no file is written', async () => {
+  const runs: Array<{ ledger: unknown; decisions: unknown }> = [];
+  for (const store of [undefined, new MemoryStore()]) {
+    const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('parallel: 3\n') });
+    try {
+      const res = await startRun(join(repo, 'study.yaml'), opts(new FakeKind({ noise: 0.3, delayMs: (s) => (s * 31) % 50 }), { store }));
+      assert.equal(res.status, 'finished', res.stopReason ?? '');
+      const s = store ?? new SqliteStore(openDb(res.dbPath));
+      const exps = s.listExperiments(res.runId);
+      runs.push({
+        ledger: ledgerSummary(s, res.runId),
+        decisions: exps.map((e) => [e.reason, e.metric, e.incumbent_metric, e.improvement, e.margin, e.chain_pos, e.kept_commit === null]),
+      });
+      assert.ok(exps.some((e) => e.decision === 'kept'));
+      const audit = await auditRun(s, res.runId, { rescore: false });
+      assert.ok(audit.ok, audit.problems.join('\n'));
+      if (store) {
+        assert.equal(res.dbPath, '(memory)');
+        assert.deepEqual(readdirSync(join(repo, '.autoagent')).filter((f) => f.endsWith('.db')), [], 'no store file');
+        // the kept commits are on the branch as from a store file (audit checked their messages and trees)
+        const tip = sh(repo, 'git', ['rev-parse', `autoagent/${res.runId}`]).trim();
+        assert.equal(tip, exps.filter((e) => e.decision === 'kept').at(-1)!.kept_commit);
+      }
+    } finally {
+      cleanup(repo);
+    }
+  }
+  assert.deepEqual(runs[1], runs[0]);
+});
+
+test('a MemoryStore keeps no traces: a harness study or a traced proposer is refused before it starts; a proposer that records anyway stops the run, naming why', async () => {
+  // a harness study (GSM8K's, as shipped): refused before preparing, nothing recorded
+  const files: Record<string, string> = {};
+  const gsm = resolve(import.meta.dirname, '../../harnesses/gsm8k');
+  for (const f of ['study.yaml', 'harness.yaml', ...readdirSync(join(gsm, 'prompts')).map((p) => `prompts/${p}`)]) files[f] = readFileSync(join(gsm, f), 'utf8');
+  const harnessRepo = makeRepo(files);
+  const repo = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study('proposer: { type: command, command: "true" }\n') });
+  try {
+    const store = new MemoryStore();
+    await assert.rejects(startRun(join(harnessRepo, 'study.yaml'), { overrides: {}, unsafeNoSandbox: true, reporter: new MemoryReporter(), store }),
+      (e: unknown) => e instanceof UsageError && /^this run needs a store that keeps traces \(\(memory\) keeps none\): a harness study records a trace of every task$/.test(e.message));
+    await assert.rejects(startRun(join(repo, 'study.yaml'), opts(new FakeKind(), { store })),
+      (e: unknown) => e instanceof UsageError && /keeps none\): the command proposer's proposals are recorded as traces$/.test(e.message));
+    assert.deepEqual(store.listRuns(), [], 'nothing recorded');
+    // a proposer of the caller's own that records a span: the run stops at its first proposal, saying why
+    const proposer: Proposer = {
+      name: 'recording',
+      propose: async (ctx) => {
+        ctx.services!.record({ kind: 'tool', name: 'look', status: 'ok', started_at: Date.now(), ended_at: Date.now(), input: {}, output: {} });
+        return { hypothesis: 'X = 2', edits: [{ path: 'params.py', content: ctx.files['params.py']!.replace(/^X = .*/m, 'X = 2') }] };
+      },
+    };
+    const plain = makeRepo({ 'params.py': PARAMS_PY, 'study.yaml': study() });
+    try {
+      await assert.rejects(startRun(join(plain, 'study.yaml'), opts(new FakeKind(), { store, proposer })),
+        /the recording proposer records its proposals as traces, and this run's store keeps none: run it on a store file/);
+      const run = store.latestRun()!;
+      assert.equal(run.status, 'stopped');
+      assert.deepEqual(store.listExperiments(run.id).map((e) => e.seq), [0], 'the baseline only: no experiment was recorded');
+    } finally {
+      cleanup(plain);
+    }
+  } finally {
+    cleanup(harnessRepo);
+    cleanup(repo);
+  }
 });
 
 test('a round screens each candidate while the next is proposed; proposals see only what was measured before their round', async () => {

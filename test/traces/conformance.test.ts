@@ -1,5 +1,5 @@
 /**
- * One conformance suite for the LedgerStore interface (traces/store.ts), run against the SQLite
+ * One conformance suite for the RunStore interface (traces/store.ts), run against the SQLite
  * store and the in-memory one: the same calls must give the same rows, orderings, chain links and
  * refusals. Then one scenario is replayed on both and every answer compared (timestamps masked).
  */
@@ -7,13 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openDb } from '../../traces/db.ts';
 import { ledgerGenesis, ledgerLink, runAnnotations, type DecisionFields, type NewEvaluation, type NewExperiment, type NewRun } from '../../traces/ledger.ts';
-import { SqliteLedger, type LedgerStore } from '../../traces/store.ts';
-import { MemoryLedger } from '../../traces/memory.ts';
+import { SqliteStore, type RunStore } from '../../traces/store.ts';
+import { MemoryStore } from '../../traces/memory.ts';
 import { UsageError } from '../../base/errors.ts';
 
-const IMPLS: Array<[string, () => LedgerStore]> = [
-  ['sqlite', () => new SqliteLedger(openDb(':memory:'))],
-  ['memory', () => new MemoryLedger()],
+const IMPLS: Array<[string, () => RunStore]> = [
+  ['sqlite', () => new SqliteStore(openDb(':memory:'))],
+  ['memory', () => new MemoryStore()],
 ];
 
 const run = (id: string, over: Partial<NewRun> = {}): NewRun => ({
@@ -155,6 +155,9 @@ for (const [name, make] of IMPLS) {
     assert.deepEqual(byExp.get(b.id)!.map((v) => v.repeat), [1]);
     assert.equal(s.evaluationsOfRun('ghost').size, 0);
     assert.deepEqual(s.evaluationsOf(12345), []);
+    // the ok ones' durations (command + evaluator), by experiment id then repeat; the crash is left out
+    assert.deepEqual(s.okEvaluationMs('r'), [11, 31, 21]);
+    assert.deepEqual(s.okEvaluationMs('ghost'), []);
   });
 
   test(`${name}: decisions — each extends the chain in decision order, over its own evaluations and its round's fresh repeats`, () => {
@@ -220,7 +223,7 @@ for (const [name, make] of IMPLS) {
 }
 
 /** every answer of one scenario, timestamps masked */
-function scenario(s: LedgerStore): unknown[] {
+function scenario(s: RunStore): unknown[] {
   const out: unknown[] = [];
   const say = (x: unknown) => out.push(JSON.parse(JSON.stringify(x instanceof Map ? [...x.entries()] : x ?? null, (k, v) => (/_at$/.test(k) && typeof v === 'string' ? 'T' : v))));
   const attempt = (f: () => unknown) => {
@@ -258,6 +261,9 @@ function scenario(s: LedgerStore): unknown[] {
     say(s.evaluationsOfRun(id));
     say(s.ledgerHead(id));
     say(s.promotionsOf(id));
+    say(s.okEvaluationMs(id));
+    say(s.traceTotals(id));
+    say(s.taskMeanScores(id, 0));
   }
   say(s.listRuns());
   say(s.latestRun());
