@@ -10,10 +10,19 @@
  *
  *   - slow proposer: the wait-bound command, with a proposer that takes 1 s per candidate (a model call):
  *     each candidate is screened while the next one is proposed.
- * A fourth arm is the issue's whole-run check: 8 experiments whose *evaluator* sleeps (the command does nothing).
+ *   - at the optimum: the wait-bound command on a study that starts where nothing improves: screens
+ *     fail (but for the α / k false passes), so rounds need no confirmation wave.
+ * Another arm is the issue's whole-run check: 8 experiments whose *evaluator* sleeps (the command does nothing).
  * Experiments per hour counts decided experiments over the whole run's wall time (baseline included).
  *
- *   node --import tsx bench/parallel.ts [--experiments 16] [--seconds 2] [--arms wait-bound,CPU-bound,slow-proposer,evaluator-wait]
+ * The floor: the least wall time a run's own rounds allow on its slots with no overhead at all, read
+ * from its ledger — the baseline's repeats, then per round its screens, then (a round where a screen
+ * passed) its confirmations and the incumbent's fresh repeat, each step ⌈evaluations / slots⌉
+ * evaluation-times long, as a step needs the one before (a confirmation needs its screen, the round's
+ * keep all of its confirmations, the next round the keep). The parallel-1 run's wall over a run's floor
+ * is the most that run could gain on those rounds.
+ *
+ *   node --import tsx bench/parallel.ts [--experiments 16] [--seconds 2] [--arms wait-bound,at-optimum,CPU-bound,slow-proposer,evaluator-wait]
  */
 import { existsSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -23,13 +32,13 @@ import { parseArgs } from 'node:util';
 import { startRun } from '../src/loop.ts';
 import type { Proposer } from '../meta-agent/types.ts';
 import { MemoryReporter } from '../src/report.ts';
-import { openDb, listExperiments, evaluationsOfRun } from '../traces/index.ts';
+import { openDb, listExperiments, evaluationsOfRun, type EvaluationRow, type ExperimentRow } from '../traces/index.ts';
 import { writeSection, machine } from './markdown.ts';
 import { makeRepo as makeGitRepo } from '../test/helpers/repo.ts';
 
 const { values } = parseArgs({ options: {
   experiments: { type: 'string', default: '16' }, seconds: { type: 'string', default: '2' },
-  arms: { type: 'string', default: 'wait-bound,CPU-bound,slow-proposer,evaluator-wait' },
+  arms: { type: 'string', default: 'wait-bound,at-optimum,CPU-bound,slow-proposer,evaluator-wait' },
 } });
 const E = Number(values.experiments);
 const S = Number(values.seconds);
@@ -43,9 +52,11 @@ const t = Date.now();
 execFileSync(existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', ['-c', `any(i < 0 for i in range(${probe}))`]);
 const ITERATIONS = Math.round((probe * S * 1000) / Math.max(1, Date.now() - t));
 
-interface Arm { command: string; evaluatorSleep: number; experiments: number; proposeMs?: number }
+interface Arm { command: string; evaluatorSleep: number; experiments: number; proposeMs?: number; params?: string }
 const ARMS: Record<string, Arm> = {
   'wait-bound': { command: `python3 -c "import time; time.sleep(${S})"`, evaluatorSleep: 0, experiments: E },
+  // the same, from the quadratic's minimum (X = 3, N = 5): no candidate is better than the incumbent
+  'at-optimum': { command: `python3 -c "import time; time.sleep(${S})"`, evaluatorSleep: 0, experiments: E, params: 'X = 3.0\nN = 5\n' },
   'slow-proposer': { command: `python3 -c "import time; time.sleep(${S})"`, evaluatorSleep: 0, experiments: E, proposeMs: 1000 },
   'CPU-bound': { command: `python3 -c "any(i < 0 for i in range(${ITERATIONS}))"`, evaluatorSleep: 0, experiments: E },
   // the issue's whole run: 3 baseline repeats, 8 experiments, an evaluator that sleeps
@@ -80,9 +91,9 @@ function slowProposer(ms: number): Proposer {
   };
 }
 
-function makeRepo({ command, evaluatorSleep, experiments }: Arm): string {
+function makeRepo({ command, evaluatorSleep, experiments, params }: Arm): string {
   return makeGitRepo({
-    'params.py': PARAMS,
+    'params.py': params ?? PARAMS,
     'evaluate.py': EVALUATE(evaluatorSleep),
     'study.yaml': `name: par
 kind: command
@@ -98,7 +109,29 @@ acceptance: { baseline_repeats: 3, confirm_repeats: 1 }
   });
 }
 
-interface Row { kind: string; parallel: number; wall: number; evals: number; kept: number; decided: number }
+interface Row { kind: string; parallel: number; wall: number; evals: number; kept: number; decided: number; steps: number; rounds: number; passed: number }
+
+/**
+ * The run's floor in evaluation-times on `slots` slots (see the header): the baseline's repeats, then
+ * per round ⌈screens / slots⌉, plus ⌈(confirmations + fresh incumbent repeats) / slots⌉ where the
+ * round has any; and how many rounds, how many with a confirmation.
+ */
+function floorSteps(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, slots: number): { steps: number; rounds: number; passed: number } {
+  const step = (n: number) => Math.ceil(n / slots);
+  const base = exps.find((e) => e.seq === 0)!;
+  let steps = step((evals.get(base.id) ?? []).filter((v) => v.round === null).length);
+  let passed = 0;
+  const rounds = [...new Set(exps.filter((e) => e.seq > 0 && e.candidate_commit).map((e) => e.round ?? e.seq))].sort((a, b) => a - b);
+  for (const r of rounds) {
+    const members = exps.filter((e) => e.seq > 0 && (e.round ?? e.seq) === r);
+    const screens = members.filter((e) => (evals.get(e.id) ?? []).some((v) => v.repeat === 0)).length;
+    const confirms = members.reduce((n, e) => n + (evals.get(e.id) ?? []).filter((v) => v.repeat > 0).length, 0);
+    const fresh = exps.filter((e) => !members.includes(e)).reduce((n, e) => n + (evals.get(e.id) ?? []).filter((v) => v.round === r).length, 0);
+    steps += step(screens) + step(confirms + fresh);
+    if (confirms > 0) passed++;
+  }
+  return { steps, rounds: rounds.length, passed };
+}
 
 const rows: Row[] = [];
 const t0 = Date.now();
@@ -116,11 +149,12 @@ for (const kind of chosen) {
       if (res.status !== 'finished') throw new Error(`${kind} parallel ${parallel}: ${res.status} ${res.stopReason}`);
       const db = openDb(res.dbPath);
       const exps = listExperiments(db, res.runId);
-      const evals = [...evaluationsOfRun(db, res.runId).values()].flat().length;
+      const byExp = evaluationsOfRun(db, res.runId);
+      const evals = [...byExp.values()].flat().length;
       db.close();
-      const row = { kind, parallel, wall, evals, kept: exps.filter((e) => e.decision === 'kept').length, decided: exps.filter((e) => e.seq > 0).length };
+      const row = { kind, parallel, wall, evals, kept: exps.filter((e) => e.decision === 'kept').length, decided: exps.filter((e) => e.seq > 0).length, ...floorSteps(exps, byExp, parallel) };
       rows.push(row);
-      console.log(`${kind} parallel ${parallel}: ${wall.toFixed(1)} s, ${evals} evaluations, ${row.kept} kept of ${row.decided}`);
+      console.log(`${kind} parallel ${parallel}: ${wall.toFixed(1)} s (floor ${row.steps * S} s), ${evals} evaluations, ${row.passed} of ${row.rounds} rounds with a passed screen, ${row.kept} kept of ${row.decided}`);
     } finally {
       rmSync(repo, { recursive: true, force: true });
     }
@@ -132,22 +166,31 @@ const lines = [
   '',
   `One command study (3 baseline repeats, the \`search\` proposer, 1 confirmation) through the real loop and bubblewrap sandbox, with`,
   `\`parallel\` 1, 2 and 4, side by side in one run. *wait-bound*: ${E} experiments, each command sleeps ${S} s (a harness waiting on its`,
-  `model, a trainer on its own GPU); *CPU-bound*: ${E} experiments, each command does ${S} s of one idle core's work (${(ITERATIONS / 1e6).toFixed(0)}M Python iterations); *slow-proposer*: wait-bound, with a`,
+  `model, a trainer on its own GPU; the quadratic from X = 1, N = 2, which the proposer improves, so some rounds have a screen that passes);`,
+  `*at-optimum*: the same from the quadratic's minimum, where no candidate is better, so screens fail but for the α / k false passes;`,
+  `*CPU-bound*: ${E} experiments, each command does ${S} s of one idle core's work (${(ITERATIONS / 1e6).toFixed(0)}M Python iterations); *slow-proposer*: wait-bound, with a`,
   'proposer that takes 1 s per candidate (a model call; random X, N), each candidate screened while the next is proposed; *evaluator-wait*: the issue\'s',
   `whole run, 8 experiments whose locked evaluator sleeps ${S} s. *Experiments / h* counts decided experiments over the whole run's wall`,
   'time, baseline included. With slots, a round that has a candidate passing its screen also runs a fresh repeat of the incumbent',
-  'beside the confirmations, so a run may do more evaluations. What bounds the wait-bound arm: a round whose screen passes runs its',
-  'confirmations as a second wave (they need the screen first) while the next round waits for the decision, so 4 slots run 16',
-  'experiments in 7–8 waves (the baseline\'s, 4 of screens, 2–3 of confirmations) where one slot runs 22 evaluations: under 3×.',
+  'beside the confirmations, so a run may do more evaluations.',
+  '',
+  `*Floor*: the least wall time the run\'s own rounds allow on its slots with no overhead at all, from its ledger, in ${S} s steps: the`,
+  'baseline\'s repeats, then per round ⌈screens / slots⌉, then — where a screen passed — ⌈(confirmations + the incumbent\'s fresh repeat) /',
+  'slots⌉, since each step needs the one before (a confirmation needs its screen, the keep all the round\'s confirmations, the next round',
+  'the keep; a next round proposed early could not finish its k screens in the slots the confirmations leave). *Most at the floor*: the',
+  'parallel-1 run\'s wall over this run\'s floor, the speed-up these rounds could reach; a round where a screen passes costs a second',
+  'step, so a study that improves often gains less from slots than one where screens mostly fail.',
   `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()} (${cpus().length} cores), ${((Date.now() - t0) / 60000).toFixed(1)} min; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (other work on the machine slows every arm alike, but CPU-bound slots gain less).`,
   '',
-  '| arm | parallel | wall | experiments / h | speed-up | evaluations | evaluations / min | kept / experiments |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  '| arm | parallel | wall | experiments / h | speed-up | evaluations | rounds with a passed screen | floor | most at the floor | kept / experiments |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
 ];
 for (const r of rows) {
   const one = rows.find((x) => x.kind === r.kind && x.parallel === 1)!;
   const perHour = (x: Row) => (x.decided / x.wall) * 3600;
-  lines.push(`| ${r.kind} | ${r.parallel} | ${r.wall.toFixed(1)} s | ${perHour(r).toFixed(0)} | **${(perHour(r) / perHour(one)).toFixed(2)}×** | ${r.evals} | ${((r.evals / r.wall) * 60).toFixed(1)} | ${r.kept} / ${r.decided} |`);
+  const floor = r.steps * S;
+  const most = r.parallel === 1 ? '—' : `${((perHour(r) * r.wall / floor) / perHour(one)).toFixed(2)}×`;
+  lines.push(`| ${r.kind} | ${r.parallel} | ${r.wall.toFixed(1)} s | ${perHour(r).toFixed(0)} | **${(perHour(r) / perHour(one)).toFixed(2)}×** | ${r.evals} | ${r.passed} of ${r.rounds} | ${floor.toFixed(1)} s | ${most} | ${r.kept} / ${r.decided} |`);
 }
 writeSection('parallel', lines.join('\n'));
 console.log(lines.join('\n'));
