@@ -11,7 +11,7 @@
  * proposals and what a model proposer reads of the run's history), search, finalizations,
  * ablations, exports, the model cache. They stay functions over the SQLite handle (traces/*.ts),
  * which a RunStore hands out as `sqlite`; a MemoryStore has none (null) and keeps no traces, so a
- * run that would write some is refused on it before it starts (src/loop.ts traceNeed).
+ * run that would write some is refused on it before it starts (src/loop.ts checkTraceStore).
  */
 import type { DB } from './db.ts';
 import { runTraceTotals, taskMeanScores } from './views.ts';
@@ -92,83 +92,80 @@ export interface RunStore extends LedgerStore {
 
 /** The store file: traces/ledger.ts's and traces/views.ts's functions over one SQLite handle. */
 export class SqliteStore implements RunStore {
-  readonly sqlite: DB;
-  constructor(readonly db: DB, readonly where = db.name) {
-    this.sqlite = db;
-  }
+  constructor(readonly sqlite: DB, readonly where = sqlite.name) {}
   traceTotals(runId: string): { tokens: number; cost_usd: number } {
-    return runTraceTotals(this.db, runId);
+    return runTraceTotals(this.sqlite, runId);
   }
   taskMeanScores(runId: string, seq: number): Map<string, number> {
-    return taskMeanScores(this.db, runId, seq);
+    return taskMeanScores(this.sqlite, runId, seq);
   }
   importTraces(x: TraceExport): { traces: number; spans: number } {
-    return importTraces(this.db, x);
+    return importTraces(this.sqlite, x);
   }
   okEvaluationMs(runId: string): number[] {
-    return okEvaluationMs(this.db, runId);
+    return okEvaluationMs(this.sqlite, runId);
   }
   insertRun(run: NewRun): void {
-    insertRun(this.db, run);
+    insertRun(this.sqlite, run);
   }
   getRun(id: string): RunRow | undefined {
-    return getRun(this.db, id);
+    return getRun(this.sqlite, id);
   }
   findRun(ref: string): RunRow {
-    return findRun(this.db, ref);
+    return findRun(this.sqlite, ref);
   }
   latestRun(): RunRow | undefined {
-    return latestRun(this.db);
+    return latestRun(this.sqlite);
   }
   listRuns(): RunRow[] {
-    return listRuns(this.db);
+    return listRuns(this.sqlite);
   }
   setRunStatus(id: string, status: RunStatus, stopReason: string | null): void {
-    setRunStatus(this.db, id, status, stopReason);
+    setRunStatus(this.sqlite, id, status, stopReason);
   }
   claimRun(id: string, pid: number): void {
-    claimRun(this.db, id, pid);
+    claimRun(this.sqlite, id, pid);
   }
   updateRunStudy(id: string, studyJson: string): void {
-    updateRunStudy(this.db, id, studyJson);
+    updateRunStudy(this.sqlite, id, studyJson);
   }
   addRunElapsed(id: string, ms: number): void {
-    addRunElapsed(this.db, id, ms);
+    addRunElapsed(this.sqlite, id, ms);
   }
   setRunAnnotations(id: string, a: Partial<RunAnnotations>): boolean {
-    return setRunAnnotations(this.db, id, a);
+    return setRunAnnotations(this.sqlite, id, a);
   }
   insertExperiment(e: NewExperiment): ExperimentRow {
-    return insertExperiment(this.db, e);
+    return insertExperiment(this.sqlite, e);
   }
   decideExperiment(id: number, d: DecisionFields): void {
-    decideExperiment(this.db, id, d);
+    decideExperiment(this.sqlite, id, d);
   }
   listExperiments(runId: string): ExperimentRow[] {
-    return listExperiments(this.db, runId);
+    return listExperiments(this.sqlite, runId);
   }
   getExperiment(runId: string, seq: number): ExperimentRow | undefined {
-    return getExperiment(this.db, runId, seq);
+    return getExperiment(this.sqlite, runId, seq);
   }
   ledgerHead(runId: string): { head: string; links: number } | null {
-    return ledgerHead(this.db, runId);
+    return ledgerHead(this.sqlite, runId);
   }
   insertEvaluation(e: NewEvaluation): void {
-    insertEvaluation(this.db, e);
+    insertEvaluation(this.sqlite, e);
   }
   evaluationsOf(experimentId: number): EvaluationRow[] {
-    return evaluationsOf(this.db, experimentId);
+    return evaluationsOf(this.sqlite, experimentId);
   }
   evaluationsOfRun(runId: string): Map<number, EvaluationRow[]> {
-    return evaluationsOfRun(this.db, runId);
+    return evaluationsOfRun(this.sqlite, runId);
   }
   recordPromotionIntent(p: Omit<PromotionRow, 'state' | 'created_at'>): void {
-    recordPromotionIntent(this.db, p);
+    recordPromotionIntent(this.sqlite, p);
   }
   promotionsOf(runId: string, state?: PromotionRow['state']): PromotionRow[] {
-    return promotionsOf(this.db, runId, state);
+    return promotionsOf(this.sqlite, runId, state);
   }
   finishPromotion(runId: string, seq: number): void {
-    finishPromotion(this.db, runId, seq);
+    finishPromotion(this.sqlite, runId, seq);
   }
 }
