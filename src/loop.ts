@@ -132,6 +132,8 @@ interface RunCtx {
   etaCache: { at: number; ms: number | null } | null;
   /** the run's metric format, once its baseline is decided (fm) */
   metricFmt: MetricFmt | null;
+  /** the editable files at a few recent commits (editableFiles: a round's proposals all read its incumbent's) */
+  filesAt: Map<string, Promise<Record<string, string>>>;
 }
 
 class Interrupted extends Error {}
@@ -355,6 +357,7 @@ async function drive(
     dispatcher: await dispatcherFor(study, plan, evalCtx, store.getRun(runId)!, r, opts),
     etaCache: null,
     metricFmt: null,
+    filesAt: new Map(),
   };
   if (live) opts.reporter.event(`langfuse: live export to ${live.host} (session ${runId}); each experiment is sent once decided`);
   cleanStale(ctx);
@@ -623,13 +626,26 @@ function incumbentCommit(inc: ExperimentRow): string {
   return inc.kept_commit ?? inc.parent_commit;
 }
 
+/** The editable files at `commit`, as a copy; a commit never changes, so the last few read are kept (a failed read is not). */
 async function editableFiles(ctx: RunCtx, commit: string): Promise<Record<string, string>> {
-  const files: Record<string, string> = {};
-  for (const p of await g.trackedFiles(ctx.paths.repo, commit)) {
-    if (ctx.isEditable(p)) files[p] = await g.showFile(ctx.paths.repo, commit, p);
+  let read = ctx.filesAt.get(commit);
+  if (!read) {
+    read = (async () => {
+      const files: Record<string, string> = {};
+      for (const p of await g.trackedFiles(ctx.paths.repo, commit)) {
+        if (ctx.isEditable(p)) files[p] = await g.showFile(ctx.paths.repo, commit, p);
+      }
+      return files;
+    })();
+    ctx.filesAt.set(commit, read);
+    read.catch(() => ctx.filesAt.delete(commit));
+    if (ctx.filesAt.size > FILES_KEPT) ctx.filesAt.delete(ctx.filesAt.keys().next().value!);
   }
-  return files;
+  return { ...(await read) };
 }
+
+/** commits whose editable files editableFiles keeps: the incumbent's, the base's, and a few before */
+const FILES_KEPT = 4;
 
 async function createBaseline(ctx: RunCtx): Promise<void> {
   const base = ctx.run.base_commit;
