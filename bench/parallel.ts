@@ -15,12 +15,12 @@
  * Another arm is the issue's whole-run check: 8 experiments whose *evaluator* sleeps (the command does nothing).
  * Experiments per hour counts decided experiments over the whole run's wall time (baseline included).
  *
- * The floor: the least wall time a run's own rounds allow on its slots with no overhead at all, read
- * from its ledger — the baseline's repeats, then per round its screens, then (a round where a screen
- * passed) its confirmations and the incumbent's fresh repeat, each step ⌈evaluations / slots⌉
- * evaluation-times long, as a step needs the one before (a confirmation needs its screen, the round's
- * keep all of its confirmations, the next round the keep). The parallel-1 run's wall over a run's floor
- * is the most that run could gain on those rounds.
+ * The floor: the fewest evaluation-times a run's own rounds allow on its slots, read from its ledger —
+ * the baseline's repeats, then per round its screens, then (a round where a screen passed) its
+ * confirmations and the incumbent's fresh repeat, each step ⌈evaluations / slots⌉ evaluation-times
+ * long, as a step needs the one before (a confirmation needs its screen, the round's keep all of its
+ * confirmations, the next round the keep). The parallel-1 run's floor over a run's is the speed-up
+ * bound: what those rounds allow when an evaluation-time costs what it costs the sequential run.
  *
  *   node --import tsx bench/parallel.ts [--experiments 16] [--seconds 2] [--arms wait-bound,at-optimum,CPU-bound,slow-proposer,evaluator-wait]
  */
@@ -125,7 +125,8 @@ function floorSteps(exps: ExperimentRow[], evals: Map<number, EvaluationRow[]>, 
   for (const r of rounds) {
     const members = exps.filter((e) => e.seq > 0 && (e.round ?? e.seq) === r);
     const screens = members.filter((e) => (evals.get(e.id) ?? []).some((v) => v.repeat === 0)).length;
-    const confirms = members.reduce((n, e) => n + (evals.get(e.id) ?? []).filter((v) => v.repeat > 0).length, 0);
+    // a member's confirmations in its own round (a member kept later gets fresh repeats in later rounds: those count there)
+    const confirms = members.reduce((n, e) => n + (evals.get(e.id) ?? []).filter((v) => v.repeat > 0 && (v.round ?? r) === r).length, 0);
     const fresh = exps.filter((e) => !members.includes(e)).reduce((n, e) => n + (evals.get(e.id) ?? []).filter((v) => v.round === r).length, 0);
     steps += step(screens) + step(confirms + fresh);
     if (confirms > 0) passed++;
@@ -154,7 +155,7 @@ for (const kind of chosen) {
       db.close();
       const row = { kind, parallel, wall, evals, kept: exps.filter((e) => e.decision === 'kept').length, decided: exps.filter((e) => e.seq > 0).length, ...floorSteps(exps, byExp, parallel) };
       rows.push(row);
-      console.log(`${kind} parallel ${parallel}: ${wall.toFixed(1)} s (floor ${row.steps * S} s), ${evals} evaluations, ${row.passed} of ${row.rounds} rounds with a passed screen, ${row.kept} kept of ${row.decided}`);
+      console.log(`${kind} parallel ${parallel}: ${wall.toFixed(1)} s (floor ${row.steps} evaluation-times), ${evals} evaluations, ${row.passed} of ${row.rounds} rounds with a passed screen, ${row.kept} kept of ${row.decided}`);
     } finally {
       rmSync(repo, { recursive: true, force: true });
     }
@@ -174,23 +175,25 @@ const lines = [
   'time, baseline included. With slots, a round that has a candidate passing its screen also runs a fresh repeat of the incumbent',
   'beside the confirmations, so a run may do more evaluations.',
   '',
-  `*Floor*: the least wall time the run\'s own rounds allow on its slots with no overhead at all, from its ledger, in ${S} s steps: the`,
-  'baseline\'s repeats, then per round ⌈screens / slots⌉, then — where a screen passed — ⌈(confirmations + the incumbent\'s fresh repeat) /',
-  'slots⌉, since each step needs the one before (a confirmation needs its screen, the keep all the round\'s confirmations, the next round',
-  'the keep; a next round proposed early could not finish its k screens in the slots the confirmations leave). *Most at the floor*: the',
-  'parallel-1 run\'s wall over this run\'s floor, the speed-up these rounds could reach; a round where a screen passes costs a second',
-  'step, so a study that improves often gains less from slots than one where screens mostly fail.',
+  '*Floor*: the fewest evaluation-times the run\'s own rounds allow on its slots, from its ledger: the baseline\'s repeats, then per round',
+  '⌈screens / slots⌉, then — where a screen passed — ⌈(confirmations + the incumbent\'s fresh repeat) / slots⌉, since each step needs the',
+  'one before (a confirmation needs its screen, the keep all the round\'s confirmations, the next round the keep; a next round proposed',
+  'early could not finish its k screens in the slots the confirmations leave). *Speed-up bound*: the parallel-1 run\'s floor over this',
+  'run\'s (experiments being equal), what these rounds allow when an evaluation-time costs what it costs the sequential run (each',
+  'evaluation\'s own start — the sandbox, Python — is paid in every step as in every sequential evaluation); *of bound*: the measured',
+  'speed-up over it. A round where a screen passes costs a second step, so a study that improves often gains less from slots than one',
+  'where screens mostly fail.',
   `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()} (${cpus().length} cores), ${((Date.now() - t0) / 60000).toFixed(1)} min; load average ${loadAtStart.toFixed(1)} at the start, ${loadavg()[0]!.toFixed(1)} at the end (other work on the machine slows every arm alike, but CPU-bound slots gain less).`,
   '',
-  '| arm | parallel | wall | experiments / h | speed-up | evaluations | rounds with a passed screen | floor | most at the floor | kept / experiments |',
-  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  '| arm | parallel | wall | experiments / h | speed-up | evaluations | rounds with a passed screen | floor (evaluation-times) | speed-up bound | of bound | kept / experiments |',
+  '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
 ];
 for (const r of rows) {
   const one = rows.find((x) => x.kind === r.kind && x.parallel === 1)!;
   const perHour = (x: Row) => (x.decided / x.wall) * 3600;
-  const floor = r.steps * S;
-  const most = r.parallel === 1 ? '—' : `${((perHour(r) * r.wall / floor) / perHour(one)).toFixed(2)}×`;
-  lines.push(`| ${r.kind} | ${r.parallel} | ${r.wall.toFixed(1)} s | ${perHour(r).toFixed(0)} | **${(perHour(r) / perHour(one)).toFixed(2)}×** | ${r.evals} | ${r.passed} of ${r.rounds} | ${floor.toFixed(1)} s | ${most} | ${r.kept} / ${r.decided} |`);
+  const speedUp = perHour(r) / perHour(one);
+  const bound = (r.decided / r.steps) / (one.decided / one.steps);
+  lines.push(`| ${r.kind} | ${r.parallel} | ${r.wall.toFixed(1)} s | ${perHour(r).toFixed(0)} | **${speedUp.toFixed(2)}×** | ${r.evals} | ${r.passed} of ${r.rounds} | ${r.steps} | ${bound.toFixed(2)}× | ${((speedUp / bound) * 100).toFixed(0)}% | ${r.kept} / ${r.decided} |`);
 }
 writeSection('parallel', lines.join('\n'));
 console.log(lines.join('\n'));
