@@ -338,8 +338,9 @@ async function drive(
     db: store.sqlite, runId, study, paths, adapter, prepared, manifest, baseTracked: r.tracked, isLocked: r.isLocked, hidden: r.hiddenFiles,
     policy, guard, signal: opts.signal,
   };
+  const run = store.getRun(runId)!;
   const ctx: RunCtx = {
-    store, run: store.getRun(runId)!, study, paths, adapter, prepared, manifest,
+    store, run, study, paths, adapter, prepared, manifest,
     isEditable: r.isEditable, isLocked: r.isLocked,
     proposer: opts.proposer ?? makeProposer(study.proposer, study.locked.map((l) => (paths.studyDir ? `${paths.studyDir}/` : '') + l.replace(/^\.\//, ''))),
     policy,
@@ -354,7 +355,7 @@ async function drive(
     live,
     evalCtx,
     contamination: new ContaminationGuard(study, paths, (note) => opts.reporter.event(note)),
-    dispatcher: await dispatcherFor(study, plan, evalCtx, store.getRun(runId)!, r, opts),
+    dispatcher: await dispatcherFor(study, plan, evalCtx, run, r, opts),
     etaCache: null,
     metricFmt: null,
     filesAt: new Map(),
